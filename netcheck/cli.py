@@ -1,0 +1,316 @@
+"""The `netcheck` command: parse, call the library, render, map errors to exit codes.
+
+Heavy modules (aiohttp, psutil, Rich tables) are imported inside the commands that use
+them, so `netcheck --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from netcheck import __version__
+from netcheck.errors import NetcheckError, UsageError
+from netcheck.parse import parse_duration_s, parse_host_port, parse_server_url
+
+EXIT_BY_RECOMMENDATION = {"video": 0, "audio_only": 3, "phone": 4, "unknown": 5}
+EXIT_COULD_NOT_MEASURE = 5
+
+app = typer.Typer(
+    help="Can this connection carry the nonverbal cues of a video therapy session?",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+probe_app = typer.Typer(help="Run one probe and show all its figures.", no_args_is_help=True)
+config_app = typer.Typer(help="Show or create the config file.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+app.add_typer(config_app, name="config")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"netcheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Can this connection carry the nonverbal cues of a video therapy session?"""
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def check(
+    server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
+    json_output: JsonFlag = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A verdict in about 2 s: a shorter UDP stream.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Self-test: start a server on loopback and check against it.")] = False,
+    udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
+) -> int:
+    """Pre-session check: will video work, and if not, what to do."""
+    from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
+    from netcheck.config import load_config
+    from netcheck.probes.udp import UdpProbeSettings
+    from netcheck.render import render_check, with_progress
+
+    config = load_config()
+    if local and (server or udp_target):
+        raise UsageError("--local starts its own server; do not combine it with --server or --udp-target")
+    server_url = parse_server_url(server) if server else config.server
+    target = parse_host_port(udp_target, "--udp-target") if udp_target else None
+    if not local and not server_url:
+        raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config, or use --local")
+    defaults = config.check
+    settings = UdpProbeSettings(
+        interval_ms=defaults.udp_interval_ms,
+        duration_s=defaults.quick_udp_duration_s if quick else defaults.udp_duration_s,
+        size_bytes=defaults.udp_size_bytes,
+        hmac_key=config.hmac_key,
+    )
+    settings.validate()
+    job = run_local_check(settings, config.thresholds) if local else run_check(
+        server_url or "", settings, target, config.thresholds)
+
+    async def measure() -> Any:
+        if json_output:
+            return await job
+        return await with_progress(job, expected_duration_s(settings), "Checking your connection", _stderr())
+
+    report = report_to_dict(asyncio.run(measure()))
+    _save(config.store_path, report)
+    if json_output:
+        _print_json(report)
+    else:
+        render_check(report, _stdout())
+    return EXIT_BY_RECOMMENDATION[report["recommendation"]]
+
+
+def _save(store_path: Any, report: dict[str, Any]) -> None:
+    """Store the check; a broken store is reported but never costs the user the result."""
+    from netcheck.errors import StoreError
+    from netcheck.store.local import LocalStore
+
+    try:
+        with LocalStore(store_path) as store:
+            store.save_check(report)
+    except StoreError as error:
+        print(f"netcheck: warning: result not saved: {error}", file=sys.stderr)
+
+
+@probe_app.command("udp")
+def probe_udp(
+    target: Annotated[str, typer.Argument(help="HOST:PORT of a netcheck UDP reflector.")],
+    interval: Annotated[str, typer.Option(help="Time between packets, e.g. 20ms.")] = "20ms",
+    duration: Annotated[str, typer.Option(help="How long to send, e.g. 3s.")] = "3s",
+    size: Annotated[int, typer.Option(help="Packet size in bytes (UDP payload).")] = 160,
+    json_output: JsonFlag = False,
+) -> int:
+    """UDP isochronous probe: RTT, jitter, loss per direction, bursts, reordering."""
+    from netcheck.config import load_config
+    from netcheck.model import Status, result_fields
+    from netcheck.probes.udp import UdpProbe, UdpProbeSettings
+    from netcheck.render import render_fields
+
+    host, port = parse_host_port(target)
+    settings = UdpProbeSettings(
+        interval_ms=parse_duration_s(interval, "--interval") * 1000.0,
+        duration_s=parse_duration_s(duration, "--duration"),
+        size_bytes=size,
+        hmac_key=load_config().hmac_key,
+    )
+    result = asyncio.run(UdpProbe(host, port, settings).run())
+    fields = result_fields(result)
+    if json_output:
+        _print_json(fields)
+    else:
+        render_fields(f"UDP probe to {target}", fields, _stdout())
+    return 0 if result.status == Status.OK else EXIT_COULD_NOT_MEASURE
+
+
+@probe_app.command("system")
+def probe_system(
+    duration: Annotated[str, typer.Option(help="How long to watch the interface, e.g. 2s.")] = "2s",
+    target: Annotated[str, typer.Option(help="Host whose route picks the interface (only a routing lookup; nothing is sent).")] = "192.0.2.1",
+    json_output: JsonFlag = False,
+) -> int:
+    """CPU, memory, battery, interface kind, NIC errors and traffic during a window."""
+    from netcheck.model import result_fields
+    from netcheck.probes.system import SystemProbe
+    from netcheck.render import render_fields
+
+    window_s = parse_duration_s(duration, "--duration")
+    if not 0 < window_s <= 600:
+        raise UsageError(f"--duration {duration!r} outside 0..600 s")
+    fields = result_fields(asyncio.run(SystemProbe(target, window_s).run()))
+    if json_output:
+        _print_json(fields)
+    else:
+        render_fields("System", fields, _stdout())
+    return 0
+
+
+@app.command()
+def serve(
+    bind: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 or :: for all).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP API port; 0 = any free port.")] = 8470,
+    udp_port: Annotated[int, typer.Option(help="UDP reflector port; 0 = any free port.")] = 8471,
+    rate_limit_pps: Annotated[float, typer.Option(help="Reflector packets per second allowed per source address.")] = 1000.0,
+) -> int:
+    """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
+    from netcheck.config import load_config
+    from netcheck.server.app import start_server
+
+    for name, port in (("--http-port", http_port), ("--udp-port", udp_port)):
+        if not 0 <= port <= 65535:
+            raise UsageError(f"{name} {port} outside 0..65535")
+    if rate_limit_pps <= 0:
+        raise UsageError("--rate-limit-pps must be positive")
+    hmac_key = load_config().hmac_key
+
+    async def run_until_stopped() -> None:
+        try:
+            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps)
+        except OSError as error:
+            raise UsageError(f"cannot listen on {bind}: {error.strerror or error}") from None
+        host = f"[{bind}]" if ":" in bind else bind
+        print(f"http {host}:{server.http_port}", flush=True)
+        print(f"udp {host}:{server.udp_port}", flush=True)
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    asyncio.run(run_until_stopped())
+    return 0
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT end `serve` cleanly; where the OS has no such handlers, Ctrl-C still does."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signal_number, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows
+            pass
+
+
+@app.command()
+def history(
+    json_output: JsonFlag = False,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many checks, newest first.")] = 20,
+) -> int:
+    """Past checks from the local store."""
+    from netcheck.config import load_config
+    from netcheck.render import render_history
+    from netcheck.store.local import LocalStore
+
+    with LocalStore(load_config().store_path) as store:
+        reports = store.list_checks(limit)
+    if json_output:
+        _print_json([{key: report[key] for key in ("check_id", "started_at", "duration_s", "server",
+                                                    "recommendation", "level", "summary", "advice")}
+                     for report in reports])
+    else:
+        render_history(reports, _stdout())
+    return 0
+
+
+@config_app.command("path")
+def config_path_command() -> int:
+    """Where the config file is (it may not exist yet)."""
+    from netcheck.config import config_path
+    import os
+
+    print(config_path(os.environ))
+    return 0
+
+
+@config_app.command("show")
+def config_show() -> int:
+    """The effective config after file, environment and defaults, validated. Secrets are not shown."""
+    from netcheck.config import load_config
+
+    config = load_config()
+    _print_json({
+        "config_path": str(config.config_path),
+        "config_file_exists": config.config_path.exists(),
+        "store_path": str(config.store_path),
+        "server": config.server,
+        "site": config.site,
+        "hmac_key": "set" if config.hmac_key else None,
+        "check": config.check.__dict__,
+        "thresholds": {t.metric: {"good": t.good, "fair": t.fair} for t in config.thresholds},
+    })
+    return 0
+
+
+@config_app.command("init")
+def config_init() -> int:
+    """Write a commented config file to edit."""
+    from netcheck.config import config_path, write_template
+    import os
+
+    path = config_path(os.environ)
+    write_template(path)
+    print(path)
+    return 0
+
+
+def _is_exit(error: Exception) -> bool:
+    """Typer's (or click's) Exit; Typer ≥ 0.24 vendors click, so match by shape, not by class."""
+    return type(error).__name__ == "Exit" and isinstance(getattr(error, "exit_code", None), int)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """A click-style usage error (unknown flag, bad value): exit code 2 and a format_message()."""
+    return getattr(error, "exit_code", None) == 2 and callable(getattr(error, "format_message", None))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every outcome is an exit code and, on failure, one line on stderr."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="netcheck",
+                              standalone_mode=False)
+    except NetcheckError as error:
+        print(f"netcheck: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("netcheck: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if _is_exit(error):
+            sys.exit(error.exit_code)  # type: ignore[attr-defined]
+        if _is_usage_error(error):
+            print(f"netcheck: {error.format_message()} (see netcheck --help)", file=sys.stderr)  # type: ignore[attr-defined]
+            sys.exit(2)
+        print(f"netcheck: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,104 @@
+"""The typed, frozen data that flows from probes to quality to sinks (DESIGN §1)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+
+class Status(str, Enum):
+    """How a probe ended. Failure is data: a failed probe still returns a result."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    BLOCKED = "blocked"
+    ERROR = "error"
+
+
+class Level(str, Enum):
+    GOOD = "good"
+    FAIR = "fair"
+    POOR = "poor"
+    UNKNOWN = "unknown"
+
+
+class Recommendation(str, Enum):
+    VIDEO = "video"
+    AUDIO_ONLY = "audio_only"
+    PHONE = "phone"
+    UNKNOWN = "unknown"
+
+
+class Cue(str, Enum):
+    """The nonverbal cues a therapy session relies on, in the order they are shown."""
+
+    FACIAL_EXPRESSION = "facial_expression"
+    VOCAL_TONE = "vocal_tone"
+    CONVERSATIONAL_TIMING = "conversational_timing"
+    LIP_SYNC = "lip_sync"
+
+
+class ProbeResult(Protocol):
+    """Every probe result is a frozen dataclass with a `status`."""
+
+    status: Status
+
+
+def result_fields(result: ProbeResult) -> dict[str, Any]:
+    """A probe result as a flat dict of JSON-ready values (the `--json` and storage form)."""
+    fields = dataclasses.asdict(result)  # type: ignore[call-overload]
+    return {key: (value.value if isinstance(value, Enum) else value) for key, value in fields.items()}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One probe run: which probe, when, how long, and what it returned."""
+
+    probe: str
+    started_at: str
+    """ISO 8601 UTC."""
+    duration_s: float
+    result: ProbeResult
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """One metric judged against its threshold."""
+
+    metric: str
+    label: str
+    """What a person calls the metric, e.g. "delay (RTT p95)"."""
+    cue: Cue
+    level: Level
+    value: float | None
+    unit: str
+    good: str
+    """The threshold for `good`, written for people (e.g. "≤ 100 ms")."""
+    fair: str
+    source: str
+    """The probe field the value came from, or why it is missing."""
+
+
+@dataclass(frozen=True)
+class CueVerdict:
+    cue: Cue
+    level: Level
+    metrics: tuple[MetricVerdict, ...]
+    deciding: MetricVerdict | None
+    """The worst measured metric; None when nothing was measured."""
+    note: str
+    """Why the level is what it is, in words; says so when the cue was not (fully) measured."""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the measurements mean for a therapy session."""
+
+    recommendation: Recommendation
+    level: Level
+    summary: str
+    cues: dict[Cue, CueVerdict]
+    advice: tuple[str, ...]

@@ -1,0 +1,44 @@
+"""Parsing of user-given values (durations, HOST:PORT, URLs); errors are one-line UsageErrors."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from netcheck.errors import UsageError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+def parse_duration_s(text: str, what: str = "duration") -> float:
+    """'20ms', '3s', '1.5', '2m' → seconds. A bare number means seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"bad {what} {text!r}: use a number with ms, s or m, e.g. 20ms or 3s")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_host_port(text: str, what: str = "target") -> tuple[str, int]:
+    """'host:port', '1.2.3.4:5', '[::1]:5' → (host, port)."""
+    match = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$", text) or re.match(r"^([^:\[\]\s]+):(\d+)$", text)
+    if not match:
+        raise UsageError(f"bad {what} {text!r}: use HOST:PORT, e.g. 192.0.2.10:4000 or [::1]:4000")
+    port = int(match.group(2))
+    if not 1 <= port <= 65535:
+        raise UsageError(f"bad {what} {text!r}: port must be 1..65535")
+    return match.group(1), port
+
+
+def parse_server_url(text: str) -> str:
+    """Validate an http(s) server URL and return it without a trailing slash."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as error:
+        raise UsageError(f"bad server URL {text!r}: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad server URL {text!r}: use http://HOST:PORT or https://HOST")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"bad server URL {text!r}: port must be 1..65535")
+    return text.strip().rstrip("/")

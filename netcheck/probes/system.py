@@ -1,0 +1,125 @@
+"""System probe: the computer's side of a bad call (busy CPU, low battery, Wi-Fi, someone uploading).
+
+It samples psutil at the start and at the end of a window that runs alongside the network
+probes, so the traffic it reports is what crossed the interface *during* the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import sys
+from dataclasses import dataclass
+
+from netcheck.model import Status
+
+LOOPBACK_PREFIXES = ("lo",)
+WIFI_PREFIXES = ("wl", "wlan", "wi-fi", "wifi", "airport", "wireless")
+CELLULAR_PREFIXES = ("wwan", "rmnet", "ppp", "cellular", "pdp_ip")
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    """Facts about this computer during the check. Platform-specific ones may be None."""
+
+    status: Status
+    cpu_pct: float | None
+    memory_pct: float | None
+    battery_pct: float | None
+    battery_plugged: bool | None
+    interface: str | None
+    interface_kind: str
+    """wifi | ethernet | cellular | loopback | unknown"""
+    nic_errors: int | None
+    """Receive + transmit errors on the interface during the window."""
+    nic_drops: int | None
+    rx_mbps: float | None
+    """All traffic received on the interface during the window, the probes' own included."""
+    tx_mbps: float | None
+    window_s: float
+
+
+def interface_kind(name: str) -> str:
+    """Guess the link type from the interface name; Linux tells Wi-Fi for sure via sysfs."""
+    lowered = name.lower()
+    if lowered.startswith(LOOPBACK_PREFIXES) or lowered.startswith("loopback"):
+        return "loopback"
+    if sys.platform.startswith("linux") and os.path.isdir(f"/sys/class/net/{name}/wireless"):
+        return "wifi"
+    if lowered.startswith(WIFI_PREFIXES):
+        return "wifi"
+    if lowered.startswith(CELLULAR_PREFIXES):
+        return "cellular"
+    if lowered.startswith(("eth", "en", "ethernet", "em", "eno", "enp")):
+        return "ethernet"
+    return "unknown"
+
+
+def local_address_towards(host: str) -> str | None:
+    """The local IP the OS would use to reach `host` (a UDP connect sends nothing)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe_socket:
+            probe_socket.connect((host, 9))
+            return probe_socket.getsockname()[0]
+    except OSError:
+        return None
+
+
+def interface_for_address(address: str) -> str | None:
+    import psutil
+
+    try:
+        wanted = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return None
+    for name, addresses in psutil.net_if_addrs().items():
+        for entry in addresses:
+            try:
+                if ipaddress.ip_address(entry.address.split("%")[0]) == wanted:
+                    return name
+            except ValueError:
+                continue
+    return None
+
+
+class SystemProbe:
+    """Sample the computer over `window_s` seconds, for the interface that reaches `target_host`."""
+
+    name = "system"
+
+    def __init__(self, target_host: str, window_s: float) -> None:
+        self.target_host = target_host
+        self.window_s = window_s
+
+    async def run(self) -> SystemResult:
+        import psutil
+
+        local_address = await asyncio.to_thread(local_address_towards, self.target_host)
+        nic = interface_for_address(local_address) if local_address else None
+        psutil.cpu_percent(interval=None)
+        before = psutil.net_io_counters(pernic=True).get(nic) if nic else None
+        loop = asyncio.get_running_loop()
+        start_s = loop.time()
+        await asyncio.sleep(self.window_s)
+        window_s = loop.time() - start_s
+        cpu_pct = psutil.cpu_percent(interval=None)
+        after = psutil.net_io_counters(pernic=True).get(nic) if nic else None
+        battery = psutil.sensors_battery() if hasattr(psutil, "sensors_battery") else None
+        have_counters = before is not None and after is not None and window_s > 0
+        return SystemResult(
+            status=Status.OK,
+            cpu_pct=cpu_pct,
+            memory_pct=psutil.virtual_memory().percent,
+            battery_pct=round(battery.percent, 1) if battery else None,
+            battery_plugged=bool(battery.power_plugged) if battery and battery.power_plugged is not None else None,
+            interface=nic,
+            interface_kind=interface_kind(nic) if nic else "unknown",
+            nic_errors=(after.errin + after.errout - before.errin - before.errout) if have_counters else None,
+            nic_drops=(after.dropin + after.dropout - before.dropin - before.dropout) if have_counters else None,
+            rx_mbps=(after.bytes_recv - before.bytes_recv) * 8 / window_s / 1e6 if have_counters else None,
+            tx_mbps=(after.bytes_sent - before.bytes_sent) * 8 / window_s / 1e6 if have_counters else None,
+            window_s=round(window_s, 3),
+        )

@@ -1,0 +1,243 @@
+"""UDP isochronous probe: a stream of small packets at a fixed interval, like an audio call.
+
+Against netcheck's reflector it measures RTT (server turnaround subtracted), IPDV jitter,
+RFC 3550 jitter, loss per direction (the reflector reports how many packets it received),
+loss bursts, duplicates and reordering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+from netcheck import stats, wire
+from netcheck.errors import UsageError
+from netcheck.model import Status
+
+MIN_INTERVAL_MS = 1.0
+MAX_INTERVAL_MS = 1000.0
+MAX_DURATION_S = 600.0
+RESOLVE_TIMEOUT_S = 2.0
+STATS_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class UdpResult:
+    """What the UDP probe measured. Field names are a public contract (JSON, InfluxDB)."""
+
+    status: Status
+    packets_sent: int
+    packets_received: int
+    rtt_min_ms: float | None
+    rtt_mean_ms: float | None
+    rtt_p50_ms: float | None
+    rtt_p95_ms: float | None
+    rtt_max_ms: float | None
+    jitter_ms: float | None
+    """Mean |ΔRTT| of consecutive sequence numbers (RFC 3393 IPDV, as irtt reports it)."""
+    jitter_rfc3550_ms: float | None
+    loss_pct: float | None
+    loss_up_pct: float | None
+    loss_down_pct: float | None
+    loss_burst_max: int
+    duplicates: int
+    reordered: int
+
+
+@dataclass(frozen=True)
+class UdpProbeSettings:
+    interval_ms: float = 20.0
+    duration_s: float = 3.0
+    size_bytes: int = 160
+    hmac_key: bytes | None = None
+
+    def validate(self) -> None:
+        if not MIN_INTERVAL_MS <= self.interval_ms <= MAX_INTERVAL_MS:
+            raise UsageError(f"interval {self.interval_ms:g} ms outside {MIN_INTERVAL_MS:g}..{MAX_INTERVAL_MS:g} ms")
+        if not 0 < self.duration_s <= MAX_DURATION_S:
+            raise UsageError(f"duration {self.duration_s:g} s outside 0..{MAX_DURATION_S:g} s")
+        if self.duration_s * 1000.0 < self.interval_ms:
+            raise UsageError("duration is shorter than one interval")
+        low = wire.min_size_bytes(self.hmac_key is not None)
+        if not low <= self.size_bytes <= wire.MAX_PACKET_BYTES:
+            raise UsageError(f"packet size {self.size_bytes} outside {low}..{wire.MAX_PACKET_BYTES} bytes")
+
+    @property
+    def packet_count(self) -> int:
+        return max(1, round(self.duration_s * 1000.0 / self.interval_ms))
+
+
+def failed_result(status: Status, packets_sent: int = 0) -> UdpResult:
+    """A result for a run that got no answer at all."""
+    return UdpResult(
+        status=status, packets_sent=packets_sent, packets_received=0, rtt_min_ms=None, rtt_mean_ms=None,
+        rtt_p50_ms=None, rtt_p95_ms=None, rtt_max_ms=None, jitter_ms=None, jitter_rfc3550_ms=None,
+        loss_pct=100.0 if packets_sent else None, loss_up_pct=None, loss_down_pct=None,
+        loss_burst_max=packets_sent, duplicates=0, reordered=0,
+    )
+
+
+class _ReplyCollector(asyncio.DatagramProtocol):
+    """Records the receive time of every authentic reply of one flow; ignores everything else."""
+
+    def __init__(self, flow_id: int, packet_count: int, hmac_key: bytes | None) -> None:
+        self.flow_id = flow_id
+        self.packet_count = packet_count
+        self.hmac_key = hmac_key
+        self.echo_replies: list[tuple[int, int, wire.Packet]] = []  # (recv_ns, seq, packet), arrival order
+        self.unique_seqs: set[int] = set()
+        self.stats_rx_count: int | None = None
+        self.refused = False
+        self.all_back = asyncio.Event()
+        self.stats_back = asyncio.Event()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        recv_ns = time.monotonic_ns()
+        try:
+            packet = wire.decode(data, self.hmac_key)
+        except wire.WireError:
+            return
+        if packet.flow_id != self.flow_id:
+            return
+        if packet.kind == wire.KIND_ECHO_REPLY and packet.seq < self.packet_count:
+            self.echo_replies.append((recv_ns, packet.seq, packet))
+            self.unique_seqs.add(packet.seq)
+            if len(self.unique_seqs) == self.packet_count:
+                self.all_back.set()
+        elif packet.kind == wire.KIND_STATS_REPLY:
+            self.stats_rx_count = packet.server_rx_count
+            self.stats_back.set()
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.refused = True
+
+
+class UdpProbe:
+    """Probe a netcheck reflector at host:port."""
+
+    name = "udp"
+
+    def __init__(self, host: str, port: int, settings: UdpProbeSettings = UdpProbeSettings()) -> None:
+        settings.validate()
+        self.host = host
+        self.port = port
+        self.settings = settings
+
+    async def run(self) -> UdpResult:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM), RESOLVE_TIMEOUT_S
+            )
+        except (OSError, asyncio.TimeoutError):
+            return failed_result(Status.UNREACHABLE)
+        family, _, _, _, address = infos[0]
+        settings = self.settings
+        flow_id = secrets.randbits(64)
+        collector = _ReplyCollector(flow_id, settings.packet_count, settings.hmac_key)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address, family=family)
+        except OSError:
+            return failed_result(Status.UNREACHABLE)
+        try:
+            send_ns = await self._send_stream(transport, flow_id)
+            await self._wait_for_stragglers(collector, send_ns)
+            await self._ask_received_count(transport, collector, flow_id)
+        finally:
+            transport.close()
+        return summarise(send_ns, collector)
+
+    async def _send_stream(self, transport: asyncio.DatagramTransport, flow_id: int) -> list[int]:
+        """Send packet i at start + i × interval (absolute schedule, no drift); return send times."""
+        settings = self.settings
+        send_ns: list[int] = []
+        start_ns = time.monotonic_ns()
+        interval_ns = int(settings.interval_ms * 1e6)
+        for seq in range(settings.packet_count):
+            delay_s = (start_ns + seq * interval_ns - time.monotonic_ns()) / 1e9
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            now_ns = time.monotonic_ns()
+            packet = wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_id, seq=seq,
+                                 size_bytes=settings.size_bytes, client_send_ns=now_ns)
+            transport.sendto(wire.encode(packet, settings.hmac_key))
+            send_ns.append(now_ns)
+        return send_ns
+
+    async def _wait_for_stragglers(self, collector: _ReplyCollector, send_ns: list[int]) -> None:
+        """Wait for late replies: three times the slowest RTT seen, 0.2–2 s, from the last send."""
+        rtts_ns = [recv - send_ns[seq] for recv, seq, _ in collector.echo_replies]
+        grace_s = min(2.0, max(0.2, 3.0 * max(rtts_ns, default=int(1e9)) / 1e9))
+        remaining_s = (send_ns[-1] - time.monotonic_ns()) / 1e9 + grace_s
+        if remaining_s > 0:
+            try:
+                await asyncio.wait_for(collector.all_back.wait(), remaining_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _ask_received_count(
+        self, transport: asyncio.DatagramTransport, collector: _ReplyCollector, flow_id: int
+    ) -> None:
+        """Ask the reflector how many of our packets it received (upstream loss); retried on loss."""
+        if not collector.echo_replies:
+            return
+        rtt_max_s = max(recv - packet.client_send_ns for recv, _, packet in collector.echo_replies) / 1e9
+        wait_s = min(0.5, max(0.1, 2.0 * rtt_max_s))
+        request = wire.Packet(kind=wire.KIND_STATS_REQUEST, flow_id=flow_id, seq=0,
+                              size_bytes=self.settings.size_bytes)
+        for _ in range(STATS_ATTEMPTS):
+            transport.sendto(wire.encode(request, self.settings.hmac_key))
+            try:
+                await asyncio.wait_for(collector.stats_back.wait(), wait_s)
+                return
+            except asyncio.TimeoutError:
+                continue
+
+
+def summarise(send_ns: list[int], collector: _ReplyCollector) -> UdpResult:
+    """Turn send times and collected replies into the probe's figures."""
+    sent = len(send_ns)
+    if not collector.echo_replies:
+        return failed_result(Status.UNREACHABLE if collector.refused else Status.TIMEOUT, sent)
+    rtt_by_seq: list[float | None] = [None] * sent
+    rtt_in_arrival_order: list[float] = []
+    seqs_in_arrival_order: list[int] = []
+    duplicates = 0
+    max_rx_count_seen = 0
+    for recv_ns, seq, packet in collector.echo_replies:
+        max_rx_count_seen = max(max_rx_count_seen, packet.server_rx_count)
+        if rtt_by_seq[seq] is not None:
+            duplicates += 1
+            continue
+        turnaround_ns = max(0, packet.server_send_ns - packet.server_recv_ns)
+        rtt_ms = (recv_ns - send_ns[seq] - turnaround_ns) / 1e6
+        rtt_by_seq[seq] = rtt_ms
+        rtt_in_arrival_order.append(rtt_ms)
+        seqs_in_arrival_order.append(seq)
+    received = len(rtt_in_arrival_order)
+    # The stats reply is authoritative; if all its attempts were lost, the highest count echoed
+    # in a reply is a lower bound of what the reflector received.
+    server_rx = collector.stats_rx_count if collector.stats_rx_count is not None else max_rx_count_seen
+    server_rx = min(sent, max(server_rx, received))
+    return UdpResult(
+        status=Status.OK,
+        packets_sent=sent,
+        packets_received=received,
+        rtt_min_ms=min(rtt_in_arrival_order),
+        rtt_mean_ms=stats.mean(rtt_in_arrival_order),
+        rtt_p50_ms=stats.percentile(rtt_in_arrival_order, 50),
+        rtt_p95_ms=stats.percentile(rtt_in_arrival_order, 95),
+        rtt_max_ms=max(rtt_in_arrival_order),
+        jitter_ms=stats.ipdv_mean_ms(rtt_by_seq),
+        jitter_rfc3550_ms=stats.rfc3550_jitter_ms(rtt_in_arrival_order),
+        loss_pct=stats.loss_pct(sent, received),
+        loss_up_pct=stats.loss_pct(sent, server_rx),
+        loss_down_pct=stats.loss_pct(server_rx, received),
+        loss_burst_max=stats.loss_burst_max([rtt is not None for rtt in rtt_by_seq]),
+        duplicates=duplicates,
+        reordered=stats.count_reordered(seqs_in_arrival_order),
+    )

@@ -1,0 +1,61 @@
+"""One line of plain advice per problem, for a client or a therapist who is not technical."""
+
+from __future__ import annotations
+
+from netcheck.model import Level, MetricVerdict
+from netcheck.probes.system import SystemResult
+from netcheck.quality.thresholds import SystemLimits
+
+METRIC_ADVICE: dict[str, str] = {
+    "loss_pct": "Packet loss {value:.1f} %: the voice breaks up and its tone gets lost — move closer to the "
+                "router or plug in a cable{phone}.",
+    "jitter_ms": "Jitter {value:.0f} ms: speech may sound choppy — pause uploads, downloads and streaming on "
+                 "this network, or move closer to the router{phone}.",
+    "mos": "Expected voice quality {value:.1f} of 4.5: the voice will sound degraded — fix the loss, jitter or "
+           "delay above{phone}.",
+    "rtt_p95_ms": "Delay {value:.0f} ms: pauses may feel like hesitation or coldness — leave extra time before "
+                  "responding{phone}.",
+    "video_fps": "Video {value:.0f} fps: fleeting facial expressions will be missed — close other video apps "
+                 "and programs{audio}.",
+    "video_height": "Video {value:.0f} px high: the face will look blurry — move closer to the router or stop "
+                    "other streams{audio}.",
+    "freezes_per_min": "Video froze {value:.1f} times a minute: expressions get lost in the freezes — stop other "
+                       "streams and uploads{audio}.",
+    "bandwidth_mbps": "Bandwidth {value:.1f} Mbps: too little for a clear face — stop other uploads and streams "
+                      "or move to the router{audio}.",
+    "av_skew_ms": "Lip sync off by {value:+.0f} ms: voice and lips drift apart — restart the call app{audio}.",
+}
+
+
+def metric_advice(verdict: MetricVerdict) -> str | None:
+    """The advice line for a fair or poor metric; None for good or unmeasured ones."""
+    if verdict.level not in (Level.FAIR, Level.POOR) or verdict.value is None:
+        return None
+    poor = verdict.level == Level.POOR
+    return METRIC_ADVICE[verdict.metric].format(
+        value=verdict.value,
+        phone="; if it does not improve, use the phone" if poor else "",
+        audio="; if it does not improve, switch to audio only" if poor else "",
+    )
+
+
+def system_advice(system: SystemResult, network_has_problems: bool, limits: SystemLimits) -> list[str]:
+    """Advice from the computer's side: busy CPU, low battery, competing traffic, NIC errors, Wi-Fi."""
+    lines: list[str] = []
+    if system.cpu_pct is not None and system.cpu_pct >= limits.cpu_busy_pct:
+        lines.append(f"Your computer is busy (CPU {system.cpu_pct:.0f} %): close other programs before the session.")
+    if (system.battery_pct is not None and system.battery_plugged is False
+            and system.battery_pct <= limits.battery_low_pct):
+        lines.append(f"Battery at {system.battery_pct:.0f} % and not charging: plug in the charger — "
+                     "power saving can slow down video.")
+    if system.interface_kind != "loopback":
+        rx, tx = system.rx_mbps or 0.0, system.tx_mbps or 0.0
+        if max(rx, tx) >= limits.competing_traffic_mbps:
+            lines.append(f"Other traffic on your connection during the check ({tx:.1f} Mbps up, {rx:.1f} Mbps "
+                         "down): pause cloud backups, uploads, downloads and streaming.")
+        if (system.nic_errors or 0) + (system.nic_drops or 0) > 0:
+            lines.append(f"Your network adapter reported {(system.nic_errors or 0) + (system.nic_drops or 0)} "
+                         "errors or drops during the check: try another cable or move closer to the router.")
+    if network_has_problems and system.interface_kind == "wifi":
+        lines.append("You are on Wi-Fi: sitting next to the router or using a network cable usually helps.")
+    return lines

@@ -1,0 +1,143 @@
+"""assess(): per-cue levels, a recommendation and advice from probe results. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
+from netcheck.probes.system import SystemResult
+from netcheck.probes.udp import UdpResult
+from netcheck.quality import emodel
+from netcheck.quality.advice import metric_advice, system_advice
+from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold
+
+SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
+CUE_NAMES = {
+    Cue.FACIAL_EXPRESSION: "facial expression",
+    Cue.VOCAL_TONE: "vocal tone",
+    Cue.CONVERSATIONAL_TIMING: "conversational timing",
+    Cue.LIP_SYNC: "lip sync",
+}
+NOT_MEASURED_BECAUSE = {
+    "video_fps": "needs the A/V probe",
+    "video_height": "needs the A/V probe",
+    "freezes_per_min": "needs the A/V probe",
+    "av_skew_ms": "needs the A/V probe",
+    "bandwidth_mbps": "needs the throughput probe",
+    "loss_pct": "needs the UDP probe",
+    "jitter_ms": "needs the UDP probe",
+    "mos": "needs the UDP probe",
+    "rtt_p95_ms": "needs the UDP probe",
+}
+
+
+def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple[float, str]]:
+    """Cue metric name → (value, where it came from), for every metric a successful probe gave."""
+    metrics: dict[str, tuple[float, str]] = {}
+    udp = measurements.get("udp")
+    if isinstance(udp, UdpResult) and udp.status == Status.OK and udp.rtt_mean_ms is not None:
+        jitter_ms = udp.jitter_ms or 0.0
+        loss_pct = udp.loss_pct or 0.0
+        metrics["loss_pct"] = (loss_pct, "udp.loss_pct")
+        metrics["jitter_ms"] = (jitter_ms, "udp.jitter_ms")
+        metrics["rtt_p95_ms"] = (udp.rtt_p95_ms or udp.rtt_mean_ms, "udp.rtt_p95_ms")
+        metrics["mos"] = (round(emodel.mos(udp.rtt_mean_ms, jitter_ms, loss_pct), 2),
+                          "G.107 E-model of udp.rtt_mean_ms, udp.jitter_ms, udp.loss_pct")
+    return metrics
+
+
+def assess(
+    measurements: Mapping[str, ProbeResult],
+    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+    limits: SystemLimits = SystemLimits(),
+) -> Assessment:
+    metrics = measured_metrics(measurements)
+    cues = {cue: _judge_cue(cue, thresholds, metrics) for cue in Cue}
+    recommendation = recommend(cues)
+    measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
+    level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
+
+    advice = [line for verdict in cues.values() for metric in verdict.metrics if (line := metric_advice(metric))]
+    system = measurements.get("system")
+    if isinstance(system, SystemResult) and system.status == Status.OK:
+        network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
+        advice.extend(system_advice(system, network_has_problems, limits))
+    return Assessment(
+        recommendation=recommendation,
+        level=level,
+        summary=summarise(recommendation, cues, measurements),
+        cues=cues,
+        advice=tuple(advice),
+    )
+
+
+def recommend(cues: Mapping[Cue, CueVerdict]) -> Recommendation:
+    """DESIGN §5: phone if voice or timing is poor, audio-only if face or lip sync is poor, else video."""
+    if cues[Cue.VOCAL_TONE].level == Level.POOR or cues[Cue.CONVERSATIONAL_TIMING].level == Level.POOR:
+        return Recommendation.PHONE
+    if cues[Cue.FACIAL_EXPRESSION].level == Level.POOR or cues[Cue.LIP_SYNC].level == Level.POOR:
+        return Recommendation.AUDIO_ONLY
+    if cues[Cue.VOCAL_TONE].level == Level.UNKNOWN or cues[Cue.CONVERSATIONAL_TIMING].level == Level.UNKNOWN:
+        return Recommendation.UNKNOWN
+    return Recommendation.VIDEO
+
+
+def summarise(
+    recommendation: Recommendation, cues: Mapping[Cue, CueVerdict], measurements: Mapping[str, ProbeResult]
+) -> str:
+    """The verdict in one sentence."""
+    poor = [verdict for verdict in cues.values() if verdict.level == Level.POOR]
+    fair = [verdict for verdict in cues.values() if verdict.level == Level.FAIR]
+    unknown = [CUE_NAMES[verdict.cue] for verdict in cues.values() if verdict.level == Level.UNKNOWN]
+    if recommendation == Recommendation.UNKNOWN:
+        failed = [f"{name} {result.status.value}" for name, result in measurements.items() if result.status != Status.OK]
+        reason = f" ({', '.join(failed)})" if failed else ""
+        return f"The connection could not be measured{reason}: no recommendation."
+    if recommendation in (Recommendation.PHONE, Recommendation.AUDIO_ONLY):
+        causes = "; ".join(f"{CUE_NAMES[v.cue]} is poor ({_figure(v.deciding)})" for v in poor)
+        action = "Use the phone" if recommendation == Recommendation.PHONE else "Use audio only"
+        return f"{action}: {causes}."
+    sentence = "Video should work"
+    if fair:
+        sentence += ", with some risk: " + "; ".join(f"{CUE_NAMES[v.cue]} is fair ({_figure(v.deciding)})" for v in fair)
+    else:
+        sentence += " well for every cue measured"
+    if unknown:
+        sentence += f". Not measured, so not part of this verdict: {_join(unknown)}"
+    return sentence + "."
+
+
+def _judge_cue(cue: Cue, thresholds: tuple[Threshold, ...], metrics: Mapping[str, tuple[float, str]]) -> CueVerdict:
+    verdicts = tuple(_judge_metric(t, metrics.get(t.metric)) for t in thresholds if t.cue == cue)
+    measured = [verdict for verdict in verdicts if verdict.level != Level.UNKNOWN]
+    if not measured:
+        reasons = sorted({NOT_MEASURED_BECAUSE.get(v.metric, "not measured") for v in verdicts})
+        return CueVerdict(cue, Level.UNKNOWN, verdicts, None, f"not measured ({'; '.join(reasons)})")
+    deciding = max(measured, key=lambda verdict: SEVERITY[verdict.level])
+    missing = [verdict.metric for verdict in verdicts if verdict.level == Level.UNKNOWN]
+    note = f"decided by {deciding.metric}"
+    if missing:
+        note += f"; not measured: {', '.join(missing)}"
+    return CueVerdict(cue, deciding.level, verdicts, deciding, note)
+
+
+def _judge_metric(threshold: Threshold, measured: tuple[float, str] | None) -> MetricVerdict:
+    good = threshold.describe(threshold.good, threshold.good_is_strict)
+    fair = threshold.describe(threshold.fair)
+    if measured is None:
+        source = f"not measured: {NOT_MEASURED_BECAUSE.get(threshold.metric, 'no probe gives it')}"
+        return MetricVerdict(threshold.metric, threshold.label, threshold.cue, Level.UNKNOWN, None, threshold.unit, good, fair, source)
+    value, source = measured
+    return MetricVerdict(threshold.metric, threshold.label, threshold.cue, threshold.level(value), value, threshold.unit,
+                         good, fair, source)
+
+
+def _figure(verdict: MetricVerdict | None) -> str:
+    if verdict is None or verdict.value is None:
+        return "not measured"
+    unit = f" {verdict.unit}" if verdict.unit else ""
+    return f"{verdict.label} {verdict.value:.3g}{unit}"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -1,0 +1,92 @@
+"""Rich output for people. It renders the same dicts `--json` prints; it decides nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.table import Table
+
+T = TypeVar("T")
+
+LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
+RECOMMENDATION_STYLE = {"video": "bold green", "audio_only": "bold yellow", "phone": "bold red", "unknown": "bold"}
+CUE_TITLES = {
+    "facial_expression": "Facial expression",
+    "vocal_tone": "Vocal tone",
+    "conversational_timing": "Conversational timing",
+    "lip_sync": "Lip sync",
+}
+
+
+async def with_progress(job: Awaitable[T], expected_s: float, label: str, console: Console) -> T:
+    """Await `job` while a progress bar advances with the time the job is expected to take."""
+    if not console.is_terminal:
+        return await job
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    task_future = asyncio.ensure_future(job)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(label, total=expected_s)
+        start_s = time.perf_counter()
+        while not task_future.done():
+            progress.update(task, completed=min(expected_s, time.perf_counter() - start_s))
+            await asyncio.wait({task_future}, timeout=0.1)
+    return task_future.result()
+
+
+def render_check(report: Mapping[str, Any], console: Console) -> None:
+    """The verdict in one sentence, a per-cue table with the deciding figure, then the advice."""
+    style = RECOMMENDATION_STYLE.get(report["recommendation"], "bold")
+    console.print(f"[{style}]{report['summary']}[/]")
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("cue", "level", "deciding figure", "good", "fair"):
+        table.add_column(column)
+    for cue, verdict in report["cues"].items():
+        level = verdict["level"]
+        deciding = verdict["metrics"].get(verdict["deciding_metric"] or "")
+        if deciding:
+            figure = f"{deciding['label']} {_number(deciding['value'])} {deciding['unit']}".rstrip()
+            good, fair = deciding["good"], deciding["fair"]
+        else:
+            figure, good, fair = verdict["note"], "", ""
+        table.add_row(CUE_TITLES.get(cue, cue), f"[{LEVEL_STYLE[level]}]{level}[/]", figure, good, fair)
+    console.print(table)
+    if report["advice"]:
+        console.print("[bold]What to do[/]")
+        for line in report["advice"]:
+            console.print(f"  • {line}")
+
+
+def render_fields(title: str, fields: Mapping[str, Any], console: Console) -> None:
+    """A probe's flat fields as a two-column table."""
+    table = Table(title=title, show_header=False, box=None, padding=(0, 2))
+    table.add_column("field", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in fields.items():
+        table.add_row(name, _number(value))
+    console.print(table)
+
+
+def render_history(reports: list[Mapping[str, Any]], console: Console) -> None:
+    if not reports:
+        console.print("No checks stored yet. Run `netcheck check`.")
+        return
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("started (UTC)", "recommendation", "level", "server", "summary"):
+        table.add_column(column)
+    for report in reports:
+        style = RECOMMENDATION_STYLE.get(report["recommendation"], "")
+        table.add_row(report["started_at"][:19].replace("T", " "), f"[{style}]{report['recommendation']}[/]",
+                      report["level"], report.get("server") or "", report["summary"])
+    console.print(table)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return "–" if value is None else str(value)

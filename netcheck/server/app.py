@@ -1,0 +1,74 @@
+"""`netcheck serve`: the HTTP API and the UDP reflector, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from netcheck import __version__, wire
+from netcheck.server.reflector import Reflector
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+@dataclass
+class RunningServer:
+    """A started server; `close()` stops both listeners."""
+
+    bind: str
+    http_port: int
+    udp_port: int
+    reflector: Reflector
+    runner: web.AppRunner
+    udp_transport: asyncio.DatagramTransport
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"http://{host}:{self.http_port}"
+
+    async def close(self) -> None:
+        self.udp_transport.close()
+        await self.runner.cleanup()
+
+
+def build_app(udp_port: int, hmac_required: bool) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+
+    async def info(_request: web.Request) -> web.Response:
+        return web.json_response({
+            "service": "netcheck",
+            "version": __version__,
+            "wire_version": wire.VERSION,
+            "udp_port": udp_port,
+            "hmac_required": hmac_required,
+        })
+
+    app.router.add_get("/v1/info", info)
+    return app
+
+
+async def start_server(
+    bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
+    rate_pps: float = 1000.0,
+) -> RunningServer:
+    """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps)
+    transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
+    bound_udp_port = transport.get_extra_info("sockname")[1]
+    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None), access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, bind, http_port)
+        await site.start()
+    except BaseException:
+        transport.close()
+        await runner.cleanup()
+        raise
+    bound_http_port = runner.addresses[0][1]
+    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, runner, transport)

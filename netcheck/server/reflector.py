@@ -1,0 +1,139 @@
+"""UDP reflector: answers well-formed probe packets, counts what each flow sent it.
+
+Hostile peers are assumed: malformed, oversized or unauthenticated datagrams are dropped
+silently, replies are never larger than requests, every source is rate-limited and every
+table is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from netcheck import wire
+
+MAX_FLOWS = 4096
+MAX_SEQS_PER_FLOW = 65536
+FLOW_IDLE_S = 120.0
+MAX_SOURCES = 10000
+
+
+@dataclass
+class ReflectorCounters:
+    """What the reflector did since start; for logs and tests."""
+
+    received: int = 0
+    answered: int = 0
+    dropped_malformed: int = 0
+    dropped_rate_limited: int = 0
+    dropped_flow_limit: int = 0
+
+
+class SourceRateLimiter:
+    """Token bucket per source address, bounded in the number of sources it remembers."""
+
+    def __init__(self, rate_pps: float, burst_pkts: float, max_sources: int = MAX_SOURCES) -> None:
+        self.rate_pps = rate_pps
+        self.burst_pkts = burst_pkts
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, source: str, now_s: float) -> bool:
+        tokens, last_s = self._buckets.pop(source, (self.burst_pkts, now_s))
+        tokens = min(self.burst_pkts, tokens + (now_s - last_s) * self.rate_pps)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[source] = (tokens, now_s)
+        if len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+@dataclass
+class _Flow:
+    seqs: set[int] = field(default_factory=set)
+    last_seen_s: float = 0.0
+
+
+class FlowTable:
+    """Unique sequence numbers received per (source, flow_id): the upstream half of directional loss."""
+
+    def __init__(self, max_flows: int = MAX_FLOWS, max_seqs: int = MAX_SEQS_PER_FLOW) -> None:
+        self.max_flows = max_flows
+        self.max_seqs = max_seqs
+        self._flows: OrderedDict[tuple[str, int], _Flow] = OrderedDict()
+
+    def record(self, source: str, flow_id: int, seq: int, now_s: float) -> int | None:
+        """Count `seq`; return the flow's unique count, or None when the flow is over its bound."""
+        flow = self._touch(source, flow_id, now_s)
+        if seq not in flow.seqs:
+            if len(flow.seqs) >= self.max_seqs:
+                return None
+            flow.seqs.add(seq)
+        return len(flow.seqs)
+
+    def count(self, source: str, flow_id: int, now_s: float) -> int:
+        return len(self._touch(source, flow_id, now_s).seqs)
+
+    def _touch(self, source: str, flow_id: int, now_s: float) -> _Flow:
+        key = (source, flow_id)
+        flow = self._flows.pop(key, None) or _Flow()
+        flow.last_seen_s = now_s
+        self._flows[key] = flow
+        while self._flows:
+            oldest_key, oldest = next(iter(self._flows.items()))
+            if len(self._flows) <= self.max_flows and now_s - oldest.last_seen_s < FLOW_IDLE_S:
+                break
+            del self._flows[oldest_key]
+        return flow
+
+
+class Reflector(asyncio.DatagramProtocol):
+    """The asyncio protocol behind `netcheck serve`'s UDP port."""
+
+    def __init__(self, hmac_key: bytes | None = None, rate_pps: float = 1000.0, burst_pkts: float = 200.0) -> None:
+        self.hmac_key = hmac_key
+        self.limiter = SourceRateLimiter(rate_pps, burst_pkts)
+        self.flows = FlowTable()
+        self.counters = ReflectorCounters()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        recv_ns = time.monotonic_ns()
+        self.counters.received += 1
+        reply = self.answer(data, addr[0], recv_ns)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+            self.counters.answered += 1
+
+    def answer(self, data: bytes, source: str, recv_ns: int) -> bytes | None:
+        """The reply datagram for `data` from `source`, or None to drop it. No I/O: fuzzable."""
+        now_s = recv_ns / 1e9
+        if not self.limiter.allow(source, now_s):
+            self.counters.dropped_rate_limited += 1
+            return None
+        try:
+            request = wire.decode(data, self.hmac_key)
+        except wire.WireError:
+            self.counters.dropped_malformed += 1
+            return None
+        if request.kind == wire.KIND_ECHO_REQUEST:
+            rx_count = self.flows.record(source, request.flow_id, request.seq, now_s)
+        elif request.kind == wire.KIND_STATS_REQUEST:
+            rx_count = self.flows.count(source, request.flow_id, now_s)
+        else:
+            self.counters.dropped_malformed += 1
+            return None
+        if rx_count is None:
+            self.counters.dropped_flow_limit += 1
+            return None
+        reply = wire.reply_to(request, rx_count, recv_ns, time.monotonic_ns())
+        encoded = wire.encode(reply, self.hmac_key)
+        assert len(encoded) == len(data), "a reply must never be larger than its request"
+        return encoded

@@ -1,0 +1,1 @@
+"""Sinks: they store, nothing else."""
