@@ -57,8 +57,11 @@ async def fetch_server_info(server_url: str) -> ServerInfo:
                 body = await response.content.read(MAX_INFO_BYTES)
     except asyncio.TimeoutError:
         raise MeasurementError(f"server {server_url} did not answer within {INFO_TIMEOUT_S:g} s") from None
+    except aiohttp.ClientConnectorError as error:
+        reason = (error.os_error.strerror or str(error.os_error)).lower()
+        raise MeasurementError(f"server {server_url} unreachable: {reason}") from None
     except aiohttp.ClientError as error:
-        raise MeasurementError(f"server {server_url} unreachable: {error}") from None
+        raise MeasurementError(f"server {server_url} unreachable: {type(error).__name__}: {error}") from None
     try:
         info = json.loads(body)
         udp_port = info["udp_port"]

@@ -77,8 +77,9 @@ def render_history(reports: list[Mapping[str, Any]], console: Console) -> None:
         console.print("No checks stored yet. Run `netcheck check`.")
         return
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
-    for column in ("started (UTC)", "recommendation", "level", "server", "summary"):
-        table.add_column(column)
+    for column in ("started (UTC)", "recommendation", "level", "server"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary", no_wrap=True, overflow="ellipsis")
     for report in reports:
         style = RECOMMENDATION_STYLE.get(report["recommendation"], "")
         table.add_row(report["started_at"][:19].replace("T", " "), f"[{style}]{report['recommendation']}[/]",

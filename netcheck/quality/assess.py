@@ -18,16 +18,16 @@ CUE_NAMES = {
     Cue.CONVERSATIONAL_TIMING: "conversational timing",
     Cue.LIP_SYNC: "lip sync",
 }
-NOT_MEASURED_BECAUSE = {
-    "video_fps": "needs the A/V probe",
-    "video_height": "needs the A/V probe",
-    "freezes_per_min": "needs the A/V probe",
-    "av_skew_ms": "needs the A/V probe",
-    "bandwidth_mbps": "needs the throughput probe",
-    "loss_pct": "needs the UDP probe",
-    "jitter_ms": "needs the UDP probe",
-    "mos": "needs the UDP probe",
-    "rtt_p95_ms": "needs the UDP probe",
+PROBE_FOR_METRIC = {
+    "video_fps": "A/V",
+    "video_height": "A/V",
+    "freezes_per_min": "A/V",
+    "av_skew_ms": "A/V",
+    "bandwidth_mbps": "throughput",
+    "loss_pct": "UDP",
+    "jitter_ms": "UDP",
+    "mos": "UDP",
+    "rtt_p95_ms": "UDP",
 }
 
 
@@ -111,8 +111,9 @@ def _judge_cue(cue: Cue, thresholds: tuple[Threshold, ...], metrics: Mapping[str
     verdicts = tuple(_judge_metric(t, metrics.get(t.metric)) for t in thresholds if t.cue == cue)
     measured = [verdict for verdict in verdicts if verdict.level != Level.UNKNOWN]
     if not measured:
-        reasons = sorted({NOT_MEASURED_BECAUSE.get(v.metric, "not measured") for v in verdicts})
-        return CueVerdict(cue, Level.UNKNOWN, verdicts, None, f"not measured ({'; '.join(reasons)})")
+        probes = sorted({PROBE_FOR_METRIC.get(verdict.metric, "another") for verdict in verdicts})
+        plural = "probes" if len(probes) > 1 else "probe"
+        return CueVerdict(cue, Level.UNKNOWN, verdicts, None, f"not measured (needs the {_join(probes)} {plural})")
     deciding = max(measured, key=lambda verdict: SEVERITY[verdict.level])
     missing = [verdict.metric for verdict in verdicts if verdict.level == Level.UNKNOWN]
     note = f"decided by {deciding.metric}"
@@ -125,7 +126,7 @@ def _judge_metric(threshold: Threshold, measured: tuple[float, str] | None) -> M
     good = threshold.describe(threshold.good, threshold.good_is_strict)
     fair = threshold.describe(threshold.fair)
     if measured is None:
-        source = f"not measured: {NOT_MEASURED_BECAUSE.get(threshold.metric, 'no probe gives it')}"
+        source = f"not measured: needs the {PROBE_FOR_METRIC.get(threshold.metric, 'another')} probe"
         return MetricVerdict(threshold.metric, threshold.label, threshold.cue, Level.UNKNOWN, None, threshold.unit, good, fair, source)
     value, source = measured
     return MetricVerdict(threshold.metric, threshold.label, threshold.cue, threshold.level(value), value, threshold.unit,

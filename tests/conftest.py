@@ -1,0 +1,84 @@
+"""Shared fixtures: a real `netcheck serve` on loopback, and a way to run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class ServerProcess:
+    """A `netcheck serve` subprocess and the addresses it printed."""
+
+    process: subprocess.Popen
+    http_url: str
+    udp_host: str
+    udp_port: int
+
+    @property
+    def udp_target(self) -> str:
+        return f"{self.udp_host}:{self.udp_port}"
+
+
+def start_serve(*extra_args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start `netcheck serve` on free loopback ports and read the two lines it prints."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", "--bind", "127.0.0.1", "--http-port", "0",
+         "--udp-port", "0", *extra_args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert process.stdout is not None
+    lines = {}
+    for _ in range(2):
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"netcheck serve did not start: {process.stderr.read() if process.stderr else ''}")
+        kind, address = line.split()
+        lines[kind] = address
+    udp_host, udp_port = lines["udp"].rsplit(":", 1)
+    return ServerProcess(process, f"http://{lines['http']}", udp_host, int(udp_port))
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    running = start_serve()
+    yield running
+    stop(running.process)
+
+
+@pytest.fixture
+def netcheck_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+@pytest.fixture
+def run_cli(netcheck_home: Path):
+    """Run `python cli.py ARGS` with its own NETCHECK_HOME; returns the CompletedProcess."""
+
+    def run(*args: str, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("NETCHECK_")}
+        env["NETCHECK_HOME"] = str(netcheck_home)
+        env.update(extra_env or {})
+        return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=REPO)
+
+    return run

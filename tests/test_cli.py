@@ -1,0 +1,164 @@
+"""The CLI as a user runs it: real `netcheck serve` subprocesses on loopback, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from tests.conftest import ServerProcess, start_serve, stop
+
+CHECK_KEYS = {"recommendation", "level", "cues", "advice", "measurements", "started_at", "duration_s"}
+CUES = {"facial_expression", "vocal_tone", "conversational_timing", "lip_sync"}
+UDP_FIELDS = [
+    "status", "packets_sent", "packets_received", "rtt_min_ms", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms",
+    "rtt_max_ms", "jitter_ms", "jitter_rfc3550_ms", "loss_pct", "loss_up_pct", "loss_down_pct", "loss_burst_max",
+    "duplicates", "reordered",
+]
+
+
+def assert_one_line_error(result, exit_code: int, contains: str) -> None:
+    assert result.returncode == exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert contains in lines[0]
+
+
+def test_local_check_recommends_video_and_is_stored(run_cli) -> None:
+    result = run_cli("check", "--local", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert CHECK_KEYS <= set(report)
+    assert set(report["cues"]) == CUES
+    assert report["recommendation"] == "video"
+    assert report["cues"]["facial_expression"]["level"] == "unknown"
+    assert report["cues"]["lip_sync"]["level"] == "unknown"
+    assert report["cues"]["vocal_tone"]["level"] == "good"
+    assert "not part of this verdict" in report["summary"]
+    assert list(report["measurements"]["udp"]) == UDP_FIELDS
+    assert report["measurements"]["udp"]["packets_received"] == report["measurements"]["udp"]["packets_sent"]
+    assert report["measurements"]["system"]["interface_kind"] == "loopback"
+
+    history = run_cli("history", "--json")
+    assert history.returncode == 0
+    assert [entry["check_id"] for entry in json.loads(history.stdout)] == [report["check_id"]]
+
+
+def test_check_against_a_running_server_renders_a_verdict(run_cli, server: ServerProcess) -> None:
+    result = run_cli("check", "--server", server.http_url, "--quick")
+    assert result.returncode == 0, result.stderr
+    assert "Video should work" in result.stdout
+    for title in ("Facial expression", "Vocal tone", "Conversational", "Lip sync"):
+        assert title in result.stdout
+
+
+def test_server_from_environment_and_udp_target_override(run_cli, server: ServerProcess) -> None:
+    result = run_cli("check", "--quick", "--json", "--udp-target", server.udp_target,
+                     extra_env={"NETCHECK_SERVER": server.http_url})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["server"] == server.http_url
+
+
+def test_udp_target_that_does_not_answer_is_exit_5(run_cli, server: ServerProcess) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        result = run_cli("check", "--server", server.http_url, "--quick", "--json", "--udp-target",
+                         f"127.0.0.1:{port}")
+    assert result.returncode == 5
+    report = json.loads(result.stdout)
+    assert report["recommendation"] == "unknown"
+    assert report["measurements"]["udp"]["status"] == "timeout"
+
+
+def test_probe_udp_json_has_exactly_the_contract_fields(run_cli, server: ServerProcess) -> None:
+    result = run_cli("probe", "udp", server.udp_target, "--duration", "1s", "--interval", "10ms", "--json")
+    assert result.returncode == 0, result.stderr
+    fields = json.loads(result.stdout)
+    assert list(fields) == UDP_FIELDS
+    assert fields["packets_sent"] == 100
+    assert fields["loss_pct"] == 0.0
+
+
+def test_refused_server_is_exit_5_within_5_s(run_cli) -> None:
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]  # nothing listens here once closed
+    start = time.monotonic()
+    result = run_cli("check", "--server", f"http://127.0.0.1:{port}")
+    assert time.monotonic() - start < 5.0
+    assert_one_line_error(result, 5, "unreachable")
+
+
+def test_silent_server_is_exit_5_within_5_s(run_cli) -> None:
+    with socket.socket() as black_hole:  # accepts TCP connections (backlog) but never answers HTTP
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(8)
+        start = time.monotonic()
+        result = run_cli("check", "--server", f"http://127.0.0.1:{black_hole.getsockname()[1]}")
+        elapsed = time.monotonic() - start
+    assert elapsed < 5.0
+    assert_one_line_error(result, 5, "did not answer")
+
+
+def test_not_a_netcheck_server_is_exit_5(run_cli, server: ServerProcess) -> None:
+    result = run_cli("check", "--server", server.http_url + "/nothing-here")
+    assert_one_line_error(result, 5, "HTTP 404")
+
+
+@pytest.mark.parametrize(
+    ("args", "contains"),
+    [(("check", "--server", "not a url"), "bad server URL"),
+     (("check", "--server", "http://host:99999"), "bad server URL"),
+     (("check",), "no server"),
+     (("check", "--bogus"), "No such option"),
+     (("probe", "udp", "127.0.0.1:1", "--duration", "3 parsecs"), "bad --duration"),
+     (("probe", "udp", "127.0.0.1:1", "--interval", "0ms"), "interval 0 ms outside"),
+     (("probe", "udp", "127.0.0.1:1", "--size", "10"), "packet size 10 outside"),
+     (("probe", "udp", "no-port"), "bad target"),
+     (("serve", "--udp-port", "70000"), "--udp-port 70000 outside"),
+     (("nonsense",), "No such command")],
+)
+def test_usage_errors_are_one_line_and_exit_2(run_cli, args: tuple[str, ...], contains: str) -> None:
+    assert_one_line_error(run_cli(*args), 2, contains)
+
+
+def test_bad_config_file_names_the_key(run_cli, netcheck_home) -> None:
+    (netcheck_home / "config.toml").write_text("[thresholds.jitter_ms]\ngood = 'low'\n")
+    assert_one_line_error(run_cli("check", "--local"), 2, "thresholds.jitter_ms.good: must be a number")
+
+
+def test_config_init_path_and_show(run_cli, netcheck_home) -> None:
+    assert run_cli("config", "path").stdout.strip() == str(netcheck_home / "config.toml")
+    assert run_cli("config", "init").returncode == 0
+    assert (netcheck_home / "config.toml").exists()
+    assert_one_line_error(run_cli("config", "init"), 2, "already exists")
+    shown = json.loads(run_cli("config", "show").stdout)
+    assert shown["config_file_exists"] is True
+    assert shown["thresholds"]["rtt_p95_ms"] == {"good": 100, "fair": 250}
+
+
+def test_hmac_server_rejects_clients_without_the_key(run_cli, tmp_path) -> None:
+    env = {**os.environ, "NETCHECK_HMAC_KEY": "clinic-secret", "NETCHECK_HOME": str(tmp_path)}
+    secured = start_serve(env=env)
+    try:
+        unsigned = run_cli("probe", "udp", secured.udp_target, "--duration", "0.5s", "--json")
+        assert unsigned.returncode == 5
+        assert json.loads(unsigned.stdout)["status"] == "timeout"  # dropped silently, as a hostile packet
+        signed = run_cli("probe", "udp", secured.udp_target, "--duration", "0.5s", "--json",
+                         extra_env={"NETCHECK_HMAC_KEY": "clinic-secret"})
+        assert signed.returncode == 0, signed.stderr
+        assert json.loads(signed.stdout)["loss_pct"] == 0.0
+        missing_key = run_cli("check", "--server", secured.http_url)
+        assert_one_line_error(missing_key, 2, "requires an HMAC key")
+    finally:
+        stop(secured.process)
+
+
+def test_help_and_version(run_cli) -> None:
+    assert run_cli("--help").returncode == 0
+    assert run_cli("--version").stdout.startswith("netcheck ")

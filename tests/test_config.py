@@ -1,0 +1,54 @@
+"""Config: file < environment < flags, validated with messages that name the key."""
+
+from pathlib import Path
+
+import pytest
+
+from netcheck.config import load_config
+from netcheck.errors import ConfigError
+
+
+def write(home: Path, text: str) -> dict[str, str]:
+    (home / "config.toml").write_text(text)
+    return {"NETCHECK_HOME": str(home)}
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    config = load_config({"NETCHECK_HOME": str(tmp_path)})
+    assert config.server is None
+    assert config.store_path == tmp_path / "netcheck.sqlite3"
+    assert config.check.udp_duration_s == 3.0
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = write(tmp_path, 'server = "http://file.example:1"\n[check]\nudp_duration_s = 5\n')
+    assert load_config(env).server == "http://file.example:1"
+    assert load_config(env).check.udp_duration_s == 5.0
+    env["NETCHECK_SERVER"] = "http://env.example:2/"
+    assert load_config(env).server == "http://env.example:2"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("server = 5\n", "server: must be a string"),
+     ('server = "ftp://x"\n', "server: bad server URL"),
+     ("colour = 1\n", "unknown key 'colour'"),
+     ("[check]\nudp_duration_s = -1\n", "check.udp_duration_s: must be a number in"),
+     ("[check]\nudp_interval = 20\n", "check.udp_interval: unknown key"),
+     ("[thresholds.loss_pct]\ngood = 5\nfair = 2\n", "thresholds.loss_pct: good"),
+     ("server = \n", "not valid TOML")],
+)
+def test_bad_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_hmac_key_file_must_be_private(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("secret\n")
+    key_file.chmod(0o644)
+    env = write(tmp_path, f'hmac_key_file = "{key_file}"\n')
+    with pytest.raises(ConfigError, match="hmac_key_file: .* must not be readable by others"):
+        load_config(env)
+    key_file.chmod(0o600)
+    assert load_config(env).hmac_key == b"secret"

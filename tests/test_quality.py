@@ -1,0 +1,110 @@
+"""The quality model: levels, recommendation, advice, unknown cues, per-clinic overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from netcheck.errors import ConfigError
+from netcheck.model import Cue, Level, Recommendation, Status
+from netcheck.probes.system import SystemResult
+from netcheck.probes.udp import UdpResult, failed_result
+from netcheck.quality import DEFAULT_THRESHOLDS, apply_overrides, assess
+
+CLEAN_UDP = UdpResult(
+    status=Status.OK, packets_sent=150, packets_received=150, rtt_min_ms=0.2, rtt_mean_ms=0.3, rtt_p50_ms=0.3,
+    rtt_p95_ms=0.4, rtt_max_ms=0.5, jitter_ms=0.05, jitter_rfc3550_ms=0.04, loss_pct=0.0, loss_up_pct=0.0,
+    loss_down_pct=0.0, loss_burst_max=0, duplicates=0, reordered=0,
+)
+QUIET_SYSTEM = SystemResult(
+    status=Status.OK, cpu_pct=10.0, memory_pct=40.0, battery_pct=None, battery_plugged=None, interface="eth0",
+    interface_kind="ethernet", nic_errors=0, nic_drops=0, rx_mbps=0.1, tx_mbps=0.1, window_s=3.0,
+)
+
+
+def udp(**changes: float) -> UdpResult:
+    return dataclasses.replace(CLEAN_UDP, **changes)
+
+
+def test_clean_path_recommends_video_and_leaves_unmeasured_cues_unknown() -> None:
+    result = assess({"udp": CLEAN_UDP, "system": QUIET_SYSTEM})
+    assert result.recommendation == Recommendation.VIDEO
+    assert result.level == Level.GOOD
+    assert result.cues[Cue.VOCAL_TONE].level == Level.GOOD
+    assert result.cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
+    for cue in (Cue.FACIAL_EXPRESSION, Cue.LIP_SYNC):
+        assert result.cues[cue].level == Level.UNKNOWN
+        assert "not measured" in result.cues[cue].note
+    assert "not measured" in result.summary.lower() or "not part of this verdict" in result.summary
+    assert result.advice == ()
+
+
+def test_long_delay_makes_timing_poor_and_recommends_the_phone() -> None:
+    result = assess({"udp": udp(rtt_mean_ms=300.0, rtt_p50_ms=300.0, rtt_p95_ms=305.0)})
+    assert result.cues[Cue.CONVERSATIONAL_TIMING].level == Level.POOR
+    assert result.cues[Cue.VOCAL_TONE].level == Level.GOOD  # MOS still ≥ 4: the voice is fine, the timing is not
+    assert result.recommendation == Recommendation.PHONE
+    assert any(line.startswith("Delay 305 ms") for line in result.advice)
+
+
+def test_six_percent_loss_makes_vocal_tone_poor() -> None:
+    result = assess({"udp": udp(loss_pct=6.0, loss_up_pct=3.0, loss_down_pct=3.1)})
+    assert result.cues[Cue.VOCAL_TONE].level == Level.POOR
+    assert result.cues[Cue.VOCAL_TONE].deciding.metric == "loss_pct"
+    assert result.recommendation == Recommendation.PHONE
+    assert any("Packet loss 6.0 %" in line for line in result.advice)
+
+
+@pytest.mark.parametrize(
+    ("changes", "level"),
+    [({"jitter_ms": 20.0}, Level.GOOD), ({"jitter_ms": 20.1}, Level.FAIR), ({"jitter_ms": 40.1}, Level.POOR),
+     ({"loss_pct": 0.99}, Level.GOOD), ({"loss_pct": 1.0}, Level.FAIR), ({"loss_pct": 3.0}, Level.FAIR),
+     ({"loss_pct": 3.01}, Level.POOR)],
+)
+def test_threshold_edges_of_vocal_tone(changes: dict, level: Level) -> None:
+    assert assess({"udp": udp(**changes)}).cues[Cue.VOCAL_TONE].level == level
+
+
+def test_fair_cue_keeps_video_but_says_so() -> None:
+    result = assess({"udp": udp(rtt_p95_ms=180.0)})
+    assert result.recommendation == Recommendation.VIDEO
+    assert result.level == Level.FAIR
+    assert "fair" in result.summary
+
+
+def test_nothing_measured_gives_unknown_not_good() -> None:
+    result = assess({"udp": failed_result(Status.TIMEOUT, packets_sent=150)})
+    assert result.recommendation == Recommendation.UNKNOWN
+    assert result.level == Level.UNKNOWN
+    assert all(verdict.level == Level.UNKNOWN for verdict in result.cues.values())
+    assert "udp timeout" in result.summary
+
+
+def test_system_problems_become_advice() -> None:
+    busy = dataclasses.replace(QUIET_SYSTEM, cpu_pct=97.0, battery_pct=8.0, battery_plugged=False, tx_mbps=12.0,
+                               interface_kind="wifi")
+    advice = assess({"udp": udp(jitter_ms=30.0), "system": busy}).advice
+    assert any("CPU 97 %" in line for line in advice)
+    assert any("Battery at 8 %" in line for line in advice)
+    assert any("12.0 Mbps up" in line for line in advice)
+    assert any("Wi-Fi" in line for line in advice)
+
+
+def test_clinic_overrides_change_the_verdict() -> None:
+    strict = apply_overrides(DEFAULT_THRESHOLDS, {"rtt_p95_ms": {"good": 50, "fair": 80}})
+    assert assess({"udp": udp(rtt_p95_ms=90.0)}, strict).cues[Cue.CONVERSATIONAL_TIMING].level == Level.POOR
+    assert assess({"udp": udp(rtt_p95_ms=90.0)}).cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"rtt_p95": {"good": 1}}, "thresholds.rtt_p95: unknown metric"),
+     ({"rtt_p95_ms": {"god": 1}}, "thresholds.rtt_p95_ms.god: unknown key"),
+     ({"rtt_p95_ms": {"good": "fast"}}, "thresholds.rtt_p95_ms.good: must be a number"),
+     ({"rtt_p95_ms": {"good": 300}}, "thresholds.rtt_p95_ms: good (300) must be ≤ fair (250)"),
+     ({"av_skew_ms": {"good": [50, -50]}}, "thresholds.av_skew_ms.good: must be [low, high]")],
+)
+def test_bad_overrides_name_the_key(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        apply_overrides(DEFAULT_THRESHOLDS, overrides)
