@@ -1,0 +1,63 @@
+"""How long a client waits for a verdict: `netcheck check` (default and --quick) on loopback.
+
+Runs the real CLI as a subprocess against a real `netcheck serve`, several times, and prints a
+markdown table (wall time from process start to exit, interpreter start-up included).
+
+    python benchmarks/check_speed.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import start_serve, stop  # noqa: E402
+
+TARGETS_S = {"check --quick": 3.0, "check": 8.0, "check --local": 15.0, "--help": 0.5}
+
+
+def time_command(args: list[str], env: dict[str, str], runs: int) -> list[float]:
+    durations = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, env=env)
+        durations.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise SystemExit(f"{args} exited {result.returncode}: {result.stderr.decode()}")
+    return durations
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    server = start_serve()
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            env = {**os.environ, "NETCHECK_HOME": home}
+            cases = {
+                "check --quick": ["check", "--server", server.http_url, "--quick", "--json"],
+                "check": ["check", "--server", server.http_url, "--json"],
+                "check --local": ["check", "--local", "--json"],
+                "--help": ["--help"],
+            }
+            print(f"| command | runs | median s | max s | target s |\n|---|---|---|---|---|")
+            for name, args in cases.items():
+                durations = time_command(args, env, runs)
+                print(f"| `netcheck {name}` | {runs} | {statistics.median(durations):.2f} | "
+                      f"{max(durations):.2f} | ≤ {TARGETS_S[name]:g} |")
+    finally:
+        stop(server.process)
+
+
+if __name__ == "__main__":
+    main()
