@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import ServerProcess, start_serve, stop
+from tests.conftest import REPO, ServerProcess, start_serve, stop
 
 CHECK_KEYS = {"recommendation", "level", "cues", "advice", "measurements", "started_at", "duration_s"}
 CUES = {"facial_expression", "vocal_tone", "conversational_timing", "lip_sync"}
@@ -162,3 +164,19 @@ def test_hmac_server_rejects_clients_without_the_key(run_cli, tmp_path) -> None:
 def test_help_and_version(run_cli) -> None:
     assert run_cli("--help").returncode == 0
     assert run_cli("--version").stdout.startswith("netcheck ")
+
+
+def test_ipv6_server_and_probe(run_cli) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "serve", "--bind", "::1", "--http-port", "0", "--udp-port", "0"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        http_line, udp_line = process.stdout.readline().split(), process.stdout.readline().split()
+        assert http_line[0] == "http" and udp_line[0] == "udp" and udp_line[1].startswith("[::1]:")
+        probe = run_cli("probe", "udp", udp_line[1], "--duration", "0.5s", "--json")
+        assert probe.returncode == 0, probe.stderr
+        assert json.loads(probe.stdout)["packets_received"] == 25
+        check = run_cli("check", "--server", f"http://{http_line[1]}", "--quick", "--json")
+        assert check.returncode == 0, check.stderr
+    finally:
+        stop(process)

@@ -140,7 +140,7 @@ class UdpProbe:
         flow_id = secrets.randbits(64)
         collector = _ReplyCollector(flow_id, settings.packet_count, settings.hmac_key)
         try:
-            transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address, family=family)
+            transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address[:2], family=family)
         except OSError:
             return failed_result(Status.UNREACHABLE)
         try:
