@@ -56,6 +56,11 @@ def render_check(report: Mapping[str, Any], console: Console) -> None:
             figure, good, fair = verdict["note"], "", ""
         table.add_row(CUE_TITLES.get(cue, cue), f"[{LEVEL_STYLE[level]}]{level}[/]", figure, good, fair)
     console.print(table)
+    udp = report["measurements"].get("udp", {})
+    if udp.get("status") == "ok":
+        console.print(f"[dim]Measured over {udp['packets_sent']} packets: delay p95 {_number(udp['rtt_p95_ms'])} ms · "
+                      f"jitter {_number(udp['jitter_ms'])} ms · loss {_number(udp['loss_pct'])} % "
+                      f"(up {_number(udp['loss_up_pct'])} %, down {_number(udp['loss_down_pct'])} %)[/]")
     if report["advice"]:
         console.print("[bold]What to do[/]")
         for line in report["advice"]:

@@ -79,6 +79,7 @@ def test_nothing_measured_gives_unknown_not_good() -> None:
     assert result.level == Level.UNKNOWN
     assert all(verdict.level == Level.UNKNOWN for verdict in result.cues.values())
     assert "udp timeout" in result.summary
+    assert any("firewall may block UDP" in line for line in result.advice)
 
 
 def test_system_problems_become_advice() -> None:

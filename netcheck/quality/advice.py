@@ -39,6 +39,18 @@ def metric_advice(verdict: MetricVerdict) -> str | None:
     )
 
 
+PROBE_FAILURE_ADVICE: dict[str, str] = {
+    "udp": "No answer on the server's UDP port ({status}): a firewall may block UDP, which video calls need — "
+           "try another network (or your phone's hotspot) and tell the clinic.",
+}
+
+
+def probe_failure_advice(probe: str, status: str) -> str | None:
+    """What to do when a probe could not measure at all."""
+    template = PROBE_FAILURE_ADVICE.get(probe)
+    return template.format(status=status) if template else None
+
+
 def system_advice(system: SystemResult, network_has_problems: bool, limits: SystemLimits) -> list[str]:
     """Advice from the computer's side: busy CPU, low battery, competing traffic, NIC errors, Wi-Fi."""
     lines: list[str] = []

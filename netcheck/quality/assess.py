@@ -8,7 +8,7 @@ from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, Pr
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import emodel
-from netcheck.quality.advice import metric_advice, system_advice
+from netcheck.quality.advice import metric_advice, probe_failure_advice, system_advice
 from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
@@ -58,6 +58,8 @@ def assess(
     level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
 
     advice = [line for verdict in cues.values() for metric in verdict.metrics if (line := metric_advice(metric))]
+    advice.extend(line for name, result in measurements.items()
+                  if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
     system = measurements.get("system")
     if isinstance(system, SystemResult) and system.status == Status.OK:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
