@@ -194,7 +194,7 @@ def serve(
         try:
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps)
         except OSError as error:
-            raise UsageError(f"cannot listen on {bind}: {error.strerror or error}") from None
+            raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind
         print(f"http {host}:{server.http_port}", flush=True)
         print(f"udp {host}:{server.udp_port}", flush=True)

@@ -22,6 +22,8 @@ MAX_INTERVAL_MS = 1000.0
 MAX_DURATION_S = 600.0
 RESOLVE_TIMEOUT_S = 2.0
 STATS_ATTEMPTS = 3
+MAX_REPLIES_PER_PACKET = 4
+"""A hostile or broken reflector may flood duplicates; beyond this many replies to one packet they are ignored."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class _ReplyCollector(asyncio.DatagramProtocol):
         self.packet_count = packet_count
         self.hmac_key = hmac_key
         self.echo_replies: list[tuple[int, int, wire.Packet]] = []  # (recv_ns, seq, packet), arrival order
-        self.unique_seqs: set[int] = set()
+        self.replies_per_seq: dict[int, int] = {}
         self.stats_rx_count: int | None = None
         self.refused = False
         self.all_back = asyncio.Event()
@@ -103,9 +105,12 @@ class _ReplyCollector(asyncio.DatagramProtocol):
         if packet.flow_id != self.flow_id:
             return
         if packet.kind == wire.KIND_ECHO_REPLY and packet.seq < self.packet_count:
+            replies_to_seq = self.replies_per_seq.get(packet.seq, 0)
+            if replies_to_seq >= MAX_REPLIES_PER_PACKET:
+                return
+            self.replies_per_seq[packet.seq] = replies_to_seq + 1
             self.echo_replies.append((recv_ns, packet.seq, packet))
-            self.unique_seqs.add(packet.seq)
-            if len(self.unique_seqs) == self.packet_count:
+            if len(self.replies_per_seq) == self.packet_count:
                 self.all_back.set()
         elif packet.kind == wire.KIND_STATS_REPLY:
             self.stats_rx_count = packet.server_rx_count
@@ -146,7 +151,7 @@ class UdpProbe:
         try:
             send_ns = await self._send_stream(transport, flow_id)
             await self._wait_for_stragglers(collector, send_ns)
-            await self._ask_received_count(transport, collector, flow_id)
+            await self._ask_received_count(transport, collector, flow_id, send_ns)
         finally:
             transport.close()
         return summarise(send_ns, collector)
@@ -180,12 +185,12 @@ class UdpProbe:
                 pass
 
     async def _ask_received_count(
-        self, transport: asyncio.DatagramTransport, collector: _ReplyCollector, flow_id: int
+        self, transport: asyncio.DatagramTransport, collector: _ReplyCollector, flow_id: int, send_ns: list[int]
     ) -> None:
         """Ask the reflector how many of our packets it received (upstream loss); retried on loss."""
         if not collector.echo_replies:
             return
-        rtt_max_s = max(recv - packet.client_send_ns for recv, _, packet in collector.echo_replies) / 1e9
+        rtt_max_s = max(recv - send_ns[seq] for recv, seq, _ in collector.echo_replies) / 1e9
         wait_s = min(0.5, max(0.1, 2.0 * rtt_max_s))
         request = wire.Packet(kind=wire.KIND_STATS_REQUEST, flow_id=flow_id, seq=0,
                               size_bytes=self.settings.size_bytes)
