@@ -30,6 +30,22 @@ app.add_typer(probe_app, name="probe")
 app.add_typer(config_app, name="config")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
+TurnOption = Annotated[Optional[str], typer.Option("--turn", help="TURN server, turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT.")]
+TurnUserOption = Annotated[Optional[str], typer.Option("--turn-user", help="TURN user name.")]
+TurnPassOption = Annotated[Optional[str], typer.Option(
+    "--turn-pass", envvar="NETCHECK_TURN_PASSWORD", show_envvar=True,
+    help="TURN password; prefer the environment variable, argv is visible to other users.")]
+RelayOnlyFlag = Annotated[bool, typer.Option("--relay-only", help="Use only TURN-relayed ICE candidates.")]
+
+
+def _ice_settings(stun: str | None, turn: str | None, turn_user: str | None, turn_pass: str | None,
+                  relay_only: bool) -> Any:
+    from netcheck.av.peer import IceSettings
+
+    ice = IceSettings(stun, turn, turn_user, turn_pass, relay_only)
+    ice.validate()
+    return ice
 
 
 def _version(value: bool) -> None:
@@ -150,6 +166,47 @@ def probe_udp(
     return 0 if result.status == Status.OK else EXIT_COULD_NOT_MEASURE
 
 
+@probe_app.command("av")
+def probe_av(
+    server: Annotated[Optional[str], typer.Option(help="The netcheck server URL (else config or NETCHECK_SERVER).")] = None,
+    duration: Annotated[str, typer.Option(help="How long to measure after the first frame, e.g. 5s.")] = "5s",
+    video: Annotated[str, typer.Option(help="Sent video, WIDTHxHEIGHT@FPS.")] = "640x360@30",
+    audio_offset_ms: Annotated[float, typer.Option(help="Send each audio marker this many ms before its video marker (calibration, tests).")] = 0.0,
+    stun: StunOption = None,
+    turn: TurnOption = None,
+    turn_user: TurnUserOption = None,
+    turn_pass: TurnPassOption = None,
+    relay_only: RelayOnlyFlag = False,
+    json_output: JsonFlag = False,
+) -> int:
+    """A/V probe: a short WebRTC call both ways — fps, resolution, freezes, loss, jitter, lip sync."""
+    from netcheck.av.session import check_audio_offset_ms, parse_video_format
+    from netcheck.config import load_config
+    from netcheck.model import Status, result_fields
+    from netcheck.probes.av import AvProbe, AvProbeSettings
+    from netcheck.render import render_av
+
+    config = load_config()
+    server_url = parse_server_url(server) if server else config.server
+    if not server_url:
+        raise UsageError("no server: pass --server URL or set NETCHECK_SERVER")
+    duration_s = parse_duration_s(duration, "--duration")
+    if not 0.5 <= duration_s <= 120:
+        raise UsageError(f"--duration {duration!r} outside 0.5..120 s")
+    settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
+                               _ice_settings(stun, turn, turn_user, turn_pass, relay_only))
+    result = asyncio.run(AvProbe(server_url, settings).run())
+    fields = result_fields(result)
+    if json_output:
+        _print_json(fields)
+    else:
+        render_av(fields, _stdout())
+    if result.status != Status.OK:
+        print(f"netcheck: A/V probe {result.status.value}: {result.error}", file=sys.stderr)
+        return EXIT_COULD_NOT_MEASURE
+    return 0
+
+
 @probe_app.command("system")
 def probe_system(
     duration: Annotated[str, typer.Option(help="How long to watch the interface, e.g. 2s.")] = "2s",
@@ -178,6 +235,11 @@ def serve(
     http_port: Annotated[int, typer.Option(help="HTTP API port; 0 = any free port.")] = 8470,
     udp_port: Annotated[int, typer.Option(help="UDP reflector port; 0 = any free port.")] = 8471,
     rate_limit_pps: Annotated[float, typer.Option(help="Reflector packets per second allowed per source address.")] = 1000.0,
+    stun: StunOption = None,
+    turn: TurnOption = None,
+    turn_user: TurnUserOption = None,
+    turn_pass: TurnPassOption = None,
+    relay_only: RelayOnlyFlag = False,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
     from netcheck.config import load_config
@@ -189,10 +251,11 @@ def serve(
     if rate_limit_pps <= 0:
         raise UsageError("--rate-limit-pps must be positive")
     hmac_key = load_config().hmac_key
+    ice = _ice_settings(stun, turn, turn_user, turn_pass, relay_only)
 
     async def run_until_stopped() -> None:
         try:
-            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps)
+            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind

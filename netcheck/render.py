@@ -96,3 +96,18 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return "–" if value is None else str(value)
+
+
+def render_av(fields: Mapping[str, Any], console: Console) -> None:
+    """The A/V probe: headline figures, then upstream and downstream side by side."""
+    console.print(f"status {fields['status']} · path {fields.get('ice_path') or '–'} · first frame after "
+                  f"{_number(fields['time_to_first_frame_ms'])} ms · A/V skew {_number(fields['av_skew_ms'])} ms")
+    if not fields.get("upstream") or not fields.get("downstream"):
+        return
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    table.add_column("field")
+    table.add_column("upstream (you → server)", justify="right")
+    table.add_column("downstream (server → you)", justify="right")
+    for name in fields["upstream"]:
+        table.add_row(name, _number(fields["upstream"][name]), _number(fields["downstream"][name]))
+    console.print(table)

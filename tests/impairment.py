@@ -10,6 +10,13 @@ a FIFO of up-datagram indices in the order it forwarded them; each reply from up
 head, which tells which client datagram it answers. `compute_truth` turns the log into the figures
 a probe should report.
 
+A blackout (`Profile.blackout_at_s`, `blackout_s`) drops every datagram, both ways, that arrives
+within [first + at, first + at + duration), where first is the arrival of the relay's first datagram.
+
+For media relayed through TURN (the relay in front of a TURN server's UDP port), `media_truth`
+classifies each logged head (TURN ChannelData or Send/Data indication, then RTP / RTCP / DTLS /
+STUN inside) and counts, per direction and RTP payload type, the packets seen and dropped.
+
 Run `python -m tests.impairment --upstream 127.0.0.1:PORT --profile 60ms-3pct --log relay.json`;
 it prints `relay 127.0.0.1:PORT`, relays until SIGTERM/SIGINT, then writes the log and exits 0.
 """
@@ -33,7 +40,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -80,6 +87,14 @@ class Profile:
     name: str
     up: Impairment
     down: Impairment
+    blackout_at_s: float = 0.0
+    """Start of the blackout, seconds after the relay's first datagram arrived."""
+    blackout_s: float = 0.0
+    """Length of the blackout, both directions; 0 = none."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.blackout_at_s <= 86_400 or not 0 <= self.blackout_s <= 86_400:
+            raise ValueError("blackout_at_s and blackout_s must be within 0..86400")
 
     @classmethod
     def round_trip(cls, name: str, rtt_ms: float, jitter_ms: float, loss_pct: float,
@@ -144,6 +159,7 @@ class Relay:
         self.head_bytes, self.max_log_entries = head_bytes, max_log_entries
         self._impairers = {UP: Impairer(profile.up, seed, UP), DOWN: Impairer(profile.down, seed, DOWN)}
         self._counts = {UP: 0, DOWN: 0}
+        self._first_ns: int | None = None
         self._client: tuple | None = None
         self._fifo: deque[int] = deque()  # up indices in forwarding order, awaiting their reply
         self._log: list[dict] = []
@@ -194,11 +210,20 @@ class Relay:
             "listen": list(self.address),
             "upstream": list(self.upstream),
             "started_ns": self.started_ns,
+            "first_datagram_ns": self._first_ns,
+            "blackout": self._blackout_window(),
             "truncated": self._unlogged > 0,
             "unlogged": self._unlogged,
             "scheduling_error_us": _summary(errors_us),
             "datagrams": self._log,
         }
+
+    def _blackout_window(self) -> dict | None:
+        """{start_ns, end_ns} on the arrival clock, once the first datagram fixed the origin."""
+        if self.profile.blackout_s <= 0 or self._first_ns is None:
+            return None
+        start_ns = self._first_ns + round(self.profile.blackout_at_s * 1e9)
+        return {"start_ns": start_ns, "end_ns": start_ns + round(self.profile.blackout_s * 1e9)}
 
     def _receive_loop(self, sock: socket.socket, direction: str) -> None:
         sock.settimeout(0.05)
@@ -218,18 +243,26 @@ class Relay:
         with self._cond:
             if direction == UP:
                 self._client = addr
+            if self._first_ns is None:
+                self._first_ns = arrival_ns
             index = self._counts[direction]
             self._counts[direction] += 1
+            # always decide, so that decision k stays a function of seed, direction and k only
             dropped, nominal_ns = self._impairers[direction].decide()
+            reason = "loss" if dropped else None
+            blackout = self._blackout_window()
+            if blackout and blackout["start_ns"] <= arrival_ns < blackout["end_ns"]:
+                dropped, reason = True, "blackout"
             entry = {
                 "dir": direction, "index": index, "arrival_ns": arrival_ns, "size": len(data),
-                "head": data[: self.head_bytes].hex(), "dropped": dropped, "sent": False,
+                "head": data[: self.head_bytes].hex(), "dropped": dropped, "reason": reason, "sent": False,
                 "delay_ns": None, "nominal_delay_ns": nominal_ns, "sched_error_ns": None,
             }
             if direction == DOWN:
                 entry["pair"] = self._fifo.popleft() if self._fifo else None
-                if self._client is None:
-                    entry["dropped"] = dropped = True  # nobody to send it to
+                if self._client is None and not dropped:
+                    dropped = entry["dropped"] = True
+                    entry["reason"] = "no_client"  # nobody to send it to
             if len(self._log) < self.max_log_entries:
                 self._log.append(entry)
             else:
@@ -403,6 +436,163 @@ def netcheck_same_exchange(up: bytes, down: bytes) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# Truth for media relayed through TURN: with the relay in front of a TURN server's UDP port, every
+# datagram is a TURN message; media travels as ChannelData (aioice binds a channel before it sends
+# any data; coturn answers on the channel once bound) or, before that, in Send/Data indications.
+# SRTP leaves the 12-byte RTP header in the clear, so a head of 4 + 12 bytes suffices for
+# ChannelData; an indication needs 20 + 12 (XOR-PEER-ADDRESS, IPv4) + 4 + 12 = 48.
+
+CHANNEL_NUMBERS = range(0x4000, 0x8000)
+STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
+STUN_SEND_INDICATION, STUN_DATA_INDICATION = 0x0016, 0x0017
+STUN_ATTR_DATA = 0x0013
+RTCP_PACKET_TYPES_MASKED = range(64, 96)  # RFC 5761 4: RTCP 192-223 are RTP PT 64-95 with marker
+AUDIO_RATE_PPS = (30.0, 70.0)  # 20 ms frames: 50 packets/s
+AUDIO_MAX_MEDIAN_BYTES = 400
+MEDIA_KINDS = ("rtp", "rtcp", "dtls", "stun", "turn", "truncated", "other")
+
+
+@dataclass(frozen=True)
+class RtpHeader:
+    """The clear-text fixed header of an (S)RTP packet."""
+
+    payload_type: int
+    marker: bool
+    sequence: int
+    timestamp: int
+    ssrc: int
+
+
+def turn_payload(head: bytes) -> tuple[str, bytes | None]:
+    """Unwrap one TURN-over-UDP datagram (or its logged head).
+
+    Returns ("channel", payload) for ChannelData, ("indication", payload) for a Send or Data
+    indication, ("turn", None) for any other STUN/TURN message (Allocate, Refresh, ChannelBind...),
+    ("truncated", None) when the head ends before the DATA attribute, ("other", None) otherwise.
+    The payload may itself be cut short by the head length.
+    """
+    if len(head) >= 4 and (head[0] & 0xC0) == 0x40:
+        channel, _length = struct.unpack_from("!HH", head)
+        return ("channel", head[4:]) if channel in CHANNEL_NUMBERS else ("other", None)
+    if len(head) < 8 or head[0] & 0xC0 or head[4:8] != STUN_MAGIC_COOKIE:
+        return "other", None
+    message_type = struct.unpack_from("!H", head)[0]
+    if message_type not in (STUN_SEND_INDICATION, STUN_DATA_INDICATION):
+        return "turn", None
+    offset = 20
+    while offset + 4 <= len(head):
+        attr_type, attr_length = struct.unpack_from("!HH", head, offset)
+        if attr_type == STUN_ATTR_DATA:
+            return "indication", head[offset + 4: offset + 4 + attr_length]
+        offset += 4 + attr_length + (-attr_length % 4)
+    return "truncated", None
+
+
+def classify_payload(payload: bytes) -> str:
+    """What a relayed payload is, by its first byte (RFC 7983): stun, dtls, rtp, rtcp, other."""
+    if not payload:
+        return "truncated"
+    first = payload[0]
+    if first <= 3:
+        return "stun"
+    if 20 <= first <= 63:
+        return "dtls"
+    if 128 <= first <= 191:
+        if len(payload) < 2:
+            return "truncated"
+        return "rtcp" if payload[1] & 0x7F in RTCP_PACKET_TYPES_MASKED else "rtp"
+    return "other"
+
+
+def parse_rtp(payload: bytes) -> RtpHeader | None:
+    """The RTP fixed header, or None when the payload is not RTP or is shorter than 12 bytes."""
+    if len(payload) < 12 or classify_payload(payload) != "rtp":
+        return None
+    _flags, marker_pt, sequence, timestamp, ssrc = struct.unpack_from("!BBHII", payload)
+    return RtpHeader(marker_pt & 0x7F, bool(marker_pt & 0x80), sequence, timestamp, ssrc)
+
+
+def classify_media_datagram(head: bytes) -> tuple[str, RtpHeader | None]:
+    """(kind, RTP header or None) of one logged TURN datagram; kind is one of MEDIA_KINDS."""
+    wrapper, payload = turn_payload(head)
+    if payload is None:
+        return wrapper, None
+    kind = classify_payload(payload)
+    if kind == "rtp":
+        header = parse_rtp(payload)
+        return ("rtp", header) if header else ("truncated", None)
+    return kind, None
+
+
+def media_truth(log: dict, audio_payload_type: int | None = None) -> dict:
+    """Per direction, what the relay did to the RTP packets of each payload type.
+
+    Returns {"audio_payload_type": PT or None, "up": DIR, "down": DIR} where DIR is
+    {"rtp": {PT: STREAM}, "kinds": {kind: seen}, "kinds_dropped": {kind: dropped},
+     "audio": STREAM or None} and STREAM is {"seen", "dropped", "blackout_dropped", "not_sent",
+    "loss_pct" (= dropped / seen x 100), "ssrcs", "rate_pps", "median_bytes"}. "up" is what the
+    TURN client sent (its upstream media), "down" what it was sent.
+
+    Without `audio_payload_type`, audio is the payload type that comes at about 50 packets/s with
+    the smallest median size under AUDIO_MAX_MEDIAN_BYTES (video comes in bursts of large packets).
+    """
+    if log.get("truncated"):
+        raise ValueError("relay log is truncated; no truth can be computed from it")
+    directions: dict[str, dict] = {}
+    for direction in (UP, DOWN):
+        kinds = dict.fromkeys(MEDIA_KINDS, 0)
+        kinds_dropped = dict.fromkeys(MEDIA_KINDS, 0)
+        packets: dict[int, list[tuple[dict, RtpHeader]]] = {}
+        for entry in log["datagrams"]:
+            if entry["dir"] != direction:
+                continue
+            kind, header = classify_media_datagram(bytes.fromhex(entry["head"]))
+            kinds[kind] += 1
+            kinds_dropped[kind] += bool(entry["dropped"])
+            if header is not None:
+                packets.setdefault(header.payload_type, []).append((entry, header))
+        streams = {pt: _rtp_stream(found) for pt, found in sorted(packets.items())}
+        directions[direction] = {"rtp": streams, "kinds": kinds, "kinds_dropped": kinds_dropped}
+    if audio_payload_type is None:
+        audio_payload_type = _infer_audio_payload_type(directions)
+    for side in directions.values():
+        side["audio"] = side["rtp"].get(audio_payload_type) if audio_payload_type is not None else None
+    return {"audio_payload_type": audio_payload_type, UP: directions[UP], DOWN: directions[DOWN]}
+
+
+def _rtp_stream(found: list[tuple[dict, RtpHeader]]) -> dict:
+    seen = len(found)
+    dropped = sum(bool(e["dropped"]) for e, _ in found)
+    arrivals = sorted(e["arrival_ns"] for e, _ in found if e.get("arrival_ns") is not None)
+    by_ssrc: dict[int, int] = {}
+    for _, header in found:
+        by_ssrc[header.ssrc] = by_ssrc.get(header.ssrc, 0) + 1
+    # packets per second of the busiest SSRC, over the span of the whole payload type
+    span_s = (arrivals[-1] - arrivals[0]) / 1e9 if len(arrivals) > 1 else 0.0
+    return {
+        "seen": seen, "dropped": dropped,
+        "blackout_dropped": sum(e.get("reason") == "blackout" for e, _ in found),
+        "not_sent": sum(not e["dropped"] and not e["sent"] for e, _ in found),
+        "loss_pct": 100 * dropped / seen if seen else 0.0,
+        "ssrcs": sorted(by_ssrc),
+        "rate_pps": (max(by_ssrc.values()) - 1) / span_s if span_s > 0 else None,
+        "median_bytes": statistics.median(e["size"] for e, _ in found) if all("size" in e for e, _ in found) else None,
+    }
+
+
+def _infer_audio_payload_type(directions: dict[str, dict]) -> int | None:
+    low, high = AUDIO_RATE_PPS
+    candidates: dict[int, float] = {}
+    for side in directions.values():
+        for pt, stream in side["rtp"].items():
+            size, rate = stream["median_bytes"], stream["rate_pps"]
+            if stream["seen"] >= 10 and rate is not None and low <= rate <= high \
+                    and size is not None and size <= AUDIO_MAX_MEDIAN_BYTES:
+                candidates[pt] = min(size, candidates.get(pt, size))
+    return min(candidates, key=lambda pt: (candidates[pt], pt)) if candidates else None
+
+
+# ---------------------------------------------------------------------------------------------
 # Running the relay in its own process (for tests and benchmarks) and from the command line.
 
 
@@ -497,7 +687,8 @@ def _profile_args(profile: Profile) -> list[str]:
         ("up-delay-ms", up.delay_ms), ("up-jitter-ms", up.jitter_ms), ("up-loss-pct", up.loss_pct),
         ("down-delay-ms", down.delay_ms), ("down-jitter-ms", down.jitter_ms),
         ("down-loss-pct", down.loss_pct), ("burst-len-pkts", up.burst_len_pkts))
-    ] + [f"--loss-model={up.loss_model}", f"--name={profile.name}"]
+    ] + [f"--loss-model={up.loss_model}", f"--name={profile.name}",
+         f"--blackout-at-s={profile.blackout_at_s!r}", f"--blackout-s={profile.blackout_s!r}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,6 +704,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{direction}-loss-pct", type=float, default=0.0)
     parser.add_argument("--loss-model", choices=("bernoulli", "burst"), default="bernoulli")
     parser.add_argument("--burst-len-pkts", type=float, default=1.0)
+    parser.add_argument("--blackout-at-s", type=float, default=0.0,
+                        help="start of a blackout, seconds after the first datagram (also with --profile)")
+    parser.add_argument("--blackout-s", type=float, default=0.0,
+                        help="blackout length: every datagram, both ways, is dropped; 0 = none")
     parser.add_argument("--head-bytes", type=int, default=16, help="leading bytes of each datagram to log")
     parser.add_argument("--log", type=Path, required=True, help="where to write the JSON log on exit")
     args = parser.parse_args(argv)
@@ -524,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
                 getattr(args, f"{d}_delay_ms"), getattr(args, f"{d}_jitter_ms"), getattr(args, f"{d}_loss_pct"),
                 args.loss_model, args.burst_len_pkts)
             profile = Profile(args.name, side(UP), side(DOWN))
+        profile = replace(profile, blackout_at_s=args.blackout_at_s, blackout_s=args.blackout_s)
         relay = Relay(args.upstream, profile, args.seed, args.listen, args.head_bytes)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))

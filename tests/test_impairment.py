@@ -12,8 +12,9 @@ import time
 import pytest
 
 from tests.impairment import (
-    PROFILES, UP, Impairer, Impairment, Profile, Relay, RelayProcess, compute_truth,
-    is_netcheck_probe, netcheck_same_exchange, probe_outcomes,
+    PROFILES, UP, Impairer, Impairment, Profile, Relay, RelayProcess, RtpHeader, classify_media_datagram,
+    classify_payload, compute_truth, is_netcheck_probe, media_truth, netcheck_same_exchange, parse_rtp,
+    probe_outcomes, turn_payload,
 )
 from tests.irtt_runner import irtt_same_exchange, is_irtt_probe
 
@@ -266,3 +267,184 @@ def test_command_line_relay_prints_its_address_and_writes_its_log_on_sigterm(ech
     assert truth.probes_sent == 10 and truth.round_tripped == len(rtts)
     assert 15 <= truth.rtt_mean_ms <= 26
     assert log["seed"] == 3 and log["profile"]["name"] == "20ms-1pct"
+
+
+# --- blackout ------------------------------------------------------------------------------------
+
+
+def test_profile_rejects_a_negative_blackout():
+    with pytest.raises(ValueError):
+        Profile("x", Impairment(), Impairment(), blackout_at_s=-1, blackout_s=1)
+    with pytest.raises(ValueError):
+        Profile("x", Impairment(), Impairment(), blackout_at_s=1, blackout_s=-1)
+
+
+BLACKOUT = Profile("blackout", Impairment(), Impairment(), blackout_at_s=0.1, blackout_s=0.1)
+
+
+def test_blackout_drops_everything_both_ways_in_its_window_and_nothing_else(echo):
+    relay = Relay(echo.address, BLACKOUT, seed=1, head_bytes=8).start()
+    client_rtts = run_client(relay.address, count=60, interval_s=0.005)
+    log = relay.stop()
+    window = log["blackout"]
+    assert window["start_ns"] == log["first_datagram_ns"] + 100_000_000
+    assert window["end_ns"] - window["start_ns"] == 100_000_000
+    inside = [e for e in log["datagrams"] if window["start_ns"] <= e["arrival_ns"] < window["end_ns"]]
+    outside = [e for e in log["datagrams"] if e not in inside]
+    assert 15 <= sum(e["dir"] == UP for e in inside) <= 25  # ~100 ms of packets 5 ms apart
+    assert all(e["dropped"] and e["reason"] == "blackout" for e in inside)
+    assert not any(e["dropped"] for e in outside) and all(e["reason"] is None for e in outside)
+    records = probe_outcomes(log, is_test_probe)
+    assert sorted(client_rtts) == [r["index"] for r in records if r["outcome"] == "round_tripped"]
+    assert 15 <= sum(r["outcome"] != "round_tripped" for r in records) <= 25  # ~100 ms of 5 ms packets
+
+
+def test_blackout_keeps_the_loss_decisions_of_the_other_datagrams(echo):
+    lossy = Impairment(loss_pct=20)
+    plain = Relay(echo.address, Profile("p", lossy, lossy), seed=4, head_bytes=8).start()
+    run_client(plain.address, count=60, interval_s=0.005)
+    with_blackout = Relay(echo.address, Profile("b", lossy, lossy, 0.1, 0.1), seed=4, head_bytes=8).start()
+    run_client(with_blackout.address, count=60, interval_s=0.005)
+    plain_up = [e for e in plain.stop()["datagrams"] if e["dir"] == UP]
+    blackout_up = [e for e in with_blackout.stop()["datagrams"] if e["dir"] == UP]
+    loss = lambda entries: [(e["index"], e["dropped"]) for e in entries if e["reason"] != "blackout"]  # noqa: E731
+    assert loss(blackout_up) == [(e["index"], e["dropped"]) for e in plain_up if e["index"] in
+                                 {i for i, _ in loss(blackout_up)}]
+    assert {e["reason"] for e in plain_up if e["dropped"]} == {"loss"}
+
+
+def test_command_line_blackout_flags(echo, tmp_path):
+    with RelayProcess(echo.address, BLACKOUT, seed=3, log_path=tmp_path / "relay.json") as relay:
+        run_client(relay.address, count=60, interval_s=0.005)
+        log = relay.stop()
+    assert (log["profile"]["blackout_at_s"], log["profile"]["blackout_s"]) == (0.1, 0.1)
+    assert 15 <= sum(e["reason"] == "blackout" for e in log["datagrams"] if e["dir"] == UP) <= 25
+
+
+# --- media through TURN: the parser and the truth --------------------------------------------------
+
+
+def rtp(pt: int, seq: int, ssrc: int = 0x11223344, marker: bool = False, size: int = 100) -> bytes:
+    header = bytes([0x90, (0x80 if marker else 0) | pt]) + struct.pack("!HII", seq, seq * 960, ssrc)
+    return header + bytes(size - len(header))
+
+
+def rtcp(packet_type: int = 201) -> bytes:
+    return bytes([0x81, packet_type]) + struct.pack("!HI", 7, 0x11223344) + bytes(24)
+
+
+def channel_data(payload: bytes, channel: int = 0x4000) -> bytes:
+    return struct.pack("!HH", channel, len(payload)) + payload
+
+
+def indication(payload: bytes, message_type: int = 0x0017) -> bytes:
+    peer = struct.pack("!HHBBH4s", 0x0020, 8, 0, 1, 0x1234, bytes(4))  # XOR-PEER-ADDRESS, IPv4
+    data = struct.pack("!HH", 0x0013, len(payload)) + payload + bytes(-len(payload) % 4)
+    body = peer + data
+    return struct.pack("!HHI", message_type, len(body), 0x2112A442) + bytes(12) + body
+
+
+STUN_BINDING = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + bytes(12)
+ALLOCATE = struct.pack("!HHI", 0x0003, 0, 0x2112A442) + bytes(12)
+DTLS_RECORD = bytes([22, 0xFE, 0xFD]) + bytes(10)
+
+
+def test_turn_payload_unwraps_channel_data_and_indications():
+    assert turn_payload(channel_data(b"abc", 0x4001)) == ("channel", b"abc")
+    assert turn_payload(channel_data(b"abc", 0x7FFF)) == ("channel", b"abc")
+    assert turn_payload(indication(rtp(96, 1))[:64])[0] == "indication"
+    assert turn_payload(indication(rtp(96, 1)))[1] == rtp(96, 1)
+    assert turn_payload(indication(rtp(96, 1), 0x0016))[1] == rtp(96, 1)  # Send indication
+    assert turn_payload(indication(rtp(96, 1))[:32]) == ("truncated", None)  # ends before DATA
+    assert turn_payload(indication(rtp(96, 1))[:36]) == ("indication", b"")  # DATA, but no byte of it
+    assert turn_payload(ALLOCATE) == ("turn", None)
+    assert turn_payload(b"\x80\x60\x00\x01") == ("other", None)
+
+
+def test_payload_demultiplexing_rfc7983():
+    assert classify_payload(STUN_BINDING) == "stun"
+    assert classify_payload(DTLS_RECORD) == "dtls"
+    assert classify_payload(rtp(96, 1)) == "rtp" and classify_payload(rtp(97, 1, marker=True)) == "rtp"
+    for packet_type in (200, 201, 202, 203, 205, 206, 207):
+        assert classify_payload(rtcp(packet_type)) == "rtcp"
+    assert classify_payload(b"\x80") == "truncated" and classify_payload(b"") == "truncated"
+    assert classify_payload(b"\x10abc") == "other"
+
+
+def test_parse_rtp_reads_the_clear_header():
+    assert parse_rtp(rtp(97, 65535, ssrc=7, marker=True)) == RtpHeader(97, True, 65535, 65535 * 960, 7)
+    assert parse_rtp(rtp(96, 1)[:11]) is None
+    assert parse_rtp(rtcp()) is None
+
+
+def test_classify_media_datagram():
+    assert classify_media_datagram(channel_data(rtp(96, 5))[:32]) == ("rtp", RtpHeader(96, False, 5, 4800, 0x11223344))
+    assert classify_media_datagram(channel_data(rtp(96, 5))[:15]) == ("truncated", None)
+    assert classify_media_datagram(channel_data(rtcp())) == ("rtcp", None)
+    assert classify_media_datagram(channel_data(DTLS_RECORD)) == ("dtls", None)
+    assert classify_media_datagram(channel_data(STUN_BINDING)) == ("stun", None)
+    assert classify_media_datagram(indication(rtp(97, 9))[:64])[1].payload_type == 97
+    assert classify_media_datagram(indication(rtp(97, 9))[:40]) == ("truncated", None)
+    assert classify_media_datagram(ALLOCATE) == ("turn", None)
+
+
+def media_entry(direction: str, index: int, data: bytes, t_ms: float, dropped: bool = False,
+                reason: str | None = None) -> dict:
+    return {"dir": direction, "index": index, "arrival_ns": round(t_ms * 1e6), "size": len(data),
+            "head": data[:32].hex(), "dropped": dropped, "reason": ("loss" if dropped else None) if reason is None
+            else reason, "sent": not dropped}
+
+
+def media_log() -> dict:
+    """One second each way: audio PT 96 at 50/s (small), video PT 97 at 30 frames/s of 3 big packets,
+    RTCP, DTLS, a binding check and an allocation. Up drops audio 3, 10, 20 and video 0;
+    down drops audio 7 and two RTCP."""
+    entries = [("up", ALLOCATE, 0, False), ("down", ALLOCATE, 1, False), ("up", channel_data(DTLS_RECORD), 2, False),
+               ("up", channel_data(STUN_BINDING), 3, False)]
+    for direction in ("up", "down"):
+        for seq in range(50):
+            lost = seq in ((3, 10, 20) if direction == "up" else (7,))
+            entries.append((direction, channel_data(rtp(96, seq, size=120)), 10 + 20 * seq, lost))
+        for frame in range(30):
+            for k in range(3):
+                lost = direction == "up" and frame == 0 and k == 0
+                entries.append((direction, channel_data(rtp(97, 3 * frame + k, ssrc=5, size=1100)),
+                                10 + 33.3 * frame + k, lost))
+        for n in range(4):
+            entries.append((direction, channel_data(rtcp()), 100 + 200 * n, direction == "down" and n < 2))
+    counters = {"up": 0, "down": 0}
+    datagrams = []
+    for direction, data, t_ms, lost in sorted(entries, key=lambda e: e[2]):
+        datagrams.append(media_entry(direction, counters[direction], data, t_ms, lost))
+        counters[direction] += 1
+    return {"datagrams": datagrams}
+
+
+def test_media_truth_counts_rtp_per_payload_type_and_direction():
+    truth = media_truth(media_log())
+    assert truth["audio_payload_type"] == 96  # inferred: 50/s, small
+    up, down = truth["up"], truth["down"]
+    assert (up["rtp"][96]["seen"], up["rtp"][96]["dropped"]) == (50, 3)
+    assert up["audio"]["loss_pct"] == pytest.approx(6.0) and down["audio"]["loss_pct"] == pytest.approx(2.0)
+    assert (up["rtp"][97]["seen"], up["rtp"][97]["dropped"], down["rtp"][97]["dropped"]) == (90, 1, 0)
+    assert up["rtp"][96]["rate_pps"] == pytest.approx(50, rel=0.01) and up["rtp"][97]["ssrcs"] == [5]
+    assert up["kinds"] == {"rtp": 140, "rtcp": 4, "dtls": 1, "stun": 1, "turn": 1, "truncated": 0, "other": 0}
+    assert down["kinds_dropped"]["rtcp"] == 2 and down["kinds"]["turn"] == 1
+
+
+def test_media_truth_with_an_explicit_audio_payload_type_and_blackout_reasons():
+    log = media_log()
+    for entry in log["datagrams"]:
+        if 500 <= entry["arrival_ns"] / 1e6 < 600:
+            entry.update(dropped=True, reason="blackout", sent=False)
+    truth = media_truth(log, audio_payload_type=97)
+    assert truth["audio_payload_type"] == 97 and truth["up"]["audio"] is truth["up"]["rtp"][97]
+    assert truth["down"]["rtp"][96]["blackout_dropped"] == 5  # 510, 530, ..., 590 ms
+    assert media_truth(log, audio_payload_type=0)["up"]["audio"] is None
+
+
+def test_media_truth_infers_nothing_without_an_audio_like_stream():
+    log = {"datagrams": [media_entry("up", i, channel_data(rtp(97, i, size=1100)), 10 * i) for i in range(100)]}
+    assert media_truth(log)["audio_payload_type"] is None
+    with pytest.raises(ValueError):
+        media_truth({"truncated": True, "datagrams": []})

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from netcheck import __version__, wire
+from netcheck.av.peer import IceSettings
+from netcheck.server.media import MediaPeerHub
 from netcheck.server.reflector import Reflector
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -22,6 +24,7 @@ class RunningServer:
     http_port: int
     udp_port: int
     reflector: Reflector
+    media: MediaPeerHub
     runner: web.AppRunner
     udp_transport: asyncio.DatagramTransport
 
@@ -32,11 +35,13 @@ class RunningServer:
 
     async def close(self) -> None:
         self.udp_transport.close()
+        await self.media.close_all()
         await self.runner.cleanup()
 
 
-def build_app(udp_port: int, hmac_required: bool) -> web.Application:
+def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    media.routes(app)
 
     async def info(_request: web.Request) -> web.Response:
         return web.json_response({
@@ -45,6 +50,7 @@ def build_app(udp_port: int, hmac_required: bool) -> web.Application:
             "wire_version": wire.VERSION,
             "udp_port": udp_port,
             "hmac_required": hmac_required,
+            "av": True,
         })
 
     app.router.add_get("/v1/info", info)
@@ -53,7 +59,7 @@ def build_app(udp_port: int, hmac_required: bool) -> web.Application:
 
 async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
-    rate_pps: float = 1000.0,
+    rate_pps: float = 1000.0, ice: IceSettings = IceSettings(),
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port."""
     loop = asyncio.get_running_loop()
@@ -61,7 +67,8 @@ async def start_server(
     reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps)
     transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
     bound_udp_port = transport.get_extra_info("sockname")[1]
-    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None), access_log=None)
+    media = MediaPeerHub(ice)
+    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media), access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, bind, http_port)
@@ -71,4 +78,4 @@ async def start_server(
         await runner.cleanup()
         raise
     bound_http_port = runner.addresses[0][1]
-    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, runner, transport)
+    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport)

@@ -1,0 +1,195 @@
+"""A/V probe: a real WebRTC call (aiortc) with the server's media peer, measured both ways.
+
+The client sends marked synthetic audio and video; the server sends its own back. Each receiver
+records frame arrivals, frame indices and audio burst onsets; the server reports its side over
+HTTP at the end. See docs/av-probe.md for the method and the pipeline-offset calibration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+from netcheck.av.markers import VideoFormat
+from netcheck.av.peer import IceSettings
+from netcheck.model import Status
+
+CONNECT_TIMEOUT_S = 10.0
+"""From offer to first received video frame, ICE and DTLS included."""
+HTTP_TIMEOUT_S = 5.0
+MAX_ANSWER_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class AvDirection:
+    """One direction of the call, as its receiver saw it (and its sender sent it)."""
+
+    video_fps: float | None
+    video_width: int | None
+    video_height: int | None
+    video_freezes: int | None
+    video_frozen_ms: float | None
+    video_loss_pct: float | None
+    video_bitrate_kbps: float | None
+    audio_loss_pct: float | None
+    audio_jitter_ms: float | None
+    audio_bitrate_kbps: float | None
+    rtt_ms: float | None
+    av_skew_ms: float | None
+    """Positive: audio arrives before its video (BT.1359 sign); pipeline offset removed."""
+
+
+@dataclass(frozen=True)
+class AvResult:
+    status: Status
+    time_to_first_frame_ms: float | None
+    av_skew_ms: float | None
+    """The direction with the larger |skew|."""
+    upstream: AvDirection | None
+    downstream: AvDirection | None
+    ice_path: str | None
+    """host | srflx | prflx | relay-udp | relay-tcp: how the media flowed."""
+    duration_s: float | None
+    """The measured window (after the first frame)."""
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AvProbeSettings:
+    duration_s: float = 5.0
+    video: VideoFormat = VideoFormat(640, 360, 30)
+    audio_offset_ms: float = 0.0
+    ice: IceSettings = IceSettings()
+
+
+def failed_result(status: Status, error: str, elapsed_s: float | None = None) -> AvResult:
+    return AvResult(status, None, None, None, None, None, elapsed_s, error)
+
+
+class AvProbe:
+    """A short WebRTC call with a netcheck server's media peer."""
+
+    name = "av"
+
+    def __init__(self, server_url: str, settings: AvProbeSettings = AvProbeSettings()) -> None:
+        settings.ice.validate()
+        self.server_url = server_url
+        self.settings = settings
+
+    async def run(self) -> AvResult:
+        import aiohttp
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        from netcheck.av.analysis import TrackRecorder
+        from netcheck.av.peer import restrict_host_candidates, rtc_configuration
+        from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
+
+        settings = self.settings
+        restrict_host_candidates()
+        start_s = time.monotonic()
+        pc = RTCPeerConnection(rtc_configuration(settings.ice))
+        recorder = TrackRecorder()
+        clock = MediaClock()
+        pc.on("track", recorder.follow)
+        pc.addTrack(MarkedAudioTrack(clock, settings.video, settings.audio_offset_ms))
+        pc.addTrack(MarkedVideoTrack(clock, settings.video))
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                await pc.setLocalDescription(await pc.createOffer())
+                answer = await self._post_json(http, "/v1/av/offer", {
+                    "type": "offer", "sdp": pc.localDescription.sdp, "audio_offset_ms": settings.audio_offset_ms,
+                    "video": f"{settings.video.width}x{settings.video.height}@{settings.video.fps}",
+                })
+                if isinstance(answer, AvResult):
+                    return answer
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=str(answer.get("sdp")), type="answer"))
+                if not await self._first_frame(pc, recorder, start_s):
+                    return failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
+                                         f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
+                                         time.monotonic() - start_s)
+                first_frame_s = recorder.recording.video_arrivals_s[0]
+                await asyncio.sleep(settings.duration_s)
+                return await self._summarise(http, pc, recorder, clock, str(answer.get("session_id")),
+                                             start_s, first_frame_s)
+        except ValueError as error:  # aiortc rejects the answer's SDP
+            return failed_result(Status.ERROR, f"bad answer from server: {error}")
+        finally:
+            await recorder.stop()
+            await pc.close()
+
+    async def _post_json(self, http, path: str, body: dict) -> dict | AvResult:
+        """POST to the server; a failure becomes a result, not an exception."""
+        import aiohttp
+
+        url = f"{self.server_url}{path}"
+        try:
+            async with http.post(url, json=body) as response:
+                data = await response.content.read(MAX_ANSWER_BYTES)
+                if response.status != 200:
+                    reason = _error_text(data) or f"HTTP {response.status}"
+                    return failed_result(Status.ERROR, f"server refused {path}: {reason}")
+                return json.loads(data)
+        except asyncio.TimeoutError:
+            return failed_result(Status.TIMEOUT, f"server did not answer {path} within {HTTP_TIMEOUT_S:g} s")
+        except aiohttp.ClientError as error:
+            return failed_result(Status.UNREACHABLE, f"server unreachable: {type(error).__name__}")
+        except ValueError:
+            return failed_result(Status.ERROR, f"server answered {path} with something that is not JSON")
+
+    async def _first_frame(self, pc, recorder, start_s: float) -> bool:
+        remaining_s = CONNECT_TIMEOUT_S - (time.monotonic() - start_s)
+        failed = asyncio.Event()
+
+        @pc.on("iceconnectionstatechange")
+        def _on_state() -> None:
+            if pc.iceConnectionState == "failed":
+                failed.set()
+
+        waits = [asyncio.ensure_future(recorder.first_video.wait()), asyncio.ensure_future(failed.wait())]
+        done, pending = await asyncio.wait(waits, timeout=max(0.0, remaining_s), return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return recorder.first_video.is_set()
+
+    async def _summarise(self, http, pc, recorder, clock, session_id: str, start_s: float,
+                         first_frame_s: float) -> AvResult:
+        from netcheck.av.figures import received_fields, sent_fields
+        from netcheck.av import peer
+
+        window_end_s = time.monotonic()
+        downstream_received = received_fields(recorder.recording, await peer.inbound_figures(pc), self.settings.video,
+                                              window_end_s)
+        upstream_sent = sent_fields(await peer.outbound_figures(pc, clock.start_s))
+        report = await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
+        if isinstance(report, AvResult):
+            return report
+        try:
+            upstream = AvDirection(**{**report["received"], **upstream_sent})
+            downstream = AvDirection(**{**downstream_received, **report["sent"]})
+        except (KeyError, TypeError):
+            return failed_result(Status.ERROR, "server report is not in the expected form")
+        skews = [skew for skew in (upstream.av_skew_ms, downstream.av_skew_ms) if skew is not None]
+        path = peer.selected_candidate_type(pc)
+        if path == "relay":
+            path = f"relay-{peer.turn_transport(self.settings.ice.turn_url)}"
+        return AvResult(
+            status=Status.OK,
+            time_to_first_frame_ms=round((first_frame_s - start_s) * 1000.0, 1),
+            av_skew_ms=max(skews, key=abs) if skews else None,
+            upstream=upstream,
+            downstream=downstream,
+            ice_path=path,
+            duration_s=round(window_end_s - first_frame_s, 3),
+            error=None,
+        )
+
+
+def _error_text(data: bytes) -> str | None:
+    try:
+        message = json.loads(data).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return str(message)[:200] if message else None

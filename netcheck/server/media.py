@@ -1,0 +1,126 @@
+"""The server's media peer: answers A/V offers, sends its own marked tracks, records what it receives.
+
+Each session is one aiortc peer connection, bounded in number and lifetime. The client fetches
+the server's view (upstream reception, downstream sending) from the report endpoint, which also
+ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from netcheck.av.peer import IceSettings
+
+MAX_SESSIONS = 4
+"""Each session encodes and decodes video; two cores carry about four."""
+MAX_SESSION_S = 60.0
+
+
+@dataclass
+class MediaSession:
+    session_id: str
+    pc: Any
+    recorder: Any
+    clock: Any
+    video: Any
+    created_s: float = field(default_factory=time.monotonic)
+    expiry: asyncio.TimerHandle | None = None
+
+
+class MediaPeerHub:
+    """All media sessions of one server."""
+
+    def __init__(self, ice: IceSettings, max_sessions: int = MAX_SESSIONS, max_session_s: float = MAX_SESSION_S) -> None:
+        self.ice = ice
+        self.max_sessions = max_sessions
+        self.max_session_s = max_session_s
+        self.sessions: dict[str, MediaSession] = {}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/av/offer", self.handle_offer)
+        app.router.add_post("/v1/av/sessions/{session_id}/report", self.handle_report)
+        app.on_shutdown.append(lambda _app: self.close_all())
+
+    async def handle_offer(self, request: web.Request) -> web.Response:
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        from netcheck.av.analysis import TrackRecorder
+        from netcheck.av.peer import restrict_host_candidates, rtc_configuration
+        from netcheck.av.session import parse_offer_request
+        from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
+        from netcheck.errors import UsageError
+
+        try:
+            body = json.loads(await request.read())
+            sdp, video, audio_offset_ms = parse_offer_request(body)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "offer too large")
+        except (ValueError, UsageError) as error:
+            return _error(400, f"bad offer: {error}")
+        if len(self.sessions) >= self.max_sessions:
+            return _error(503, "media peer busy: too many sessions, retry in a minute")
+
+        restrict_host_candidates()
+        pc = RTCPeerConnection(rtc_configuration(self.ice))
+        clock = MediaClock()
+        recorder = TrackRecorder()
+        session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video)
+        pc.on("track", recorder.follow)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            pc.addTrack(MarkedAudioTrack(clock, video, audio_offset_ms))
+            pc.addTrack(MarkedVideoTrack(clock, video))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as error:  # aiortc raises ValueError, KeyError, … on malformed SDP
+            await _close(session)
+            return _error(400, f"bad offer: SDP not accepted ({type(error).__name__}: {error})"[:300])
+        self.sessions[session.session_id] = session
+        session.expiry = asyncio.get_running_loop().call_later(
+            self.max_session_s, lambda: asyncio.ensure_future(self.end(session.session_id)))
+        return web.json_response({"type": "answer", "sdp": pc.localDescription.sdp,
+                                  "session_id": session.session_id})
+
+    async def handle_report(self, request: web.Request) -> web.Response:
+        """The server's view of the session, then the session ends."""
+        from netcheck.av.figures import received_fields, sent_fields
+        from netcheck.av.peer import inbound_figures, outbound_figures
+
+        session = self.sessions.get(request.match_info["session_id"])
+        if session is None:
+            return _error(404, "no such session (ended or expired)")
+        window_end_s = time.monotonic()
+        try:
+            report = {
+                "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),
+                                            session.video, window_end_s),
+                "sent": sent_fields(await outbound_figures(session.pc, session.clock.start_s)),
+            }
+        finally:
+            await self.end(session.session_id)
+        return web.json_response(report)
+
+    async def end(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            await _close(session)
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.end(session_id) for session_id in list(self.sessions)))
+
+
+async def _close(session: MediaSession) -> None:
+    if session.expiry is not None:
+        session.expiry.cancel()
+    await session.recorder.stop()
+    await session.pc.close()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
