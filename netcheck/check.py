@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from netcheck import __version__
 from netcheck.errors import ConfigError, MeasurementError
 from netcheck.model import Assessment, Measurement, ProbeResult, result_fields
+from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe
 from netcheck.probes.system import SystemProbe
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
@@ -32,6 +33,8 @@ class ServerInfo:
     version: str
     udp_port: int
     hmac_required: bool
+    av: bool
+    """The server hosts a media peer for the A/V probe."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ async def fetch_server_info(server_url: str) -> ServerInfo:
         udp_port = info["udp_port"]
         if not isinstance(udp_port, int) or not 1 <= udp_port <= 65535:
             raise ValueError
-        return ServerInfo(str(info.get("version", "?")), udp_port, bool(info.get("hmac_required", False)))
+        return ServerInfo(str(info.get("version", "?")), udp_port, bool(info.get("hmac_required", False)),
+                          info.get("av") is True)
     except (ValueError, KeyError, TypeError):
         raise MeasurementError(f"{url} is not a netcheck server (unexpected answer)") from None
 
@@ -79,9 +83,14 @@ async def run_probe(probe: Probe) -> Measurement:
     return Measurement(probe.name, started_at, round(time.perf_counter() - start_s, 3), result)
 
 
-def expected_duration_s(udp_settings: UdpProbeSettings) -> float:
-    """For progress displays: the UDP stream plus its wait for late replies and the stats query."""
-    return udp_settings.duration_s + 0.5
+AV_SETUP_S = 1.0
+"""ICE, DTLS and the first frame on a good path, plus the server's report."""
+
+
+def expected_duration_s(udp_settings: UdpProbeSettings, av_settings: AvProbeSettings | None) -> float:
+    """For progress displays: the longest probe, with its set-up and wait for late packets."""
+    udp_s = udp_settings.duration_s + 0.5
+    return max(udp_s, av_settings.duration_s + AV_SETUP_S) if av_settings else udp_s
 
 
 async def run_check(
@@ -89,15 +98,24 @@ async def run_check(
     udp_settings: UdpProbeSettings,
     udp_target: tuple[str, int] | None = None,
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+    av_settings: AvProbeSettings | None = None,
 ) -> CheckReport:
-    """Measure the path to `server_url` (UDP probe and system probe at once) and assess it."""
+    """Measure the path to `server_url` and assess it.
+
+    The UDP, A/V and system probes run side by side: the UDP stream then sees the path as it is
+    during a video call, and the system probe's window covers both.
+    """
     check_started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     start_s = time.perf_counter()
     info = await fetch_server_info(server_url)
     if info.hmac_required and udp_settings.hmac_key is None:
         raise ConfigError("hmac_key: the server requires an HMAC key; set NETCHECK_HMAC_KEY or hmac_key_file")
     host, port = udp_target or (urlsplit(server_url).hostname or "", info.udp_port)
-    probes: list[Probe] = [UdpProbe(host, port, udp_settings), SystemProbe(host, udp_settings.duration_s)]
+    run_av = av_settings is not None and info.av
+    window_s = expected_duration_s(udp_settings, av_settings if run_av else None)
+    probes: list[Probe] = [UdpProbe(host, port, udp_settings), SystemProbe(host, window_s)]
+    if run_av and av_settings is not None:
+        probes.append(AvProbe(server_url, av_settings))
     measurements = await asyncio.gather(*(run_probe(probe) for probe in probes))
     by_probe = {measurement.probe: measurement for measurement in measurements}
     assessment = assess({name: m.result for name, m in by_probe.items()}, thresholds)
@@ -112,14 +130,22 @@ async def run_check(
 
 
 async def run_local_check(
-    udp_settings: UdpProbeSettings, thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+    udp_settings: UdpProbeSettings,
+    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+    av_settings: AvProbeSettings | None = None,
 ) -> CheckReport:
-    """A self-test for a fresh install: start a server on loopback in-process and check against it."""
+    """A self-test for a fresh install: start a server on loopback in-process and check against it.
+
+    Media stays on loopback too: ICE host candidates are restricted to 127.0.0.1.
+    """
+    from netcheck.av.peer import restrict_host_candidates
     from netcheck.server.app import start_server
 
+    if av_settings is not None:
+        restrict_host_candidates(["127.0.0.1"])
     server = await start_server("127.0.0.1", 0, 0, hmac_key=udp_settings.hmac_key)
     try:
-        return await run_check(server.url, udp_settings, thresholds=thresholds)
+        return await run_check(server.url, udp_settings, thresholds=thresholds, av_settings=av_settings)
     finally:
         await server.close()
 

@@ -85,10 +85,18 @@ def check(
     quick: Annotated[bool, typer.Option("--quick", help="A verdict in about 2 s: a shorter UDP stream.")] = False,
     local: Annotated[bool, typer.Option("--local", help="Self-test: start a server on loopback and check against it.")] = False,
     udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
+    no_av: Annotated[bool, typer.Option("--no-av", help="Skip the A/V probe (face and lip sync stay unknown).")] = False,
+    stun: StunOption = None,
+    turn: TurnOption = None,
+    turn_user: TurnUserOption = None,
+    turn_pass: TurnPassOption = None,
+    relay_only: RelayOnlyFlag = False,
 ) -> int:
     """Pre-session check: will video work, and if not, what to do."""
+    from netcheck.av.session import parse_video_format
     from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
     from netcheck.config import load_config
+    from netcheck.probes.av import AvProbeSettings
     from netcheck.probes.udp import UdpProbeSettings
     from netcheck.render import render_check, with_progress
 
@@ -107,13 +115,18 @@ def check(
         hmac_key=config.hmac_key,
     )
     settings.validate()
-    job = run_local_check(settings, config.thresholds) if local else run_check(
-        server_url or "", settings, target, config.thresholds)
+    ice = _ice_settings(stun, turn, turn_user, turn_pass, relay_only)
+    av_settings = None if no_av else AvProbeSettings(
+        duration_s=defaults.quick_av_duration_s if quick else defaults.av_duration_s,
+        video=parse_video_format(defaults.av_video), ice=ice)
+    job = run_local_check(settings, config.thresholds, av_settings) if local else run_check(
+        server_url or "", settings, target, config.thresholds, av_settings)
 
     async def measure() -> Any:
         if json_output:
             return await job
-        return await with_progress(job, expected_duration_s(settings), "Checking your connection", _stderr())
+        return await with_progress(job, expected_duration_s(settings, av_settings), "Checking your connection",
+                                   _stderr())
 
     report = report_to_dict(asyncio.run(measure()))
     _save(config.store_path, report)

@@ -43,6 +43,9 @@ CONFIG_TEMPLATE = """\
 # udp_duration_s = 3.0
 # udp_size_bytes = 160
 # quick_udp_duration_s = 1.0
+# av_duration_s = 4.0
+# quick_av_duration_s = 1.0
+# av_video = "1280x720@30"
 
 # Per-clinic thresholds; see docs/quality-model.md for the metrics and their sources.
 # [thresholds.rtt_p95_ms]
@@ -60,6 +63,10 @@ class CheckDefaults:
     udp_duration_s: float = 3.0
     udp_size_bytes: int = 160
     quick_udp_duration_s: float = 1.0
+    av_duration_s: float = 4.0
+    quick_av_duration_s: float = 1.0
+    av_video: str = "1280x720@30"
+    """What the check's A/V probe sends: 720p, so that the facial-expression threshold (≥ 720) can be met."""
 
 
 @dataclass(frozen=True)
@@ -183,10 +190,21 @@ def _check_defaults(section: Any) -> CheckDefaults:
         "udp_duration_s": (0.1, 600.0),
         "udp_size_bytes": (64, 1472),
         "quick_udp_duration_s": (0.1, 600.0),
+        "av_duration_s": (0.5, 120.0),
+        "quick_av_duration_s": (0.5, 120.0),
     }
     for key, value in section.items():
+        if key == "av_video":
+            from netcheck.av.session import parse_video_format
+
+            try:
+                parse_video_format(str(value))
+            except UsageError as error:
+                raise ConfigError(f"check.av_video: {error}") from None
+            values[key] = str(value)
+            continue
         if key not in limits:
-            raise ConfigError(f"check.{key}: unknown key (known: {', '.join(limits)})")
+            raise ConfigError(f"check.{key}: unknown key (known: av_video, {', '.join(limits)})")
         low, high = limits[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise ConfigError(f"check.{key}: must be a number in {low:g}..{high:g}, got {value!r}")

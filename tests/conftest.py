@@ -12,6 +12,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+LOOPBACK_ICE = {"NETCHECK_ICE_HOST_ADDRESSES": "127.0.0.1"}
+"""Media (ICE host candidates) stays on loopback in every test, never on the machine's own eth0 address."""
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for netcheck subprocesses: no NETCHECK_* of the caller, loopback-only ICE."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NETCHECK_")}
+    return {**env, **LOOPBACK_ICE, **extra}
 
 
 @dataclass
@@ -33,14 +41,14 @@ def start_serve(*extra_args: str, env: dict[str, str] | None = None) -> ServerPr
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "serve", "--bind", "127.0.0.1", "--http-port", "0",
          "--udp-port", "0", *extra_args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env or subprocess_env(),
     )
     assert process.stdout is not None
     lines = {}
     for _ in range(2):
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"netcheck serve did not start: {process.stderr.read() if process.stderr else ''}")
+            raise RuntimeError("netcheck serve did not start")
         kind, address = line.split()
         lines[kind] = address
     udp_host, udp_port = lines["udp"].rsplit(":", 1)
@@ -75,9 +83,7 @@ def run_cli(netcheck_home: Path):
     """Run `python cli.py ARGS` with its own NETCHECK_HOME; returns the CompletedProcess."""
 
     def run(*args: str, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("NETCHECK_")}
-        env["NETCHECK_HOME"] = str(netcheck_home)
-        env.update(extra_env or {})
+        env = subprocess_env(NETCHECK_HOME=str(netcheck_home), **(extra_env or {}))
         return subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
                               timeout=timeout, env=env, cwd=REPO)
 

@@ -47,6 +47,7 @@ from typing import Callable
 MAX_DATAGRAM_BYTES = 65535
 MAX_LOG_ENTRIES = 1_000_000
 MAX_HEAD_BYTES = 64
+MAX_CLIENTS = 16
 UP, DOWN = "up", "down"
 SPIN_NS = 400_000  # wake this early from the timed wait, then spin: Condition.wait overshoots ~0.2 ms
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not exported by Python 3.11
@@ -147,8 +148,22 @@ class Impairer:
         return dropped, round(delay_ms * 1e6)
 
 
+class _Flow:
+    """One client address and the upstream socket that carries its datagrams, as a NAT would."""
+
+    def __init__(self, number: int, sock: socket.socket) -> None:
+        self.number, self.sock = number, sock
+        self.client: tuple | None = None
+
+
 class Relay:
-    """The relay itself: two receiver threads and one precise sender thread, no event loop."""
+    """The relay itself: receiver threads (the listening socket, and one upstream socket per client
+    address), and one precise sender thread; no event loop.
+
+    Each client address gets its own upstream socket, so several client sockets (a WebRTC peer
+    gathers one TURN allocation per transceiver before BUNDLE prunes them) each get their replies.
+    Loss and delay decisions are per direction, across all clients, in arrival order.
+    """
 
     def __init__(self, upstream: tuple[str, int], profile: Profile, seed: int,
                  listen: tuple[str, int] = ("127.0.0.1", 0), head_bytes: int = 16,
@@ -160,7 +175,6 @@ class Relay:
         self._impairers = {UP: Impairer(profile.up, seed, UP), DOWN: Impairer(profile.down, seed, DOWN)}
         self._counts = {UP: 0, DOWN: 0}
         self._first_ns: int | None = None
-        self._client: tuple | None = None
         self._fifo: deque[int] = deque()  # up indices in forwarding order, awaiting their reply
         self._log: list[dict] = []
         self._unlogged = 0
@@ -169,15 +183,20 @@ class Relay:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._listen_sock = _udp_socket(listen)
-        self._up_sock = _udp_socket(("127.0.0.1" if upstream[0].startswith("127.") else "", 0))
-        self._up_sock.connect(upstream)
+        self._flows = [_Flow(0, self._upstream_socket())]  # flow 0 waits for the first client
+        self._flow_by_client: dict[tuple, _Flow] = {}
         self._address = self._listen_sock.getsockname()[:2]
         self._threads = [
             threading.Thread(target=self._receive_loop, args=(self._listen_sock, UP), daemon=True),
-            threading.Thread(target=self._receive_loop, args=(self._up_sock, DOWN), daemon=True),
+            threading.Thread(target=self._receive_loop, args=(self._flows[0].sock, DOWN, self._flows[0]), daemon=True),
             threading.Thread(target=self._send_loop, daemon=True),
         ]
         self.started_ns = 0
+
+    def _upstream_socket(self) -> socket.socket:
+        sock = _udp_socket(("127.0.0.1" if self.upstream[0].startswith("127.") else "", 0))
+        sock.connect(self.upstream)
+        return sock
 
     @property
     def address(self) -> tuple[str, int]:
@@ -194,10 +213,13 @@ class Relay:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        for thread in self._threads:
+        with self._cond:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(timeout=5)
         self._listen_sock.close()
-        self._up_sock.close()
+        for flow in self._flows:
+            flow.sock.close()
         return self.log_document()
 
     def log_document(self) -> dict:
@@ -209,6 +231,7 @@ class Relay:
             "profile": asdict(self.profile),
             "listen": list(self.address),
             "upstream": list(self.upstream),
+            "clients": [list(flow.client) for flow in self._flows if flow.client is not None],
             "started_ns": self.started_ns,
             "first_datagram_ns": self._first_ns,
             "blackout": self._blackout_window(),
@@ -225,7 +248,7 @@ class Relay:
         start_ns = self._first_ns + round(self.profile.blackout_at_s * 1e9)
         return {"start_ns": start_ns, "end_ns": start_ns + round(self.profile.blackout_s * 1e9)}
 
-    def _receive_loop(self, sock: socket.socket, direction: str) -> None:
+    def _receive_loop(self, sock: socket.socket, direction: str, flow: _Flow | None = None) -> None:
         sock.settimeout(0.05)
         ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
         while not self._stopping.is_set():
@@ -237,12 +260,32 @@ class Relay:
                 if self._stopping.is_set():
                     return
                 raise
-            self._on_datagram(direction, data, addr, _arrival_ns(ancdata))
+            self._on_datagram(direction, data, addr, _arrival_ns(ancdata), flow)
 
-    def _on_datagram(self, direction: str, data: bytes, addr: tuple, arrival_ns: int) -> None:
+    def _flow_for(self, client: tuple) -> _Flow | None:
+        """The flow of a client address, made on its first datagram; None past MAX_CLIENTS."""
+        flow = self._flow_by_client.get(client)
+        if flow is not None:
+            return flow
+        if self._flows[0].client is None:
+            flow = self._flows[0]
+        elif len(self._flows) >= MAX_CLIENTS or self._stopping.is_set():
+            return None
+        else:
+            flow = _Flow(len(self._flows), self._upstream_socket())
+            self._flows.append(flow)
+            thread = threading.Thread(target=self._receive_loop, args=(flow.sock, DOWN, flow), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        flow.client = client
+        self._flow_by_client[client] = flow
+        return flow
+
+    def _on_datagram(self, direction: str, data: bytes, addr: tuple, arrival_ns: int,
+                     flow: _Flow | None = None) -> None:
         with self._cond:
             if direction == UP:
-                self._client = addr
+                flow = self._flow_for(addr)
             if self._first_ns is None:
                 self._first_ns = arrival_ns
             index = self._counts[direction]
@@ -257,19 +300,20 @@ class Relay:
                 "dir": direction, "index": index, "arrival_ns": arrival_ns, "size": len(data),
                 "head": data[: self.head_bytes].hex(), "dropped": dropped, "reason": reason, "sent": False,
                 "delay_ns": None, "nominal_delay_ns": nominal_ns, "sched_error_ns": None,
+                "flow": flow.number if flow else None,
             }
             if direction == DOWN:
                 entry["pair"] = self._fifo.popleft() if self._fifo else None
-                if self._client is None and not dropped:
-                    dropped = entry["dropped"] = True
-                    entry["reason"] = "no_client"  # nobody to send it to
+            if (flow is None or flow.client is None) and not dropped:
+                dropped = entry["dropped"] = True
+                entry["reason"] = "no_client" if direction == DOWN else "too_many_clients"
             if len(self._log) < self.max_log_entries:
                 self._log.append(entry)
             else:
                 self._unlogged += 1
             if not dropped:
                 target_ns = arrival_ns + nominal_ns
-                heapq.heappush(self._heap, (target_ns, next(self._tiebreak), entry, data, self._client))
+                heapq.heappush(self._heap, (target_ns, next(self._tiebreak), entry, data, flow))
                 self._cond.notify()
 
     def _send_loop(self) -> None:
@@ -281,25 +325,25 @@ class Relay:
                     if self._heap:
                         wait_ns = self._heap[0][0] - time.monotonic_ns() - SPIN_NS
                         if wait_ns <= 0:
-                            target_ns, _, entry, data, client = heapq.heappop(self._heap)
+                            target_ns, _, entry, data, flow = heapq.heappop(self._heap)
                             break
                         self._cond.wait(wait_ns / 1e9)
                     else:
                         self._cond.wait(0.1)
             while time.monotonic_ns() < target_ns:
                 time.sleep(0)  # yields the GIL so the receivers are not held up by the spin
-            self._forward(entry, data, client, target_ns)
+            self._forward(entry, data, flow, target_ns)
 
-    def _forward(self, entry: dict, data: bytes, client: tuple, target_ns: int) -> None:
+    def _forward(self, entry: dict, data: bytes, flow: _Flow, target_ns: int) -> None:
         upward = entry["dir"] == UP
         if upward:
             self._fifo.append(entry["index"])  # before sending: the reply may come back at once
         sent_ns = time.monotonic_ns()
         try:
             if upward:
-                self._up_sock.send(data)
+                flow.sock.send(data)
             else:
-                self._listen_sock.sendto(data, client)
+                self._listen_sock.sendto(data, flow.client)
         except OSError as exc:
             if upward:
                 self._fifo.pop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, ServerProcess, start_serve, stop
+from tests.conftest import REPO, ServerProcess, start_serve, stop, subprocess_env
 
 CHECK_KEYS = {"recommendation", "level", "cues", "advice", "measurements", "started_at", "duration_s"}
 CUES = {"facial_expression", "vocal_tone", "conversational_timing", "lip_sync"}
@@ -30,8 +29,8 @@ def assert_one_line_error(result, exit_code: int, contains: str) -> None:
     assert contains in lines[0]
 
 
-def test_local_check_recommends_video_and_is_stored(run_cli) -> None:
-    result = run_cli("check", "--local", "--json")
+def test_local_check_without_av_recommends_video_on_what_it_measured(run_cli) -> None:
+    result = run_cli("check", "--local", "--json", "--no-av")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert CHECK_KEYS <= set(report)
@@ -145,8 +144,7 @@ def test_config_init_path_and_show(run_cli, netcheck_home) -> None:
 
 
 def test_hmac_server_rejects_clients_without_the_key(run_cli, tmp_path) -> None:
-    env = {**os.environ, "NETCHECK_HMAC_KEY": "clinic-secret", "NETCHECK_HOME": str(tmp_path)}
-    secured = start_serve(env=env)
+    secured = start_serve(env=subprocess_env(NETCHECK_HMAC_KEY="clinic-secret", NETCHECK_HOME=str(tmp_path)))
     try:
         unsigned = run_cli("probe", "udp", secured.udp_target, "--duration", "0.5s", "--json")
         assert unsigned.returncode == 5
@@ -169,14 +167,14 @@ def test_help_and_version(run_cli) -> None:
 def test_ipv6_server_and_probe(run_cli) -> None:
     process = subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "serve", "--bind", "::1", "--http-port", "0", "--udp-port", "0"],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         http_line, udp_line = process.stdout.readline().split(), process.stdout.readline().split()
         assert http_line[0] == "http" and udp_line[0] == "udp" and udp_line[1].startswith("[::1]:")
         probe = run_cli("probe", "udp", udp_line[1], "--duration", "0.5s", "--json")
         assert probe.returncode == 0, probe.stderr
         assert json.loads(probe.stdout)["packets_received"] == 25
-        check = run_cli("check", "--server", f"http://{http_line[1]}", "--quick", "--json")
+        check = run_cli("check", "--server", f"http://{http_line[1]}", "--quick", "--json", "--no-av")
         assert check.returncode == 0, check.stderr
     finally:
         stop(process)

@@ -100,13 +100,14 @@ def read_code(luma: memoryview | bytes, line_size: int, width: int) -> int | Non
 
 @functools.lru_cache(maxsize=4)
 def background_luma(width: int, height: int, scroll_rows: int = 64) -> bytes:
-    """A smooth, scrolling texture (`scroll_rows` extra rows) so the encoder sees motion, like a face."""
-    rows = []
-    for y in range(height + scroll_rows):
-        row = bytes(
-            int(128 + 50 * math.sin(x / 23.0 + y / 41.0) * math.cos(y / 17.0 - x / 59.0)) for x in range(width)
-        )
-        rows.append(row)
+    """A smooth texture (`scroll_rows` extra rows, scrolled per frame) so the encoder sees motion, like a face.
+
+    Built separably, a row pattern shifted per line through `bytes.translate`, to stay fast at 720p.
+    """
+    base_row = bytes(int(110 + 40 * math.sin(x / 23.0) + 15 * math.cos(x / 7.0)) for x in range(width))
+    shift_tables = {shift: bytes(min(235, max(16, value + shift)) for value in range(256)) for shift in range(-40, 41)}
+    rows = [base_row.translate(shift_tables[round(40 * math.sin(y / 17.0) * math.cos(y / 53.0))])
+            for y in range(height + scroll_rows)]
     return b"".join(rows)
 
 

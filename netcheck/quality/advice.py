@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from netcheck.model import Level, MetricVerdict
+from netcheck.probes.av import AvDirection
 from netcheck.probes.system import SystemResult
 from netcheck.quality.thresholds import SystemLimits
+
+VIDEO_LOSS_CAUSE_PCT = 2.0
+"""Video packet loss from which loss, not the sender, is the likely cause of a poor picture."""
+LOW_VIDEO_BITRATE_KBPS = 400.0
+"""Below this the encoder was starved: 360p needs about 500 kbps."""
+DIRECTION_WORDS = {"upstream": "from you to the clinic", "downstream": "from the clinic to you"}
+
+
+@dataclass(frozen=True)
+class VideoCause:
+    """Why the picture suffers in one direction, and what helps, in plain words."""
+
+    direction: str
+    because: str
+    remedy: str
 
 METRIC_ADVICE: dict[str, str] = {
     "loss_pct": "Packet loss {value:.1f} %: the voice breaks up and its tone gets lost — move closer to the "
@@ -15,33 +33,54 @@ METRIC_ADVICE: dict[str, str] = {
            "delay above{phone}.",
     "rtt_p95_ms": "Delay {value:.0f} ms: pauses may feel like hesitation or coldness — leave extra time before "
                   "responding{phone}.",
-    "video_fps": "Video {value:.0f} fps: fleeting facial expressions will be missed — close other video apps "
-                 "and programs{audio}.",
-    "video_height": "Video {value:.0f} px high: the face will look blurry — move closer to the router or stop "
-                    "other streams{audio}.",
-    "freezes_per_min": "Video froze {value:.1f} times a minute: expressions get lost in the freezes — stop other "
-                       "streams and uploads{audio}.",
+    "video_fps": "Video {direction} runs at {value:.0f} fps because {because}: fleeting facial expressions "
+                 "will be missed — {remedy}{audio}.",
+    "video_height": "Video {direction} is only {value:.0f} px high because {because}: the face will look "
+                    "blurry — {remedy}{audio}.",
+    "freezes_per_min": "Video {direction} froze {value:.1f} times a minute because {because}: expressions get "
+                       "lost in the freezes — {remedy}{audio}.",
     "bandwidth_mbps": "Bandwidth {value:.1f} Mbps: too little for a clear face — stop other uploads and streams "
                       "or move to the router{audio}.",
     "av_skew_ms": "Lip sync off by {value:+.0f} ms: voice and lips drift apart — restart the call app{audio}.",
 }
 
 
-def metric_advice(verdict: MetricVerdict) -> str | None:
+def metric_advice(verdict: MetricVerdict, video_cause: VideoCause | None = None) -> str | None:
     """The advice line for a fair or poor metric; None for good or unmeasured ones."""
     if verdict.level not in (Level.FAIR, Level.POOR) or verdict.value is None:
         return None
     poor = verdict.level == Level.POOR
+    cause = video_cause or VideoCause("", "of the connection", "stop other streams and uploads")
     return METRIC_ADVICE[verdict.metric].format(
         value=verdict.value,
+        direction=DIRECTION_WORDS.get(cause.direction, "in one direction"),
+        because=cause.because,
+        remedy=cause.remedy,
         phone="; if it does not improve, use the phone" if poor else "",
         audio="; if it does not improve, switch to audio only" if poor else "",
     )
 
 
+def video_cause(direction_name: str, direction: AvDirection, system: SystemResult | None,
+                limits: SystemLimits) -> VideoCause:
+    """The likeliest reason for a poor picture in one direction: a busy computer, loss, or bandwidth."""
+    if direction_name == "upstream" and system is not None and (system.cpu_pct or 0) >= limits.cpu_busy_pct:
+        return VideoCause(direction_name, f"your computer is busy (CPU {system.cpu_pct:.0f} %)",
+                          "close other programs and video apps")
+    if (direction.video_loss_pct or 0) >= VIDEO_LOSS_CAUSE_PCT:
+        return VideoCause(direction_name, f"{direction.video_loss_pct:.1f} % of the video packets are lost",
+                          "move closer to the router or plug in a cable")
+    if direction.video_bitrate_kbps is not None and direction.video_bitrate_kbps < LOW_VIDEO_BITRATE_KBPS:
+        return VideoCause(direction_name, f"the bandwidth is short (video got {direction.video_bitrate_kbps:.0f} kbps)",
+                          "stop other uploads, downloads and streaming, or move to the router")
+    return VideoCause(direction_name, "the connection stalls", "stop other uploads and streams, or move to the router")
+
+
 PROBE_FAILURE_ADVICE: dict[str, str] = {
     "udp": "No answer on the server's UDP port ({status}): a firewall may block UDP, which video calls need — "
            "try another network (or your phone's hotspot) and tell the clinic.",
+    "av": "The video test call could not be set up ({status}): a firewall may block video calls — try another "
+          "network, or ask the clinic for a TURN server; until then use audio only.",
 }
 
 

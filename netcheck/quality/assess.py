@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
+from netcheck.probes.av import AvResult
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import emodel
-from netcheck.quality.advice import metric_advice, probe_failure_advice, system_advice
+from netcheck.quality.advice import metric_advice, probe_failure_advice, system_advice, video_cause
 from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
@@ -43,6 +44,20 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple
         metrics["rtt_p95_ms"] = (udp.rtt_p95_ms or udp.rtt_mean_ms, "udp.rtt_p95_ms")
         metrics["mos"] = (round(emodel.mos(udp.rtt_mean_ms, jitter_ms, loss_pct), 2),
                           "G.107 E-model of udp.rtt_mean_ms, udp.jitter_ms, udp.loss_pct")
+    av = measurements.get("av")
+    if isinstance(av, AvResult) and av.status == Status.OK and av.upstream and av.downstream:
+        directions = {"upstream": av.upstream, "downstream": av.downstream}
+        # in a finished call a direction without frames got nothing through: 0 fps, 0 px
+        fps, fps_from = min((d.video_fps or 0.0, name) for name, d in directions.items())
+        metrics["video_fps"] = (fps, f"av.{fps_from}.video_fps")
+        height, height_from = min((d.video_height or 0, name) for name, d in directions.items())
+        metrics["video_height"] = (float(height), f"av.{height_from}.video_height")
+        minutes = (av.duration_s or 0.0) / 60.0
+        if minutes > 0:
+            freezes, freezes_from = max(((d.video_freezes or 0) / minutes, name) for name, d in directions.items())
+            metrics["freezes_per_min"] = (round(freezes, 2), f"av.{freezes_from}.video_freezes")
+        if av.av_skew_ms is not None:
+            metrics["av_skew_ms"] = (av.av_skew_ms, "av.av_skew_ms (the worse direction)")
     return metrics
 
 
@@ -53,15 +68,26 @@ def assess(
 ) -> Assessment:
     metrics = measured_metrics(measurements)
     cues = {cue: _judge_cue(cue, thresholds, metrics) for cue in Cue}
-    recommendation = recommend(cues)
+    av = measurements.get("av")
+    av_failed = av is not None and av.status != Status.OK
+    recommendation = recommend(cues, av_failed)
     measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
     level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
 
-    advice = [line for verdict in cues.values() for metric in verdict.metrics if (line := metric_advice(metric))]
+    system = measurements.get("system")
+    system = system if isinstance(system, SystemResult) and system.status == Status.OK else None
+    advice = []
+    for verdict in cues.values():
+        for metric in verdict.metrics:
+            cause = None
+            if isinstance(av, AvResult) and metric.source.startswith(("av.upstream", "av.downstream")):
+                direction_name = metric.source.split(".")[1]
+                cause = video_cause(direction_name, getattr(av, direction_name), system, limits)
+            if line := metric_advice(metric, cause):
+                advice.append(line)
     advice.extend(line for name, result in measurements.items()
                   if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
-    system = measurements.get("system")
-    if isinstance(system, SystemResult) and system.status == Status.OK:
+    if system is not None:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
         advice.extend(system_advice(system, network_has_problems, limits))
     return Assessment(
@@ -73,11 +99,15 @@ def assess(
     )
 
 
-def recommend(cues: Mapping[Cue, CueVerdict]) -> Recommendation:
-    """DESIGN §5: phone if voice or timing is poor, audio-only if face or lip sync is poor, else video."""
+def recommend(cues: Mapping[Cue, CueVerdict], av_failed: bool = False) -> Recommendation:
+    """DESIGN §5: phone if voice or timing is poor, audio-only if face or lip sync is poor, else video.
+
+    A video test call that was tried and could not be set up also means audio only: the session's
+    own video call would most likely fail the same way.
+    """
     if cues[Cue.VOCAL_TONE].level == Level.POOR or cues[Cue.CONVERSATIONAL_TIMING].level == Level.POOR:
         return Recommendation.PHONE
-    if cues[Cue.FACIAL_EXPRESSION].level == Level.POOR or cues[Cue.LIP_SYNC].level == Level.POOR:
+    if cues[Cue.FACIAL_EXPRESSION].level == Level.POOR or cues[Cue.LIP_SYNC].level == Level.POOR or av_failed:
         return Recommendation.AUDIO_ONLY
     if cues[Cue.VOCAL_TONE].level == Level.UNKNOWN or cues[Cue.CONVERSATIONAL_TIMING].level == Level.UNKNOWN:
         return Recommendation.UNKNOWN
@@ -97,6 +127,9 @@ def summarise(
         return f"The connection could not be measured{reason}: no recommendation."
     if recommendation in (Recommendation.PHONE, Recommendation.AUDIO_ONLY):
         causes = "; ".join(f"{CUE_NAMES[v.cue]} is poor ({_figure(v.deciding)})" for v in poor)
+        av = measurements.get("av")
+        if not poor and av is not None and av.status != Status.OK:
+            causes = f"the video test call could not be set up ({av.status.value})"
         action = "Use the phone" if recommendation == Recommendation.PHONE else "Use audio only"
         return f"{action}: {causes}."
     sentence = "Video should work"

@@ -1,0 +1,181 @@
+"""Acceptance of the A/V probe through TURN: `netcheck probe av --relay-only` via a real coturn,
+with the impairment relay between the client and coturn as the ground truth.
+
+    client --UDP--> impairment relay --> coturn (UDP port) --> server's media peer (127.0.0.1 host)
+
+The relay's "up" is the client's upstream media (client -> server), its "down" the downstream.
+Everything stays on 127.0.0.1: both processes offer ICE host candidates on loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, ServerProcess, start_serve, stop
+from tests.coturn import Coturn
+from tests.impairment import Impairment, Profile, RelayProcess, media_truth
+
+pytestmark = pytest.mark.slow
+
+LOOPBACK_ONLY = {"NETCHECK_ICE_HOST_ADDRESSES": "127.0.0.1"}
+OPUS_PT = 96  # aiortc 1.16 offers Opus as PT 96 and VP8 as 97 (aiortc/codecs/__init__.py)
+HEAD_BYTES = 64  # ChannelData 4 + RTP 12; a Data indication needs 48
+PROBE_TIMEOUT_S = 45.0
+
+NO_IMPAIRMENT = Profile("clean", Impairment(), Impairment())
+LOSS_5 = Profile("5pct", Impairment(loss_pct=5), Impairment(loss_pct=5))
+LOSS_10 = Profile("10pct", Impairment(loss_pct=10), Impairment(loss_pct=10))
+# the relay's clock starts at the client's first TURN message; media starts ~0.5-1 s later, so
+# 3.0-4.5 s is in the middle of a 6 s measurement window
+BLACKOUT = Profile("blackout-1.5s", Impairment(), Impairment(), blackout_at_s=3.0, blackout_s=1.5)
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NETCHECK_")}
+    env.update(NETCHECK_HOME=str(home), **LOOPBACK_ONLY, **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def coturn():
+    with Coturn() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def av_server(tmp_path_factory) -> ServerProcess:
+    running = start_serve(env=clean_env(tmp_path_factory.mktemp("serve-home")))
+    yield running
+    stop(running.process)
+
+
+@dataclass
+class Run:
+    """One probe run through the relay: the probe's JSON and the relay's media truth."""
+
+    code: int
+    result: dict
+    truth: dict
+    stderr: str
+
+    def direction(self, name: str) -> dict:
+        return self.result[name]
+
+
+def run_probe(turn_url: str, user: str, password: str, server_url: str, home: Path,
+              duration: str = "5s", *extra: str) -> subprocess.CompletedProcess:
+    """`netcheck probe av` as a user runs it; the TURN password only in the environment."""
+    args = [sys.executable, str(REPO / "cli.py"), "probe", "av", "--server", server_url, "--duration", duration,
+            "--relay-only", "--turn", turn_url, "--turn-user", user, "--json", *extra]
+    assert password not in args
+    return subprocess.run(args, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, cwd=REPO,
+                          env=clean_env(home, NETCHECK_TURN_PASSWORD=password))
+
+
+@pytest.fixture(scope="module")
+def probe_through_relay(coturn, av_server, tmp_path_factory):
+    """Run the probe with the impairment relay in front of coturn's UDP port; cached per profile."""
+    cache: dict[tuple, Run] = {}
+
+    def run(profile: Profile, seed: int = 1, duration: str = "5s") -> Run:
+        key = (profile, seed, duration)
+        if key not in cache:
+            directory = tmp_path_factory.mktemp(f"av-{profile.name}")
+            with RelayProcess(coturn.address, profile, seed, directory / "relay.json", head_bytes=HEAD_BYTES) as relay:
+                relay_url = f"turn:{relay.address[0]}:{relay.address[1]}?transport=udp"
+                done = run_probe(relay_url, coturn.user, coturn.password, av_server.http_url, directory, duration)
+                log = relay.stop()
+            result = json.loads(done.stdout) if done.stdout.strip() else {}
+            cache[key] = Run(done.returncode, result, media_truth(log, OPUS_PT), done.stderr)
+        return cache[key]
+
+    return run
+
+
+def describe(run: Run) -> str:
+    """Probe figures next to the relay's truth, for assertion messages and -s runs."""
+    lines = [f"exit {run.code} status {run.result.get('status')} path {run.result.get('ice_path')}"]
+    for name, side in (("upstream", "up"), ("downstream", "down")):
+        figures = run.result.get(name) or {}
+        audio = run.truth[side]["audio"] or {}
+        video = run.truth[side]["rtp"].get(97, {})
+        lines.append(
+            f"{name}: fps {figures.get('video_fps')} freezes {figures.get('video_freezes')} "
+            f"frozen {figures.get('video_frozen_ms')} ms, audio loss {figures.get('audio_loss_pct')} % "
+            f"vs relay {audio.get('dropped')}/{audio.get('seen')} = {audio.get('loss_pct', 0):.2f} %, "
+            f"video loss {figures.get('video_loss_pct')} % vs relay {video.get('loss_pct', 0):.2f} %")
+    if run.code != 0:
+        lines.append(run.stderr[-2000:])
+    return "\n".join(lines)
+
+
+def assert_measured_through_turn(run: Run) -> None:
+    assert run.code == 0 and run.result.get("status") == "ok", describe(run)
+    if "ice_path" in run.result:
+        assert run.result["ice_path"] == "relay-udp", describe(run)
+    for side in ("up", "down"):  # the media really went through the relay, hence through coturn
+        assert run.truth[side]["audio"] and run.truth[side]["audio"]["seen"] >= 100, describe(run)
+        assert run.truth[side]["rtp"].get(97, {}).get("seen", 0) >= 100, describe(run)
+
+
+def test_relay_only_call_through_coturn_without_impairment(probe_through_relay):
+    """(a) status ok, >= 20 fps both ways, media relayed by coturn, no loss reported."""
+    run = probe_through_relay(NO_IMPAIRMENT)
+    print(describe(run))
+    assert_measured_through_turn(run)
+    for name in ("upstream", "downstream"):
+        figures = run.direction(name)
+        assert figures["video_fps"] >= 20, describe(run)
+        assert figures["audio_loss_pct"] == pytest.approx(0, abs=0.5), describe(run)
+        assert figures["video_height"] and figures["video_width"], describe(run)
+    # the relay saw audio at ~50 packets/s: what we call audio truth is the Opus stream
+    assert media_truth({"datagrams": []})["audio_payload_type"] is None
+    assert 40 <= run.truth["up"]["audio"]["rate_pps"] <= 60
+
+
+def test_audio_loss_matches_the_relay_at_5_percent_each_way(probe_through_relay):
+    """(b) audio_loss_pct within 2 percentage points of the relay's dropped Opus packets, per direction."""
+    run = probe_through_relay(LOSS_5, seed=5)
+    print(describe(run))
+    assert_measured_through_turn(run)
+    for name, side in (("upstream", "up"), ("downstream", "down")):
+        truth_pct = run.truth[side]["audio"]["loss_pct"]
+        assert 2 <= truth_pct <= 8, describe(run)  # the relay did impair this direction
+        assert run.direction(name)["audio_loss_pct"] == pytest.approx(truth_pct, abs=2.0), describe(run)
+
+
+def test_a_blackout_is_a_freeze_both_ways(probe_through_relay):
+    """(c) 1.5 s with nothing through, mid-run: >= 1 freeze of >= 1000 ms each way."""
+    run = probe_through_relay(BLACKOUT, duration="6s")
+    print(describe(run))
+    assert_measured_through_turn(run)
+    for side in ("up", "down"):  # the blackout did hit the media, both ways
+        assert run.truth[side]["rtp"][97]["blackout_dropped"] >= 20, describe(run)
+        assert run.truth[side]["audio"]["blackout_dropped"] >= 60, describe(run)
+    for name in ("downstream", "upstream"):
+        figures = run.direction(name)
+        assert figures["video_freezes"] >= 1, describe(run)
+        assert figures["video_frozen_ms"] >= 1000, describe(run)
+
+
+def test_ten_percent_loss_lowers_fps(probe_through_relay):
+    """(d) at 10 % loss each way the received frame rate is lower than on the clean path.
+
+    `netcheck check` has no --turn/--relay-only, so the facial-expression verdict through TURN is
+    not asserted here; fps is what drives it.
+    """
+    clean = probe_through_relay(NO_IMPAIRMENT)
+    lossy = probe_through_relay(LOSS_10, seed=10)
+    print(describe(lossy))
+    assert_measured_through_turn(lossy)
+    for name, side in (("upstream", "up"), ("downstream", "down")):
+        assert 7 <= lossy.truth[side]["rtp"][97]["loss_pct"] <= 13, describe(lossy)
+        assert lossy.direction(name)["video_fps"] < clean.direction(name)["video_fps"] - 1, \
+            f"{describe(clean)}\n{describe(lossy)}"
