@@ -248,6 +248,29 @@ def test_same_seed_same_fate_other_seed_other_fate(echo):
     assert first != other
 
 
+def test_each_client_address_gets_its_own_replies(echo):
+    """Like a NAT: two client sockets, each with its own upstream socket, each gets only its echoes."""
+    relay = Relay(echo.address, Profile("none", Impairment(), Impairment()), seed=1, head_bytes=8).start()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for client in clients:
+        client.bind(("127.0.0.1", 0))
+    addresses = sorted(client.getsockname() for client in clients)
+    try:
+        for round_ in range(3):
+            for number, client in enumerate(clients):
+                client.sendto(SEQ.pack(b"TEST", 10 * number + round_), relay.address)
+        for number, client in enumerate(clients):
+            client.settimeout(2)
+            got = sorted(SEQ.unpack_from(client.recv(100))[1] for _ in range(3))
+            assert got == [10 * number + r for r in range(3)]
+    finally:
+        log = relay.stop()
+        for client in clients:
+            client.close()
+    assert sorted(tuple(c) for c in log["clients"]) == addresses
+    assert {e["flow"] for e in log["datagrams"]} == {0, 1} and not any(e["dropped"] for e in log["datagrams"])
+
+
 def test_log_is_bounded(echo):
     relay = Relay(echo.address, Profile("none", Impairment(), Impairment()), seed=1, max_log_entries=10).start()
     run_client(relay.address, count=20, interval_s=0.001)

@@ -55,8 +55,9 @@ class VideoFormat:
 
 
 def block_size_px(width: int) -> int:
-    """The side of one code block: large enough to survive VP8 at low bitrates, scaled with width."""
-    return max(8, width // 40)
+    """The side of one code block: a 28th of the width, so the 24 blocks and margins fit, and large
+    enough to survive VP8 at low bitrates."""
+    return max(4, width // 28)
 
 
 def _check_value(index: int) -> int:

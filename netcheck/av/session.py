@@ -9,6 +9,7 @@ from typing import Any
 from netcheck.av.markers import VideoFormat
 from netcheck.errors import UsageError
 
+MIN_WIDTH, MIN_HEIGHT = 160, 90
 MAX_WIDTH, MAX_HEIGHT, MAX_FPS = 1920, 1080, 60
 MAX_AUDIO_OFFSET_MS = 1000.0
 _VIDEO = re.compile(r"^(\d{2,4})x(\d{2,4})@(\d{1,2})$")
@@ -20,8 +21,8 @@ def parse_video_format(text: str) -> VideoFormat:
     if not match:
         raise UsageError(f"bad video format {text!r}: use WIDTHxHEIGHT@FPS, e.g. 640x360@30")
     width, height, fps = (int(group) for group in match.groups())
-    if not (16 <= width <= MAX_WIDTH and 16 <= height <= MAX_HEIGHT and 1 <= fps <= MAX_FPS):
-        raise UsageError(f"bad video format {text!r}: at most {MAX_WIDTH}x{MAX_HEIGHT}@{MAX_FPS}")
+    if not (MIN_WIDTH <= width <= MAX_WIDTH and MIN_HEIGHT <= height <= MAX_HEIGHT and 1 <= fps <= MAX_FPS):
+        raise UsageError(f"bad video format {text!r}: from {MIN_WIDTH}x{MIN_HEIGHT} to {MAX_WIDTH}x{MAX_HEIGHT}@{MAX_FPS}")
     if width % 2 or height % 2:
         raise UsageError(f"bad video format {text!r}: width and height must be even")
     return VideoFormat(width, height, fps)
