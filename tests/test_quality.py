@@ -109,3 +109,69 @@ def test_clinic_overrides_change_the_verdict() -> None:
 def test_bad_overrides_name_the_key(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         apply_overrides(DEFAULT_THRESHOLDS, overrides)
+
+
+from netcheck.probes.av import AvDirection, AvResult  # noqa: E402
+from netcheck.probes.av import failed_result as av_failed_result  # noqa: E402
+
+CLEAN_DIRECTION = AvDirection(
+    video_fps=30.0, video_width=1280, video_height=720, video_freezes=0, video_frozen_ms=0.0, video_loss_pct=0.0,
+    video_bitrate_kbps=900.0, audio_loss_pct=0.0, audio_jitter_ms=1.0, audio_bitrate_kbps=30.0, rtt_ms=2.0,
+    av_skew_ms=5.0,
+)
+CLEAN_AV = AvResult(status=Status.OK, time_to_first_frame_ms=300.0, av_skew_ms=5.0, upstream=CLEAN_DIRECTION,
+                    downstream=CLEAN_DIRECTION, ice_path="host", udp_blocked=False, duration_s=4.0, error=None)
+
+
+def av(**direction_changes) -> AvResult:
+    downstream = dataclasses.replace(CLEAN_DIRECTION, **direction_changes)
+    return dataclasses.replace(CLEAN_AV, downstream=downstream)
+
+
+def test_clean_call_measures_all_four_cues() -> None:
+    result = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "system": QUIET_SYSTEM})
+    assert result.recommendation == Recommendation.VIDEO
+    assert all(verdict.level == Level.GOOD for verdict in result.cues.values()
+               if verdict.cue != Cue.FACIAL_EXPRESSION)
+    assert result.cues[Cue.FACIAL_EXPRESSION].level == Level.GOOD  # bandwidth unmeasured, the rest good
+    assert "bandwidth_mbps" in result.cues[Cue.FACIAL_EXPRESSION].note
+
+
+def test_low_fps_from_loss_recommends_audio_only_and_names_the_cause() -> None:
+    result = assess({"udp": CLEAN_UDP, "av": av(video_fps=9.0, video_loss_pct=8.0), "system": QUIET_SYSTEM})
+    assert result.cues[Cue.FACIAL_EXPRESSION].level == Level.POOR
+    assert result.recommendation == Recommendation.AUDIO_ONLY
+    assert any(line.startswith("Video from the clinic to you runs at 9 fps because 8.0 % of the video packets")
+               for line in result.advice), result.advice
+
+
+def test_low_fps_from_a_busy_computer_or_short_bandwidth() -> None:
+    busy = dataclasses.replace(QUIET_SYSTEM, cpu_pct=95.0)
+    slow_up = dataclasses.replace(CLEAN_AV, upstream=dataclasses.replace(CLEAN_DIRECTION, video_fps=12.0))
+    advice = assess({"udp": CLEAN_UDP, "av": slow_up, "system": busy}).advice
+    assert any("from you to the clinic runs at 12 fps because your computer is busy (CPU 95 %)" in line
+               for line in advice), advice
+    starved = av(video_fps=12.0, video_bitrate_kbps=150.0)
+    advice = assess({"udp": CLEAN_UDP, "av": starved}).advice
+    assert any("because the bandwidth is short (video got 150 kbps)" in line for line in advice), advice
+
+
+def test_lip_sync_and_freezes() -> None:
+    result = assess({"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, av_skew_ms=-200.0)})
+    assert result.cues[Cue.LIP_SYNC].level == Level.POOR
+    assert result.recommendation == Recommendation.AUDIO_ONLY
+    frozen = assess({"udp": CLEAN_UDP, "av": av(video_freezes=2, video_frozen_ms=2500.0)})
+    assert frozen.cues[Cue.FACIAL_EXPRESSION].deciding.metric == "freezes_per_min"  # 2 in 4 s = 30/min
+    assert frozen.cues[Cue.FACIAL_EXPRESSION].level == Level.POOR
+
+
+def test_a_video_call_that_cannot_be_set_up_means_audio_only() -> None:
+    result = assess({"udp": CLEAN_UDP, "av": av_failed_result(Status.BLOCKED, "ICE failed")})
+    assert result.recommendation == Recommendation.AUDIO_ONLY
+    assert "could not be set up (blocked)" in result.summary
+    assert any("firewall may block video calls" in line for line in result.advice)
+
+
+def test_udp_blocked_but_turn_over_tcp_works_is_said() -> None:
+    over_tcp = dataclasses.replace(CLEAN_AV, ice_path="relay-tcp", udp_blocked=True)
+    assert any("blocks UDP" in line for line in assess({"udp": CLEAN_UDP, "av": over_tcp}).advice)

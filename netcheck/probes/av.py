@@ -51,6 +51,8 @@ class AvResult:
     downstream: AvDirection | None
     ice_path: str | None
     """host | srflx | prflx | relay-udp | relay-tcp: how the media flowed."""
+    udp_blocked: bool | None
+    """True when the call failed over UDP and then worked through TURN over TCP/TLS; None if not tried."""
     duration_s: float | None
     """The measured window (after the first frame)."""
     error: str | None
@@ -65,7 +67,7 @@ class AvProbeSettings:
 
 
 def failed_result(status: Status, error: str, elapsed_s: float | None = None) -> AvResult:
-    return AvResult(status, None, None, None, None, None, elapsed_s, error)
+    return AvResult(status, None, None, None, None, None, None, elapsed_s, error)
 
 
 class AvProbe:
@@ -79,6 +81,25 @@ class AvProbe:
         self.settings = settings
 
     async def run(self) -> AvResult:
+        """One call; if it cannot connect and a UDP TURN server is configured, one more over TURN/TCP.
+
+        A firewall that blocks UDP stops WebRTC's usual paths; whether TURN over TCP then carries
+        the call is what the client and the clinic need to know.
+        """
+        from dataclasses import replace
+
+        from netcheck.av.peer import turn_transport
+
+        first = await self._call(self.settings)
+        ice = self.settings.ice
+        if first.status not in (Status.BLOCKED, Status.TIMEOUT) or not ice.turn_url or turn_transport(ice.turn_url) != "udp":
+            return first
+        over_tcp = await self._call(replace(self.settings, ice=ice.with_turn_transport("tcp")))
+        if over_tcp.status == Status.OK:
+            return replace(over_tcp, udp_blocked=True)
+        return replace(first, error=f"{first.error}; TURN over TCP failed too: {over_tcp.error}")
+
+    async def _call(self, settings: AvProbeSettings) -> AvResult:
         import aiohttp
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -86,7 +107,6 @@ class AvProbe:
         from netcheck.av.peer import restrict_host_candidates, rtc_configuration
         from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
 
-        settings = self.settings
         restrict_host_candidates()
         start_s = time.monotonic()
         pc = RTCPeerConnection(rtc_configuration(settings.ice))
@@ -112,7 +132,7 @@ class AvProbe:
                                          time.monotonic() - start_s)
                 first_frame_s = recorder.recording.video_arrivals_s[0]
                 await asyncio.sleep(settings.duration_s)
-                return await self._summarise(http, pc, recorder, clock, str(answer.get("session_id")),
+                return await self._summarise(http, pc, recorder, clock, settings, str(answer.get("session_id")),
                                              start_s, first_frame_s)
         except ValueError as error:  # aiortc rejects the answer's SDP
             return failed_result(Status.ERROR, f"bad answer from server: {error}")
@@ -154,13 +174,13 @@ class AvProbe:
             task.cancel()
         return recorder.first_video.is_set()
 
-    async def _summarise(self, http, pc, recorder, clock, session_id: str, start_s: float,
-                         first_frame_s: float) -> AvResult:
+    async def _summarise(self, http, pc, recorder, clock, settings: AvProbeSettings, session_id: str,
+                         start_s: float, first_frame_s: float) -> AvResult:
         from netcheck.av.figures import received_fields, sent_fields
         from netcheck.av import peer
 
         window_end_s = time.monotonic()
-        downstream_received = received_fields(recorder.recording, await peer.inbound_figures(pc), self.settings.video,
+        downstream_received = received_fields(recorder.recording, await peer.inbound_figures(pc), settings.video,
                                               window_end_s)
         upstream_sent = sent_fields(await peer.outbound_figures(pc, clock.start_s))
         report = await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
@@ -174,7 +194,7 @@ class AvProbe:
         skews = [skew for skew in (upstream.av_skew_ms, downstream.av_skew_ms) if skew is not None]
         path = peer.selected_candidate_type(pc)
         if path == "relay":
-            path = f"relay-{peer.turn_transport(self.settings.ice.turn_url)}"
+            path = f"relay-{peer.turn_transport(settings.ice.turn_url)}"
         return AvResult(
             status=Status.OK,
             time_to_first_frame_ms=round((first_frame_s - start_s) * 1000.0, 1),
@@ -182,6 +202,7 @@ class AvProbe:
             upstream=upstream,
             downstream=downstream,
             ice_path=path,
+            udp_blocked=False if path and path != "relay-tcp" else None,
             duration_s=round(window_end_s - first_frame_s, 3),
             error=None,
         )

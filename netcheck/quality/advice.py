@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netcheck.model import Level, MetricVerdict
-from netcheck.probes.av import AvDirection
+from netcheck.probes.av import AvDirection, AvResult
 from netcheck.probes.system import SystemResult
 from netcheck.quality.thresholds import SystemLimits
 
@@ -88,6 +88,14 @@ def probe_failure_advice(probe: str, status: str) -> str | None:
     """What to do when a probe could not measure at all."""
     template = PROBE_FAILURE_ADVICE.get(probe)
     return template.format(status=status) if template else None
+
+
+def path_advice(av: AvResult) -> str | None:
+    """Say so when the call only got through because TURN carried it over TCP."""
+    if av.udp_blocked or av.ice_path == "relay-tcp":
+        return ("This network blocks UDP: the call only works through the clinic's TURN server over TCP, which "
+                "adds delay and stutters under loss — if you can, use another network.")
+    return None
 
 
 def system_advice(system: SystemResult, network_has_problems: bool, limits: SystemLimits) -> list[str]:

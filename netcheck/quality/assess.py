@@ -9,7 +9,7 @@ from netcheck.probes.av import AvResult
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import emodel
-from netcheck.quality.advice import metric_advice, probe_failure_advice, system_advice, video_cause
+from netcheck.quality.advice import metric_advice, path_advice, probe_failure_advice, system_advice, video_cause
 from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
@@ -87,6 +87,8 @@ def assess(
                 advice.append(line)
     advice.extend(line for name, result in measurements.items()
                   if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
+    if isinstance(av, AvResult) and av.status == Status.OK and (line := path_advice(av)):
+        advice.append(line)
     if system is not None:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
         advice.extend(system_advice(system, network_has_problems, limits))
