@@ -9,7 +9,6 @@ markdown table (wall time from process start to exit, interpreter start-up inclu
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import start_serve, stop  # noqa: E402
+from tests.conftest import start_serve, stop, subprocess_env  # noqa: E402
 
-TARGETS_S = {"check --quick": 3.0, "check": 8.0, "check --local": 15.0, "--help": 0.5}
+TARGETS_S = {"check --quick": 3.0, "check": 8.0, "check --no-av": 8.0, "check --local": 15.0, "--help": 0.5}
 
 
 def time_command(args: list[str], env: dict[str, str], runs: int) -> list[float]:
@@ -43,10 +42,11 @@ def main() -> None:
     server = start_serve()
     try:
         with tempfile.TemporaryDirectory() as home:
-            env = {**os.environ, "NETCHECK_HOME": home}
+            env = subprocess_env(NETCHECK_HOME=home)
             cases = {
                 "check --quick": ["check", "--server", server.http_url, "--quick", "--json"],
                 "check": ["check", "--server", server.http_url, "--json"],
+                "check --no-av": ["check", "--server", server.http_url, "--json", "--no-av"],
                 "check --local": ["check", "--local", "--json"],
                 "--help": ["--help"],
             }

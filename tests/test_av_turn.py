@@ -25,7 +25,7 @@ from tests.impairment import Impairment, Profile, RelayProcess, media_truth
 pytestmark = pytest.mark.slow
 
 LOOPBACK_ONLY = {"NETCHECK_ICE_HOST_ADDRESSES": "127.0.0.1"}
-OPUS_PT = 96  # aiortc 1.16 offers Opus as PT 96 and VP8 as 97 (aiortc/codecs/__init__.py)
+OPUS_PT, VP8_PT = 96, 97  # as aiortc 1.16 offers them (aiortc/codecs/__init__.py); 98 is VP8's RTX
 HEAD_BYTES = 64  # ChannelData 4 + RTP 12; a Data indication needs 48
 PROBE_TIMEOUT_S = 45.0
 
@@ -63,6 +63,7 @@ class Run:
     code: int
     result: dict
     truth: dict
+    log: dict
     stderr: str
 
     def direction(self, name: str) -> dict:
@@ -93,7 +94,7 @@ def probe_through_relay(coturn, av_server, tmp_path_factory):
                 done = run_probe(relay_url, coturn.user, coturn.password, av_server.http_url, directory, duration)
                 log = relay.stop()
             result = json.loads(done.stdout) if done.stdout.strip() else {}
-            cache[key] = Run(done.returncode, result, media_truth(log, OPUS_PT), done.stderr)
+            cache[key] = Run(done.returncode, result, media_truth(log, OPUS_PT), log, done.stderr)
         return cache[key]
 
     return run
@@ -105,7 +106,7 @@ def describe(run: Run) -> str:
     for name, side in (("upstream", "up"), ("downstream", "down")):
         figures = run.result.get(name) or {}
         audio = run.truth[side]["audio"] or {}
-        video = run.truth[side]["rtp"].get(97, {})
+        video = run.truth[side]["rtp"].get(VP8_PT, {})
         lines.append(
             f"{name}: fps {figures.get('video_fps')} freezes {figures.get('video_freezes')} "
             f"frozen {figures.get('video_frozen_ms')} ms, audio loss {figures.get('audio_loss_pct')} % "
@@ -122,7 +123,7 @@ def assert_measured_through_turn(run: Run) -> None:
         assert run.result["ice_path"] == "relay-udp", describe(run)
     for side in ("up", "down"):  # the media really went through the relay, hence through coturn
         assert run.truth[side]["audio"] and run.truth[side]["audio"]["seen"] >= 100, describe(run)
-        assert run.truth[side]["rtp"].get(97, {}).get("seen", 0) >= 100, describe(run)
+        assert run.truth[side]["rtp"].get(VP8_PT, {}).get("seen", 0) >= 100, describe(run)
 
 
 def test_relay_only_call_through_coturn_without_impairment(probe_through_relay):
@@ -135,8 +136,8 @@ def test_relay_only_call_through_coturn_without_impairment(probe_through_relay):
         assert figures["video_fps"] >= 20, describe(run)
         assert figures["audio_loss_pct"] == pytest.approx(0, abs=0.5), describe(run)
         assert figures["video_height"] and figures["video_width"], describe(run)
-    # the relay saw audio at ~50 packets/s: what we call audio truth is the Opus stream
-    assert media_truth({"datagrams": []})["audio_payload_type"] is None
+    # the audio truth is the Opus stream, which the relay also recognises by itself (~50/s, small)
+    assert media_truth(run.log)["audio_payload_type"] == OPUS_PT
     assert 40 <= run.truth["up"]["audio"]["rate_pps"] <= 60
 
 
@@ -151,18 +152,38 @@ def test_audio_loss_matches_the_relay_at_5_percent_each_way(probe_through_relay)
         assert run.direction(name)["audio_loss_pct"] == pytest.approx(truth_pct, abs=2.0), describe(run)
 
 
+def test_video_loss_matches_the_relay_at_5_percent_each_way(probe_through_relay):
+    """video_loss_pct is the loss of the VP8 stream (PT 97) on the path, as the relay counts it;
+    retransmissions (RTX, PT 98) are a separate stream and must not stand in for it."""
+    run = probe_through_relay(LOSS_5, seed=5)
+    assert_measured_through_turn(run)
+    for name, side in (("upstream", "up"), ("downstream", "down")):
+        truth_pct = run.truth[side]["rtp"][VP8_PT]["loss_pct"]
+        assert run.direction(name)["video_loss_pct"] == pytest.approx(truth_pct, abs=2.0), describe(run)
+
+
 def test_a_blackout_is_a_freeze_both_ways(probe_through_relay):
     """(c) 1.5 s with nothing through, mid-run: >= 1 freeze of >= 1000 ms each way."""
     run = probe_through_relay(BLACKOUT, duration="6s")
     print(describe(run))
     assert_measured_through_turn(run)
     for side in ("up", "down"):  # the blackout did hit the media, both ways
-        assert run.truth[side]["rtp"][97]["blackout_dropped"] >= 20, describe(run)
+        assert run.truth[side]["rtp"][VP8_PT]["blackout_dropped"] >= 20, describe(run)
         assert run.truth[side]["audio"]["blackout_dropped"] >= 60, describe(run)
     for name in ("downstream", "upstream"):
         figures = run.direction(name)
         assert figures["video_freezes"] >= 1, describe(run)
         assert figures["video_frozen_ms"] >= 1000, describe(run)
+
+
+def test_ten_percent_loss_freezes_video_both_ways(probe_through_relay):
+    """At 10 % loss each way, NACK/RTX repair arrives late: the picture stalls at least once."""
+    clean = probe_through_relay(NO_IMPAIRMENT)
+    lossy = probe_through_relay(LOSS_10, seed=10)
+    assert_measured_through_turn(lossy)
+    for name in ("upstream", "downstream"):
+        assert clean.direction(name)["video_freezes"] == 0, describe(clean)
+        assert lossy.direction(name)["video_freezes"] >= 1, describe(lossy)
 
 
 def test_ten_percent_loss_lowers_fps(probe_through_relay):
@@ -176,6 +197,6 @@ def test_ten_percent_loss_lowers_fps(probe_through_relay):
     print(describe(lossy))
     assert_measured_through_turn(lossy)
     for name, side in (("upstream", "up"), ("downstream", "down")):
-        assert 7 <= lossy.truth[side]["rtp"][97]["loss_pct"] <= 13, describe(lossy)
+        assert 7 <= lossy.truth[side]["rtp"][VP8_PT]["loss_pct"] <= 13, describe(lossy)
         assert lossy.direction(name)["video_fps"] < clean.direction(name)["video_fps"] - 1, \
             f"{describe(clean)}\n{describe(lossy)}"
