@@ -1,9 +1,10 @@
 """A user-space UDP impairment relay: the ground truth against which probe accuracy is measured.
 
 The kernel here has no netem, so delay, jitter and loss are applied by this relay. It sits between
-one probe client and a UDP reflector, in its own process, and logs what it *actually* did to every
-datagram: arrival time (kernel receive timestamp), size, first bytes, dropped or not, and the
-applied delay measured as send time minus arrival time, not the nominal one.
+one probe client and a UDP reflector (or TURN server), in its own process, and logs what it
+*actually* did to every datagram: arrival time (kernel receive timestamp), size, first bytes,
+dropped or not (and why), and the applied delay measured as send time minus arrival time, not the
+nominal one. Each client socket gets its own upstream socket, as behind a NAT.
 
 Pairing: a reflector answers every datagram once, immediately, in receive order. So the relay keeps
 a FIFO of up-datagram indices in the order it forwarded them; each reply from upstream pops the

@@ -82,7 +82,7 @@ def test_marker_skew_pairs_each_marker_frame_with_the_nearest_onset() -> None:
 
 
 def test_pipeline_offset_model() -> None:
-    assert pipeline_offset_ms(VideoFormat(640, 360, 30)) == pytest.approx(-49.7, abs=0.2)
+    assert pipeline_offset_ms(VideoFormat(640, 360, 30)) == pytest.approx(-48.5, abs=0.2)
     assert pipeline_offset_ms(VideoFormat(320, 180, 15)) > pipeline_offset_ms(VideoFormat(640, 360, 30))
 
 
@@ -101,3 +101,25 @@ def test_bad_video_formats(text: str) -> None:
 def test_bad_offer_requests(body, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_offer_request(body)
+
+
+def test_media_timeline_ignores_frames_held_back_by_a_jitter_buffer() -> None:
+    from netcheck.av.analysis import MediaTimeline
+
+    timeline = MediaTimeline()
+    origin = (1 << 32) - 960  # the RTP clock wraps after the first frame
+    # frames every 20 ms arrive 80 ms after their media time, then two are held back by 300 ms
+    assert timeline.play_time_s(origin, 48000, 100.080) == pytest.approx(100.080)
+    assert timeline.play_time_s(0, 48000, 100.100) == pytest.approx(100.100)
+    assert timeline.play_time_s(960, 48000, 100.420) == pytest.approx(100.120)
+    assert timeline.play_time_s(1920, 48000, 100.421) == pytest.approx(100.140)
+    assert timeline.play_time_s(None, 48000, 5.0) == 5.0
+
+
+def test_frames_arriving_in_a_burst_are_not_all_displayed() -> None:
+    from netcheck.av.analysis import displayed_frames
+
+    steady = [i / 30 for i in range(30)]
+    assert displayed_frames(steady) == 30
+    burst = steady + [1.5 + i * 0.002 for i in range(15)]  # 15 late frames within 30 ms
+    assert displayed_frames(burst) == 30 + 2

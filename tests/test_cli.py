@@ -178,3 +178,17 @@ def test_ipv6_server_and_probe(run_cli) -> None:
         assert check.returncode == 0, check.stderr
     finally:
         stop(process)
+
+
+@pytest.mark.slow
+def test_local_check_with_av_measures_all_four_cues(run_cli) -> None:
+    result = run_cli("check", "--local", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["recommendation"] == "video"
+    assert {cue: verdict["level"] for cue, verdict in report["cues"].items()} == {
+        "facial_expression": "good", "vocal_tone": "good", "conversational_timing": "good", "lip_sync": "good"}
+    av = report["measurements"]["av"]
+    assert av["status"] == "ok" and av["ice_path"] == "host"
+    assert av["downstream"]["video_height"] == 720
+    assert "not part of this verdict" not in report["summary"]

@@ -18,6 +18,8 @@ from netcheck.av.markers import ONSET_REFRACTORY_S, VideoFormat
 MAX_VIDEO_FRAMES = 60 * 120
 MAX_AUDIO_ONSETS = 1000
 FREEZE_MIN_EXTRA_S = 0.150
+DISPLAY_REFRESH_HZ = 60.0
+"""A frame that a newer one replaces within the same refresh of a 60 Hz display is never seen."""
 PAIRING_WINDOW_S = 0.5
 
 
@@ -71,9 +73,18 @@ class TrackRecorder:
             self.first_video.set()
 
     async def _consume_audio(self, track) -> None:
+        """Record burst onsets at the time a well-behaved receiver would play them.
+
+        aiortc's audio jitter buffer holds every frame behind a lost packet until 16 packets
+        (320 ms) have queued, where a browser would conceal the gap; arrival times after a loss
+        say more about that buffer than about the network. So an onset's time is its RTP media
+        time plus the smallest arrival-minus-media-time seen so far on this stream: the delay
+        of the stream's unhindered frames.
+        """
         from aiortc.mediastreams import MediaStreamError
 
         recording = self.recording
+        clock = MediaTimeline()
         last_onset_s = -1e9
         while True:
             try:
@@ -82,13 +93,36 @@ class TrackRecorder:
                 return
             arrival_s = time.monotonic()
             recording.audio_frames += 1
-            if arrival_s - last_onset_s < ONSET_REFRACTORY_S or len(recording.audio_onsets_s) >= MAX_AUDIO_ONSETS:
+            frame_start_s = clock.play_time_s(frame.pts, frame.sample_rate, arrival_s)
+            if frame_start_s - last_onset_s < ONSET_REFRACTORY_S or len(recording.audio_onsets_s) >= MAX_AUDIO_ONSETS:
                 continue
             samples = array("h", bytes(frame.planes[0]))
             onset = markers.first_onset(samples, len(frame.layout.channels))
             if onset is not None:
-                last_onset_s = arrival_s
-                recording.audio_onsets_s.append(arrival_s + onset / frame.sample_rate)
+                last_onset_s = frame_start_s
+                recording.audio_onsets_s.append(frame_start_s + onset / frame.sample_rate)
+
+
+class MediaTimeline:
+    """Maps a stream's RTP media time to the arrival time of its fastest frames so far."""
+
+    def __init__(self) -> None:
+        self.first_pts: int | None = None
+        self.min_delay_s: float | None = None
+
+    def play_time_s(self, pts: int | None, rate: int, arrival_s: float) -> float:
+        """When the frame with `pts` would play at the stream's minimum delay (arrival if unknown)."""
+        if pts is None or not rate:
+            return arrival_s
+        if self.first_pts is None:
+            self.first_pts = pts
+        delta = (pts - self.first_pts) % (1 << 32)  # RTP timestamps wrap at 2^32
+        if delta >= 1 << 31:
+            delta -= 1 << 32
+        media_s = delta / rate
+        delay_s = arrival_s - media_s
+        self.min_delay_s = delay_s if self.min_delay_s is None else min(self.min_delay_s, delay_s)
+        return media_s + self.min_delay_s
 
 
 @dataclass(frozen=True)
@@ -100,14 +134,25 @@ class VideoSummary:
 
 
 def summarise_video(arrivals_s: list[float], window_end_s: float) -> VideoSummary:
-    """Received fps from the first frame to the end of the window, and WebRTC-style freezes."""
+    """Displayed fps from the first frame to the end of the window, and WebRTC-style freezes."""
     if not arrivals_s:
         return VideoSummary(None, 0, 0.0, 0)
     span_s = window_end_s - arrivals_s[0]
-    fps = (len(arrivals_s) - 1) / span_s if span_s > 0 and len(arrivals_s) > 1 else None
+    shown = displayed_frames(arrivals_s)
+    fps = (shown - 1) / span_s if span_s > 0 and shown > 1 else None
     # a stall at the end of the window is a freeze too: close the series at the window's end
     count, frozen_s = count_freezes(arrivals_s + [window_end_s] if window_end_s > arrivals_s[-1] else arrivals_s)
     return VideoSummary(fps, count, frozen_s * 1000.0, len(arrivals_s))
+
+
+def displayed_frames(arrivals_s: list[float], refresh_hz: float = DISPLAY_REFRESH_HZ) -> int:
+    """Frames a display refreshing at `refresh_hz` would show: one per refresh at most.
+
+    After a stall, retransmitted frames arrive in a burst; counting them all would report a
+    normal or even higher frame rate for a picture that froze and then jumped.
+    """
+    refreshes = {int((arrival - arrivals_s[0]) * refresh_hz) for arrival in arrivals_s}
+    return len(refreshes)
 
 
 def count_freezes(arrivals_s: list[float]) -> tuple[int, float]:

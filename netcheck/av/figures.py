@@ -9,9 +9,9 @@ from netcheck.av.analysis import Recording, marker_skews_ms, summarise_video
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import InboundFigures, OutboundFigures
 
-AUDIO_PIPELINE_MS = 85.5
+AUDIO_PIPELINE_MS = 84.6
 """aiortc's audio path before a frame reaches the application (jitter-buffer prefetch, decode)."""
-VIDEO_MS_PER_MEGAPIXEL = 10.7
+VIDEO_MS_PER_MEGAPIXEL = 12.2
 """Encode + decode time of the video path, per megapixel of frame."""
 
 
@@ -20,8 +20,8 @@ def pipeline_offset_ms(video: VideoFormat) -> float:
 
     aiortc's video jitter buffer releases a frame when the next one starts (one frame interval),
     encoding and decoding grow with the frame size, and its audio path holds ≈ 85 ms. Fitted to
-    `python benchmarks/av_calibration.py` on loopback (640x360@30 → −49.7, 1280x720@30 → −42.3,
-    320x180@15 → −19.8 ms measured); see docs/av-probe.md.
+    `python benchmarks/av_calibration.py` on loopback (640x360@30 → −48.5, 1280x720@30 → −40.1,
+    320x180@15 → −15.8 ms measured); see docs/av-probe.md.
     """
     return 1000.0 / video.fps + VIDEO_MS_PER_MEGAPIXEL * video.width * video.height / 1e6 - AUDIO_PIPELINE_MS
 

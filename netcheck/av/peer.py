@@ -99,17 +99,28 @@ class OutboundFigures:
 
 
 async def inbound_figures(pc: Any) -> dict[str, InboundFigures]:
-    """Per kind: cumulative RTP loss and interarrival jitter, converted from aiortc's units."""
+    """Per kind: cumulative RTP loss and interarrival jitter of the media stream, in ms and %.
+
+    A video receiver also has a retransmission (RTX) stream, and aiortc's getStats() gives both
+    streams the same stats id, so whichever came last wins. The media stream is the one with
+    the most packets, read from the receiver's per-SSRC statistics where aiortc keeps them.
+    """
     figures: dict[str, InboundFigures] = {}
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
-        for stats in (await receiver.getStats()).values():
-            if stats.type != "inbound-rtp":
+        kind = transceiver.kind
+        streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+        if streams:
+            main = max(streams.values(), key=lambda stream: stream.packets_received)
+            received, lost, jitter = main.packets_received, main.packets_lost, main.jitter
+        else:
+            inbound = [stats for stats in (await receiver.getStats()).values() if stats.type == "inbound-rtp"]
+            if not inbound:
                 continue
-            expected = stats.packetsReceived + max(0, stats.packetsLost)
-            loss_pct = 100.0 * max(0, stats.packetsLost) / expected if expected else None
-            jitter_ms = 1000.0 * stats.jitter / CLOCK_RATE_HZ[stats.kind]
-            figures[stats.kind] = InboundFigures(loss_pct, jitter_ms)
+            received, lost, jitter = inbound[0].packetsReceived, inbound[0].packetsLost, inbound[0].jitter
+        expected = received + max(0, lost)
+        loss_pct = 100.0 * max(0, lost) / expected if expected else None
+        figures[kind] = InboundFigures(loss_pct, 1000.0 * jitter / CLOCK_RATE_HZ[kind])
     return figures
 
 
