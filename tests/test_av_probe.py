@@ -136,3 +136,18 @@ def test_fifty_probes_leak_no_threads_sockets_or_memory() -> None:
     assert max(threads[10:]) <= threads[9] + 2, threads
     assert max(fds[10:]) <= fds[9] + 4, fds
     assert rss_mb[-1] - rss_mb[9] < 25, rss_mb
+
+
+def test_unreachable_turn_server_is_blocked_quickly_and_says_why() -> None:
+    from netcheck.av.peer import IceSettings
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a UDP port that never answers
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        ice = IceSettings(turn_url=f"turn:127.0.0.1:{port}?transport=udp", turn_user="u", turn_password="p",
+                          relay_only=True)
+        start = time.monotonic()
+        result = asyncio.run(probe_in_process(AvProbeSettings(duration_s=1.0, ice=ice)))
+    assert result.status == Status.BLOCKED
+    assert "ICE gathering took over" in result.error and "TURN over TCP failed too" in result.error
+    assert time.monotonic() - start < 15

@@ -19,6 +19,8 @@ from netcheck.model import Status
 CONNECT_TIMEOUT_S = 10.0
 """From offer to first received video frame, ICE and DTLS included."""
 HTTP_TIMEOUT_S = 5.0
+GATHER_TIMEOUT_S = 5.0
+"""Collecting local, STUN and TURN candidates; aioice retries an unanswered TURN request for ~40 s."""
 MAX_ANSWER_BYTES = 256 * 1024
 
 
@@ -118,7 +120,14 @@ class AvProbe:
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as http:
-                await pc.setLocalDescription(await pc.createOffer())
+                try:  # gathering waits for TURN allocations, which a firewall can leave unanswered
+                    await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), GATHER_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    return failed_result(Status.BLOCKED, f"ICE gathering took over {GATHER_TIMEOUT_S:g} s "
+                                         "(STUN/TURN server unreachable?)", time.monotonic() - start_s)
+                if "a=candidate:" not in pc.localDescription.sdp:
+                    return failed_result(Status.BLOCKED, "no ICE candidate to offer (TURN allocation refused "
+                                         "or failed?)", time.monotonic() - start_s)
                 answer = await self._post_json(http, "/v1/av/offer", {
                     "type": "offer", "sdp": pc.localDescription.sdp, "audio_offset_ms": settings.audio_offset_ms,
                     "video": f"{settings.video.width}x{settings.video.height}@{settings.video.fps}",
