@@ -202,6 +202,8 @@ class AvProbe:
             return failed_result(Status.ERROR, "server report is not in the expected form")
         skews = [skew for skew in (upstream.av_skew_ms, downstream.av_skew_ms) if skew is not None]
         path = peer.selected_candidate_type(pc)
+        if path is None and settings.ice.relay_only:
+            path = "relay"  # the policy allows nothing else
         if path == "relay":
             path = f"relay-{peer.turn_transport(settings.ice.turn_url)}"
         return AvResult(
