@@ -236,4 +236,9 @@ def test_check_through_turn_at_10_percent_loss_is_not_good_for_faces(probe_throu
         assert run.result["measurements"]["av"].get("ice_path", "relay-udp") == "relay-udp", describe(run)
         assert run.truth["up"]["audio"]["seen"] >= 100 and run.truth["down"]["audio"]["seen"] >= 100
     assert clean.result["cues"]["facial_expression"]["level"] == "good", describe(clean)
-    assert lossy.result["cues"]["facial_expression"]["level"] != "good", describe(lossy)
+    assert (clean.result["recommendation"], clean.code) == ("video", 0), describe(clean)
+    # Must show 4: only the call is impaired (the UDP probe goes straight to the reflector), so
+    # the face suffers and the voice does not: audio only, with advice that names the video's cause.
+    assert lossy.result["cues"]["facial_expression"]["level"] == "poor", describe(lossy)
+    assert (lossy.result["recommendation"], lossy.code) == ("audio_only", 3), describe(lossy)
+    assert any(line.startswith("Video ") and "because" in line for line in lossy.result["advice"]), describe(lossy)

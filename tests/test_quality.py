@@ -175,3 +175,15 @@ def test_a_video_call_that_cannot_be_set_up_means_audio_only() -> None:
 def test_udp_blocked_but_turn_over_tcp_works_is_said() -> None:
     over_tcp = dataclasses.replace(CLEAN_AV, ice_path="relay-tcp", udp_blocked=True)
     assert any("blocks UDP" in line for line in assess({"udp": CLEAN_UDP, "av": over_tcp}).advice)
+
+
+def test_voice_and_timing_come_from_the_call_when_udp_gets_nothing_through() -> None:
+    over_tcp = dataclasses.replace(CLEAN_AV, ice_path="relay-tcp", udp_blocked=True,
+                                   upstream=dataclasses.replace(CLEAN_DIRECTION, audio_loss_pct=4.0, rtt_ms=80.0))
+    result = assess({"udp": failed_result(Status.TIMEOUT, packets_sent=150), "av": over_tcp})
+    vocal = result.cues[Cue.VOCAL_TONE]
+    assert vocal.level == Level.POOR and vocal.deciding.metric == "loss_pct"
+    assert "av.upstream.audio_loss_pct" in vocal.deciding.source
+    assert result.cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
+    assert result.recommendation == Recommendation.PHONE
+    assert any("blocks UDP" in line for line in result.advice)

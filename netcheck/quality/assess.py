@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
-from netcheck.probes.av import AvResult
+from netcheck.probes.av import AvDirection, AvResult
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import emodel
@@ -58,6 +58,32 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple
             metrics["freezes_per_min"] = (round(freezes, 2), f"av.{freezes_from}.video_freezes")
         if av.av_skew_ms is not None:
             metrics["av_skew_ms"] = (av.av_skew_ms, "av.av_skew_ms (the worse direction)")
+        if "loss_pct" not in metrics:
+            metrics.update(voice_metrics_from_call(av.upstream, av.downstream))
+    return metrics
+
+
+def voice_metrics_from_call(upstream: AvDirection, downstream: AvDirection) -> dict[str, tuple[float, str]]:
+    """Voice and timing from the A/V call's audio when the UDP probe got nothing through.
+
+    That happens when a firewall blocks UDP and the call went through TURN over TCP: the call's
+    own audio is then the best evidence of what a voice will sound like. Its jitter is RFC 3550's
+    and its RTT RTCP's smoothed one, not IPDV and p95; the sources say so.
+    """
+    metrics: dict[str, tuple[float, str]] = {}
+    directions = {"upstream": upstream, "downstream": downstream}
+    losses = [(d.audio_loss_pct, name) for name, d in directions.items() if d.audio_loss_pct is not None]
+    jitters = [(d.audio_jitter_ms, name) for name, d in directions.items() if d.audio_jitter_ms is not None]
+    rtts = [(d.rtt_ms, name) for name, d in directions.items() if d.rtt_ms is not None]
+    if not (losses and jitters and rtts):
+        return metrics
+    loss, loss_from = max(losses)
+    jitter, jitter_from = max(jitters)
+    rtt, rtt_from = max(rtts)
+    metrics["loss_pct"] = (loss, f"av.{loss_from}.audio_loss_pct (UDP probe got no answer)")
+    metrics["jitter_ms"] = (jitter, f"av.{jitter_from}.audio_jitter_ms, RFC 3550 (UDP probe got no answer)")
+    metrics["rtt_p95_ms"] = (rtt, f"av.{rtt_from}.rtt_ms, RTCP (UDP probe got no answer)")
+    metrics["mos"] = (round(emodel.mos(rtt, jitter, loss), 2), "G.107 E-model of the call's audio figures")
     return metrics
 
 
