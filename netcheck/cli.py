@@ -82,7 +82,7 @@ def _print_json(data: Any) -> None:
 def check(
     server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
     json_output: JsonFlag = False,
-    quick: Annotated[bool, typer.Option("--quick", help="A verdict in about 2 s: a shorter UDP stream.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A verdict in under 3 s: 1 s UDP and A/V streams.")] = False,
     local: Annotated[bool, typer.Option("--local", help="Self-test: start a server on loopback and check against it.")] = False,
     udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
     no_av: Annotated[bool, typer.Option("--no-av", help="Skip the A/V probe (face and lip sync stay unknown).")] = False,
