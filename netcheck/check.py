@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from netcheck import __version__
 from netcheck.errors import ConfigError, MeasurementError
+from netcheck.httpio import BodyTooLarge, read_bounded
 from netcheck.model import Assessment, Measurement, ProbeResult, result_fields
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe
@@ -57,7 +58,9 @@ async def fetch_server_info(server_url: str) -> ServerInfo:
             async with session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise MeasurementError(f"server {server_url} answered HTTP {response.status} to /v1/info")
-                body = await response.content.read(MAX_INFO_BYTES)
+                body = await read_bounded(response, MAX_INFO_BYTES)
+    except BodyTooLarge:
+        raise MeasurementError(f"{url} is not a netcheck server (answer too large)") from None
     except asyncio.TimeoutError:
         raise MeasurementError(f"server {server_url} did not answer within {INFO_TIMEOUT_S:g} s") from None
     except aiohttp.ClientConnectorError as error:

@@ -102,16 +102,18 @@ async def inbound_figures(pc: Any) -> dict[str, InboundFigures]:
     """Per kind: cumulative RTP loss and interarrival jitter of the media stream, in ms and %.
 
     A video receiver also has a retransmission (RTX) stream, and aiortc's getStats() gives both
-    streams the same stats id, so whichever came last wins. The media stream is the one with
-    the most packets, read from the receiver's per-SSRC statistics where aiortc keeps them.
+    streams the same stats id, so whichever came last wins. So the receiver's per-SSRC statistics
+    are read where aiortc keeps them, leaving out the SSRCs it maps as RTX.
     """
     figures: dict[str, InboundFigures] = {}
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
         kind = transceiver.kind
         streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
-        if streams:
-            main = max(streams.values(), key=lambda stream: stream.packets_received)
+        rtx_ssrcs = set(getattr(receiver, "_RTCRtpReceiver__rtx_ssrc", {}))
+        media_streams = [stream for ssrc, stream in (streams or {}).items() if ssrc not in rtx_ssrcs]
+        if media_streams:
+            main = max(media_streams, key=lambda stream: stream.packets_received)
             received, lost, jitter = main.packets_received, main.packets_lost, main.jitter
         else:
             inbound = [stats for stats in (await receiver.getStats()).values() if stats.type == "inbound-rtp"]

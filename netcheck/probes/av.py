@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import IceSettings
+from netcheck.httpio import BodyTooLarge, read_bounded
 from netcheck.model import Status
 
 CONNECT_TIMEOUT_S = 10.0
@@ -156,7 +157,7 @@ class AvProbe:
         url = f"{self.server_url}{path}"
         try:
             async with http.post(url, json=body) as response:
-                data = await response.content.read(MAX_ANSWER_BYTES)
+                data = await read_bounded(response, MAX_ANSWER_BYTES)
                 if response.status != 200:
                     reason = _error_text(data) or f"HTTP {response.status}"
                     return failed_result(Status.ERROR, f"server refused {path}: {reason}")
@@ -165,6 +166,8 @@ class AvProbe:
             return failed_result(Status.TIMEOUT, f"server did not answer {path} within {HTTP_TIMEOUT_S:g} s")
         except aiohttp.ClientError as error:
             return failed_result(Status.UNREACHABLE, f"server unreachable: {type(error).__name__}")
+        except BodyTooLarge:
+            return failed_result(Status.ERROR, f"server's answer to {path} is larger than {MAX_ANSWER_BYTES} bytes")
         except ValueError:
             return failed_result(Status.ERROR, f"server answered {path} with something that is not JSON")
 
@@ -192,6 +195,7 @@ class AvProbe:
         downstream_received = received_fields(recorder.recording, await peer.inbound_figures(pc), settings.video,
                                               window_end_s)
         upstream_sent = sent_fields(await peer.outbound_figures(pc, clock.start_s))
+        path = peer.selected_candidate_type(pc)  # before the report: the server then ends the session
         report = await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
         if isinstance(report, AvResult):
             return report
@@ -201,7 +205,6 @@ class AvProbe:
         except (KeyError, TypeError):
             return failed_result(Status.ERROR, "server report is not in the expected form")
         skews = [skew for skew in (upstream.av_skew_ms, downstream.av_skew_ms) if skew is not None]
-        path = peer.selected_candidate_type(pc)
         if path is None and settings.ice.relay_only:
             path = "relay"  # the policy allows nothing else
         if path == "relay":

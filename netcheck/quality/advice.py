@@ -13,6 +13,8 @@ VIDEO_LOSS_CAUSE_PCT = 2.0
 """Video packet loss from which loss, not the sender, is the likely cause of a poor picture."""
 LOW_VIDEO_BITRATE_KBPS = 400.0
 """Below this the encoder was starved: 360p needs about 500 kbps."""
+QUEUED_RTT_MS = 400.0
+"""A call's RTT this high on a link that idles fast means packets wait in a full queue."""
 DIRECTION_WORDS = {"upstream": "from you to the clinic", "downstream": "from the clinic to you"}
 
 
@@ -63,16 +65,26 @@ def metric_advice(verdict: MetricVerdict, video_cause: VideoCause | None = None)
 
 def video_cause(direction_name: str, direction: AvDirection, system: SystemResult | None,
                 limits: SystemLimits) -> VideoCause:
-    """The likeliest reason for a poor picture in one direction: a busy computer, loss, or bandwidth."""
-    if direction_name == "upstream" and system is not None and (system.cpu_pct or 0) >= limits.cpu_busy_pct:
-        return VideoCause(direction_name, f"your computer is busy (CPU {system.cpu_pct:.0f} %)",
-                          "close other programs and video apps")
+    """The likeliest reason for a poor picture in one direction: bandwidth, loss, or a busy computer.
+
+    Network signs come first: a full link also keeps the CPU busy with retransmissions and
+    keyframes, while a busy computer on a clean network shows no loss and no queueing.
+    """
+    # a full link also loses packets (its queue overflows), so its signs are looked for first
+    starved = direction.video_bitrate_kbps is not None and direction.video_bitrate_kbps < LOW_VIDEO_BITRATE_KBPS
+    queued = direction.rtt_ms is not None and direction.rtt_ms >= QUEUED_RTT_MS
+    if starved or queued:
+        figure = (f"video got {direction.video_bitrate_kbps:.0f} kbps" if starved
+                  else f"the delay grew to {direction.rtt_ms:.0f} ms")
+        return VideoCause(direction_name, f"the bandwidth is short ({figure})",
+                          "stop other uploads, downloads and streaming, or move to the router")
     if (direction.video_loss_pct or 0) >= VIDEO_LOSS_CAUSE_PCT:
         return VideoCause(direction_name, f"{direction.video_loss_pct:.1f} % of the video packets are lost",
                           "move closer to the router or plug in a cable")
-    if direction.video_bitrate_kbps is not None and direction.video_bitrate_kbps < LOW_VIDEO_BITRATE_KBPS:
-        return VideoCause(direction_name, f"the bandwidth is short (video got {direction.video_bitrate_kbps:.0f} kbps)",
-                          "stop other uploads, downloads and streaming, or move to the router")
+    # a clean network and a busy sender: the computer could not encode in time
+    if direction_name == "upstream" and system is not None and (system.cpu_pct or 0) >= limits.cpu_busy_pct:
+        return VideoCause(direction_name, f"your computer is busy (CPU {system.cpu_pct:.0f} %)",
+                          "close other programs and video apps")
     return VideoCause(direction_name, "the connection stalls", "stop other uploads and streams, or move to the router")
 
 
