@@ -12,6 +12,7 @@ from netcheck import __version__, wire
 from netcheck.av.peer import IceSettings
 from netcheck.server.media import MediaPeerHub
 from netcheck.server.reflector import Reflector
+from netcheck.server.throughput import ThroughputEndpoints
 
 MAX_REQUEST_BYTES = 64 * 1024
 
@@ -42,6 +43,7 @@ class RunningServer:
 def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     media.routes(app)
+    ThroughputEndpoints().routes(app)
 
     async def info(_request: web.Request) -> web.Response:
         return web.json_response({
@@ -51,6 +53,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Ap
             "udp_port": udp_port,
             "hmac_required": hmac_required,
             "av": True,
+            "throughput": True,
         })
 
     app.router.add_get("/v1/info", info)

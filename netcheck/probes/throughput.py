@@ -1,0 +1,195 @@
+"""Throughput probe: download and upload over several HTTP streams, and the delay under that load.
+
+Each phase ramps up (slow start, not measured), then measures in 250 ms bins until the rate is
+stable or the phase's time is up. A UDP probe runs against the reflector while the link is
+loaded: how far its RTT rises above the idle RTT is the bufferbloat a video call will feel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import time
+from dataclasses import dataclass
+
+from netcheck.model import Status
+from netcheck.probes.udp import UdpProbe, UdpProbeSettings
+
+RAMP_S = 1.0
+BIN_S = 0.25
+STABLE_BINS = 4
+STABLE_SPREAD = 0.10
+"""Stop early when the last 4 bins are within ±10 % of their mean (and the UDP probe is done)."""
+LOADED_UDP_S = 1.0
+IDLE_UDP_S = 0.5
+REQUEST_BYTES = 1 << 30
+HTTP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    status: Status
+    download_mbps: float | None
+    upload_mbps: float | None
+    idle_rtt_ms: float | None
+    """RTT p95 of the UDP probe on the idle link."""
+    loaded_rtt_down_ms: float | None
+    """RTT p95 while the download saturates the link."""
+    loaded_rtt_up_ms: float | None
+    bufferbloat_ms: float | None
+    """The larger loaded RTT minus the idle RTT."""
+    bytes_down: int | None
+    bytes_up: int | None
+    backend: str
+    """netcheck (a netcheck server) or speedtest (speedtest-cli's servers)."""
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ThroughputSettings:
+    duration_s: float = 4.0
+    """Both phases together, ramps included."""
+    streams: int = 4
+    hmac_key: bytes | None = None
+
+
+def failed_result(status: Status, error: str) -> ThroughputResult:
+    return ThroughputResult(status, None, None, None, None, None, None, None, None, "netcheck", error)
+
+
+class _Phase:
+    """Bytes moved by one direction's streams, and the signal to stop them."""
+
+    def __init__(self) -> None:
+        self.total_bytes = 0
+        self.stop = asyncio.Event()
+
+
+def rate_bins_mbps(samples: list[tuple[float, int]]) -> list[float]:
+    """Rates between consecutive (seconds, cumulative bytes) samples."""
+    return [(b1 - b0) * 8 / (t1 - t0) / 1e6 for (t0, b0), (t1, b1) in zip(samples, samples[1:]) if t1 > t0]
+
+
+def rate_after_ramp_mbps(samples: list[tuple[float, int]], ramp_s: float) -> float | None:
+    """Mean rate from the first sample at or after `ramp_s` to the last sample."""
+    measured = [(t, b) for t, b in samples if t >= ramp_s]
+    if len(measured) < 2:
+        return None
+    (t0, b0), (t1, b1) = measured[0], measured[-1]
+    return (b1 - b0) * 8 / (t1 - t0) / 1e6 if t1 > t0 and b1 > b0 else None
+
+
+class ThroughputProbe:
+    """Saturate the link to a netcheck server, one direction at a time."""
+
+    name = "throughput"
+
+    def __init__(self, server_url: str, udp_target: tuple[str, int] | None,
+                 settings: ThroughputSettings = ThroughputSettings()) -> None:
+        self.server_url = server_url
+        self.udp_target = udp_target
+        self.settings = settings
+
+    async def run(self) -> ThroughputResult:
+        import aiohttp
+
+        udp = UdpProbeSettings(interval_ms=20.0, duration_s=IDLE_UDP_S, hmac_key=self.settings.hmac_key)
+        idle = await UdpProbe(*self.udp_target, udp).run() if self.udp_target else None
+        phase_s = self.settings.duration_s / 2
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S, sock_read=HTTP_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+                down_mbps, bytes_down, loaded_down = await self._phase(http, self._download, phase_s)
+                up_mbps, bytes_up, loaded_up = await self._phase(http, self._upload, phase_s)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+            return failed_result(Status.UNREACHABLE, f"throughput server: {type(error).__name__}: {error}")
+        if down_mbps is None and up_mbps is None:
+            return failed_result(Status.ERROR, "no bytes crossed in either direction")
+        idle_ms = idle.rtt_p95_ms if idle is not None else None
+        loaded = [rtt for rtt in (loaded_down, loaded_up) if rtt is not None]
+        return ThroughputResult(
+            status=Status.OK,
+            download_mbps=_round(down_mbps),
+            upload_mbps=_round(up_mbps),
+            idle_rtt_ms=_round(idle_ms),
+            loaded_rtt_down_ms=_round(loaded_down),
+            loaded_rtt_up_ms=_round(loaded_up),
+            bufferbloat_ms=_round(max(0.0, max(loaded) - idle_ms)) if loaded and idle_ms is not None else None,
+            bytes_down=bytes_down,
+            bytes_up=bytes_up,
+            backend="netcheck",
+            error=None,
+        )
+
+    async def _phase(self, http, transfer, max_s: float) -> tuple[float | None, int, float | None]:
+        """Load one direction; return (Mbps after the ramp, bytes that arrived, loaded RTT p95)."""
+        phase = _Phase()
+        test_id = secrets.token_hex(16)
+        streams = [asyncio.ensure_future(transfer(http, phase, test_id)) for _ in range(self.settings.streams)]
+        start_s = time.monotonic()
+        samples: list[tuple[float, int]] = []  # the client's own count: arrivals (down), hand-overs (up)
+        loaded_udp = None
+        try:
+            await asyncio.sleep(RAMP_S)
+            if all(stream.done() for stream in streams):
+                for stream in streams:
+                    stream.result()  # surfaces the connection error
+            if self.udp_target:
+                udp = UdpProbeSettings(interval_ms=20.0, duration_s=LOADED_UDP_S, hmac_key=self.settings.hmac_key)
+                loaded_udp = asyncio.ensure_future(UdpProbe(*self.udp_target, udp).run())
+            samples.append((time.monotonic() - start_s, phase.total_bytes))
+            while time.monotonic() - start_s < max_s:
+                await asyncio.sleep(BIN_S)
+                samples.append((time.monotonic() - start_s, phase.total_bytes))
+                bins = rate_bins_mbps(samples)[-STABLE_BINS:]
+                udp_done = loaded_udp is None or loaded_udp.done()
+                if udp_done and len(bins) == STABLE_BINS and _stable(bins):
+                    break
+        finally:
+            phase.stop.set()
+            for stream in streams:
+                stream.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+        udp_result = await loaded_udp if loaded_udp is not None else None
+        loaded_rtt_ms = udp_result.rtt_p95_ms if udp_result is not None else None
+        if transfer == self._download:
+            return rate_after_ramp_mbps(samples, RAMP_S), phase.total_bytes, loaded_rtt_ms
+        # upload: what arrived, as the server counted it over time
+        async with http.get(f"{self.server_url}/v1/throughput/upload/{test_id}") as response:
+            record = await response.json() if response.status == 200 else {"bytes": 0, "samples": []}
+        server_samples = [(float(t), int(b)) for t, b in record.get("samples", [])]
+        return rate_after_ramp_mbps(server_samples, RAMP_S), int(record.get("bytes", 0)), loaded_rtt_ms
+
+    async def _download(self, http, phase: _Phase, test_id: str) -> None:
+        url = f"{self.server_url}/v1/throughput/download?bytes={REQUEST_BYTES}"
+        while not phase.stop.is_set():
+            async with http.get(url) as response:
+                response.raise_for_status()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    phase.total_bytes += len(chunk)
+                    if phase.stop.is_set():
+                        return
+
+    async def _upload(self, http, phase: _Phase, test_id: str) -> None:
+        payload = secrets.token_bytes(64 * 1024)
+
+        async def body():
+            while not phase.stop.is_set():
+                phase.total_bytes += len(payload)
+                yield payload
+
+        url = f"{self.server_url}/v1/throughput/upload/{test_id}"
+        while not phase.stop.is_set():
+            async with http.post(url, data=body()) as response:
+                response.raise_for_status()
+
+
+def _stable(bins: list[float]) -> bool:
+    mean = statistics.fmean(bins)
+    return mean > 0 and all(abs(value - mean) <= STABLE_SPREAD * mean for value in bins)
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
