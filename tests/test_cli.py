@@ -68,12 +68,13 @@ def test_udp_target_that_does_not_answer_is_exit_5(run_cli, server: ServerProces
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
-        result = run_cli("check", "--server", server.http_url, "--quick", "--json", "--udp-target",
+        result = run_cli("check", "--server", server.http_url, "--quick", "--json", "--no-av", "--udp-target",
                          f"127.0.0.1:{port}")
     assert result.returncode == 5
     report = json.loads(result.stdout)
     assert report["recommendation"] == "unknown"
     assert report["measurements"]["udp"]["status"] == "timeout"
+    assert any("firewall may block UDP" in line for line in report["advice"])
 
 
 def test_probe_udp_json_has_exactly_the_contract_fields(run_cli, server: ServerProcess) -> None:
