@@ -21,6 +21,7 @@ from netcheck.model import Assessment, Measurement, ProbeResult, result_fields
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe
 from netcheck.probes.system import SystemProbe
+from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
 from netcheck.quality import DEFAULT_THRESHOLDS, Threshold, assess
 
@@ -36,6 +37,7 @@ class ServerInfo:
     hmac_required: bool
     av: bool
     """The server hosts a media peer for the A/V probe."""
+    throughput: bool
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ async def fetch_server_info(server_url: str) -> ServerInfo:
         if not isinstance(udp_port, int) or not 1 <= udp_port <= 65535:
             raise ValueError
         return ServerInfo(str(info.get("version", "?")), udp_port, bool(info.get("hmac_required", False)),
-                          info.get("av") is True)
+                          info.get("av") is True, info.get("throughput") is True)
     except (ValueError, KeyError, TypeError):
         raise MeasurementError(f"{url} is not a netcheck server (unexpected answer)") from None
 
@@ -90,10 +92,12 @@ AV_SETUP_S = 1.0
 """ICE, DTLS and the first frame on a good path, plus the server's report."""
 
 
-def expected_duration_s(udp_settings: UdpProbeSettings, av_settings: AvProbeSettings | None) -> float:
-    """For progress displays: the longest probe, with its set-up and wait for late packets."""
+def expected_duration_s(udp_settings: UdpProbeSettings, av_settings: AvProbeSettings | None,
+                        throughput_settings: ThroughputSettings | None = None) -> float:
+    """For progress displays: the longest probe of the first phase, then the throughput phase."""
     udp_s = udp_settings.duration_s + 0.5
-    return max(udp_s, av_settings.duration_s + AV_SETUP_S) if av_settings else udp_s
+    first_phase_s = max(udp_s, av_settings.duration_s + AV_SETUP_S) if av_settings else udp_s
+    return first_phase_s + (throughput_settings.duration_s + 1.0 if throughput_settings else 0.0)
 
 
 async def run_check(
@@ -102,11 +106,13 @@ async def run_check(
     udp_target: tuple[str, int] | None = None,
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
     av_settings: AvProbeSettings | None = None,
+    throughput_settings: ThroughputSettings | None = None,
 ) -> CheckReport:
     """Measure the path to `server_url` and assess it.
 
     The UDP, A/V and system probes run side by side: the UDP stream then sees the path as it is
-    during a video call, and the system probe's window covers both.
+    during a video call, and the system probe's window covers both. The throughput probe runs
+    after them, alone: it fills the link on purpose and would spoil every other figure.
     """
     check_started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     start_s = time.perf_counter()
@@ -115,11 +121,13 @@ async def run_check(
         raise ConfigError("hmac_key: the server requires an HMAC key; set NETCHECK_HMAC_KEY or hmac_key_file")
     host, port = udp_target or (urlsplit(server_url).hostname or "", info.udp_port)
     run_av = av_settings is not None and info.av
-    window_s = expected_duration_s(udp_settings, av_settings if run_av else None)
+    window_s = expected_duration_s(udp_settings, av_settings if run_av else None)  # the first phase
     probes: list[Probe] = [UdpProbe(host, port, udp_settings), SystemProbe(host, window_s)]
     if run_av and av_settings is not None:
         probes.append(AvProbe(server_url, av_settings))
-    measurements = await asyncio.gather(*(run_probe(probe) for probe in probes))
+    measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))
+    if throughput_settings is not None and info.throughput:
+        measurements.append(await run_probe(ThroughputProbe(server_url, (host, port), throughput_settings)))
     by_probe = {measurement.probe: measurement for measurement in measurements}
     assessment = assess({name: m.result for name, m in by_probe.items()}, thresholds)
     return CheckReport(
@@ -136,6 +144,7 @@ async def run_local_check(
     udp_settings: UdpProbeSettings,
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
     av_settings: AvProbeSettings | None = None,
+    throughput_settings: ThroughputSettings | None = None,
 ) -> CheckReport:
     """A self-test for a fresh install: start a server on loopback in-process and check against it.
 
@@ -148,7 +157,8 @@ async def run_local_check(
         restrict_host_candidates(["127.0.0.1"])
     server = await start_server("127.0.0.1", 0, 0, hmac_key=udp_settings.hmac_key)
     try:
-        return await run_check(server.url, udp_settings, thresholds=thresholds, av_settings=av_settings)
+        return await run_check(server.url, udp_settings, thresholds=thresholds, av_settings=av_settings,
+                               throughput_settings=throughput_settings)
     finally:
         await server.close()
 
@@ -181,6 +191,7 @@ def report_to_dict(report: CheckReport) -> dict[str, Any]:
             for cue, verdict in assessment.cues.items()
         },
         "advice": list(assessment.advice),
+        "video_setting": assessment.video_setting,
         "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
         "probe_runs": {name: {"started_at": m.started_at, "duration_s": m.duration_s}
                        for name, m in report.measurements.items()},

@@ -82,7 +82,7 @@ def _print_json(data: Any) -> None:
 def check(
     server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
     json_output: JsonFlag = False,
-    quick: Annotated[bool, typer.Option("--quick", help="A verdict in under 3 s: 1 s UDP and A/V streams.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A verdict in under 3 s: 1 s UDP and A/V streams, no throughput test.")] = False,
     local: Annotated[bool, typer.Option("--local", help="Self-test: start a server on loopback and check against it.")] = False,
     udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
     no_av: Annotated[bool, typer.Option("--no-av", help="Skip the A/V probe (face and lip sync stay unknown).")] = False,
@@ -97,6 +97,7 @@ def check(
     from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
     from netcheck.config import load_config
     from netcheck.probes.av import AvProbeSettings
+    from netcheck.probes.throughput import ThroughputSettings
     from netcheck.probes.udp import UdpProbeSettings
     from netcheck.render import render_check, with_progress
 
@@ -119,14 +120,15 @@ def check(
     av_settings = None if no_av else AvProbeSettings(
         duration_s=defaults.quick_av_duration_s if quick else defaults.av_duration_s,
         video=parse_video_format(defaults.av_video), ice=ice)
-    job = run_local_check(settings, config.thresholds, av_settings) if local else run_check(
-        server_url or "", settings, target, config.thresholds, av_settings)
+    throughput_settings = None if quick else ThroughputSettings(defaults.throughput_duration_s, 4, config.hmac_key)
+    job = run_local_check(settings, config.thresholds, av_settings, throughput_settings) if local else run_check(
+        server_url or "", settings, target, config.thresholds, av_settings, throughput_settings)
 
     async def measure() -> Any:
         if json_output:
             return await job
-        return await with_progress(job, expected_duration_s(settings, av_settings), "Checking your connection",
-                                   _stderr())
+        return await with_progress(job, expected_duration_s(settings, av_settings, throughput_settings),
+                                   "Checking your connection", _stderr())
 
     report = report_to_dict(asyncio.run(measure()))
     _save(config.store_path, report)
@@ -216,6 +218,60 @@ def probe_av(
         render_av(fields, _stdout())
     if result.status != Status.OK:
         print(f"netcheck: A/V probe {result.status.value}: {result.error}", file=sys.stderr)
+        return EXIT_COULD_NOT_MEASURE
+    return 0
+
+
+@probe_app.command("throughput")
+def probe_throughput(
+    server: Annotated[Optional[str], typer.Option(help="The netcheck server URL (else config or NETCHECK_SERVER).")] = None,
+    duration: Annotated[str, typer.Option(help="Both directions together, ramp-up included, e.g. 4s.")] = "4s",
+    streams: Annotated[int, typer.Option(min=1, max=16, help="Parallel HTTP streams per direction.")] = 4,
+    backend: Annotated[str, typer.Option(help="netcheck (the clinic's server) or speedtest (speedtest.net, best effort). Default: netcheck when a server is configured.")] = "auto",
+    udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector for loaded RTT.")] = None,
+    json_output: JsonFlag = False,
+) -> int:
+    """Download and upload speed, and how much the delay rises under that load (bufferbloat)."""
+    from netcheck.check import fetch_server_info
+    from netcheck.config import load_config
+    from netcheck.model import Status, result_fields
+    from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
+    from netcheck.render import render_fields
+
+    config = load_config()
+    server_url = parse_server_url(server) if server else config.server
+    if backend not in ("auto", "netcheck", "speedtest"):
+        raise UsageError(f"--backend {backend!r}: use netcheck or speedtest")
+    if backend == "auto":
+        backend = "netcheck" if server_url else "speedtest"
+    duration_s = parse_duration_s(duration, "--duration")
+    if not 2 <= duration_s <= 60:
+        raise UsageError(f"--duration {duration!r} outside 2..60 s")
+    if backend == "speedtest":
+        from netcheck.probes.speedtest_backend import SpeedtestProbe
+
+        probe: Any = SpeedtestProbe()
+    else:
+        if not server_url:
+            raise UsageError("no server: pass --server URL, set NETCHECK_SERVER, or use --backend speedtest")
+
+        async def target() -> tuple[str, int]:
+            if udp_target:
+                return parse_host_port(udp_target, "--udp-target")
+            from urllib.parse import urlsplit
+
+            return urlsplit(server_url).hostname or "", (await fetch_server_info(server_url)).udp_port
+
+        settings = ThroughputSettings(duration_s, streams, config.hmac_key)
+        probe = ThroughputProbe(server_url, asyncio.run(target()), settings)
+    result = asyncio.run(probe.run())
+    fields = result_fields(result)
+    if json_output:
+        _print_json(fields)
+    else:
+        render_fields("Throughput", fields, _stdout())
+    if result.status != Status.OK:
+        print(f"netcheck: throughput probe {result.status.value}: {result.error}", file=sys.stderr)
         return EXIT_COULD_NOT_MEASURE
     return 0
 

@@ -46,6 +46,7 @@ CONFIG_TEMPLATE = """\
 # av_duration_s = 4.0
 # quick_av_duration_s = 1.0
 # av_video = "1280x720@30"
+# throughput_duration_s = 4.0
 
 # Per-clinic thresholds; see docs/quality-model.md for the metrics and their sources.
 # [thresholds.rtt_p95_ms]
@@ -65,6 +66,7 @@ class CheckDefaults:
     quick_udp_duration_s: float = 1.0
     av_duration_s: float = 4.0
     quick_av_duration_s: float = 1.0
+    throughput_duration_s: float = 4.0
     av_video: str = "1280x720@30"
     """What the check's A/V probe sends: 720p, so that the facial-expression threshold (≥ 720) can be met."""
 
@@ -192,6 +194,7 @@ def _check_defaults(section: Any) -> CheckDefaults:
         "quick_udp_duration_s": (0.1, 600.0),
         "av_duration_s": (0.5, 120.0),
         "quick_av_duration_s": (0.5, 120.0),
+        "throughput_duration_s": (2.0, 60.0),
     }
     for key, value in section.items():
         if key == "av_video":

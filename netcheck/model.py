@@ -102,3 +102,5 @@ class Assessment:
     summary: str
     cues: dict[Cue, CueVerdict]
     advice: tuple[str, ...]
+    video_setting: str | None = None
+    """The highest video quality the measured bandwidth carries (720p, 540p, 360p, audio only)."""

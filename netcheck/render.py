@@ -61,6 +61,13 @@ def render_check(report: Mapping[str, Any], console: Console) -> None:
         console.print(f"[dim]Measured over {udp['packets_sent']} packets: delay p95 {_number(udp['rtt_p95_ms'])} ms · "
                       f"jitter {_number(udp['jitter_ms'])} ms · loss {_number(udp['loss_pct'])} % "
                       f"(up {_number(udp['loss_up_pct'])} %, down {_number(udp['loss_down_pct'])} %)[/]")
+    throughput = report["measurements"].get("throughput", {})
+    if throughput.get("status") == "ok":
+        console.print(f"[dim]Speed: {_number(throughput['download_mbps'])} Mbps down, "
+                      f"{_number(throughput['upload_mbps'])} Mbps up · delay under load "
+                      f"+{_number(throughput['bufferbloat_ms'])} ms[/]")
+    if report.get("video_setting"):
+        console.print(f"Video setting this connection carries: [bold]{report['video_setting']}[/]")
     if report["advice"]:
         console.print("[bold]What to do[/]")
         for line in report["advice"]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from netcheck.model import Level, MetricVerdict
 from netcheck.probes.av import AvDirection, AvResult
 from netcheck.probes.system import SystemResult
+from netcheck.probes.throughput import ThroughputResult
 from netcheck.quality.thresholds import SystemLimits
 
 VIDEO_LOSS_CAUSE_PCT = 2.0
@@ -93,6 +94,7 @@ PROBE_FAILURE_ADVICE: dict[str, str] = {
            "try another network (or your phone's hotspot) and tell the clinic.",
     "av": "The video test call could not be set up ({status}): a firewall may block video calls — try another "
           "network, or ask the clinic for a TURN server; until then use audio only.",
+    "throughput": "The speed test could not run ({status}): bandwidth is unknown, so the video setting is a guess.",
 }
 
 
@@ -100,6 +102,31 @@ def probe_failure_advice(probe: str, status: str) -> str | None:
     """What to do when a probe could not measure at all."""
     template = PROBE_FAILURE_ADVICE.get(probe)
     return template.format(status=status) if template else None
+
+
+def bufferbloat_advice(throughput: ThroughputResult, limits: SystemLimits) -> str | None:
+    """Name the direction whose load makes the delay rise, and what to pause."""
+    if throughput.bufferbloat_ms is None or throughput.bufferbloat_ms < limits.bufferbloat_ms:
+        return None
+    up = throughput.loaded_rtt_up_ms or 0.0
+    down = throughput.loaded_rtt_down_ms or 0.0
+    idle = throughput.idle_rtt_ms or 0.0
+    if up >= down:
+        return (f"Delay rises from {idle:.0f} to {up:.0f} ms when uploading: pause cloud backups, photo sync and "
+                "large uploads during sessions (a router with SQM/fq_codel fixes this for good).")
+    return (f"Delay rises from {idle:.0f} to {down:.0f} ms when downloading: pause downloads, updates and "
+            "streaming during sessions (a router with SQM/fq_codel fixes this for good).")
+
+
+def video_setting_advice(setting: str, bandwidth_mbps: float) -> str | None:
+    """Below 720p, say which setting the bandwidth carries."""
+    if setting == "720p":
+        return None
+    if setting == "audio only":
+        return (f"Your connection carries only {bandwidth_mbps:.1f} Mbps in its slower direction: too little "
+                "for video — use audio only, or move closer to the router.")
+    return (f"Your connection carries {bandwidth_mbps:.1f} Mbps in its slower direction: set the video to "
+            f"{setting} (or let the app lower it) so the picture stays smooth.")
 
 
 def path_advice(av: AvResult) -> str | None:

@@ -7,10 +7,19 @@ from collections.abc import Mapping
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
 from netcheck.probes.av import AvDirection, AvResult
 from netcheck.probes.system import SystemResult
+from netcheck.probes.throughput import ThroughputResult
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import emodel
-from netcheck.quality.advice import metric_advice, path_advice, probe_failure_advice, system_advice, video_cause
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold
+from netcheck.quality.advice import (
+    bufferbloat_advice,
+    metric_advice,
+    path_advice,
+    probe_failure_advice,
+    system_advice,
+    video_cause,
+    video_setting_advice,
+)
+from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold, video_setting_for
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
 CUE_NAMES = {
@@ -60,6 +69,18 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple
             metrics["av_skew_ms"] = (av.av_skew_ms, "av.av_skew_ms (the worse direction)")
         if "loss_pct" not in metrics:
             metrics.update(voice_metrics_from_call(av.upstream, av.downstream))
+    throughput = measurements.get("throughput")
+    if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
+        directions = [(value, name) for value, name in ((throughput.download_mbps, "download_mbps"),
+                                                          (throughput.upload_mbps, "upload_mbps")) if value is not None]
+        if directions:
+            bandwidth, bandwidth_from = min(directions)
+            metrics["bandwidth_mbps"] = (bandwidth, f"throughput.{bandwidth_from}")
+        loaded = [(value, name) for value, name in ((throughput.loaded_rtt_down_ms, "loaded_rtt_down_ms"),
+                                                      (throughput.loaded_rtt_up_ms, "loaded_rtt_up_ms")) if value is not None]
+        if loaded:  # DESIGN §5: timing is judged under load when load was measured
+            rtt, rtt_from = max(loaded)
+            metrics["rtt_p95_ms"] = (rtt, f"throughput.{rtt_from} (RTT p95 under load)")
     return metrics
 
 
@@ -115,6 +136,15 @@ def assess(
                   if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
     if isinstance(av, AvResult) and av.status == Status.OK and (line := path_advice(av)):
         advice.append(line)
+    throughput = measurements.get("throughput")
+    video_setting = None
+    if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
+        if line := bufferbloat_advice(throughput, limits):
+            advice.append(line)
+        if "bandwidth_mbps" in metrics:
+            video_setting = video_setting_for(metrics["bandwidth_mbps"][0])
+            if line := video_setting_advice(video_setting, metrics["bandwidth_mbps"][0]):
+                advice.append(line)
     if system is not None:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
         advice.extend(system_advice(system, network_has_problems, limits))
@@ -124,6 +154,7 @@ def assess(
         summary=summarise(recommendation, cues, measurements),
         cues=cues,
         advice=tuple(advice),
+        video_setting=video_setting,
     )
 
 

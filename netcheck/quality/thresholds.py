@@ -81,6 +81,26 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
 )
 
 
+VIDEO_LADDER: tuple[tuple[str, float], ...] = (
+    ("720p", 1.2),
+    ("540p", 0.8),
+    ("360p", 0.5),
+)
+"""Bitrate each setting needs, Mbps (Zoom and Azure Communication Services publish 1.2 Mbps for
+720p and 0.5 Mbps for 360p; 540p between), like Vonage's pre-call ladder."""
+VIDEO_LADDER_MARGIN = 1.25
+"""Measured bandwidth must exceed the need by 25 %: room for audio, retransmissions and
+whatever else the household sends."""
+
+
+def video_setting_for(bandwidth_mbps: float) -> str:
+    """The highest rung whose bitrate, with the margin, fits the worse direction's bandwidth."""
+    for setting, need_mbps in VIDEO_LADDER:
+        if bandwidth_mbps >= need_mbps * VIDEO_LADDER_MARGIN:
+            return setting
+    return "audio only"
+
+
 @dataclass(frozen=True)
 class SystemLimits:
     """When a fact about the computer is worth a line of advice (not a cue metric)."""
@@ -89,6 +109,8 @@ class SystemLimits:
     battery_low_pct: float = 20.0
     competing_traffic_mbps: float = 1.0
     """Traffic on the interface beyond the probes' own (≈ 0.1 Mbps) that suggests someone else is using it."""
+    bufferbloat_ms: float = 100.0
+    """A rise of the delay under load from which uploads or downloads will hurt a session."""
 
 
 def apply_overrides(thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any]) -> tuple[Threshold, ...]:

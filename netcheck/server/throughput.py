@@ -71,9 +71,12 @@ class ThroughputEndpoints:
         self.active_streams += 1
         try:
             self._count(test_id, 0)
+            request_bytes = 0
             try:
                 async for chunk in request.content.iter_chunked(CHUNK_BYTES):
-                    if self._count(test_id, len(chunk)) > MAX_TRANSFER_BYTES:
+                    self._count(test_id, len(chunk))
+                    request_bytes += len(chunk)
+                    if request_bytes > MAX_TRANSFER_BYTES:  # a client that wants more sends another request
                         return web.json_response({"error": "upload too large"}, status=413)
             except ConnectionError:
                 pass
