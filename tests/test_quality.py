@@ -187,3 +187,35 @@ def test_voice_and_timing_come_from_the_call_when_udp_gets_nothing_through() -> 
     assert result.cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
     assert result.recommendation == Recommendation.PHONE
     assert any("blocks UDP" in line for line in result.advice)
+
+
+from netcheck.probes.throughput import ThroughputResult  # noqa: E402
+from netcheck.quality.thresholds import video_setting_for  # noqa: E402
+
+
+def throughput(**changes) -> ThroughputResult:
+    base = ThroughputResult(status=Status.OK, download_mbps=50.0, upload_mbps=10.0, idle_rtt_ms=20.0,
+                            loaded_rtt_down_ms=30.0, loaded_rtt_up_ms=35.0, bufferbloat_ms=15.0, bytes_down=10**7,
+                            bytes_up=10**6, backend="netcheck", error=None)
+    return dataclasses.replace(base, **changes)
+
+
+def test_bufferbloat_makes_timing_poor_and_names_the_upload() -> None:
+    bloated = throughput(loaded_rtt_up_ms=420.0, bufferbloat_ms=400.0)
+    result = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "throughput": bloated})
+    timing = result.cues[Cue.CONVERSATIONAL_TIMING]
+    assert timing.level == Level.POOR and "under load" in timing.deciding.source
+    assert result.recommendation == Recommendation.PHONE
+    assert any(line.startswith("Delay rises from 20 to 420 ms when uploading: pause cloud backups")
+               for line in result.advice), result.advice
+
+
+def test_bandwidth_decides_the_video_setting() -> None:
+    assert [video_setting_for(mbps) for mbps in (10.0, 1.5, 1.49, 1.0, 0.99, 0.625, 0.6)] == [
+        "720p", "720p", "540p", "540p", "360p", "360p", "audio only"]
+    result = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "throughput": throughput(upload_mbps=0.7)})
+    assert result.video_setting == "360p"
+    assert result.cues[Cue.FACIAL_EXPRESSION].level == Level.FAIR  # 0.7 Mbps: ≥ 0.5, < 1.5
+    assert any("set the video to 360p" in line for line in result.advice)
+    starved = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "throughput": throughput(upload_mbps=0.3)})
+    assert starved.recommendation == Recommendation.AUDIO_ONLY and starved.video_setting == "audio only"
