@@ -20,6 +20,7 @@ from netcheck.httpio import BodyTooLarge, read_bounded
 from netcheck.model import Assessment, Measurement, ProbeResult, result_fields
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe
+from netcheck.probes.reach import ReachProbe
 from netcheck.probes.system import SystemProbe
 from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
@@ -122,7 +123,13 @@ async def run_check(
     host, port = udp_target or (urlsplit(server_url).hostname or "", info.udp_port)
     run_av = av_settings is not None and info.av
     window_s = expected_duration_s(udp_settings, av_settings if run_av else None)  # the first phase
-    probes: list[Probe] = [UdpProbe(host, port, udp_settings), SystemProbe(host, window_s)]
+    ice = av_settings.ice if av_settings is not None else None
+    probes: list[Probe] = [
+        UdpProbe(host, port, udp_settings),
+        SystemProbe(host, window_s),
+        ReachProbe(server_url, (host, port), ice.stun_url if ice else None,
+                   ice if ice is not None and ice.turn_url else None, udp_settings.hmac_key),
+    ]
     if run_av and av_settings is not None:
         probes.append(AvProbe(server_url, av_settings))
     measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))

@@ -276,6 +276,40 @@ def probe_throughput(
     return 0
 
 
+@probe_app.command("reach")
+def probe_reach(
+    server: Annotated[Optional[str], typer.Option(help="The netcheck server URL (else config or NETCHECK_SERVER).")] = None,
+    udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
+    stun: StunOption = None,
+    turn: TurnOption = None,
+    turn_user: TurnUserOption = None,
+    turn_pass: TurnPassOption = None,
+    json_output: JsonFlag = False,
+) -> int:
+    """Reachability: DNS, TCP and TLS times, UDP blocked or not, STUN RTT, TURN over UDP and TCP."""
+    from netcheck.config import load_config
+    from netcheck.model import Status, result_fields
+    from netcheck.probes.reach import ReachProbe
+    from netcheck.render import render_fields
+
+    config = load_config()
+    server_url = parse_server_url(server) if server else config.server
+    if not server_url:
+        raise UsageError("no server: pass --server URL or set NETCHECK_SERVER")
+    target = parse_host_port(udp_target, "--udp-target") if udp_target else None
+    ice = _ice_settings(stun, turn, turn_user, turn_pass, False)
+    result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key).run())
+    fields = result_fields(result)
+    if json_output:
+        _print_json(fields)
+    else:
+        render_fields(f"Reachability of {server_url}", fields, _stdout())
+    if result.status != Status.OK:
+        print(f"netcheck: server {result.status.value}: {result.error}", file=sys.stderr)
+        return EXIT_COULD_NOT_MEASURE
+    return 0
+
+
 @probe_app.command("system")
 def probe_system(
     duration: Annotated[str, typer.Option(help="How long to watch the interface, e.g. 2s.")] = "2s",

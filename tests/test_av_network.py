@@ -283,6 +283,18 @@ def test_check_says_the_network_blocks_udp(udp_blocked, serve, turn, tmp_path):
     assert (report["recommendation"], code) == ("video", 0), context
 
 
+def test_check_without_a_relay_on_a_udp_blocked_network_recommends_the_phone(udp_blocked, serve, tmp_path):
+    """Issue 4, Must show 2: reach says udp blocked; with no TURN nothing real-time gets through."""
+    code, reach, stderr = run_in_namespace(udp_blocked, tmp_path, "probe", "reach", "--server", serve.url, "--json")
+    assert reach.get("udp_status") == "blocked" and reach.get("tcp_status") == "ok", f"{reach}\n{stderr}"
+    code, report, stderr = run_in_namespace(udp_blocked, tmp_path, "check", "--server", serve.url, "--json")
+    context = f"exit {code}\n{json.dumps(report, indent=1)[:3000]}\n{stderr[-1000:]}"
+    assert report["measurements"]["reach"]["udp_status"] == "blocked", context
+    assert (report["recommendation"], code) == ("phone", 4), context
+    assert "blocks UDP" in report["summary"], context
+    assert any(line.startswith("Your network blocks UDP") and "UDP 3478" in line for line in report["advice"]), context
+
+
 # --- (b) bandwidth cap -------------------------------------------------------------------------
 
 def test_check_under_a_300_kbit_cap_recommends_audio_only(capped, serve, tmp_path):

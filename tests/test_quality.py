@@ -219,3 +219,38 @@ def test_bandwidth_decides_the_video_setting() -> None:
     assert any("set the video to 360p" in line for line in result.advice)
     starved = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "throughput": throughput(upload_mbps=0.3)})
     assert starved.recommendation == Recommendation.AUDIO_ONLY and starved.video_setting == "audio only"
+
+
+from netcheck.probes.reach import ReachResult  # noqa: E402
+
+
+def reach(**changes) -> ReachResult:
+    fields = {name: None for name in ReachResult.__dataclass_fields__}
+    fields.update(status=Status.OK, dns_status="ok", tcp_status="ok", tls_status="skipped", udp_status="ok",
+                  stun_status="skipped", turn_udp_status="skipped", turn_tcp_status="skipped",
+                  udp_packets_sent=5, udp_packets_received=5)
+    fields.update(changes)
+    return ReachResult(**fields)
+
+
+def test_udp_blocked_without_any_call_recommends_the_phone() -> None:
+    blocked = reach(udp_status="blocked", udp_packets_received=0)
+    result = assess({"udp": failed_result(Status.TIMEOUT, 150), "av": av_failed_result(Status.BLOCKED, "ICE failed"),
+                     "reach": blocked})
+    assert result.recommendation == Recommendation.PHONE
+    assert "blocks UDP" in result.summary
+    assert any(line.startswith("Your network blocks UDP: video calls need UDP or a TURN relay") for line in result.advice)
+    assert not any(line.startswith("No answer on the server's UDP port") for line in result.advice)
+
+
+def test_udp_blocked_with_a_relay_that_works_is_judged_on_the_call() -> None:
+    over_tcp = dataclasses.replace(CLEAN_AV, ice_path="relay-tcp", udp_blocked=True)
+    result = assess({"udp": failed_result(Status.TIMEOUT, 150), "av": over_tcp,
+                     "reach": reach(udp_status="blocked", turn_tcp_status="ok", turn_udp_status="timeout")})
+    assert result.recommendation == Recommendation.VIDEO
+    assert any("calls will relay over TCP through the clinic's TURN server" in line for line in result.advice)
+
+
+def test_turn_credentials_refused_are_said() -> None:
+    advice = assess({"udp": CLEAN_UDP, "reach": reach(turn_udp_status="auth_failed", turn_tcp_status="auth_failed")}).advice
+    assert sum("refused the credentials" in line for line in advice) == 1

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from netcheck.model import Level, MetricVerdict
 from netcheck.probes.av import AvDirection, AvResult
+from netcheck.probes.reach import ReachResult
 from netcheck.probes.system import SystemResult
 from netcheck.probes.throughput import ThroughputResult
 from netcheck.quality.thresholds import SystemLimits
@@ -127,6 +128,25 @@ def video_setting_advice(setting: str, bandwidth_mbps: float) -> str | None:
                 "for video — use audio only, or move closer to the router.")
     return (f"Your connection carries {bandwidth_mbps:.1f} Mbps in its slower direction: set the video to "
             f"{setting} (or let the app lower it) so the picture stays smooth.")
+
+
+def reach_advice(reach: ReachResult, call_went_through: bool) -> list[str]:
+    """What the reachability figures mean for a call: UDP blocked, TURN refusing the credentials."""
+    lines: list[str] = []
+    if reach.udp_status in ("blocked", "unreachable"):
+        relay = ("calls will relay over TCP through the clinic's TURN server" if reach.turn_tcp_status == "ok"
+                 else "video calls need UDP or a TURN relay over TCP, and neither got through")
+        lines.append(f"Your network blocks UDP: {relay} — ask IT to allow UDP 3478 and 49152–65535, or use "
+                     "another network.")
+    for transport, status in (("UDP", reach.turn_udp_status), ("TCP", reach.turn_tcp_status)):
+        if status == "auth_failed":
+            lines.append(f"The clinic's TURN server refused the credentials (over {transport}): tell the clinic, "
+                         "the relay that rescues calls on strict networks will not work.")
+            break
+    if not call_went_through and reach.tcp_status == "ok" and reach.tls_status == "error":
+        lines.append("The secure connection to the server failed (TLS): a firewall or proxy may be inspecting "
+                     "traffic — try another network.")
+    return lines
 
 
 def path_advice(av: AvResult) -> str | None:

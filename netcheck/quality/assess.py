@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
 from netcheck.probes.av import AvDirection, AvResult
+from netcheck.probes.reach import ReachResult
 from netcheck.probes.system import SystemResult
 from netcheck.probes.throughput import ThroughputResult
 from netcheck.probes.udp import UdpResult
@@ -15,6 +16,7 @@ from netcheck.quality.advice import (
     metric_advice,
     path_advice,
     probe_failure_advice,
+    reach_advice,
     system_advice,
     video_cause,
     video_setting_advice,
@@ -117,7 +119,10 @@ def assess(
     cues = {cue: _judge_cue(cue, thresholds, metrics) for cue in Cue}
     av = measurements.get("av")
     av_failed = av is not None and av.status != Status.OK
-    recommendation = recommend(cues, av_failed)
+    reach = measurements.get("reach")
+    no_realtime_path = (isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable")
+                        and not (isinstance(av, AvResult) and av.status == Status.OK))
+    recommendation = Recommendation.PHONE if no_realtime_path else recommend(cues, av_failed)
     measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
     level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
 
@@ -136,6 +141,13 @@ def assess(
                   if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
     if isinstance(av, AvResult) and av.status == Status.OK and (line := path_advice(av)):
         advice.append(line)
+    reach = measurements.get("reach")
+    if isinstance(reach, ReachResult):
+        call_ok = isinstance(av, AvResult) and av.status == Status.OK
+        lines = reach_advice(reach, call_ok)
+        if lines and any(line.startswith("Your network blocks UDP") for line in lines):
+            advice = [line for line in advice if not line.startswith("No answer on the server's UDP port")]
+        advice.extend(lines)
     throughput = measurements.get("throughput")
     video_setting = None
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
@@ -187,7 +199,10 @@ def summarise(
     if recommendation in (Recommendation.PHONE, Recommendation.AUDIO_ONLY):
         causes = "; ".join(f"{CUE_NAMES[v.cue]} is poor ({_figure(v.deciding)})" for v in poor)
         av = measurements.get("av")
-        if not poor and av is not None and av.status != Status.OK:
+        reach = measurements.get("reach")
+        if not poor and isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable"):
+            causes = "this network blocks UDP and no call got through a relay"
+        elif not poor and av is not None and av.status != Status.OK:
             causes = f"the video test call could not be set up ({av.status.value})"
         action = "Use the phone" if recommendation == Recommendation.PHONE else "Use audio only"
         return f"{action}: {causes}."
