@@ -1,8 +1,14 @@
-"""Reading HTTP bodies from a server that may be slow or hostile: whole, but bounded."""
+"""HTTP helpers shared by client and server: bounded body reads, stream pacing."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
+
+MAX_STREAM_MBPS = 50.0
+"""Each throughput stream is paced to this, so 4 streams measure up to 200 Mbit/s: far more than a
+video session needs, and a bound on what one client takes from the server (and from its own CPU)."""
 
 
 class BodyTooLarge(ValueError):
@@ -23,3 +29,18 @@ async def read_bounded(response: Any, max_bytes: int) -> bytes:
             raise BodyTooLarge(f"answer larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class Pacer:
+    """Keeps a stream at or below `rate_mbps` by sleeping when it runs ahead."""
+
+    def __init__(self, rate_mbps: float) -> None:
+        self.bytes_per_s = rate_mbps * 1e6 / 8
+        self.start_s = time.monotonic()
+        self.sent_bytes = 0
+
+    async def sent(self, count: int) -> None:
+        self.sent_bytes += count
+        ahead_s = self.sent_bytes / self.bytes_per_s - (time.monotonic() - self.start_s)
+        if ahead_s > 0:
+            await asyncio.sleep(ahead_s)

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from netcheck.errors import UsageError
 from netcheck.model import Status
@@ -33,12 +32,13 @@ SOCKET_TIMEOUT_S = 10.0
 """speedtest-cli's own per-connection timeout (its default); the overall deadline is `timeout_s`."""
 REASON_MAX_CHARS = 300
 MAX_THREADS = 16
+REAP_TIMEOUT_S = 2.0
 RUNNER_PROTOCOL = 1
 
 # The child process. It imports only the standard library and speedtest-cli, never netcheck, so
 # it starts fast and a broken netcheck install cannot be mistaken for a broken speedtest-cli.
 RUNNER_SOURCE = r'''
-import json, socket, ssl, sys, urllib.error
+import json, os, socket, ssl, sys, urllib.error
 
 FAILED_PING_MS = 3600 / 6 * 1000  # speedtest-cli scores a failed latency request as 3600 s over 6
 STAGE_FAILURE = {
@@ -153,6 +153,8 @@ def classify(speedtest, exc):
 
 
 main()
+sys.stdout.flush()
+os._exit(0)  # the result is out: do not wait for any thread speedtest-cli may have left blocked
 '''.replace("__PROTOCOL__", str(RUNNER_PROTOCOL))
 
 _OUTCOME_STATUS = {
@@ -201,23 +203,23 @@ class SpeedtestProbe:
         return [*self.python, "-c", RUNNER_SOURCE, json.dumps(params)]
 
     async def run(self) -> ThroughputResult:
+        loop = asyncio.get_running_loop()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, **_own_process_group())
+            transport, runner = await loop.subprocess_exec(
+                lambda: _RunnerProtocol(loop), *self.command(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_own_process_group())
         except OSError as error:
             return failed_result(Status.ERROR, f"cannot start {self.python[0]}: {error}")
-        output = _Output()
         try:
-            await asyncio.wait_for(_collect(process, output), self.timeout_s)
+            await asyncio.wait_for(asyncio.shield(runner.ended), self.timeout_s)
         except asyncio.TimeoutError:
-            return result_from_output(bytes(output.stdout), timed_out_after_s=self.timeout_s)
-        except _OutputTooLarge:
-            return failed_result(Status.ERROR, f"speedtest runner printed more than {OUTPUT_LIMIT_BYTES} bytes")
+            return result_from_output(bytes(runner.stdout), timed_out_after_s=self.timeout_s)
         finally:
-            await _kill_process_group(process)
-        return result_from_output(bytes(output.stdout), returncode=process.returncode,
-                                  stderr=bytes(output.stderr_tail))
+            await _stop(transport, runner)
+        if runner.overflowed:
+            return failed_result(Status.ERROR, f"speedtest runner printed more than {OUTPUT_LIMIT_BYTES} bytes")
+        return result_from_output(bytes(runner.stdout), returncode=transport.get_returncode(),
+                                  stderr=bytes(runner.stderr_tail))
 
 
 def failed_result(status: Status, error: str) -> ThroughputResult:
@@ -226,9 +228,12 @@ def failed_result(status: Status, error: str) -> ThroughputResult:
 
 def result_from_output(stdout: bytes, *, returncode: int | None = None, stderr: bytes = b"",
                        timed_out_after_s: float | None = None) -> ThroughputResult:
-    """Turn the runner's snapshots (one JSON object a line, the last one wins) into a result."""
+    """Turn the runner's snapshots (one JSON object a line, the last one wins) into a result.
+
+    A runner that printed its outcome counts as finished even if it then failed to exit in time.
+    """
     snapshot = _last_snapshot(stdout)
-    if timed_out_after_s is not None:
+    if timed_out_after_s is not None and "outcome" not in snapshot:
         where = f" (stopped during {snapshot['stage']})" if isinstance(snapshot.get("stage"), str) else ""
         return _result(Status.TIMEOUT, snapshot,
                        f"speedtest-cli did not finish within {timed_out_after_s:g} s{where}")
@@ -310,38 +315,40 @@ def _last_line(data: bytes) -> str:
     return lines[-1] if lines else ""
 
 
-class _OutputTooLarge(Exception):
-    pass
+class _RunnerProtocol(asyncio.SubprocessProtocol):
+    """Collects the child's output without back-pressure, so a chatty child can never block us.
+
+    stdout is kept up to the limit and the rest dropped; of stderr only the tail is kept.
+    `ended` resolves when the child has exited and closed its pipes, or has printed too much.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = bytearray()
+        self.stderr_tail = bytearray()
+        self.overflowed = False
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.stdout += data[: max(0, OUTPUT_LIMIT_BYTES + 1 - len(self.stdout))]
+            if len(self.stdout) > OUTPUT_LIMIT_BYTES:
+                self.overflowed = True
+                _resolve(self.ended)
+        else:
+            self.stderr_tail += data
+            del self.stderr_tail[:-STDERR_TAIL_BYTES]
+
+    def process_exited(self) -> None:
+        _resolve(self.exited)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _resolve(self.ended)
 
 
-@dataclass
-class _Output:
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr_tail: bytearray = field(default_factory=bytearray)
-
-
-async def _collect(process: asyncio.subprocess.Process, output: _Output) -> None:
-    """Read both pipes to EOF (stdout bounded, stderr's tail kept), then reap the child."""
-    assert process.stdout is not None and process.stderr is not None
-
-    async def read_stdout() -> None:
-        while chunk := await process.stdout.read(4096):
-            output.stdout += chunk
-            if len(output.stdout) > OUTPUT_LIMIT_BYTES:
-                raise _OutputTooLarge
-
-    async def read_stderr() -> None:
-        while chunk := await process.stderr.read(4096):
-            output.stderr_tail += chunk
-            del output.stderr_tail[:-STDERR_TAIL_BYTES]
-
-    readers = [asyncio.ensure_future(read_stdout()), asyncio.ensure_future(read_stderr())]
-    try:
-        await asyncio.gather(*readers)
-    finally:
-        for reader in readers:
-            reader.cancel()
-    await process.wait()
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _own_process_group() -> dict:
@@ -350,17 +357,16 @@ def _own_process_group() -> dict:
     return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
 
 
-async def _kill_process_group(process: asyncio.subprocess.Process) -> None:
-    """Kill the child and anything it started; always reap it."""
+async def _stop(transport: asyncio.SubprocessTransport, runner: _RunnerProtocol) -> None:
+    """Kill the child and anything it started, close its pipes, and reap it."""
     if os.name == "posix":
         # Also after a clean exit: anything the child left behind still holds the group's id.
         try:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(transport.get_pid(), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    elif process.returncode is None:
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
-    await process.wait()
+    transport.close()  # closes the pipes even if something outside the group still holds them
+    try:
+        await asyncio.wait_for(asyncio.shield(runner.exited), REAP_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        pass  # the child watcher reaps it whenever it does die

@@ -14,6 +14,8 @@ from collections import OrderedDict
 
 from aiohttp import web
 
+from netcheck.httpio import MAX_STREAM_MBPS, Pacer
+
 CHUNK_BYTES = 64 * 1024
 MAX_TRANSFER_BYTES = 1 << 30
 MAX_STREAMS = 32
@@ -50,11 +52,13 @@ class ThroughputEndpoints:
             response.content_length = size
             await response.prepare(request)
             remaining = size
+            pacer = Pacer(MAX_STREAM_MBPS)
             try:
                 while remaining > 0:
                     piece = self._payload if remaining >= CHUNK_BYTES else self._payload[:remaining]
                     await response.write(piece)
                     remaining -= len(piece)
+                    await pacer.sent(len(piece))
                 await response.write_eof()
             except ConnectionError:  # the client ends its streams by closing them: the usual way out
                 pass
@@ -116,3 +120,4 @@ class UploadRecord:
         if (not self.samples or elapsed_s - self.samples[-1][0] >= SAMPLE_EVERY_S) and len(self.samples) < MAX_SAMPLES:
             self.samples.append((round(elapsed_s, 4), self.total_bytes))
         return self.total_bytes
+
