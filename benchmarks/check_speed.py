@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import start_serve, stop, subprocess_env  # noqa: E402
 
-TARGETS_S = {"check --quick": 3.0, "check": 8.0, "check --no-av": 8.0, "check --local": 15.0, "--help": 0.5}
+TARGETS_S = {"check --quick": 3.0, "check": 12.0, "check --no-av": 12.0, "check --local": 15.0, "--help": 0.5}
 
 
 def time_command(args: list[str], env: dict[str, str], runs: int) -> list[float]:

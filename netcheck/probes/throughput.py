@@ -23,8 +23,10 @@ RAMP_S = 1.0
 BIN_S = 0.25
 STABLE_BINS = 4
 STABLE_SPREAD = 0.10
-"""Stop early when the last 4 bins are within ±10 % of their mean (and the UDP probe is done)."""
+"""Stop early when, after MIN_MEASURE_S, the last 4 bins are within ±10 % of their mean (and the UDP
+probe is done)."""
 LOADED_UDP_S = 1.0
+MIN_MEASURE_S = 1.5
 IDLE_UDP_S = 0.5
 REQUEST_BYTES = 1 << 30
 HTTP_TIMEOUT_S = 5.0
@@ -75,12 +77,25 @@ def rate_bins_mbps(samples: list[tuple[float, int]]) -> list[float]:
 
 
 def rate_after_ramp_mbps(samples: list[tuple[float, int]], ramp_s: float) -> float | None:
-    """Mean rate from the first sample at or after `ramp_s` to the last sample."""
+    """Mean rate from the first sample at or after `ramp_s` to the last sample.
+
+    Counting where bytes arrive comes in bursts (a busy event loop leaves data in the socket
+    buffer, then reads it at once), so only a mean over the whole window is unbiased.
+    """
     measured = [(t, b) for t, b in samples if t >= ramp_s]
     if len(measured) < 2:
         return None
     (t0, b0), (t1, b1) = measured[0], measured[-1]
     return (b1 - b0) * 8 / (t1 - t0) / 1e6 if t1 > t0 and b1 > b0 else None
+
+
+def settled(samples: list[tuple[float, int]]) -> bool:
+    """Enough measured, the last bins agree, and they are not a stall below the mean so far."""
+    if samples[-1][0] - samples[0][0] < MIN_MEASURE_S:
+        return False
+    bins = rate_bins_mbps(samples)[-STABLE_BINS:]
+    mean_so_far = (samples[-1][1] - samples[0][1]) * 8 / (samples[-1][0] - samples[0][0]) / 1e6
+    return len(bins) == STABLE_BINS and _stable(bins) and statistics.fmean(bins) >= 0.9 * mean_so_far
 
 
 class ThroughputProbe:
@@ -146,9 +161,8 @@ class ThroughputProbe:
             while time.monotonic() - start_s < max_s:
                 await asyncio.sleep(BIN_S)
                 samples.append((time.monotonic() - start_s, phase.total_bytes))
-                bins = rate_bins_mbps(samples)[-STABLE_BINS:]
                 udp_done = loaded_udp is None or loaded_udp.done()
-                if udp_done and len(bins) == STABLE_BINS and _stable(bins):
+                if udp_done and settled(samples):
                     break
         finally:
             phase.stop.set()
@@ -170,7 +184,7 @@ class ThroughputProbe:
         while not phase.stop.is_set():
             async with http.get(url) as response:
                 response.raise_for_status()
-                async for chunk in response.content.iter_chunked(64 * 1024):
+                async for chunk in response.content.iter_any():  # count bytes as they arrive
                     phase.total_bytes += len(chunk)
                     if phase.stop.is_set():
                         return
