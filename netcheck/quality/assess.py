@@ -120,8 +120,9 @@ def assess(
     av = measurements.get("av")
     av_failed = av is not None and av.status != Status.OK
     reach = measurements.get("reach")
+    # UDP blocked and a video call that was tried and failed: nothing real-time gets through
     no_realtime_path = (isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable")
-                        and not (isinstance(av, AvResult) and av.status == Status.OK))
+                        and isinstance(av, AvResult) and av.status != Status.OK)
     recommendation = Recommendation.PHONE if no_realtime_path else recommend(cues, av_failed)
     measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
     level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
