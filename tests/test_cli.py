@@ -193,3 +193,12 @@ def test_local_check_with_av_measures_all_four_cues(run_cli) -> None:
     assert av["status"] == "ok" and av["ice_path"] == "host"
     assert av["downstream"]["video_height"] == 720
     assert "not part of this verdict" not in report["summary"]
+
+
+def test_speedtest_backend_offline_is_unreachable_and_exit_5(run_cli) -> None:
+    start = time.monotonic()
+    result = run_cli("probe", "throughput", "--backend", "speedtest", "--json")
+    assert time.monotonic() - start < 30
+    assert result.returncode == 5, result.stderr
+    assert json.loads(result.stdout)["status"] in ("unreachable", "timeout")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

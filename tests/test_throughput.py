@@ -73,3 +73,27 @@ def test_shallow_queue_keeps_bufferbloat_small(tmp_path) -> None:
         code, result, stderr = throughput_in(namespace, tmp_path)
     assert code == 0, stderr
     assert result["bufferbloat_ms"] < 30, result
+
+
+def test_check_on_a_bloated_link_says_why_the_timing_suffers(tmp_path) -> None:
+    """Must show 1: the deep queue's bufferbloat reaches the verdict's timing cue and its advice."""
+    deep = Tbf(2 * MEGABIT, limit_bytes=2 * MEGABIT * 1000 // 8)
+    with ClientNamespace(up=deep, down=Tbf(8 * MEGABIT, limit_bytes=8 * MEGABIT * 1000 // 8)) as namespace:
+        env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
+        server = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--bind", namespace.root_address,
+                                   "--http-port", "0", "--udp-port", "0"], stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            http = server.stdout.readline().split()[1]
+            server.stdout.readline()
+            flush_tcp_metrics(namespace)
+            done = namespace.run([sys.executable, str(REPO / "cli.py"), "check", "--server", f"http://{http}",
+                                  "--no-av", "--json"], capture_output=True, text=True, timeout=60,
+                                 env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+        finally:
+            stop(server)
+    report = json.loads(done.stdout)
+    assert report["measurements"]["throughput"]["bufferbloat_ms"] >= 100, report["measurements"]["throughput"]
+    timing = report["cues"]["conversational_timing"]
+    assert timing["level"] == "poor" and "under load" in timing["metrics"]["rtt_p95_ms"]["source"], timing
+    assert any(line.startswith("Delay rises from") for line in report["advice"]), report["advice"]
+    assert (report["recommendation"], done.returncode) == ("phone", 4)
