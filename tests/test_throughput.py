@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,9 @@ def flush_tcp_metrics(namespace: ClientNamespace) -> None:
     namespace.run(["ip", "tcp_metrics", "flush", "all"], capture_output=True)
 
 
-def throughput_in(namespace: ClientNamespace, home: Path, *extra: str) -> tuple[int, dict, str]:
-    """Run `netcheck serve` on the root side and `netcheck probe throughput` in the namespace."""
+@contextmanager
+def server_on_root_side(namespace: ClientNamespace, home: Path) -> Iterator[str]:
+    """`netcheck serve` on the veth's root side; yields its HTTP URL, with TCP metrics forgotten."""
     env = subprocess_env(NETCHECK_HOME=str(home), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
     server = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--bind", namespace.root_address,
                                "--http-port", "0", "--udp-port", "0"], stdout=subprocess.PIPE, text=True, env=env)
@@ -36,12 +38,22 @@ def throughput_in(namespace: ClientNamespace, home: Path, *extra: str) -> tuple[
         http = server.stdout.readline().split()[1]
         server.stdout.readline()
         flush_tcp_metrics(namespace)
-        done = namespace.run([sys.executable, str(REPO / "cli.py"), "probe", "throughput", "--server",
-                              f"http://{http}", "--json", *extra], capture_output=True, text=True,
-                             env=subprocess_env(NETCHECK_HOME=str(home)), timeout=60)
+        yield f"http://{http}"
     finally:
         stop(server)
+
+
+def netcheck_in(namespace: ClientNamespace, home: Path, *args: str) -> tuple[int, dict, str]:
+    """`python cli.py ARGS` in the namespace; (exit code, parsed JSON, stderr)."""
+    done = namespace.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
+                         env=subprocess_env(NETCHECK_HOME=str(home)), timeout=60)
     return done.returncode, json.loads(done.stdout or "{}"), done.stderr
+
+
+def throughput_in(namespace: ClientNamespace, home: Path, *extra: str) -> tuple[int, dict, str]:
+    """Run `netcheck serve` on the root side and `netcheck probe throughput` in the namespace."""
+    with server_on_root_side(namespace, home) as url:
+        return netcheck_in(namespace, home, "probe", "throughput", "--server", url, "--json", *extra)
 
 
 @pytest.fixture
@@ -79,21 +91,11 @@ def test_check_on_a_bloated_link_says_why_the_timing_suffers(tmp_path) -> None:
     """Must show 1: the deep queue's bufferbloat reaches the verdict's timing cue and its advice."""
     deep = Tbf(2 * MEGABIT, limit_bytes=2 * MEGABIT * 1000 // 8)
     with ClientNamespace(up=deep, down=Tbf(8 * MEGABIT, limit_bytes=8 * MEGABIT * 1000 // 8)) as namespace:
-        env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
-        server = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "serve", "--bind", namespace.root_address,
-                                   "--http-port", "0", "--udp-port", "0"], stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            http = server.stdout.readline().split()[1]
-            server.stdout.readline()
-            flush_tcp_metrics(namespace)
-            done = namespace.run([sys.executable, str(REPO / "cli.py"), "check", "--server", f"http://{http}",
-                                  "--no-av", "--json"], capture_output=True, text=True, timeout=60,
-                                 env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
-        finally:
-            stop(server)
-    report = json.loads(done.stdout)
+        with server_on_root_side(namespace, tmp_path) as url:
+            code, report, stderr = netcheck_in(namespace, tmp_path, "check", "--server", url, "--no-av", "--json")
+    assert report, stderr
     assert report["measurements"]["throughput"]["bufferbloat_ms"] >= 100, report["measurements"]["throughput"]
     timing = report["cues"]["conversational_timing"]
     assert timing["level"] == "poor" and "under load" in timing["metrics"]["rtt_p95_ms"]["source"], timing
     assert any(line.startswith("Delay rises from") for line in report["advice"]), report["advice"]
-    assert (report["recommendation"], done.returncode) == ("phone", 4)
+    assert (report["recommendation"], code) == ("phone", 4)
