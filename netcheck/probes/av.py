@@ -164,6 +164,9 @@ class AvProbe:
                 return json.loads(data)
         except asyncio.TimeoutError:
             return failed_result(Status.TIMEOUT, f"server did not answer {path} within {HTTP_TIMEOUT_S:g} s")
+        except aiohttp.ClientConnectorError as error:
+            reason = (error.os_error.strerror or str(error.os_error)).lower()
+            return failed_result(Status.UNREACHABLE, f"server {self.server_url} unreachable: {reason}")
         except aiohttp.ClientError as error:
             return failed_result(Status.UNREACHABLE, f"server unreachable: {type(error).__name__}")
         except BodyTooLarge:
