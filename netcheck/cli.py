@@ -78,6 +78,14 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _server_url(server: str | None, config: Any, required: bool = True) -> str | None:
+    """--server, else NETCHECK_SERVER or the config's `server` (config.server already holds both)."""
+    url = parse_server_url(server) if server else config.server
+    if required and not url:
+        raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config")
+    return url
+
+
 @app.command()
 def check(
     server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
@@ -104,7 +112,7 @@ def check(
     config = load_config()
     if local and (server or udp_target):
         raise UsageError("--local starts its own server; do not combine it with --server or --udp-target")
-    server_url = parse_server_url(server) if server else config.server
+    server_url = _server_url(server, config, required=False)
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
     if not local and not server_url:
         raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config, or use --local")
@@ -202,9 +210,7 @@ def probe_av(
     from netcheck.render import render_av
 
     config = load_config()
-    server_url = parse_server_url(server) if server else config.server
-    if not server_url:
-        raise UsageError("no server: pass --server URL or set NETCHECK_SERVER")
+    server_url = _server_url(server, config)
     duration_s = parse_duration_s(duration, "--duration")
     if not 0.5 <= duration_s <= 120:
         raise UsageError(f"--duration {duration!r} outside 0.5..120 s")
@@ -239,7 +245,7 @@ def probe_throughput(
     from netcheck.render import render_fields
 
     config = load_config()
-    server_url = parse_server_url(server) if server else config.server
+    server_url = _server_url(server, config, required=False)
     if backend not in ("auto", "netcheck", "speedtest"):
         raise UsageError(f"--backend {backend!r}: use netcheck or speedtest")
     if backend == "auto":
@@ -293,9 +299,7 @@ def probe_reach(
     from netcheck.render import render_fields
 
     config = load_config()
-    server_url = parse_server_url(server) if server else config.server
-    if not server_url:
-        raise UsageError("no server: pass --server URL or set NETCHECK_SERVER")
+    server_url = _server_url(server, config)
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
     ice = _ice_settings(stun, turn, turn_user, turn_pass, False)
     result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key).run())
