@@ -7,7 +7,6 @@ them, so `netcheck --help` stays fast.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from typing import Annotated, Any, Optional
 
@@ -15,7 +14,12 @@ import typer
 
 from netcheck import __version__
 from netcheck.errors import NetcheckError, UsageError
-from netcheck.parse import parse_duration_s, parse_host_port, parse_server_url
+from netcheck.cli_agent import agent, store_app
+from netcheck.cli_common import (
+    JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnPassOption, TurnUserOption, ice_settings, print_json,
+    server_url_from, stderr_console, stdout_console,
+)
+from netcheck.parse import parse_duration_s, parse_host_port
 
 EXIT_BY_RECOMMENDATION = {"video": 0, "audio_only": 3, "phone": 4, "unknown": 5}
 EXIT_COULD_NOT_MEASURE = 5
@@ -28,25 +32,8 @@ probe_app = typer.Typer(help="Run one probe and show all its figures.", no_args_
 config_app = typer.Typer(help="Show or create the config file.", no_args_is_help=True)
 app.add_typer(probe_app, name="probe")
 app.add_typer(config_app, name="config")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
-StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
-TurnOption = Annotated[Optional[str], typer.Option("--turn", help="TURN server, turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT.")]
-TurnUserOption = Annotated[Optional[str], typer.Option("--turn-user", help="TURN user name.")]
-TurnPassOption = Annotated[Optional[str], typer.Option(
-    "--turn-pass", envvar="NETCHECK_TURN_PASSWORD", show_envvar=True,
-    help="TURN password; prefer the environment variable, argv is visible to other users.")]
-RelayOnlyFlag = Annotated[bool, typer.Option("--relay-only", help="Use only TURN-relayed ICE candidates.")]
-
-
-def _ice_settings(stun: str | None, turn: str | None, turn_user: str | None, turn_pass: str | None,
-                  relay_only: bool) -> Any:
-    from netcheck.av.peer import IceSettings
-
-    ice = IceSettings(stun, turn, turn_user, turn_pass, relay_only)
-    ice.validate()
-    return ice
-
+app.add_typer(store_app, name="store")
+app.command()(agent)
 
 def _version(value: bool) -> None:
     if value:
@@ -60,30 +47,6 @@ def _root(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     """Can this connection carry the nonverbal cues of a video therapy session?"""
-
-
-def _stdout() -> Any:
-    from rich.console import Console
-
-    return Console()
-
-
-def _stderr() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _server_url(server: str | None, config: Any, required: bool = True) -> str | None:
-    """--server, else NETCHECK_SERVER or the config's `server` (config.server already holds both)."""
-    url = parse_server_url(server) if server else config.server
-    if required and not url:
-        raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config")
-    return url
 
 
 @app.command()
@@ -112,7 +75,7 @@ def check(
     config = load_config()
     if local and (server or udp_target):
         raise UsageError("--local starts its own server; do not combine it with --server or --udp-target")
-    server_url = _server_url(server, config, required=False)
+    server_url = server_url_from(server, config, required=False)
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
     if not local and not server_url:
         raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config, or use --local")
@@ -124,7 +87,7 @@ def check(
         hmac_key=config.hmac_key,
     )
     settings.validate()
-    ice = _ice_settings(stun, turn, turn_user, turn_pass, relay_only)
+    ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
     av_settings = None if no_av else AvProbeSettings(
         duration_s=defaults.quick_av_duration_s if quick else defaults.av_duration_s,
         video=parse_video_format(defaults.av_video), ice=ice)
@@ -136,27 +99,62 @@ def check(
         if json_output:
             return await job
         return await with_progress(job, expected_duration_s(settings, av_settings, throughput_settings),
-                                   "Checking your connection", _stderr())
+                                   "Checking your connection", stderr_console())
 
-    report = report_to_dict(asyncio.run(measure()))
-    _save(config.store_path, report)
+    check_report = asyncio.run(measure())
+    report = report_to_dict(check_report)
+    saved = _save(config, check_report, report, local)
     if json_output:
-        _print_json(report)
+        print_json(report)
     else:
-        render_check(report, _stdout())
+        render_check(report, stdout_console())
+    if saved and config.influx is not None:
+        _deliver_briefly(config)
     return EXIT_BY_RECOMMENDATION[report["recommendation"]]
 
 
-def _save(store_path: Any, report: dict[str, Any]) -> None:
-    """Store the check; a broken store is reported but never costs the user the result."""
+CHECK_DELIVERY_BUDGET_S = 3.0
+"""After the verdict is shown: how long `check` tries to send its points before leaving them to the agent."""
+
+
+def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool) -> bool:
+    """Store the check and its points; a broken store is reported but never costs the user the result.
+
+    A `--local` self-test's server has a random port: its points say `server=local`, one tag value.
+    """
+    from datetime import datetime
+    from urllib.parse import urlsplit
+
     from netcheck.errors import StoreError
+    from netcheck.points import Origin, report_points
     from netcheck.store.local import LocalStore
 
     try:
-        with LocalStore(store_path) as store:
-            store.save_check(report)
+        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+            origin = Origin(agent=store.agent_id(), kind="check", site=config.site,
+                            server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"])
+            time_ms = int(datetime.fromisoformat(report["started_at"]).timestamp() * 1000)
+            store.save_check(report, report_points(check_report.measurements, check_report.assessment, origin, time_ms))
+        return True
     except StoreError as error:
         print(f"netcheck: warning: result not saved: {error}", file=sys.stderr)
+        return False
+
+
+def _deliver_briefly(config: Any) -> None:
+    """Send the check's points (and any backlog) to InfluxDB within a few seconds; what fails waits."""
+    from netcheck.delivery import deliver_within
+    from netcheck.errors import StoreError
+    from netcheck.store.local import LocalStore
+
+    def note(message: str) -> None:
+        print(f"netcheck: note: {message}", file=sys.stderr)
+
+    try:
+        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+            asyncio.run(deliver_within(store, config.influx, CHECK_DELIVERY_BUDGET_S, note))
+    except StoreError as error:
+        note(f"metrics not delivered: {error}")
 
 
 @probe_app.command("udp")
@@ -183,9 +181,9 @@ def probe_udp(
     result = asyncio.run(UdpProbe(host, port, settings).run())
     fields = result_fields(result)
     if json_output:
-        _print_json(fields)
+        print_json(fields)
     else:
-        render_fields(f"UDP probe to {target}", fields, _stdout())
+        render_fields(f"UDP probe to {target}", fields, stdout_console())
     return 0 if result.status == Status.OK else EXIT_COULD_NOT_MEASURE
 
 
@@ -210,18 +208,18 @@ def probe_av(
     from netcheck.render import render_av
 
     config = load_config()
-    server_url = _server_url(server, config)
+    server_url = server_url_from(server, config)
     duration_s = parse_duration_s(duration, "--duration")
     if not 0.5 <= duration_s <= 120:
         raise UsageError(f"--duration {duration!r} outside 0.5..120 s")
     settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
-                               _ice_settings(stun, turn, turn_user, turn_pass, relay_only))
+                               ice_settings(stun, turn, turn_user, turn_pass, relay_only))
     result = asyncio.run(AvProbe(server_url, settings).run())
     fields = result_fields(result)
     if json_output:
-        _print_json(fields)
+        print_json(fields)
     else:
-        render_av(fields, _stdout())
+        render_av(fields, stdout_console())
     if result.status != Status.OK:
         print(f"netcheck: A/V probe {result.status.value}: {result.error}", file=sys.stderr)
         return EXIT_COULD_NOT_MEASURE
@@ -245,7 +243,7 @@ def probe_throughput(
     from netcheck.render import render_fields
 
     config = load_config()
-    server_url = _server_url(server, config, required=False)
+    server_url = server_url_from(server, config, required=False)
     if backend not in ("auto", "netcheck", "speedtest"):
         raise UsageError(f"--backend {backend!r}: use netcheck or speedtest")
     if backend == "auto":
@@ -273,9 +271,9 @@ def probe_throughput(
     result = asyncio.run(probe.run())
     fields = result_fields(result)
     if json_output:
-        _print_json(fields)
+        print_json(fields)
     else:
-        render_fields("Throughput", fields, _stdout())
+        render_fields("Throughput", fields, stdout_console())
     if result.status != Status.OK:
         print(f"netcheck: throughput probe {result.status.value}: {result.error}", file=sys.stderr)
         return EXIT_COULD_NOT_MEASURE
@@ -299,15 +297,15 @@ def probe_reach(
     from netcheck.render import render_fields
 
     config = load_config()
-    server_url = _server_url(server, config)
+    server_url = server_url_from(server, config)
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
-    ice = _ice_settings(stun, turn, turn_user, turn_pass, False)
+    ice = ice_settings(stun, turn, turn_user, turn_pass, False)
     result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key).run())
     fields = result_fields(result)
     if json_output:
-        _print_json(fields)
+        print_json(fields)
     else:
-        render_fields(f"Reachability of {server_url}", fields, _stdout())
+        render_fields(f"Reachability of {server_url}", fields, stdout_console())
     if result.status != Status.OK:
         print(f"netcheck: server {result.status.value}: {result.error}", file=sys.stderr)
         return EXIT_COULD_NOT_MEASURE
@@ -330,9 +328,9 @@ def probe_system(
         raise UsageError(f"--duration {duration!r} outside 0..600 s")
     fields = result_fields(asyncio.run(SystemProbe(target, window_s).run()))
     if json_output:
-        _print_json(fields)
+        print_json(fields)
     else:
-        render_fields("System", fields, _stdout())
+        render_fields("System", fields, stdout_console())
     return 0
 
 
@@ -358,7 +356,7 @@ def serve(
     if rate_limit_pps <= 0:
         raise UsageError("--rate-limit-pps must be positive")
     hmac_key = load_config().hmac_key
-    ice = _ice_settings(stun, turn, turn_user, turn_pass, relay_only)
+    ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
 
     async def run_until_stopped() -> None:
         try:
@@ -404,11 +402,11 @@ def history(
     with LocalStore(load_config().store_path) as store:
         reports = store.list_checks(limit)
     if json_output:
-        _print_json([{key: report[key] for key in ("check_id", "started_at", "duration_s", "server",
+        print_json([{key: report[key] for key in ("check_id", "started_at", "duration_s", "server",
                                                     "recommendation", "level", "summary", "advice")}
                      for report in reports])
     else:
-        render_history(reports, _stdout())
+        render_history(reports, stdout_console())
     return 0
 
 
@@ -428,7 +426,7 @@ def config_show() -> int:
     from netcheck.config import load_config
 
     config = load_config()
-    _print_json({
+    print_json({
         "config_path": str(config.config_path),
         "config_file_exists": config.config_path.exists(),
         "store_path": str(config.store_path),
@@ -437,6 +435,9 @@ def config_show() -> int:
         "hmac_key": "set" if config.hmac_key else None,
         "check": config.check.__dict__,
         "thresholds": {t.metric: {"good": t.good, "fair": t.fair} for t in config.thresholds},
+        "agent": config.agent.__dict__,
+        "store": config.store.__dict__,
+        "influx": config.influx.describe() if config.influx else None,
     })
     return 0
 

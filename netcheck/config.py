@@ -48,6 +48,32 @@ CONFIG_TEMPLATE = """\
 # av_video = "1280x720@30"
 # throughput_duration_s = 4.0
 
+[agent]
+# window_s = 5.0           # one window: UDP probe, system probe, assessment, stored
+# udp_rate_pps = 10        # packets per second of the light UDP stream
+# udp_size_bytes = 64
+# av_every_s = 300         # a small A/V sync probe this often (0 = never), in a subprocess
+# av_duration_s = 2.0
+# av_video = "320x240@30"  # small; its resolution is ours, so only fps, freezes and lip sync are judged
+
+[store]
+# max_points = 200000      # outbox + local history; when full, the oldest undelivered points are dropped (counted)
+# retention_days = 30      # delivered points are kept this long for `netcheck store export`
+
+# InfluxDB (optional). Secrets: NETCHECK_INFLUX_TOKEN / NETCHECK_INFLUX_PASSWORD, or a 0600 file.
+# [influx]
+# url = "http://127.0.0.1:8086"
+# api = "v2"               # v2: InfluxDB 2.x, 3.x, 1.8+ (org, bucket, token); v1: InfluxDB 1.x /write
+# org = "clinic"
+# bucket = "netcheck"
+# token_file = ""
+# database = "netcheck"    # v1
+# retention_policy = ""    # v1
+# username = ""            # v1
+# password_file = ""       # v1
+# timeout_s = 10.0
+# batch_size = 5000
+
 # Per-clinic thresholds; see docs/quality-model.md for the metrics and their sources.
 # [thresholds.rtt_p95_ms]
 # good = 100
@@ -72,6 +98,48 @@ class CheckDefaults:
 
 
 @dataclass(frozen=True)
+class AgentDefaults:
+    window_s: float = 5.0
+    udp_rate_pps: float = 10.0
+    """Light enough not to disturb the call: 10 × 64-byte packets ≈ 7 kbit/s each way."""
+    udp_size_bytes: int = 64
+    av_every_s: float = 300.0
+    """0 = never. Each run costs ≈ 1 CPU-second and a short burst of video traffic."""
+    av_duration_s: float = 2.0
+    av_video: str = "320x240@30"
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    max_points: int = 200_000
+    """Points kept locally (outbox and history); beyond it delivered points go first, then the oldest undelivered."""
+    retention_days: float = 30.0
+    """Delivered points older than this are deleted."""
+
+
+@dataclass(frozen=True)
+class InfluxSettings:
+    """Where points go. v2: InfluxDB 2.x, 3.x, 1.8+ and VictoriaMetrics; v1: InfluxDB 1.x `/write`."""
+
+    url: str
+    api: str = "v2"
+    org: str | None = None
+    bucket: str | None = None
+    token: str | None = field(default=None, repr=False)
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout_s: float = 10.0
+    batch_size: int = 5000
+
+    def describe(self) -> dict[str, Any]:
+        """For `config show`: everything but the secrets."""
+        shown = {key: value for key, value in self.__dict__.items() if key not in ("token", "password")}
+        return {**shown, "token": "set" if self.token else None, "password": "set" if self.password else None}
+
+
+@dataclass(frozen=True)
 class Config:
     config_path: Path
     store_path: Path
@@ -80,6 +148,10 @@ class Config:
     hmac_key: bytes | None = field(default=None, repr=False)
     check: CheckDefaults = CheckDefaults()
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+    agent: AgentDefaults = AgentDefaults()
+    store: StoreLimits = StoreLimits()
+    influx: InfluxSettings | None = None
+    """None: points stay in the local store (and are delivered once InfluxDB is configured)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """The file's contents as read, for `netcheck config show`."""
 
@@ -107,7 +179,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = config_path(env)
     raw = _read_toml(path)
-    unknown = set(raw) - {"server", "site", "hmac_key_file", "check", "thresholds"}
+    unknown = set(raw) - {"server", "site", "hmac_key_file", "check", "thresholds", "agent", "store", "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
 
@@ -138,6 +210,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         hmac_key=hmac_key,
         check=_check_defaults(raw.get("check", {})),
         thresholds=apply_overrides(DEFAULT_THRESHOLDS, thresholds_raw),
+        agent=_agent_defaults(raw.get("agent", {})),
+        store=_store_limits(raw.get("store", {})),
+        influx=_influx_settings(raw.get("influx", {}), env),
         raw=raw,
     )
 
@@ -183,10 +258,6 @@ def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
 
 
 def _check_defaults(section: Any) -> CheckDefaults:
-    if not isinstance(section, Mapping):
-        raise ConfigError("check: must be a table")
-    defaults = CheckDefaults()
-    values: dict[str, Any] = {}
     limits = {
         "udp_interval_ms": (1.0, 1000.0),
         "udp_duration_s": (0.1, 600.0),
@@ -196,20 +267,105 @@ def _check_defaults(section: Any) -> CheckDefaults:
         "quick_av_duration_s": (0.5, 120.0),
         "throughput_duration_s": (2.0, 60.0),
     }
-    for key, value in section.items():
-        if key == "av_video":
-            from netcheck.av.session import parse_video_format
+    defaults = CheckDefaults()
+    values = _numbers(section, "check", limits, defaults, {"av_video": lambda value: _video_format(value, "check")})
+    return CheckDefaults(**{**defaults.__dict__, **values})
 
-            try:
-                parse_video_format(str(value))
-            except UsageError as error:
-                raise ConfigError(f"check.av_video: {error}") from None
-            values[key] = str(value)
+
+def _video_format(value: Any, table: str) -> str:
+    from netcheck.av.session import parse_video_format
+
+    try:
+        parse_video_format(str(value))
+    except UsageError as error:
+        raise ConfigError(f"{table}.av_video: {error}") from None
+    return str(value)
+
+
+def _numbers(section: Any, table: str, limits: Mapping[str, tuple[float, float]], defaults: Any,
+             strings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Validate a table of numbers (and named string keys) against their ranges; messages name the key."""
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{table}: must be a table")
+    strings = strings or {}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in strings:
+            values[key] = strings[key](value)
             continue
         if key not in limits:
-            raise ConfigError(f"check.{key}: unknown key (known: av_video, {', '.join(limits)})")
+            raise ConfigError(f"{table}.{key}: unknown key (known: {', '.join([*limits, *strings])})")
         low, high = limits[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ConfigError(f"check.{key}: must be a number in {low:g}..{high:g}, got {value!r}")
+            raise ConfigError(f"{table}.{key}: must be a number in {low:g}..{high:g}, got {value!r}")
         values[key] = type(getattr(defaults, key))(value)
-    return CheckDefaults(**{**defaults.__dict__, **values})
+    return values
+
+
+def _agent_defaults(section: Any) -> AgentDefaults:
+    limits = {"window_s": (1.0, 3600.0), "udp_rate_pps": (1.0, 100.0), "udp_size_bytes": (64, 1472),
+              "av_every_s": (0.0, 86400.0), "av_duration_s": (1.0, 30.0)}
+    defaults = AgentDefaults()
+    values = _numbers(section, "agent", limits, defaults, {"av_video": lambda value: _video_format(value, "agent")})
+    return AgentDefaults(**{**defaults.__dict__, **values})
+
+
+def _store_limits(section: Any) -> StoreLimits:
+    limits = {"max_points": (1000, 100_000_000), "retention_days": (0.01, 3650.0)}
+    defaults = StoreLimits()
+    return StoreLimits(**{**defaults.__dict__, **_numbers(section, "store", limits, defaults)})
+
+
+INFLUX_ENV = {
+    "url": "NETCHECK_INFLUX_URL", "api": "NETCHECK_INFLUX_API", "org": "NETCHECK_INFLUX_ORG",
+    "bucket": "NETCHECK_INFLUX_BUCKET", "token": "NETCHECK_INFLUX_TOKEN",
+    "database": "NETCHECK_INFLUX_DATABASE", "retention_policy": "NETCHECK_INFLUX_RP",
+    "username": "NETCHECK_INFLUX_USERNAME", "password": "NETCHECK_INFLUX_PASSWORD",
+}
+INFLUX_STRING_KEYS = ("url", "api", "org", "bucket", "database", "retention_policy", "username",
+                      "token_file", "password_file")
+
+
+def _influx_settings(section: Any, env: Mapping[str, str]) -> InfluxSettings | None:
+    """[influx] < NETCHECK_INFLUX_*; secrets only from the environment or a 0600 file."""
+    if not isinstance(section, Mapping):
+        raise ConfigError("influx: must be a table")
+    for secret in ("token", "password"):
+        if secret in section:
+            raise ConfigError(f"influx.{secret}: keep secrets out of the config file; "
+                              f"use influx.{secret}_file (mode 0600) or {INFLUX_ENV[secret]}")
+    numbers = {key: section[key] for key in ("timeout_s", "batch_size") if key in section}
+    strings = {key: value for key, value in section.items() if key not in numbers}
+    for key, value in strings.items():
+        if key not in INFLUX_STRING_KEYS:
+            raise ConfigError(f"influx.{key}: unknown key (known: {', '.join(INFLUX_STRING_KEYS)}, timeout_s, batch_size)")
+        if not isinstance(value, str):
+            raise ConfigError(f"influx.{key}: must be a string, got {value!r}")
+    values: dict[str, Any] = {key: strings.get(key) or None for key in INFLUX_ENV if key not in ("token", "password")}
+    for key, variable in INFLUX_ENV.items():
+        if env.get(variable):
+            values[key] = env[variable]
+    if not values.get("token") and strings.get("token_file"):
+        values["token"] = read_secret_file(Path(strings["token_file"]), "influx.token_file").decode()
+    if not values.get("password") and strings.get("password_file"):
+        values["password"] = read_secret_file(Path(strings["password_file"]), "influx.password_file").decode()
+    if not values.get("url"):
+        configured = [INFLUX_ENV[key] for key in INFLUX_ENV if values.get(key)]
+        if configured:
+            raise ConfigError(f"influx: {configured[0]} is set but NETCHECK_INFLUX_URL (influx.url) is not")
+        return None
+    try:
+        values["url"] = parse_server_url(values["url"])
+    except UsageError as error:
+        raise ConfigError(f"influx.url: {error}") from None
+    api = values.get("api") or "v2"
+    if api not in ("v1", "v2"):
+        raise ConfigError(f"influx.api: must be v1 or v2, got {api!r}")
+    values["api"] = api
+    if api == "v2" and not values.get("bucket"):
+        raise ConfigError("influx.bucket: the v2 API needs a bucket (NETCHECK_INFLUX_BUCKET)")
+    if api == "v1" and not values.get("database"):
+        raise ConfigError("influx.database: the v1 API needs a database (NETCHECK_INFLUX_DATABASE)")
+    limits = {"timeout_s": (0.5, 120.0), "batch_size": (1, 50_000)}
+    values.update(_numbers(numbers, "influx", limits, InfluxSettings(url="")))
+    return InfluxSettings(**values)

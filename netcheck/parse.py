@@ -7,15 +7,15 @@ from urllib.parse import urlsplit
 
 from netcheck.errors import UsageError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration_s(text: str, what: str = "duration") -> float:
-    """'20ms', '3s', '1.5', '2m' → seconds. A bare number means seconds."""
+    """'20ms', '3s', '1.5', '2m', '1h', '7d' → seconds. A bare number means seconds."""
     match = _DURATION.match(text)
     if not match:
-        raise UsageError(f"bad {what} {text!r}: use a number with ms, s or m, e.g. 20ms or 3s")
+        raise UsageError(f"bad {what} {text!r}: use a number with ms, s, m, h or d, e.g. 20ms, 3s or 1h")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 

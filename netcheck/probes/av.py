@@ -73,6 +73,18 @@ def failed_result(status: Status, error: str, elapsed_s: float | None = None) ->
     return AvResult(status, None, None, None, None, None, None, elapsed_s, error)
 
 
+def result_from_fields(fields: dict) -> AvResult:
+    """An AvResult back from its JSON form (`probe av --json`), e.g. from a probe run in a subprocess.
+
+    Raises ValueError (or KeyError, TypeError) when the fields are not an A/V result.
+    """
+    def direction(value: dict | None) -> AvDirection | None:
+        return None if value is None else AvDirection(**value)
+
+    return AvResult(**{**fields, "status": Status(fields["status"]), "upstream": direction(fields.get("upstream")),
+                       "downstream": direction(fields.get("downstream"))})
+
+
 class AvProbe:
     """A short WebRTC call with a netcheck server's media peer."""
 

@@ -1,16 +1,26 @@
-"""The local store: SQLite in WAL mode, every check and every measurement, always written first."""
+"""The local store: SQLite in WAL mode, every check, window and point, always written first.
+
+It is also the outbox (store/outbox.py): points leave for InfluxDB from here. Commits are
+fsynced (`synchronous=FULL`), so a power cut loses nothing that was reported as stored.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from netcheck.errors import StoreError
+from netcheck.points import Point
+from netcheck.store import outbox
+from netcheck.store.outbox import OutboxStats, StoredPoint
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DAY_MS = 86_400_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checks (
     check_id TEXT PRIMARY KEY,
@@ -31,20 +41,33 @@ CREATE TABLE IF NOT EXISTS measurements (
     PRIMARY KEY (check_id, probe)
 );
 CREATE INDEX IF NOT EXISTS checks_started_at ON checks(started_at);
+CREATE TABLE IF NOT EXISTS windows (
+    window_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    role TEXT,
+    started_at TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    recommendation TEXT NOT NULL,
+    level TEXT NOT NULL,
+    report_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_session ON windows(session_id, started_at);
 """
 
 
 class LocalStore:
     """One SQLite file; safe to open from several processes (WAL, busy timeout)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_points: int = 200_000, retention_days: float = 30.0) -> None:
         self.path = path
+        self.max_points = max_points
+        self.retention_ms = int(retention_days * DAY_MS)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA + outbox.SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"local store {path}: {error}") from None
@@ -58,8 +81,11 @@ class LocalStore:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def save_check(self, report: Mapping[str, Any]) -> None:
-        """Store a check report (the `netcheck check --json` form) and its measurements atomically."""
+    def save_check(self, report: Mapping[str, Any], points: Sequence[Point] = ()) -> int:
+        """Store a check report (the `netcheck check --json` form), its measurements and points atomically.
+
+        Returns how many undelivered points had to be dropped to stay within `max_points`.
+        """
         try:
             with self._db:
                 self._db.execute(
@@ -74,15 +100,98 @@ class LocalStore:
                         (report["check_id"], probe, run["started_at"], run["duration_s"],
                          fields["status"], json.dumps(fields)),
                     )
+                return self._add_points(points)
+        except sqlite3.Error as error:
+            raise StoreError(f"local store {self.path}: {error}") from None
+
+    def save_window(self, window: Mapping[str, Any], points: Sequence[Point]) -> int:
+        """Store one agent window (its report and its points) atomically; returns points dropped."""
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (window["window_id"], window.get("session_id"), window.get("role"), window["started_at"],
+                     window["duration_s"], window["recommendation"], window["level"], json.dumps(window)),
+                )
+                return self._add_points(points)
+        except sqlite3.Error as error:
+            raise StoreError(f"local store {self.path}: {error}") from None
+
+    def add_points(self, points: Sequence[Point]) -> int:
+        """Store points that belong to no check or window (the agent's self-metrics)."""
+        return self._write(lambda: self._add_points(points))
+
+    def _add_points(self, points: Sequence[Point]) -> int:
+        outbox.insert_points(self._db, points)
+        return outbox.enforce_limits(self._db, self.max_points, _now_ms() - self.retention_ms)
+
+    # --- outbox ---------------------------------------------------------------------------
+
+    def pending_points(self, limit: int) -> list[StoredPoint]:
+        return self._read(lambda: outbox.pending(self._db, limit))
+
+    def mark_delivered(self, ids: Sequence[int]) -> None:
+        self._write(lambda: outbox.mark(self._db, ids, outbox.DELIVERED, _now_ms()))
+
+    def mark_rejected(self, ids: Sequence[int]) -> None:
+        self._write(lambda: outbox.mark(self._db, ids, outbox.REJECTED, _now_ms()))
+
+    def outbox_stats(self) -> OutboxStats:
+        return self._read(lambda: outbox.stats(self._db))
+
+    def points_since(self, since_ms: int) -> Iterator[StoredPoint]:
+        try:
+            yield from outbox.points_since(self._db, since_ms)
+        except sqlite3.Error as error:
+            raise StoreError(f"local store {self.path}: {error}") from None
+
+    def take_delivery_lease(self, ttl_s: float = 60.0) -> bool:
+        """True when this process may deliver (no other live process is delivering from this store)."""
+        def take() -> bool:
+            self._db.execute("BEGIN IMMEDIATE")
+            return outbox.take_lease(self._db, _now_ms(), int(ttl_s * 1000))
+        return self._write(take)
+
+    def release_delivery_lease(self) -> None:
+        self._write(lambda: outbox.release_lease(self._db))
+
+    def agent_id(self) -> str:
+        """This installation's random id, made once: the `agent` tag of every point. No personal data."""
+        def get_or_make() -> str:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'agent_id'").fetchone()
+            if row:
+                return str(row[0])
+            agent_id = secrets.token_hex(6)
+            self._db.execute("INSERT INTO meta VALUES ('agent_id', ?)", (agent_id,))
+            return agent_id
+        return self._write(get_or_make)
+
+    def session_windows(self, session_id: str) -> list[dict[str, Any]]:
+        """A session's windows, oldest first, as stored reports."""
+        rows = self._read(lambda: self._db.execute(
+            "SELECT report_json FROM windows WHERE session_id = ? ORDER BY started_at", (session_id,)).fetchall())
+        return [json.loads(row[0]) for row in rows]
+
+    def _write(self, action: Any) -> Any:
+        try:
+            with self._db:
+                return action()
+        except sqlite3.Error as error:
+            raise StoreError(f"local store {self.path}: {error}") from None
+
+    def _read(self, action: Any) -> Any:
+        try:
+            return action()
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
 
     def list_checks(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest checks first, as their stored reports."""
-        try:
-            rows = self._db.execute(
-                "SELECT report_json FROM checks ORDER BY started_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-        except sqlite3.Error as error:
-            raise StoreError(f"local store {self.path}: {error}") from None
+        rows = self._read(lambda: self._db.execute(
+            "SELECT report_json FROM checks ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall())
         return [json.loads(row[0]) for row in rows]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

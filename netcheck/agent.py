@@ -1,0 +1,333 @@
+"""The background agent: light probing in fixed windows during a session, stored first, then delivered.
+
+Scheduling is Telegraf's: windows start on a fixed grid (start + n × window_s); the agent, not a
+probe, owns it. A window that overruns its slot makes the agent skip the slots it missed (and
+count them) instead of stacking windows. Each window runs a low-rate UDP stream (10 packets/s
+of 64 bytes by default, about 7 kbit/s each way) and the system probe, and every `av_every_s`
+a small A/V probe starts in a short-lived subprocess, so that aiortc (≈ 170 ms to import, ≈ 100 MB
+while a call runs) never lives in the agent. The window's measurements, its assessment and their
+points are stored in one transaction; delivery to InfluxDB runs beside it (delivery.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from netcheck.check import fetch_server_info, run_probe
+from netcheck.delivery import Deliverer
+from netcheck.errors import ConfigError, MeasurementError
+from netcheck.model import Assessment, Measurement, ProbeResult, Status, result_fields
+from netcheck.points import AGENT_MEASUREMENT, Origin, Point, report_points
+from netcheck.probes.av import AvResult, result_from_fields
+from netcheck.probes.system import SystemProbe
+from netcheck.probes.udp import UdpProbe, UdpProbeSettings, failed_result
+from netcheck.quality import DEFAULT_THRESHOLDS, Threshold, assess
+from netcheck.store.local import LocalStore
+
+UDP_SHARE_OF_WINDOW = 0.8
+"""The UDP stream fills 80 % of a window; the rest is for late replies and the loss count."""
+AV_TIMEOUT_MARGIN_S = 20.0
+"""Start-up, ICE and the server's report on top of the A/V probe's own duration."""
+MAX_AV_OUTPUT_BYTES = 256 * 1024
+AGENT_UNJUDGED_METRICS = ("video_height",)
+"""The agent's A/V probe sends a small picture to stay light: its resolution is our choice, not the
+call's, so it is not judged (frame rate, freezes and lip sync are)."""
+SHUTDOWN_DELIVERY_S = 3.0
+"""After a stop signal: deliver what can go within this, then exit; the rest waits in the store."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    server_url: str
+    role: str = "client"
+    session_id: str | None = None
+    site: str | None = None
+    window_s: float = 5.0
+    udp_rate_pps: float = 10.0
+    udp_size_bytes: int = 64
+    udp_target: tuple[str, int] | None = None
+    hmac_key: bytes | None = field(default=None, repr=False)
+    av_every_s: float = 300.0
+    """0 = never."""
+    av_duration_s: float = 2.0
+    av_video: str = "320x240@30"
+    duration_s: float | None = None
+    """Stop after this long (None: until a signal)."""
+    once: bool = False
+    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+
+    def udp_settings(self) -> UdpProbeSettings:
+        settings = UdpProbeSettings(interval_ms=1000.0 / self.udp_rate_pps,
+                                    duration_s=self.window_s * UDP_SHARE_OF_WINDOW,
+                                    size_bytes=self.udp_size_bytes, hmac_key=self.hmac_key)
+        settings.validate()
+        return settings
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """One window: what was measured and what it means."""
+
+    window_id: str
+    index: int
+    started_at: str
+    duration_s: float
+    measurements: dict[str, Measurement]
+    """The probes run in this window; `av` only in the window in which an A/V run finished."""
+    assessment: Assessment
+    """Judged on this window's UDP and system figures and the latest A/V run."""
+
+
+@dataclass
+class AgentCounters:
+    windows: int = 0
+    skipped_windows: int = 0
+    """Grid slots missed because a window overran; never made up."""
+    av_runs: int = 0
+    av_skipped: int = 0
+    """A/V runs not started because the previous one was still running."""
+    points_dropped: int = 0
+
+
+class Agent:
+    """Runs windows until `stop` is set, `duration_s` passes, or after one window with `once`."""
+
+    def __init__(self, settings: AgentSettings, store: LocalStore, deliverer: Deliverer | None,
+                 on_window: Callable[[WindowReport], None] = lambda report: None,
+                 on_event: Callable[[str], None] = lambda message: None) -> None:
+        self.settings = settings
+        self.store = store
+        self.deliverer = deliverer
+        self.on_window = on_window
+        self.on_event = on_event
+        self.counters = AgentCounters()
+        self.udp_settings = settings.udp_settings()
+        self.thresholds = tuple(t for t in settings.thresholds if t.metric not in AGENT_UNJUDGED_METRICS)
+        self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
+                             server=urlsplit(settings.server_url).netloc, session_id=settings.session_id)
+        self._udp_address: tuple[str, int] | None = settings.udp_target
+        self._av_task: asyncio.Task[AvResult] | None = None
+        self._latest_av: AvResult | None = None
+        self._new_points = asyncio.Event()
+        self._process: Any = None
+
+    async def run(self, stop: asyncio.Event) -> AgentCounters:
+        """The window loop, with delivery beside it; returns when stopped, after a last delivery."""
+        import psutil
+
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)
+        delivery_stop = asyncio.Event()
+        delivery = (asyncio.create_task(self.deliverer.run(self._new_points, delivery_stop))
+                    if self.deliverer else None)
+        try:
+            await self._window_loop(stop)
+        finally:
+            delivery_stop.set()
+            if delivery is not None:
+                await delivery
+            await self._cancel_av()
+            if self.deliverer is not None:
+                await self._final_delivery(self.deliverer)
+        return self.counters
+
+    async def _window_loop(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        start_s = loop.time()
+        end_s = start_s + settings.duration_s if settings.duration_s else None
+        next_av_s = start_s
+        slot = 0
+        while not stop.is_set():
+            slot_start_s = start_s + slot * settings.window_s
+            if end_s is not None and slot_start_s + settings.window_s > end_s + 0.001:
+                break
+            if await _wait_until(loop, slot_start_s, stop):
+                break
+            if settings.av_every_s > 0 and loop.time() >= next_av_s:
+                self._start_av()
+                next_av_s += settings.av_every_s
+            report = await self._run_window(self.counters.windows)
+            self.counters.windows += 1
+            self.on_window(report)
+            if settings.once:
+                break
+            slot += 1
+            behind = int((loop.time() - (start_s + slot * settings.window_s)) // settings.window_s)
+            if behind > 0:  # the window overran: skip the slots it ate, never stack windows
+                self.counters.skipped_windows += behind
+                slot += behind
+
+    async def _run_window(self, index: int) -> WindowReport:
+        started = datetime.now(timezone.utc)
+        start_s = time.perf_counter()
+        host, port = await self._udp_target()
+        udp = UdpProbe(host, port, self.udp_settings) if port else None
+        probes = [SystemProbe(host or "127.0.0.1", self.udp_settings.duration_s)] + ([udp] if udp else [])
+        measurements = {m.probe: m for m in await asyncio.gather(*(run_probe(probe) for probe in probes))}
+        if udp is None:
+            measurements["udp"] = Measurement("udp", measurements["system"].started_at, 0.0,
+                                              failed_result(Status.UNREACHABLE))
+        av = self._collect_av()
+        if av is not None:
+            measurements["av"] = av
+        results: dict[str, ProbeResult] = {name: m.result for name, m in measurements.items()}
+        if self._latest_av is not None:
+            results["av"] = self._latest_av
+        assessment = assess(results, self.thresholds)
+        report = WindowReport(uuid.uuid4().hex, index, started.isoformat(timespec="milliseconds"),
+                              round(time.perf_counter() - start_s, 3), measurements, assessment)
+        self._store(report, int(started.timestamp() * 1000))
+        return report
+
+    def _store(self, report: WindowReport, time_ms: int) -> None:
+        points = report_points(report.measurements, report.assessment, self.origin, time_ms)
+        window = {**window_to_dict(report), "session_id": self.settings.session_id, "role": self.settings.role}
+        self.counters.points_dropped += self.store.save_window(window, points)
+        self.counters.points_dropped += self.store.add_points([self._self_metrics(time_ms)])
+        self._new_points.set()
+
+    def _self_metrics(self, time_ms: int) -> Point:
+        """`netcheck_agent`: is the agent healthy and is it light? (outbox, delivery, CPU, memory)."""
+        outbox = self.store.outbox_stats()
+        delivery = self.deliverer.counters if self.deliverer else None
+        fields: dict[str, float | int | bool | str] = {
+            "outbox_pending": outbox.outbox_pending,
+            "delivered_total": outbox.delivered,
+            "dropped_total": outbox.dropped,
+            "rejected_total": outbox.rejected,
+            "write_errors": delivery.write_errors if delivery else 0,
+            "delivery_paused": bool(delivery and delivery.paused_reason),
+            "windows": self.counters.windows + 1,
+            "skipped_windows": self.counters.skipped_windows,
+            "av_runs": self.counters.av_runs,
+            "cpu_pct": float(self._process.cpu_percent(None)),
+            "rss_mb": round(self._process.memory_info().rss / 1e6, 2),
+        }
+        return Point(AGENT_MEASUREMENT, self.origin.tags(), {**fields, **self.origin.id_fields()}, time_ms)
+
+    async def _udp_target(self) -> tuple[str, int | None]:
+        """The reflector's address, asked of the server once it answers (failure is data: the window says unreachable)."""
+        if self._udp_address is None:
+            try:
+                info = await fetch_server_info(self.settings.server_url)
+            except MeasurementError as error:
+                self.on_event(f"server: {error}")
+                return urlsplit(self.settings.server_url).hostname or "", None
+            if info.hmac_required and self.settings.hmac_key is None:
+                raise ConfigError("hmac_key: the server requires an HMAC key; set NETCHECK_HMAC_KEY or hmac_key_file")
+            self._udp_address = (urlsplit(self.settings.server_url).hostname or "", info.udp_port)
+        return self._udp_address
+
+    def _start_av(self) -> None:
+        if self._av_task is not None and not self._av_task.done():
+            self.counters.av_skipped += 1
+            return
+        self._av_task = asyncio.create_task(run_av_subprocess(self.settings))
+
+    def _collect_av(self) -> Measurement | None:
+        """The A/V run that finished since the last window, if any."""
+        task = self._av_task
+        if task is None or not task.done():
+            return None
+        self._av_task = None
+        result = task.result()
+        self.counters.av_runs += 1
+        self._latest_av = result
+        started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        return Measurement("av", started_at, result.duration_s or 0.0, result)
+
+    async def _cancel_av(self) -> None:
+        if self._av_task is not None and not self._av_task.done():
+            self._av_task.cancel()
+            try:
+                await self._av_task
+            except asyncio.CancelledError:
+                pass
+
+    async def _final_delivery(self, deliverer: Deliverer) -> None:
+        from netcheck.store.influx import WriteError
+
+        try:
+            await deliverer.deliver_pending(deadline=time.monotonic() + SHUTDOWN_DELIVERY_S)
+        except WriteError:
+            pass  # reported by the deliverer; the points wait in the store for the next run
+
+
+async def _wait_until(loop: asyncio.AbstractEventLoop, at_s: float, stop: asyncio.Event) -> bool:
+    """Sleep until loop time `at_s`; True if `stop` was set first."""
+    delay_s = at_s - loop.time()
+    if delay_s <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+async def run_av_subprocess(settings: AgentSettings) -> AvResult:
+    """`python -m netcheck probe av --json` in a child process: aiortc's memory leaves with it."""
+    from netcheck.probes.av import failed_result as av_failed
+
+    command = [sys.executable, "-m", "netcheck", "probe", "av", "--server", settings.server_url,
+               "--duration", f"{settings.av_duration_s:g}s", "--video", settings.av_video, "--json"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        output = await asyncio.wait_for(_read_to_end(process.stdout, MAX_AV_OUTPUT_BYTES),
+                                        settings.av_duration_s + AV_TIMEOUT_MARGIN_S)
+        await asyncio.wait_for(process.wait(), 5.0)
+    except asyncio.TimeoutError:
+        return av_failed(Status.TIMEOUT, "A/V probe did not finish in time")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    try:
+        return result_from_fields(json.loads(output))
+    except (ValueError, KeyError, TypeError):
+        return av_failed(Status.ERROR, f"A/V probe subprocess failed (exit {process.returncode})")
+
+
+async def _read_to_end(stream: asyncio.StreamReader, limit_bytes: int) -> bytes:
+    """Everything up to EOF, but never more than `limit_bytes` (a broken child cannot fill memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit_bytes:
+        chunk = await stream.read(limit_bytes - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def window_to_dict(report: WindowReport) -> dict[str, Any]:
+    """The `agent --json` line and the stored form of a window."""
+    assessment = report.assessment
+    return {
+        "window_id": report.window_id,
+        "index": report.index,
+        "started_at": report.started_at,
+        "duration_s": report.duration_s,
+        "recommendation": assessment.recommendation.value,
+        "level": assessment.level.value,
+        "summary": assessment.summary,
+        "cues": {cue.value: {"level": verdict.level.value,
+                             "deciding_metric": verdict.deciding.metric if verdict.deciding else None,
+                             "value": verdict.deciding.value if verdict.deciding else None}
+                 for cue, verdict in assessment.cues.items()},
+        "advice": list(assessment.advice),
+        "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
+    }

@@ -1,0 +1,175 @@
+"""`netcheck agent` and `netcheck store`: the background agent, and the local store for admins.
+
+Thin, like cli.py: parse, build settings from config and flags, call the library, print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import typer
+
+from netcheck.cli_common import JsonFlag, print_json, server_url_from
+from netcheck.errors import UsageError
+from netcheck.parse import parse_duration_s, parse_host_port
+
+store_app = typer.Typer(help="The local store: what was measured, what is waiting for InfluxDB.",
+                        no_args_is_help=True)
+
+
+class Role(str, Enum):
+    client = "client"
+    therapist = "therapist"
+
+
+class ExportFormat(str, Enum):
+    lp = "lp"
+    json = "json"
+
+
+def agent(
+    server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
+    session: Annotated[Optional[str], typer.Option(help="Opaque session id (no names), stored as a field.")] = None,
+    role: Annotated[Role, typer.Option(help="Whose leg this agent measures.")] = Role.client,
+    window: Annotated[Optional[str], typer.Option(help="Window length, e.g. 5s (config agent.window_s).")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Stop after this long, e.g. 50m (default: until stopped).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one window, deliver, exit.")] = False,
+    udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
+    av_every: Annotated[Optional[str], typer.Option(help="Run the small A/V probe this often, e.g. 5m; 0 = never (config agent.av_every_s).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per window on stdout.")] = False,
+) -> int:
+    """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
+    from netcheck.agent import Agent, AgentSettings, window_to_dict
+    from netcheck.config import load_config
+    from netcheck.store.local import LocalStore
+
+    config = load_config()
+    server_url = server_url_from(server, config) or ""
+    defaults = config.agent
+    window_s = parse_duration_s(window, "--window") if window else defaults.window_s
+    if not 1.0 <= window_s <= 3600.0:
+        raise UsageError(f"--window {window!r} outside 1 s..1 h")
+    duration_s = parse_duration_s(duration, "--duration") if duration else None
+    if duration_s is not None and duration_s < window_s:
+        raise UsageError("--duration is shorter than one window")
+    av_every_s = parse_duration_s(av_every, "--av-every") if av_every else defaults.av_every_s
+    if session is not None and not (0 < len(session) <= 128 and session.isprintable()):
+        raise UsageError("--session must be 1..128 printable characters (an opaque id, no names)")
+    settings = AgentSettings(
+        server_url=server_url, role=role.value, session_id=session, site=config.site, window_s=window_s,
+        udp_rate_pps=defaults.udp_rate_pps, udp_size_bytes=defaults.udp_size_bytes,
+        udp_target=parse_host_port(udp_target, "--udp-target") if udp_target else None,
+        hmac_key=config.hmac_key, av_every_s=av_every_s, av_duration_s=defaults.av_duration_s,
+        av_video=defaults.av_video, duration_s=duration_s, once=once, thresholds=config.thresholds,
+    )
+    settings.udp_settings()  # validates rate, size and window together
+
+    def event(message: str) -> None:
+        print(f"netcheck agent: {message}", file=sys.stderr, flush=True)
+
+    last_recommendation: list[str] = []
+
+    def window_done(report: Any) -> None:
+        if json_output:
+            print(json.dumps(window_to_dict(report), ensure_ascii=False), flush=True)
+            return
+        recommendation = report.assessment.recommendation.value
+        if last_recommendation[-1:] != [recommendation]:
+            event(f"{recommendation}: {report.assessment.summary}")
+            last_recommendation.append(recommendation)
+
+    async def run() -> Any:
+        from netcheck.delivery import Deliverer
+        from netcheck.store.influx import make_writer
+
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+            deliverer = None
+            if config.influx is not None:
+                deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event)
+                event(f"delivering to {deliverer.writer.target}")
+            else:
+                event("no InfluxDB configured (NETCHECK_INFLUX_URL); points stay in the local store")
+            try:
+                counters = await Agent(settings, store, deliverer, window_done, event).run(stop)
+            finally:
+                if deliverer is not None:
+                    deliverer.close()
+            return counters, store.outbox_stats()
+
+    counters, outbox = asyncio.run(run())
+    event(f"stopped after {counters.windows} window(s), {counters.skipped_windows} skipped; "
+          f"outbox {outbox.outbox_pending} pending, {outbox.delivered} delivered, {outbox.dropped} dropped")
+    return 0
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT: finish the window, deliver briefly, exit 0. A second signal exits at once."""
+    import os
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if stop.is_set():
+            os._exit(130)  # the user insists; every finished window is already committed
+        stop.set()
+
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signal_number, request_stop)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C still ends the agent
+            pass
+
+
+@store_app.command("stats")
+def store_stats(json_output: JsonFlag = False) -> int:
+    """How many points the local store holds, how many wait for InfluxDB, delivered and dropped."""
+    from dataclasses import asdict
+
+    from netcheck.config import load_config
+    from netcheck.store.local import LocalStore
+
+    config = load_config()
+    with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+        stats = asdict(store.outbox_stats())
+    if json_output:
+        print_json(stats)
+    else:
+        for key, value in stats.items():
+            print(f"{key:16} {value}")
+    return 0
+
+
+@store_app.command("export")
+def store_export(
+    since: Annotated[str, typer.Option(help="How far back, e.g. 1h, 30m, 7d.")] = "1h",
+    format: Annotated[ExportFormat, typer.Option("--format", help="lp: InfluxDB line protocol; json: one JSON object per line.")] = ExportFormat.lp,
+) -> int:
+    """Every stored point since a time, delivered or not, for an admin to load elsewhere."""
+    from netcheck.config import load_config
+    from netcheck.store.influx import to_line
+    from netcheck.store.local import LocalStore
+
+    since_s = parse_duration_s(since, "--since")
+    config = load_config()
+    since_ms = int((time.time() - since_s) * 1000)
+    with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+        for stored in store.points_since(since_ms):
+            point = stored.point
+            if format == ExportFormat.lp:
+                line = to_line(point)
+                if line is not None:
+                    sys.stdout.write(line + "\n")
+            else:
+                sys.stdout.write(json.dumps({"measurement": point.measurement, "tags": point.tags,
+                                             "fields": point.fields, "time_ms": point.time_ms,
+                                             "delivered": stored.state == 1}, ensure_ascii=False) + "\n")
+    return 0
+

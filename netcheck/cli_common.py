@@ -1,0 +1,54 @@
+"""What the command modules share: option types, consoles, JSON output, the server URL, ICE settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from netcheck.errors import UsageError
+from netcheck.parse import parse_server_url
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
+StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
+TurnOption = Annotated[Optional[str], typer.Option("--turn", help="TURN server, turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT.")]
+TurnUserOption = Annotated[Optional[str], typer.Option("--turn-user", help="TURN user name.")]
+TurnPassOption = Annotated[Optional[str], typer.Option(
+    "--turn-pass", envvar="NETCHECK_TURN_PASSWORD", show_envvar=True,
+    help="TURN password; prefer the environment variable, argv is visible to other users.")]
+RelayOnlyFlag = Annotated[bool, typer.Option("--relay-only", help="Use only TURN-relayed ICE candidates.")]
+
+
+def ice_settings(stun: str | None, turn: str | None, turn_user: str | None, turn_pass: str | None,
+                 relay_only: bool) -> Any:
+    from netcheck.av.peer import IceSettings
+
+    ice = IceSettings(stun, turn, turn_user, turn_pass, relay_only)
+    ice.validate()
+    return ice
+
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def server_url_from(server: str | None, config: Any, required: bool = True) -> str | None:
+    """--server, else NETCHECK_SERVER or the config's `server` (config.server already holds both)."""
+    url = parse_server_url(server) if server else config.server
+    if required and not url:
+        raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config")
+    return url
