@@ -1,0 +1,268 @@
+"""The background agent end to end: a real `netcheck serve`, real agents, real InfluxDB 1.6.7 and
+VictoriaMetrics, outages, kill -9 and bad configuration (issue 5, "Must show" 1–4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netcheck.points import Point
+from netcheck.store.local import LocalStore
+from tests.conftest import REPO, ServerProcess, subprocess_env
+from tests.delivered import (
+    assert_influx_has_exactly, assert_victoria_has_exactly, outbox_pending, stored_points,
+)
+from tests.http_faults import HttpFaultProxy
+from tests.tsdb import InfluxDB1, VictoriaMetrics, free_port
+
+STORE = "netcheck.sqlite3"
+
+
+def v1_env(influx: InfluxDB1, **changes: str) -> dict[str, str]:
+    return {"NETCHECK_INFLUX_URL": influx.url, "NETCHECK_INFLUX_API": "v1",
+            "NETCHECK_INFLUX_DATABASE": influx.database, "NETCHECK_INFLUX_USERNAME": influx.username,
+            "NETCHECK_INFLUX_PASSWORD": influx.password, **changes}
+
+
+def v2_env(url: str, **changes: str) -> dict[str, str]:
+    return {"NETCHECK_INFLUX_URL": url, "NETCHECK_INFLUX_ORG": "clinic", "NETCHECK_INFLUX_BUCKET": "netcheck",
+            "NETCHECK_INFLUX_TOKEN": "t0ken", **changes}
+
+
+def start_agent(server: ServerProcess, home: Path, influx_env: dict[str, str], *args: str) -> subprocess.Popen:
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "agent", "--server", server.http_url, "--session", "sess-test", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(NETCHECK_HOME=str(home), **influx_env),
+    )
+
+
+def finish(agent: subprocess.Popen, timeout_s: float = 60.0) -> tuple[int, str, str]:
+    stdout, stderr = agent.communicate(timeout=timeout_s)
+    return agent.returncode, stdout, stderr
+
+
+def wait_for(condition, timeout_s: float, poll_s: float = 0.2) -> float:  # type: ignore[no-untyped-def]
+    """Seconds until `condition()` held; fails the test after `timeout_s`."""
+    start_s = time.monotonic()
+    while not condition():
+        if time.monotonic() - start_s > timeout_s:
+            pytest.fail(f"condition not met within {timeout_s} s")
+        time.sleep(poll_s)
+    return time.monotonic() - start_s
+
+
+def measurements(points: list[Point]) -> set[str]:
+    return {point.measurement for point in points}
+
+
+@pytest.fixture
+def influx() -> Iterator[InfluxDB1]:
+    with InfluxDB1() as server:
+        yield server
+
+
+@pytest.fixture
+def vm() -> Iterator[VictoriaMetrics]:
+    with VictoriaMetrics() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_agent_for_60_s_delivers_every_stored_point_to_both_apis(
+        server: ServerProcess, influx: InfluxDB1, vm: VictoriaMetrics, tmp_path: Path) -> None:
+    """Must show 1: 60 s at the defaults (5 s windows, one A/V run), v1 to InfluxDB and v2 to VictoriaMetrics."""
+    agents = {
+        "v1": start_agent(server, tmp_path / "v1", v1_env(influx), "--duration", "60s", "--role", "therapist"),
+        "v2": start_agent(server, tmp_path / "v2", v2_env(vm.url), "--duration", "60s"),
+    }
+    results = {name: finish(agent, timeout_s=100) for name, agent in agents.items()}
+    for name, (code, _, stderr) in results.items():
+        assert code == 0, stderr
+        assert "stopped after 12 window(s), 0 skipped" in stderr
+        assert "outbox 0 pending" in stderr
+    v1_points = stored_points(tmp_path / "v1" / STORE)
+    v2_points = stored_points(tmp_path / "v2" / STORE)
+    for points in (v1_points, v2_points):
+        assert measurements(points) == {"netcheck_udp", "netcheck_system", "netcheck_av", "netcheck_assessment",
+                                        "netcheck_agent"}
+        assert len(points) == 12 * 4 + 1  # udp, system, assessment, agent per window; one A/V run
+        assert {point.fields.get("session_id") for point in points} == {"sess-test"}
+    assert {point.tags["role"] for point in v1_points} == {"therapist"}
+    assert_influx_has_exactly(influx, v1_points)
+    assert_victoria_has_exactly(vm, v2_points)
+
+
+@pytest.mark.slow
+def test_a_30_s_outage_loses_nothing_duplicates_nothing_and_drains_within_30_s(
+        server: ServerProcess, influx: InfluxDB1, vm: VictoriaMetrics, tmp_path: Path) -> None:
+    """Must show 2, against both servers at once; VictoriaMetrics runs without dedup, so a re-sent
+    point would show as a duplicate sample."""
+    args = ("--window", "2s", "--av-every", "0")
+    agents = {"v1": start_agent(server, tmp_path / "v1", v1_env(influx), *args),
+              "v2": start_agent(server, tmp_path / "v2", v2_env(vm.url), *args)}
+    stores = {name: tmp_path / name / STORE for name in agents}
+    try:
+        wait_for(lambda: all(path.exists() and len(stored_points(path)) >= 12 for path in stores.values()), 30)
+        influx.stop()
+        vm.stop()
+        time.sleep(30)
+        assert all(outbox_pending(path) >= 40 for path in stores.values())  # 30 s of windows waited
+        influx.start()
+        vm.start()
+        recovery_s = {name: wait_for(lambda path=path: outbox_pending(path) == 0, 30) for name, path in stores.items()}
+        time.sleep(4)  # a couple of windows after the recovery
+    finally:
+        for agent in agents.values():
+            agent.send_signal(signal.SIGTERM)
+    for name, agent in agents.items():
+        code, _, stderr = finish(agent, timeout_s=30)
+        assert code == 0, stderr
+        assert stderr.count("retrying with backoff") == 1 and stderr.count("reachable again") == 1, stderr
+        assert "outbox 0 pending" in stderr
+    print(f"outbox back to 0 after the servers returned: {recovery_s}")
+    assert_influx_has_exactly(influx, stored_points(stores["v1"]))
+    assert_victoria_has_exactly(vm, stored_points(stores["v2"]))
+
+
+def backlog(home: Path, count: int) -> None:
+    """Points queued as after a long outage (the agent's own windows add to them)."""
+    home.mkdir(parents=True, exist_ok=True)
+    now_ms = int(time.time() * 1000) - count * 10
+    with LocalStore(home / STORE, max_points=1_000_000) as store:
+        agent_id = store.agent_id()
+        store.add_points([Point("netcheck_udp", {"agent": agent_id, "kind": "session", "role": "client"},
+                                {"rtt_p95_ms": 20.0 + i % 100 / 10, "packets_sent": 40, "session_id": "backlog"},
+                                now_ms + i * 10) for i in range(count)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_kill_9_mid_delivery_then_restart_loses_and_duplicates_nothing(
+        server: ServerProcess, tmp_path: Path, api: str) -> None:
+    """Must show 3. The kill lands while a 40,000-point backlog drains in batches of 500. A crash
+    between the server's acknowledgement and the local commit re-sends that batch: idempotent on
+    InfluxDB (same series and time overwrite) and on VictoriaMetrics with -dedup.minScrapeInterval=1ms,
+    the setting docs/agent.md asks for."""
+    home = tmp_path / "home"
+    backlog(home, 40_000)
+    home.joinpath("config.toml").write_text("[influx]\nbatch_size = 500\n")
+    tsdb = InfluxDB1() if api == "v1" else VictoriaMetrics(extra_args=("-dedup.minScrapeInterval=1ms",))
+    with tsdb:
+        env = v1_env(tsdb) if isinstance(tsdb, InfluxDB1) else v2_env(tsdb.url)
+        first = start_agent(server, home, env, "--window", "2s", "--av-every", "0")
+        wait_for(lambda: outbox_pending(home / STORE) < 30_000, 60, poll_s=0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.communicate()
+        left = outbox_pending(home / STORE)
+        assert left > 1000, "the kill came too late to be mid-delivery"
+        second = start_agent(server, home, env, "--window", "2s", "--av-every", "0")
+        try:
+            wait_for(lambda: outbox_pending(home / STORE) == 0, 60)
+        finally:
+            second.send_signal(signal.SIGTERM)
+        code, _, stderr = finish(second)
+        assert code == 0, stderr
+        points = stored_points(home / STORE)
+        assert len(points) > 40_000
+        if isinstance(tsdb, InfluxDB1):
+            assert_influx_has_exactly(tsdb, points)
+        else:
+            assert_victoria_has_exactly(tsdb, points)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["wrong password", "unknown database", "unreachable URL", "503 then healthy"])
+def test_bad_configuration_never_stops_measuring(server: ServerProcess, influx: InfluxDB1, tmp_path: Path,
+                                                 case: str) -> None:
+    """Must show 4: a 4xx is reported once and not retried; 5xx and network errors are retried;
+    the agent keeps measuring and storing; exit 0."""
+    with HttpFaultProxy(influx.url) as proxy:
+        env = {
+            "wrong password": v1_env(influx, NETCHECK_INFLUX_URL=proxy.url, NETCHECK_INFLUX_PASSWORD="wrong"),
+            "unknown database": v1_env(influx, NETCHECK_INFLUX_URL=proxy.url, NETCHECK_INFLUX_DATABASE="nope"),
+            "unreachable URL": v1_env(influx, NETCHECK_INFLUX_URL=f"http://127.0.0.1:{free_port()}"),
+            "503 then healthy": v1_env(influx, NETCHECK_INFLUX_URL=proxy.url),
+        }[case]
+        if case == "503 then healthy":
+            proxy.fail_always(503)
+        agent = start_agent(server, tmp_path / "home", env, "--window", "1s", "--duration", "8s",
+                            "--av-every", "0", "--json")
+        if case == "503 then healthy":
+            time.sleep(4)
+            proxy.heal()
+        code, stdout, stderr = finish(agent)
+        requests = proxy.requests
+    assert code == 0, stderr
+    windows = [json.loads(line) for line in stdout.splitlines()]
+    assert len(windows) == 8  # measuring went on throughout
+    assert all(window["measurements"]["udp"]["status"] == "ok" for window in windows)
+    stored = len(stored_points(tmp_path / "home" / STORE))
+    assert stored == 8 * 4
+    pending = outbox_pending(tmp_path / "home" / STORE)
+    if case in ("wrong password", "unknown database"):
+        assert stderr.count("refused the write") == 1, stderr
+        assert ("HTTP 401" if case == "wrong password" else "HTTP 404") in stderr
+        assert len(requests) == 1  # never retried
+        assert pending == stored  # kept for after the fix
+    elif case == "unreachable URL":
+        assert stderr.count("retrying with backoff") == 1, stderr
+        assert pending == stored
+    else:
+        assert len([r for r in requests if r.status == 503]) >= 2  # retried with backoff
+        assert stderr.count("retrying with backoff") == 1 and stderr.count("reachable again") == 1, stderr
+        assert pending == 0
+        assert influx.count("netcheck_udp") == 8
+
+
+def test_agent_once_runs_one_window_and_delivers(server: ServerProcess, vm: VictoriaMetrics, tmp_path: Path) -> None:
+    agent = start_agent(server, tmp_path / "home", v2_env(vm.url), "--once", "--window", "2s", "--av-every", "0",
+                        "--json")
+    code, stdout, stderr = finish(agent)
+    assert code == 0, stderr
+    window = json.loads(stdout)
+    assert window["recommendation"] == "video" and window["measurements"]["udp"]["packets_sent"] == 16
+    assert outbox_pending(tmp_path / "home" / STORE) == 0
+    assert_victoria_has_exactly(vm, stored_points(tmp_path / "home" / STORE))
+
+
+def test_sigint_finishes_the_window_and_exits_0(server: ServerProcess, tmp_path: Path) -> None:
+    agent = start_agent(server, tmp_path / "home", {}, "--window", "3s", "--av-every", "0", "--json")
+    time.sleep(4.0)  # inside the second window
+    agent.send_signal(signal.SIGINT)
+    start_s = time.monotonic()
+    code, stdout, stderr = finish(agent, timeout_s=15)
+    assert code == 0, stderr
+    assert time.monotonic() - start_s < 5.0
+    assert len(stdout.splitlines()) == 2  # the interrupted window was finished and stored
+    assert "stopped after 2 window(s)" in stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--window", "0.2s"), "--window"),
+    (("--duration", "1s", "--window", "5s"), "shorter than one window"),
+    (("--role", "admin"), "role"),
+    (("--session", "x" * 200), "--session"),
+])
+def test_bad_agent_flags_are_one_line_usage_errors(server: ServerProcess, tmp_path: Path,
+                                                   args: tuple[str, ...], message: str) -> None:
+    agent = start_agent(server, tmp_path / "home", {}, *args)
+    code, _, stderr = finish(agent, timeout_s=20)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and message in stderr
+
+
+def test_influx_config_errors_name_the_variable(server: ServerProcess, tmp_path: Path) -> None:
+    agent = start_agent(server, tmp_path / "home", {"NETCHECK_INFLUX_URL": "http://127.0.0.1:1",
+                                                     "NETCHECK_INFLUX_API": "v3"})
+    code, _, stderr = finish(agent, timeout_s=20)
+    assert code == 2 and stderr.strip() == "netcheck: influx.api: must be v1 or v2, got 'v3'"
