@@ -281,8 +281,12 @@ async def run_av_subprocess(settings: AgentSettings) -> AvResult:
 
     command = [sys.executable, "-m", "netcheck", "probe", "av", "--server", settings.server_url,
                "--duration", f"{settings.av_duration_s:g}s", "--video", settings.av_video, "--json"]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+    try:
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.DEVNULL,
+                                                       stdin=asyncio.subprocess.DEVNULL)
+    except OSError as error:
+        return av_failed(Status.ERROR, f"cannot start the A/V probe: {error.strerror or error}")
     try:
         assert process.stdout is not None
         output = await asyncio.wait_for(_read_to_end(process.stdout, MAX_AV_OUTPUT_BYTES),
