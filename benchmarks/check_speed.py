@@ -50,7 +50,7 @@ def main() -> None:
                 "check --local": ["check", "--local", "--json"],
                 "--help": ["--help"],
             }
-            print(f"| command | runs | median s | max s | target s |\n|---|---|---|---|---|")
+            print("| command | runs | median s | max s | target s |\n|---|---|---|---|---|")
             for name, args in cases.items():
                 durations = time_command(args, env, runs)
                 print(f"| `netcheck {name}` | {runs} | {statistics.median(durations):.2f} | "

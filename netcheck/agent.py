@@ -96,6 +96,7 @@ class AgentCounters:
     av_skipped: int = 0
     """A/V runs not started because the previous one was still running."""
     points_dropped: int = 0
+    """Undelivered points this run deleted to stay within the store's max_points."""
 
 
 class Agent:
@@ -192,8 +193,11 @@ class Agent:
     def _store(self, report: WindowReport, time_ms: int) -> None:
         points = report_points(report.measurements, report.assessment, self.origin, time_ms)
         window = {**window_to_dict(report), "session_id": self.settings.session_id, "role": self.settings.role}
-        self.counters.points_dropped += self.store.save_window(window, points)
-        self.counters.points_dropped += self.store.add_points([self._self_metrics(time_ms)])
+        dropped = self.store.save_window(window, points) + self.store.add_points([self._self_metrics(time_ms)])
+        if dropped and not self.counters.points_dropped:
+            self.on_event("local store full (max_points): dropping the oldest undelivered points; "
+                          "see `netcheck store stats`")
+        self.counters.points_dropped += dropped
         self._new_points.set()
 
     def _self_metrics(self, time_ms: int) -> Point:

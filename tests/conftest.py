@@ -8,8 +8,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.tsdb import InfluxDB1, VictoriaMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK_ICE = {"NETCHECK_ICE_HOST_ADDRESSES": "127.0.0.1"}
@@ -88,3 +92,21 @@ def run_cli(netcheck_home: Path):
                               timeout=timeout, env=env, cwd=REPO)
 
     return run
+
+
+@pytest.fixture
+def influx() -> Iterator["InfluxDB1"]:
+    """A real InfluxDB 1.6.7 (auth on, database `netcheck`) on a free loopback port, fresh per test."""
+    from tests.tsdb import InfluxDB1
+
+    with InfluxDB1() as running:
+        yield running
+
+
+@pytest.fixture
+def vm() -> Iterator["VictoriaMetrics"]:
+    """A real VictoriaMetrics (no dedup: duplicate samples stay visible) on a free loopback port."""
+    from tests.tsdb import VictoriaMetrics
+
+    with VictoriaMetrics() as running:
+        yield running

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,16 +64,6 @@ def measurements(points: list[Point]) -> set[str]:
     return {point.measurement for point in points}
 
 
-@pytest.fixture
-def influx() -> Iterator[InfluxDB1]:
-    with InfluxDB1() as server:
-        yield server
-
-
-@pytest.fixture
-def vm() -> Iterator[VictoriaMetrics]:
-    with VictoriaMetrics() as server:
-        yield server
 
 
 @pytest.mark.slow
@@ -266,3 +255,18 @@ def test_influx_config_errors_name_the_variable(server: ServerProcess, tmp_path:
                                                      "NETCHECK_INFLUX_API": "v3"})
     code, _, stderr = finish(agent, timeout_s=20)
     assert code == 2 and stderr.strip() == "netcheck: influx.api: must be v1 or v2, got 'v3'"
+
+
+def test_a_full_store_drops_the_oldest_undelivered_points_and_says_so(server: ServerProcess, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    backlog(home, 1000)
+    home.joinpath("config.toml").write_text("[store]\nmax_points = 1000\n")
+    agent = start_agent(server, home, {}, "--once", "--window", "1s", "--av-every", "0")
+    code, _, stderr = finish(agent)
+    assert code == 0, stderr
+    assert stderr.count("local store full") == 1
+    with LocalStore(home / STORE) as store:
+        stats = store.outbox_stats()
+        oldest = store.pending_points(1)[0].point
+    assert (stats.points_total, stats.dropped) == (1000, 4)  # the window's 4 points pushed out 4 old ones
+    assert oldest.fields["rtt_p95_ms"] == 20.4  # backlog point 4 (0–3 dropped)

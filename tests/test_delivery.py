@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,32 +63,16 @@ class Harness:
         self.store.close()
 
 
-@pytest.fixture(scope="module")
-def influx() -> Iterator[InfluxDB1]:
-    with InfluxDB1() as server:
-        yield server
 
 
-@pytest.fixture
-def vm() -> Iterator[VictoriaMetrics]:
-    with VictoriaMetrics() as server:
-        yield server
-
-
-@pytest.fixture
-def clean_influx(influx: InfluxDB1) -> InfluxDB1:
-    influx.query(f'DROP SERIES FROM /netcheck_.*/', database=influx.database)
-    return influx
-
-
-def test_v1_to_influxdb_delivers_every_point_with_equal_values(tmp_path: Path, clean_influx: InfluxDB1) -> None:
-    harness = Harness(tmp_path / "s.sqlite3", v1_settings(clean_influx), batch_size=400)
+def test_v1_to_influxdb_delivers_every_point_with_equal_values(tmp_path: Path, influx: InfluxDB1) -> None:
+    harness = Harness(tmp_path / "s.sqlite3", v1_settings(influx), batch_size=400)
     harness.store.add_points(sample_points(1000))
     assert harness.deliver() == 1000
     stats = harness.store.outbox_stats()
     harness.close()
     assert (stats.outbox_pending, stats.delivered) == (0, 1000)
-    assert_influx_has_exactly(clean_influx, stored_points(tmp_path / "s.sqlite3"))
+    assert_influx_has_exactly(influx, stored_points(tmp_path / "s.sqlite3"))
 
 
 def test_v2_to_victoria_metrics_delivers_every_point_once(tmp_path: Path, vm: VictoriaMetrics) -> None:
@@ -136,10 +119,10 @@ def test_network_errors_are_retried(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["wrong password", "unknown database"])
 def test_v1_configuration_errors_are_reported_once_and_not_retried(
-        tmp_path: Path, clean_influx: InfluxDB1, case: str) -> None:
-    with HttpFaultProxy(clean_influx.url) as proxy:
+        tmp_path: Path, influx: InfluxDB1, case: str) -> None:
+    with HttpFaultProxy(influx.url) as proxy:
         changes = {"password": "wrong"} if case == "wrong password" else {"database": "nope"}
-        harness = Harness(tmp_path / "s.sqlite3", v1_settings(clean_influx, url=proxy.url, **changes))
+        harness = Harness(tmp_path / "s.sqlite3", v1_settings(influx, url=proxy.url, **changes))
         harness.store.add_points(sample_points(20))
         for _ in range(3):
             assert harness.deliver() == 0  # no exception: nothing to retry
@@ -174,9 +157,9 @@ def test_v2_unknown_bucket_is_a_configuration_error(tmp_path: Path, vm: Victoria
         harness.close()
 
 
-def test_a_refused_point_is_set_aside_and_the_rest_flows(tmp_path: Path, clean_influx: InfluxDB1) -> None:
+def test_a_refused_point_is_set_aside_and_the_rest_flows(tmp_path: Path, influx: InfluxDB1) -> None:
     """InfluxDB refuses a field whose type changed (400 partial write); only that point is rejected."""
-    harness = Harness(tmp_path / "s.sqlite3", v1_settings(clean_influx))
+    harness = Harness(tmp_path / "s.sqlite3", v1_settings(influx))
     good = sample_points(64)
     bad = Point("netcheck_udp", {"agent": "t1", "role": "client", "status": "ok"},
                 {"packets_sent": "forty"}, NOW_MS - 5_000_000)
@@ -186,7 +169,7 @@ def test_a_refused_point_is_set_aside_and_the_rest_flows(tmp_path: Path, clean_i
     assert (stats.outbox_pending, stats.delivered, stats.rejected) == (0, 64, 1)
     assert len(harness.events) == 1 and "rejected" in harness.events[0]
     harness.close()
-    assert_influx_has_exactly(clean_influx, good)
+    assert_influx_has_exactly(influx, good)
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:

@@ -75,7 +75,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
@@ -103,6 +103,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+ServerT = TypeVar("ServerT", bound="_ServerProcess")
+
+
 class _ServerProcess:
     """What both servers share: a subprocess with a log file in a temp dir, health polling, restart."""
 
@@ -121,6 +124,17 @@ class _ServerProcess:
         self._started_once = False
 
     # --- public ------------------------------------------------------------------------------
+
+    def __enter__(self: ServerT) -> ServerT:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def url(self) -> str:
@@ -262,17 +276,6 @@ class InfluxDB1(_ServerProcess):
         self.admin_password = secrets.token_hex(12)
         self.rpc_port = 0
 
-    def __enter__(self) -> InfluxDB1:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def config_path(self) -> Path:
         assert self.directory is not None
@@ -411,17 +414,6 @@ class VictoriaMetrics(_ServerProcess):
         self.extra_args = tuple(extra_args)
         self.username = _flag_value(self.extra_args, "-httpAuth.username")
         self.password = _flag_value(self.extra_args, "-httpAuth.password") or ""
-
-    def __enter__(self) -> VictoriaMetrics:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def export(self, match: str = NETCHECK_SERIES) -> list[dict[str, Any]]:
         """Every raw sample of the series matching `match`, as /api/v1/export's JSON lines

@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS windows (
     report_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS windows_session ON windows(session_id, started_at);
+CREATE TABLE IF NOT EXISTS session_events (
+    session_id TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    cue TEXT NOT NULL DEFAULT '',
+    event_json TEXT NOT NULL,
+    PRIMARY KEY (session_id, leg, type, at, cue)
+);
 """
 
 
@@ -104,10 +113,12 @@ class LocalStore:
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
 
-    def save_window(self, window: Mapping[str, Any], points: Sequence[Point]) -> int:
-        """Store one agent window (its report and its points) atomically; returns points dropped."""
+    def save_window(self, window: Mapping[str, Any], points: Sequence[Point],
+                    session_events: Sequence[Mapping[str, Any]] = ()) -> int:
+        """Store one agent window (its report, points and session events) atomically; returns points dropped."""
         try:
             with self._db:
+                self._add_session_events(session_events)
                 self._db.execute(
                     "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (window["window_id"], window.get("session_id"), window.get("role"), window["started_at"],
@@ -116,6 +127,26 @@ class LocalStore:
                 return self._add_points(points)
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
+
+    def add_session_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Session events (summaries, warnings) of either leg, as `netcheck watch` receives them.
+
+        The same event stored twice (the therapist's agent and `watch` on one machine) is kept once.
+        """
+        self._write(lambda: self._add_session_events(events))
+
+    def _add_session_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO session_events VALUES (?, ?, ?, ?, ?, ?)",
+            [(event["session_id"], event["leg"], event["type"], event["at"], event.get("cue") or "",
+              json.dumps(event)) for event in events],
+        )
+
+    def session_events(self, session_id: str) -> list[dict[str, Any]]:
+        """A session's events, both legs, in time order."""
+        rows = self._read(lambda: self._db.execute(
+            "SELECT event_json FROM session_events WHERE session_id = ? ORDER BY at, leg, type", (session_id,)).fetchall())
+        return [json.loads(row[0]) for row in rows]
 
     def add_points(self, points: Sequence[Point]) -> int:
         """Store points that belong to no check or window (the agent's self-metrics)."""
