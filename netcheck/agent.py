@@ -12,8 +12,6 @@ points are stored in one transaction; delivery to InfluxDB runs beside it (deliv
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -22,22 +20,29 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from netcheck.alerts import AlertTracker, WarningEvent
 from netcheck.check import fetch_server_info, run_probe
 from netcheck.delivery import Deliverer
 from netcheck.errors import ConfigError, MeasurementError
+from netcheck.hub_client import HubPoster
 from netcheck.model import Assessment, Measurement, ProbeResult, Status, result_fields
-from netcheck.points import AGENT_MEASUREMENT, Origin, Point, report_points
-from netcheck.probes.av import AvResult, result_from_fields
+from netcheck.points import (
+    AGENT_MEASUREMENT,
+    Origin,
+    Point,
+    report_points,
+    warning_point,
+)
+from netcheck.probes.av import AvResult
+from netcheck.probes.av_subprocess import run_av_subprocess
 from netcheck.probes.system import SystemProbe
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings, failed_result
 from netcheck.quality import DEFAULT_THRESHOLDS, Threshold, assess
+from netcheck.session_events import summary_event, warning_event
 from netcheck.store.local import LocalStore
 
 UDP_SHARE_OF_WINDOW = 0.8
 """The UDP stream fills 80 % of a window; the rest is for late replies and the loss count."""
-AV_TIMEOUT_MARGIN_S = 20.0
-"""Start-up, ICE and the server's report on top of the A/V probe's own duration."""
-MAX_AV_OUTPUT_BYTES = 256 * 1024
 AGENT_UNJUDGED_METRICS = ("video_height",)
 """The agent's A/V probe sends a small picture to stay light: its resolution is our choice, not the
 call's, so it is not judged (frame rate, freezes and lip sync are)."""
@@ -64,6 +69,8 @@ class AgentSettings:
     """Stop after this long (None: until a signal)."""
     once: bool = False
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+    token: str | None = field(default=None, repr=False)
+    """A session token (netcheck token create): with a session id, windows and warnings go to the hub."""
 
     def udp_settings(self) -> UdpProbeSettings:
         settings = UdpProbeSettings(interval_ms=1000.0 / self.udp_rate_pps,
@@ -85,6 +92,9 @@ class WindowReport:
     """The probes run in this window; `av` only in the window in which an A/V run finished."""
     assessment: Assessment
     """Judged on this window's UDP and system figures and the latest A/V run."""
+    ended_at: str
+    warnings: tuple[WarningEvent, ...]
+    """Warnings this window raised or cleared (hysteresis across windows, alerts.py)."""
 
 
 @dataclass
@@ -104,13 +114,16 @@ class Agent:
 
     def __init__(self, settings: AgentSettings, store: LocalStore, deliverer: Deliverer | None,
                  on_window: Callable[[WindowReport], None] = lambda report: None,
-                 on_event: Callable[[str], None] = lambda message: None) -> None:
+                 on_event: Callable[[str], None] = lambda message: None,
+                 hub: HubPoster | None = None) -> None:
         self.settings = settings
         self.store = store
         self.deliverer = deliverer
         self.on_window = on_window
         self.on_event = on_event
         self.counters = AgentCounters()
+        self.alerts = AlertTracker(settings.role)
+        self.hub = hub
         self.udp_settings = settings.udp_settings()
         self.thresholds = tuple(t for t in settings.thresholds if t.metric not in AGENT_UNJUDGED_METRICS)
         self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
@@ -137,6 +150,8 @@ class Agent:
             if delivery is not None:
                 await delivery
             await self._cancel_av()
+            if self.hub is not None:
+                await self.hub.close()
             if self.deliverer is not None:
                 await self._final_delivery(self.deliverer)
         return self.counters
@@ -185,20 +200,38 @@ class Agent:
         if self._latest_av is not None:
             results["av"] = self._latest_av
         assessment = assess(results, self.thresholds)
+        warnings = tuple(self.alerts.update(assessment.cues))
+        ended = datetime.now(timezone.utc)
         report = WindowReport(uuid.uuid4().hex, index, started.isoformat(timespec="milliseconds"),
-                              round(time.perf_counter() - start_s, 3), measurements, assessment)
-        self._store(report, int(started.timestamp() * 1000))
+                              round(time.perf_counter() - start_s, 3), measurements, assessment,
+                              ended.isoformat(timespec="milliseconds"), warnings)
+        self._store(report, int(started.timestamp() * 1000), int(ended.timestamp() * 1000))
         return report
 
-    def _store(self, report: WindowReport, time_ms: int) -> None:
+    def _store(self, report: WindowReport, time_ms: int, ended_ms: int) -> None:
+        """The window, its points and its session events in one transaction; then to the hub."""
         points = report_points(report.measurements, report.assessment, self.origin, time_ms)
+        points += [warning_point(w.kind, w.cue.value, w.level, w.metric, w.value, w.message, w.advice, self.origin,
+                                 ended_ms) for w in report.warnings]
         window = {**window_to_dict(report), "session_id": self.settings.session_id, "role": self.settings.role}
-        dropped = self.store.save_window(window, points) + self.store.add_points([self._self_metrics(time_ms)])
+        events = self._session_events(report)
+        dropped = (self.store.save_window(window, points, events)
+                   + self.store.add_points([self._self_metrics(time_ms)]))
+        if self.hub is not None:
+            self.hub.send(events)
         if dropped and not self.counters.points_dropped:
             self.on_event("local store full (max_points): dropping the oldest undelivered points; "
                           "see `netcheck store stats`")
         self.counters.points_dropped += dropped
         self._new_points.set()
+
+    def _session_events(self, report: WindowReport) -> list[dict[str, Any]]:
+        session_id, leg = self.settings.session_id, self.settings.role
+        if session_id is None:
+            return []
+        summary = summary_event(session_id, leg, report.started_at, report.index, self.settings.window_s,
+                                report.assessment, report.measurements)
+        return [summary, *(warning_event(session_id, leg, report.ended_at, w) for w in report.warnings)]
 
     def _self_metrics(self, time_ms: int) -> Point:
         """`netcheck_agent`: is the agent healthy and is it light? (outbox, delivery, CPU, memory)."""
@@ -236,7 +269,8 @@ class Agent:
         if self._av_task is not None and not self._av_task.done():
             self.counters.av_skipped += 1
             return
-        self._av_task = asyncio.create_task(run_av_subprocess(self.settings))
+        self._av_task = asyncio.create_task(run_av_subprocess(
+            self.settings.server_url, self.settings.av_duration_s, self.settings.av_video))
 
     def _collect_av(self) -> Measurement | None:
         """The A/V run that finished since the last window, if any."""
@@ -279,48 +313,6 @@ async def _wait_until(loop: asyncio.AbstractEventLoop, at_s: float, stop: asynci
         return False
 
 
-async def run_av_subprocess(settings: AgentSettings) -> AvResult:
-    """`python -m netcheck probe av --json` in a child process: aiortc's memory leaves with it."""
-    from netcheck.probes.av import failed_result as av_failed
-
-    command = [sys.executable, "-m", "netcheck", "probe", "av", "--server", settings.server_url,
-               "--duration", f"{settings.av_duration_s:g}s", "--video", settings.av_video, "--json"]
-    try:
-        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.DEVNULL,
-                                                       stdin=asyncio.subprocess.DEVNULL)
-    except OSError as error:
-        return av_failed(Status.ERROR, f"cannot start the A/V probe: {error.strerror or error}")
-    try:
-        assert process.stdout is not None
-        output = await asyncio.wait_for(_read_to_end(process.stdout, MAX_AV_OUTPUT_BYTES),
-                                        settings.av_duration_s + AV_TIMEOUT_MARGIN_S)
-        await asyncio.wait_for(process.wait(), 5.0)
-    except asyncio.TimeoutError:
-        return av_failed(Status.TIMEOUT, "A/V probe did not finish in time")
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    try:
-        return result_from_fields(json.loads(output))
-    except (ValueError, KeyError, TypeError):
-        return av_failed(Status.ERROR, f"A/V probe subprocess failed (exit {process.returncode})")
-
-
-async def _read_to_end(stream: asyncio.StreamReader, limit_bytes: int) -> bytes:
-    """Everything up to EOF, but never more than `limit_bytes` (a broken child cannot fill memory)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit_bytes:
-        chunk = await stream.read(limit_bytes - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 def window_to_dict(report: WindowReport) -> dict[str, Any]:
     """The `agent --json` line and the stored form of a window."""
     assessment = report.assessment
@@ -337,5 +329,7 @@ def window_to_dict(report: WindowReport) -> dict[str, Any]:
                              "value": verdict.deciding.value if verdict.deciding else None}
                  for cue, verdict in assessment.cues.items()},
         "advice": list(assessment.advice),
+        "warnings": [{"type": w.kind, "cue": w.cue.value, "level": w.level.value, "message": w.message,
+                      "advice": w.advice} for w in report.warnings],
         "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
     }

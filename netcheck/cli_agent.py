@@ -41,6 +41,10 @@ def agent(
     once: Annotated[bool, typer.Option("--once", help="Run one window, deliver, exit.")] = False,
     udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
     av_every: Annotated[Optional[str], typer.Option(help="Run the small A/V probe this often, e.g. 5m; 0 = never (config agent.av_every_s).")] = None,
+    token: Annotated[Optional[str], typer.Option(
+        envvar="NETCHECK_TOKEN", show_envvar=True,
+        help="Session token (netcheck token create): windows and warnings go to the therapist's view. "
+             "Prefer the environment variable.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per window on stdout.")] = False,
 ) -> int:
     """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
@@ -65,8 +69,10 @@ def agent(
         udp_rate_pps=defaults.udp_rate_pps, udp_size_bytes=defaults.udp_size_bytes,
         udp_target=parse_host_port(udp_target, "--udp-target") if udp_target else None,
         hmac_key=config.hmac_key, av_every_s=av_every_s, av_duration_s=defaults.av_duration_s,
-        av_video=defaults.av_video, duration_s=duration_s, once=once, thresholds=config.thresholds,
+        av_video=defaults.av_video, duration_s=duration_s, once=once, thresholds=config.thresholds, token=token,
     )
+    if token and not session:
+        raise UsageError("--token needs --session: the token is for one session")
     settings.udp_settings()  # validates rate, size and window together
 
     def event(message: str) -> None:
@@ -78,6 +84,11 @@ def agent(
         if json_output:
             print(json.dumps(window_to_dict(report), ensure_ascii=False), flush=True)
             return
+        for warning in report.warnings:
+            if warning.kind == "warning_raised":
+                event(f"warning: {warning.message} {warning.advice}")
+            else:
+                event(f"cleared: {warning.message}")
         recommendation = report.assessment.recommendation.value
         if last_recommendation[-1:] != [recommendation]:
             event(f"{recommendation}: {report.assessment.summary}")
@@ -85,6 +96,7 @@ def agent(
 
     async def run() -> Any:
         from netcheck.delivery import Deliverer
+        from netcheck.hub_client import HubPoster
         from netcheck.store.influx import make_writer
 
         stop = asyncio.Event()
@@ -96,8 +108,9 @@ def agent(
                 event(f"delivering to {deliverer.writer.target}")
             else:
                 event("no InfluxDB configured (NETCHECK_INFLUX_URL); points stay in the local store")
+            hub = HubPoster(server_url, session, token, event) if token and session else None
             try:
-                counters = await Agent(settings, store, deliverer, window_done, event).run(stop)
+                counters = await Agent(settings, store, deliverer, window_done, event, hub).run(stop)
             finally:
                 if deliverer is not None:
                     deliverer.close()

@@ -29,6 +29,7 @@ MEASUREMENT_BY_PROBE = {
 }
 ASSESSMENT_MEASUREMENT = "netcheck_assessment"
 AGENT_MEASUREMENT = "netcheck_agent"
+WARNING_MEASUREMENT = "netcheck_warning"
 MAX_STRING_FIELD_CHARS = 256
 """Error texts can be long; a point stays small."""
 
@@ -109,6 +110,22 @@ def assessment_point(assessment: Assessment, origin: Origin, time_ms: int) -> Po
         if verdict.deciding is not None:
             fields[f"{cue.value}_deciding_metric"] = verdict.deciding.metric
     return Point(ASSESSMENT_MEASUREMENT, origin.tags(), {**fields, **origin.id_fields()}, time_ms)
+
+
+def warning_point(kind: str, cue: str, level: Level, metric: str | None, value: float | None, message: str,
+                  advice: str, origin: Origin, time_ms: int) -> Point:
+    """An in-call warning raised (`active` 1) or cleared (0); `cue` is a tag (four values) for annotations."""
+    fields: dict[str, FieldValue] = {"active": int(kind == "warning_raised"), "event": kind, "level": level.value,
+                                     "message": message[:MAX_STRING_FIELD_CHARS]}
+    if level in LEVEL_CODES:
+        fields["level_code"] = LEVEL_CODES[level]
+    if metric:
+        fields["metric"] = metric
+    if value is not None:
+        fields["value"] = float(value)
+    if advice:
+        fields["advice"] = advice[:MAX_STRING_FIELD_CHARS]
+    return Point(WARNING_MEASUREMENT, {**origin.tags(), "cue": cue}, {**fields, **origin.id_fields()}, time_ms)
 
 
 def flatten_result(result: Any, prefix: str = "") -> dict[str, FieldValue]:

@@ -168,11 +168,13 @@ class Relay:
 
     def __init__(self, upstream: tuple[str, int], profile: Profile, seed: int,
                  listen: tuple[str, int] = ("127.0.0.1", 0), head_bytes: int = 16,
-                 max_log_entries: int = MAX_LOG_ENTRIES) -> None:
+                 max_log_entries: int = MAX_LOG_ENTRIES, max_clients: int = MAX_CLIENTS) -> None:
         if not 1 <= head_bytes <= MAX_HEAD_BYTES:
             raise ValueError(f"head_bytes must be within 1..{MAX_HEAD_BYTES}")
         self.upstream, self.profile, self.seed = upstream, profile, seed
         self.head_bytes, self.max_log_entries = head_bytes, max_log_entries
+        self.max_clients = max_clients
+        """An agent opens a new socket per window: long agent runs need more than MAX_CLIENTS."""
         self._impairers = {UP: Impairer(profile.up, seed, UP), DOWN: Impairer(profile.down, seed, DOWN)}
         self._counts = {UP: 0, DOWN: 0}
         self._first_ns: int | None = None
@@ -202,6 +204,17 @@ class Relay:
     @property
     def address(self) -> tuple[str, int]:
         return self._address
+
+    def set_profile(self, profile: Profile) -> None:
+        """Change the impairment from the next datagram on (a network getting worse mid-session).
+
+        The new decisions come from generators seeded with the seed and the profile's name, so a
+        run stays reproducible; blackouts keep the first datagram as their origin.
+        """
+        with self._cond:
+            self.profile = profile
+            self._impairers = {direction: Impairer(getattr(profile, direction), self.seed, f"{direction}:{profile.name}")
+                               for direction in (UP, DOWN)}
 
     def start(self) -> Relay:
         self.started_ns = time.monotonic_ns()
@@ -270,7 +283,7 @@ class Relay:
             return flow
         if self._flows[0].client is None:
             flow = self._flows[0]
-        elif len(self._flows) >= MAX_CLIENTS or self._stopping.is_set():
+        elif len(self._flows) >= self.max_clients or self._stopping.is_set():
             return None
         else:
             flow = _Flow(len(self._flows), self._upstream_socket())

@@ -20,6 +20,7 @@ from tests.delivered import (
     assert_influx_has_exactly, assert_victoria_has_exactly, outbox_pending, stored_points,
 )
 from tests.http_faults import HttpFaultProxy
+from tests.impairment import Impairment, Profile, Relay
 from tests.tsdb import InfluxDB1, VictoriaMetrics, free_port
 
 STORE = "netcheck.sqlite3"
@@ -270,3 +271,52 @@ def test_a_full_store_drops_the_oldest_undelivered_points_and_says_so(server: Se
         oldest = store.pending_points(1)[0].point
     assert (stats.points_total, stats.dropped) == (1000, 4)  # the window's 4 points pushed out 4 old ones
     assert oldest.fields["rtt_p95_ms"] == 20.4  # backlog point 4 (0–3 dropped)
+
+
+CLEAN = Profile("clean", Impairment(), Impairment())
+LOSS_8_PCT = Profile("8pct-up", Impairment(loss_pct=8.0), Impairment())
+
+
+@pytest.mark.slow
+def test_loss_raises_a_vocal_tone_warning_stored_and_written_as_netcheck_warning(
+        server: ServerProcess, tmp_path: Path) -> None:
+    """The agent's side of in-call warnings, without the hub: 8 % loss on the UDP path raises a
+    vocal-tone warning within 15 s, clean again clears it within 25 s; both are stored as session
+    events and as `netcheck_warning` points."""
+    relay = Relay((server.udp_host, server.udp_port), CLEAN, seed=5, max_clients=64).start()
+    try:
+        agent = start_agent(server, tmp_path / "home", {}, "--window", "2s", "--av-every", "0", "--json",
+                            "--udp-target", "%s:%d" % relay.address)
+        assert agent.stdout is not None
+        windows = iter(agent.stdout.readline, "")
+        for _ in range(3):
+            assert json.loads(next(windows))["warnings"] == []
+        relay.set_profile(LOSS_8_PCT)
+        switched_s = time.monotonic()
+        raised_after_s = cleared_after_s = None
+        for line in windows:
+            window = json.loads(line)
+            kinds = [w["type"] for w in window["warnings"] if w["cue"] == "vocal_tone"]
+            if "warning_raised" in kinds and raised_after_s is None:
+                raised_after_s = time.monotonic() - switched_s
+                relay.set_profile(CLEAN)
+                switched_s = time.monotonic()
+            elif "warning_cleared" in kinds:
+                cleared_after_s = time.monotonic() - switched_s
+                break
+            assert time.monotonic() - switched_s < 40, "no warning event within 40 s"
+        agent.send_signal(signal.SIGTERM)
+        code, _, stderr = finish(agent)
+    finally:
+        relay.stop()
+    assert code == 0, stderr
+    assert raised_after_s is not None and raised_after_s <= 15.0
+    assert cleared_after_s is not None and cleared_after_s <= 25.0
+    points = stored_points(tmp_path / "home" / STORE)
+    warnings = [p for p in points if p.measurement == "netcheck_warning"]
+    assert [(p.tags["cue"], p.fields["active"]) for p in warnings] == [("vocal_tone", 1), ("vocal_tone", 0)]
+    assert "breaking up" in str(warnings[0].fields["message"])
+    with LocalStore(tmp_path / "home" / STORE) as store:
+        events = store.session_events("sess-test")
+    assert [e["type"] for e in events if e["type"] != "summary"] == ["warning_raised", "warning_cleared"]
+    assert {e["leg"] for e in events} == {"client"}

@@ -1,0 +1,42 @@
+"""`session report`: the warning timeline and minutes per cue level, from session events."""
+
+from __future__ import annotations
+
+from netcheck.session_report import build_report, report_to_dict
+
+
+def summary(leg: str, at: str, vocal: str, timing: str = "good") -> dict:
+    return {"type": "summary", "session_id": "s", "leg": leg, "at": at,
+            "window": {"window_s": 30.0, "cues": {"vocal_tone": {"level": vocal},
+                                                  "conversational_timing": {"level": timing}}}}
+
+
+def warning(kind: str, leg: str, at: str, cue: str = "vocal_tone") -> dict:
+    return {"type": kind, "session_id": "s", "leg": leg, "at": at, "cue": cue, "level": "poor",
+            "message": f"{leg} {cue} {kind}", "advice": "check in verbally"}
+
+
+def test_timeline_pairs_raises_with_clears_and_keeps_open_ones() -> None:
+    events = [
+        summary("client", "2026-11-27T14:00:00+00:00", "good"),
+        summary("client", "2026-11-27T14:00:30+00:00", "poor"),
+        warning("warning_raised", "client", "2026-11-27T14:01:00+00:00"),
+        summary("therapist", "2026-11-27T14:01:00+00:00", "good", timing="poor"),
+        warning("warning_raised", "therapist", "2026-11-27T14:01:30+00:00", "conversational_timing"),
+        summary("client", "2026-11-27T14:01:00+00:00", "fair"),
+        warning("warning_cleared", "client", "2026-11-27T14:02:30+00:00"),
+    ]
+    report = build_report("s", reversed(events))  # order of arrival does not matter
+    assert [(w.leg, w.cue, w.duration_s, w.cleared_at) for w in report.warnings] == [
+        ("client", "vocal_tone", 90.0, "2026-11-27T14:02:30+00:00"),
+        ("therapist", "conversational_timing", None, None),
+    ]
+    assert report.windows == {"client": 3, "therapist": 1}
+    assert report.minutes_by_level["client"]["vocal_tone"] == {"good": 0.5, "fair": 0.5, "poor": 0.5, "unknown": 0.0}
+    assert report.minutes_by_level["therapist"]["conversational_timing"]["poor"] == 0.5
+    assert report_to_dict(report)["first_at"] == "2026-11-27T14:00:00+00:00"
+
+
+def test_an_empty_session_has_an_empty_report() -> None:
+    report = build_report("none", [])
+    assert report.warnings == [] and report.windows == {} and report.first_at is None
