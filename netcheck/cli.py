@@ -15,9 +15,11 @@ import typer
 from netcheck import __version__
 from netcheck.errors import NetcheckError, UsageError
 from netcheck.cli_agent import agent, store_app
+from netcheck.cli_watch import watch
+from netcheck.cli_session import session_app, token_app
 from netcheck.cli_common import (
     JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnPassOption, TurnUserOption, ice_settings, print_json,
-    server_url_from, stderr_console, stdout_console,
+    server_url_from, stderr_console, stdout_console, stop_on_signals,
 )
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -33,7 +35,10 @@ config_app = typer.Typer(help="Show or create the config file.", no_args_is_help
 app.add_typer(probe_app, name="probe")
 app.add_typer(config_app, name="config")
 app.add_typer(store_app, name="store")
+app.add_typer(token_app, name="token")
+app.add_typer(session_app, name="session")
 app.command()(agent)
+app.command()(watch)
 
 def _version(value: bool) -> None:
     if value:
@@ -355,19 +360,20 @@ def serve(
             raise UsageError(f"{name} {port} outside 0..65535")
     if rate_limit_pps <= 0:
         raise UsageError("--rate-limit-pps must be positive")
-    hmac_key = load_config().hmac_key
+    config = load_config()
+    hmac_key = config.hmac_key
     ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
 
     async def run_until_stopped() -> None:
         try:
-            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice)
+            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind
         print(f"http {host}:{server.http_port}", flush=True)
         print(f"udp {host}:{server.udp_port}", flush=True)
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         try:
             await stop.wait()
         finally:
@@ -375,18 +381,6 @@ def serve(
 
     asyncio.run(run_until_stopped())
     return 0
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT end `serve` cleanly; where the OS has no such handlers, Ctrl-C still does."""
-    import signal
-
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signal_number, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows
-            pass
 
 
 @app.command()
@@ -433,6 +427,7 @@ def config_show() -> int:
         "server": config.server,
         "site": config.site,
         "hmac_key": "set" if config.hmac_key else None,
+        "secret": "set" if config.secret else None,
         "check": config.check.__dict__,
         "thresholds": {t.metric: {"good": t.good, "fair": t.fair} for t in config.thresholds},
         "agent": config.agent.__dict__,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck.cli_common import JsonFlag, print_json, server_url_from
+from netcheck.cli_common import JsonFlag, print_json, server_url_from, stop_on_signals
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -100,7 +100,7 @@ def agent(
         from netcheck.store.influx import make_writer
 
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
             deliverer = None
             if config.influx is not None:
@@ -120,25 +120,6 @@ def agent(
     event(f"stopped after {counters.windows} window(s), {counters.skipped_windows} skipped; "
           f"outbox {outbox.outbox_pending} pending, {outbox.delivered} delivered, {outbox.dropped} dropped")
     return 0
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT: finish the window, deliver briefly, exit 0. A second signal exits at once."""
-    import os
-    import signal
-
-    loop = asyncio.get_running_loop()
-
-    def request_stop() -> None:
-        if stop.is_set():
-            os._exit(130)  # the user insists; every finished window is already committed
-        stop.set()
-
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signal_number, request_stop)
-        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C still ends the agent
-            pass
 
 
 @store_app.command("stats")

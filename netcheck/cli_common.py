@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from typing import Annotated, Any, Optional
 
 import typer
@@ -52,3 +54,22 @@ def server_url_from(server: str | None, config: Any, required: bool = True) -> s
     if required and not url:
         raise UsageError("no server: pass --server URL, set NETCHECK_SERVER or `server` in the config")
     return url
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set `stop` (the command finishes what it is doing and exits 0); a second
+    signal exits at once with 130. Where the OS has no such handlers (Windows), Ctrl-C still ends it."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if stop.is_set():
+            os._exit(130)  # the user insists; what was finished is already stored
+        stop.set()
+
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signal_number, request_stop)
+        except (NotImplementedError, RuntimeError):
+            pass

@@ -38,6 +38,11 @@ CONFIG_TEMPLATE = """\
 # Or set NETCHECK_HMAC_KEY. Never on the command line.
 # hmac_key_file = ""
 
+# A file (mode 0600) holding the session hub's secret (at least 16 bytes): `netcheck serve` checks
+# session tokens with it, `netcheck token create` signs them. Or set NETCHECK_SECRET. Without it
+# the hub is off. Never on the command line.
+# secret_file = ""
+
 [check]
 # udp_interval_ms = 20
 # udp_duration_s = 3.0
@@ -146,6 +151,8 @@ class Config:
     server: str | None = None
     site: str | None = None
     hmac_key: bytes | None = field(default=None, repr=False)
+    secret: bytes | None = field(default=None, repr=False)
+    """Signs and checks session tokens (netcheck/tokens.py); None: the session hub is off."""
     check: CheckDefaults = CheckDefaults()
     thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
     agent: AgentDefaults = AgentDefaults()
@@ -179,7 +186,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = config_path(env)
     raw = _read_toml(path)
-    unknown = set(raw) - {"server", "site", "hmac_key_file", "check", "thresholds", "agent", "store", "influx"}
+    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "check", "thresholds", "agent", "store",
+                          "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
 
@@ -198,6 +206,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         hmac_key = env["NETCHECK_HMAC_KEY"].encode()
     elif key_file := _optional_str(raw, "hmac_key_file"):
         hmac_key = read_secret_file(Path(key_file), "hmac_key_file")
+    secret = _session_secret(raw, env)
 
     thresholds_raw = raw.get("thresholds", {})
     if not isinstance(thresholds_raw, Mapping):
@@ -208,6 +217,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         server=server or None,
         site=site or None,
         hmac_key=hmac_key,
+        secret=secret,
         check=_check_defaults(raw.get("check", {})),
         thresholds=apply_overrides(DEFAULT_THRESHOLDS, thresholds_raw),
         agent=_agent_defaults(raw.get("agent", {})),
@@ -228,6 +238,24 @@ def read_secret_file(path: Path, key: str) -> bytes:
         raise ConfigError(f"{key}: cannot read {path}: {error.strerror}") from None
     if not secret:
         raise ConfigError(f"{key}: {path} is empty")
+    return secret
+
+
+MIN_SECRET_BYTES = 16
+"""Anyone holding a token can try secrets offline; a short one would be guessed."""
+
+
+def _session_secret(raw: Mapping[str, Any], env: Mapping[str, str]) -> bytes | None:
+    """NETCHECK_SECRET, else the file named by `secret_file`; None when neither is set."""
+    if env.get("NETCHECK_SECRET"):
+        secret, source = env["NETCHECK_SECRET"].encode(), "NETCHECK_SECRET"
+    elif secret_file := _optional_str(raw, "secret_file"):
+        secret, source = read_secret_file(Path(secret_file), "secret_file"), "secret_file"
+    else:
+        return None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{source}: the secret must be at least {MIN_SECRET_BYTES} bytes "
+                          f"(e.g. python -c \"import secrets; print(secrets.token_urlsafe(32))\")")
     return secret
 
 

@@ -118,3 +118,33 @@ def render_av(fields: Mapping[str, Any], console: Console) -> None:
     for name in fields["upstream"]:
         table.add_row(name, _number(fields["upstream"][name]), _number(fields["downstream"][name]))
     console.print(table)
+
+
+def render_session_report(report: Any, console: Console) -> None:
+    """`netcheck session report`: the warnings timeline, then minutes per cue level for each leg."""
+    console.print(f"[bold]Session {report.session_id}[/]  {_clock(report.first_at)} – {_clock(report.last_at)} UTC"
+                  f"  · windows: " + ", ".join(f"{leg} {count}" for leg, count in sorted(report.windows.items())))
+    if report.warnings:
+        console.print("\n[bold]Warnings[/]")
+        for span in report.warnings:
+            until = f"– {_clock(span.cleared_at)} ({span.duration_s / 60:.1f} min)" if span.cleared_at else "– end (still active)"
+            console.print(f"  {_clock(span.raised_at)} {until}  [bold]{span.leg}[/] {span.cue.replace('_', ' ')}: "
+                          f"{span.message}")
+            if span.advice:
+                console.print(f"      {span.advice}", style="dim")
+    else:
+        console.print("\nNo warnings: the connection carried every measured cue throughout.")
+    for leg, cues in sorted(report.minutes_by_level.items()):
+        table = Table(title=f"{leg}: minutes per level", title_justify="left", show_header=True,
+                      header_style="bold", box=None, padding=(0, 2))
+        table.add_column("cue")
+        for level in ("good", "fair", "poor", "unknown"):
+            table.add_column(level, justify="right")
+        for cue, minutes in cues.items():
+            table.add_row(cue.replace("_", " "), *(f"{minutes[level]:.1f}" for level in ("good", "fair", "poor", "unknown")))
+        console.print()
+        console.print(table)
+
+
+def _clock(iso: str | None) -> str:
+    return iso[11:19] if iso else "–"

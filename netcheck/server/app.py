@@ -10,6 +10,7 @@ from aiohttp import web
 
 from netcheck import __version__, wire
 from netcheck.av.peer import IceSettings
+from netcheck.server.hub import HubLimits, SessionHub, register_disabled
 from netcheck.server.media import MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.throughput import ThroughputEndpoints
@@ -28,6 +29,8 @@ class RunningServer:
     media: MediaPeerHub
     runner: web.AppRunner
     udp_transport: asyncio.DatagramTransport
+    hub: SessionHub | None = None
+    """None: no secret, the session hub is off."""
 
     @property
     def url(self) -> str:
@@ -37,13 +40,20 @@ class RunningServer:
     async def close(self) -> None:
         self.udp_transport.close()
         await self.media.close_all()
+        if self.hub is not None:  # before cleanup, which would wait up to a minute for open SSE streams
+            await self.hub.close()
         await self.runner.cleanup()
 
 
-def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Application:
+def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub,
+              hub: SessionHub | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     media.routes(app)
     ThroughputEndpoints().routes(app)
+    if hub is not None:
+        hub.routes(app)
+    else:
+        register_disabled(app)
 
     async def info(_request: web.Request) -> web.Response:
         return web.json_response({
@@ -54,6 +64,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Ap
             "hmac_required": hmac_required,
             "av": True,
             "throughput": True,
+            "sessions": hub is not None,
         })
 
     app.router.add_get("/v1/info", info)
@@ -62,16 +73,21 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub) -> web.Ap
 
 async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
-    rate_pps: float = 1000.0, ice: IceSettings = IceSettings(),
+    rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
+    hub_limits: HubLimits = HubLimits(),
 ) -> RunningServer:
-    """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port."""
+    """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
+
+    With a `secret` the session hub (docs/session-hub.md) is on; without one its paths answer 404.
+    """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps)
     transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
     bound_udp_port = transport.get_extra_info("sockname")[1]
     media = MediaPeerHub(ice)
-    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media), access_log=None)
+    hub = SessionHub(secret, hub_limits) if secret else None
+    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media, hub), access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, bind, http_port)
@@ -81,4 +97,4 @@ async def start_server(
         await runner.cleanup()
         raise
     bound_http_port = runner.addresses[0][1]
-    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport)
+    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub)

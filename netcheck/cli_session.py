@@ -1,0 +1,78 @@
+"""`netcheck token`: make the session tokens agents and watchers present to the hub.
+
+Thin, like cli.py. The secret comes from NETCHECK_SECRET or the config's secret_file, never
+from argv, where other users of the machine could read it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from netcheck.errors import ConfigError, UsageError
+from netcheck.parse import parse_duration_s
+
+token_app = typer.Typer(help="Session tokens for the hub (`netcheck serve` with a secret).", no_args_is_help=True)
+
+
+class TokenRole(str, Enum):
+    client = "client"
+    therapist = "therapist"
+
+
+@token_app.command("create")
+def create(
+    session: Annotated[str, typer.Option(help="Opaque session id: 1–128 of A-Z a-z 0-9 . _ - (no names).")],
+    role: Annotated[TokenRole, typer.Option(help="client: may post its leg's events; therapist: may also watch.")],
+    ttl: Annotated[str, typer.Option(help="How long the token is valid, 1m … 7d, e.g. 2h.")] = "2h",
+) -> int:
+    """Print a token for one session and role, alone on stdout (signed with NETCHECK_SECRET or secret_file)."""
+    from netcheck.config import load_config
+    from netcheck.tokens import MAX_TTL_S, MIN_TTL_S, check_session_id, create_token
+
+    ttl_s = parse_duration_s(ttl, "--ttl")
+    if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
+        raise UsageError(f"--ttl {ttl!r} outside 1m … 7d")
+    try:
+        check_session_id(session)
+    except UsageError as error:
+        raise UsageError(f"--session {session[:140]!r}: {error}") from None
+    secret = load_config().secret
+    if secret is None:
+        raise ConfigError("no secret: set NETCHECK_SECRET or secret_file (mode 0600) in the config, "
+                          "the same as on the server")
+    print(create_token(secret, session, role.value, ttl_s))
+    return 0
+
+
+session_app = typer.Typer(help="After a session: what the connection did to it.", no_args_is_help=True)
+
+
+@session_app.command("report")
+def report(
+    session_id: Annotated[str, typer.Argument(help="The session id, as given to `agent --session` and `watch`.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")] = False,
+) -> int:
+    """The session's warnings in time order and the minutes each cue spent at each level, per leg.
+
+    Read from the local store: what this machine's agent measured and what `netcheck watch` received.
+    """
+    from netcheck.cli_common import print_json, stdout_console
+    from netcheck.config import load_config
+    from netcheck.render import render_session_report
+    from netcheck.session_report import build_report, report_to_dict
+    from netcheck.store.local import LocalStore
+
+    with LocalStore(load_config().store_path) as store:
+        events = store.session_events(session_id)
+    if not events:
+        raise UsageError(f"no events of session {session_id[:140]!r} in the local store "
+                         "(run `netcheck agent --session` or `netcheck watch` with the same NETCHECK_HOME)")
+    session_report = build_report(session_id, events)
+    if json_output:
+        print_json(report_to_dict(session_report))
+    else:
+        render_session_report(session_report, stdout_console())
+    return 0
