@@ -65,6 +65,7 @@ class AgentSettings:
     """0 = never."""
     av_duration_s: float = 2.0
     av_video: str = "320x240@30"
+    av_audio_offset_ms: float = 0.0
     duration_s: float | None = None
     """Stop after this long (None: until a signal)."""
     once: bool = False
@@ -270,7 +271,8 @@ class Agent:
             self.counters.av_skipped += 1
             return
         self._av_task = asyncio.create_task(run_av_subprocess(
-            self.settings.server_url, self.settings.av_duration_s, self.settings.av_video))
+            self.settings.server_url, self.settings.av_duration_s, self.settings.av_video,
+            self.settings.av_audio_offset_ms))
 
     def _collect_av(self) -> Measurement | None:
         """The A/V run that finished since the last window, if any."""

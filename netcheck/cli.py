@@ -14,7 +14,8 @@ import typer
 
 from netcheck import __version__
 from netcheck.errors import NetcheckError, UsageError
-from netcheck.cli_agent import agent, store_app
+from netcheck.cli_agent import Role, agent, store_app
+from netcheck.cli_dashboards import dashboards_app
 from netcheck.cli_watch import watch
 from netcheck.cli_session import session_app, token_app
 from netcheck.cli_common import (
@@ -37,6 +38,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(store_app, name="store")
 app.add_typer(token_app, name="token")
 app.add_typer(session_app, name="session")
+app.add_typer(dashboards_app, name="dashboards")
 app.command()(agent)
 app.command()(watch)
 
@@ -67,6 +69,7 @@ def check(
     turn_user: TurnUserOption = None,
     turn_pass: TurnPassOption = None,
     relay_only: RelayOnlyFlag = False,
+    role: Annotated[Role, typer.Option(help="Who checks (a tag on the stored metrics).")] = Role.client,
 ) -> int:
     """Pre-session check: will video work, and if not, what to do."""
     from netcheck.av.session import parse_video_format
@@ -108,7 +111,7 @@ def check(
 
     check_report = asyncio.run(measure())
     report = report_to_dict(check_report)
-    saved = _save(config, check_report, report, local)
+    saved = _save(config, check_report, report, local, role.value)
     if json_output:
         print_json(report)
     else:
@@ -122,7 +125,7 @@ CHECK_DELIVERY_BUDGET_S = 3.0
 """After the verdict is shown: how long `check` tries to send its points before leaving them to the agent."""
 
 
-def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool) -> bool:
+def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool, role: str) -> bool:
     """Store the check and its points; a broken store is reported but never costs the user the result.
 
     A `--local` self-test's server has a random port: its points say `server=local`, one tag value.
@@ -136,7 +139,7 @@ def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool) -
 
     try:
         with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
-            origin = Origin(agent=store.agent_id(), kind="check", site=config.site,
+            origin = Origin(agent=store.agent_id(), kind="check", role=role, site=config.site,
                             server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"])
             time_ms = int(datetime.fromisoformat(report["started_at"]).timestamp() * 1000)
             store.save_check(report, report_points(check_report.measurements, check_report.assessment, origin, time_ms))

@@ -69,7 +69,8 @@ def agent(
         udp_rate_pps=defaults.udp_rate_pps, udp_size_bytes=defaults.udp_size_bytes,
         udp_target=parse_host_port(udp_target, "--udp-target") if udp_target else None,
         hmac_key=config.hmac_key, av_every_s=av_every_s, av_duration_s=defaults.av_duration_s,
-        av_video=defaults.av_video, duration_s=duration_s, once=once, thresholds=config.thresholds, token=token,
+        av_video=defaults.av_video, av_audio_offset_ms=defaults.av_audio_offset_ms, duration_s=duration_s,
+        once=once, thresholds=config.thresholds, token=token,
     )
     if token and not session:
         raise UsageError("--token needs --session: the token is for one session")

@@ -60,6 +60,7 @@ CONFIG_TEMPLATE = """\
 # av_every_s = 300         # a small A/V sync probe this often (0 = never), in a subprocess
 # av_duration_s = 2.0
 # av_video = "320x240@30"  # small; its resolution is ours, so only fps, freezes and lip sync are judged
+# av_audio_offset_ms = 0   # calibration and tests only: send audio this much before its video
 
 [store]
 # max_points = 200000      # outbox + local history; when full, the oldest undelivered points are dropped (counted)
@@ -112,6 +113,8 @@ class AgentDefaults:
     """0 = never. Each run costs ≈ 1 CPU-second and a short burst of video traffic."""
     av_duration_s: float = 2.0
     av_video: str = "320x240@30"
+    av_audio_offset_ms: float = 0.0
+    """Calibration and tests only: audio sent this much before its video (as `probe av --audio-offset-ms`)."""
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ def _numbers(section: Any, table: str, limits: Mapping[str, tuple[float, float]]
 
 def _agent_defaults(section: Any) -> AgentDefaults:
     limits = {"window_s": (1.0, 3600.0), "udp_rate_pps": (1.0, 100.0), "udp_size_bytes": (64, 1472),
-              "av_every_s": (0.0, 86400.0), "av_duration_s": (1.0, 30.0)}
+              "av_every_s": (0.0, 86400.0), "av_duration_s": (1.0, 30.0), "av_audio_offset_ms": (-500.0, 500.0)}
     defaults = AgentDefaults()
     values = _numbers(section, "agent", limits, defaults, {"av_video": lambda value: _video_format(value, "agent")})
     return AgentDefaults(**{**defaults.__dict__, **values})

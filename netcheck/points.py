@@ -100,6 +100,7 @@ def assessment_point(assessment: Assessment, origin: Origin, time_ms: int) -> Po
         fields["recommendation_code"] = RECOMMENDATION_CODES[assessment.recommendation]
     if assessment.level in LEVEL_CODES:
         fields["level_code"] = LEVEL_CODES[assessment.level]
+        fields["poor"] = int(assessment.level == Level.POOR)
     if assessment.video_setting:
         fields["video_setting"] = assessment.video_setting
     for cue, verdict in assessment.cues.items():

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -110,3 +110,14 @@ def vm() -> Iterator["VictoriaMetrics"]:
 
     with VictoriaMetrics() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def grafana_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple["InfluxDB1", Any]]:
+    """A real InfluxDB 1.6.7 filled once by real agents and checks (tests/grafana_fill.py, ≈ 35 s),
+    shared by the fill's own test and the dashboard tests."""
+    from tests.grafana_fill import fill_influx
+    from tests.tsdb import InfluxDB1
+
+    with InfluxDB1() as running:
+        yield running, fill_influx(running, tmp_path_factory.mktemp("grafana-fill"))

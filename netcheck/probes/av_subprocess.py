@@ -19,10 +19,12 @@ AV_TIMEOUT_MARGIN_S = 20.0
 MAX_AV_OUTPUT_BYTES = 256 * 1024
 
 
-async def run_av_subprocess(server_url: str, duration_s: float, video: str) -> AvResult:
+async def run_av_subprocess(server_url: str, duration_s: float, video: str, audio_offset_ms: float = 0.0) -> AvResult:
     """`python -m netcheck probe av --json` in a child process: aiortc's memory leaves with it."""
     command = [sys.executable, "-m", "netcheck", "probe", "av", "--server", server_url,
                "--duration", f"{duration_s:g}s", "--video", video, "--json"]
+    if audio_offset_ms:
+        command += ["--audio-offset-ms", f"{audio_offset_ms:g}"]
     try:
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.DEVNULL,
