@@ -66,6 +66,10 @@ async def fetch_server_info(server_url: str) -> ServerInfo:
         raise MeasurementError(f"{url} is not a netcheck server (answer too large)") from None
     except asyncio.TimeoutError:
         raise MeasurementError(f"server {server_url} did not answer within {INFO_TIMEOUT_S:g} s") from None
+    except aiohttp.ClientConnectorCertificateError as error:  # verification is on: never skipped
+        reason = getattr(error.certificate_error, "verify_message", None) or error.certificate_error
+        raise MeasurementError(f"server {server_url}: its TLS certificate is not trusted ({reason}); "
+                               "if the clinic uses its own CA, point SSL_CERT_FILE at its certificate") from None
     except aiohttp.ClientConnectorError as error:
         reason = (error.os_error.strerror or str(error.os_error)).lower()
         raise MeasurementError(f"server {server_url} unreachable: {reason}") from None

@@ -20,7 +20,7 @@ from netcheck.cli_watch import watch
 from netcheck.cli_session import session_app, token_app
 from netcheck.cli_common import (
     JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnPassOption, TurnUserOption, ice_settings, print_json,
-    server_url_from, stderr_console, stdout_console, stop_on_signals,
+    open_store, server_url_from, stderr_console, stdout_console, stop_on_signals,
 )
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -135,10 +135,9 @@ def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool, r
 
     from netcheck.errors import StoreError
     from netcheck.points import Origin, report_points
-    from netcheck.store.local import LocalStore
 
     try:
-        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+        with open_store(config) as store:
             origin = Origin(agent=store.agent_id(), kind="check", role=role, site=config.site,
                             server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"])
             time_ms = int(datetime.fromisoformat(report["started_at"]).timestamp() * 1000)
@@ -153,13 +152,12 @@ def _deliver_briefly(config: Any) -> None:
     """Send the check's points (and any backlog) to InfluxDB within a few seconds; what fails waits."""
     from netcheck.delivery import deliver_within
     from netcheck.errors import StoreError
-    from netcheck.store.local import LocalStore
 
     def note(message: str) -> None:
         print(f"netcheck: note: {message}", file=sys.stderr)
 
     try:
-        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+        with open_store(config) as store:
             asyncio.run(deliver_within(store, config.influx, CHECK_DELIVERY_BUDGET_S, note))
     except StoreError as error:
         note(f"metrics not delivered: {error}")
@@ -353,27 +351,40 @@ def serve(
     turn_user: TurnUserOption = None,
     turn_pass: TurnPassOption = None,
     relay_only: RelayOnlyFlag = False,
+    tls_cert: Annotated[Optional[str], typer.Option(help="PEM certificate chain: serve the HTTP API over HTTPS.")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
+    import ssl
+
     from netcheck.config import load_config
-    from netcheck.server.app import start_server
+    from netcheck.server.app import start_server, tls_context
 
     for name, port in (("--http-port", http_port), ("--udp-port", udp_port)):
         if not 0 <= port <= 65535:
             raise UsageError(f"{name} {port} outside 0..65535")
     if rate_limit_pps <= 0:
         raise UsageError("--rate-limit-pps must be positive")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    tls = None
+    if tls_cert and tls_key:
+        try:
+            tls = tls_context(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(f"cannot use --tls-cert/--tls-key: {getattr(error, 'strerror', None) or error}") from None
     config = load_config()
     hmac_key = config.hmac_key
     ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
 
     async def run_until_stopped() -> None:
         try:
-            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret)
+            server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
+                                        tls=tls)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind
-        print(f"http {host}:{server.http_port}", flush=True)
+        print(f"{'https' if tls else 'http'} {host}:{server.http_port}", flush=True)
         print(f"udp {host}:{server.udp_port}", flush=True)
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -394,9 +405,8 @@ def history(
     """Past checks from the local store."""
     from netcheck.config import load_config
     from netcheck.render import render_history
-    from netcheck.store.local import LocalStore
 
-    with LocalStore(load_config().store_path) as store:
+    with open_store(load_config()) as store:
         reports = store.list_checks(limit)
     if json_output:
         print_json([{key: report[key] for key in ("check_id", "started_at", "duration_s", "server",

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck.cli_common import JsonFlag, print_json, server_url_from, stop_on_signals
+from netcheck.cli_common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -50,7 +50,6 @@ def agent(
     """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
     from netcheck.agent import Agent, AgentSettings, window_to_dict
     from netcheck.config import load_config
-    from netcheck.store.local import LocalStore
 
     config = load_config()
     server_url = server_url_from(server, config) or ""
@@ -102,7 +101,7 @@ def agent(
 
         stop = asyncio.Event()
         stop_on_signals(stop)
-        with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+        with open_store(config) as store:
             deliverer = None
             if config.influx is not None:
                 deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event)
@@ -129,10 +128,9 @@ def store_stats(json_output: JsonFlag = False) -> int:
     from dataclasses import asdict
 
     from netcheck.config import load_config
-    from netcheck.store.local import LocalStore
 
     config = load_config()
-    with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+    with open_store(config) as store:
         stats = asdict(store.outbox_stats())
     if json_output:
         print_json(stats)
@@ -150,12 +148,11 @@ def store_export(
     """Every stored point since a time, delivered or not, for an admin to load elsewhere."""
     from netcheck.config import load_config
     from netcheck.store.influx import to_line
-    from netcheck.store.local import LocalStore
 
     since_s = parse_duration_s(since, "--since")
     config = load_config()
     since_ms = int((time.time() - since_s) * 1000)
-    with LocalStore(config.store_path, config.store.max_points, config.store.retention_days) as store:
+    with open_store(config) as store:
         for stored in store.points_since(since_ms):
             point = stored.point
             if format == ExportFormat.lp:

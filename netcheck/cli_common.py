@@ -73,3 +73,16 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(signal_number, request_stop)
         except (NotImplementedError, RuntimeError):
             pass
+
+
+def open_store(config: Any) -> Any:
+    """The local store as configured; says so on stderr when a corrupted file had to be moved aside."""
+    import sys
+
+    from netcheck.store.local import LocalStore
+
+    store = LocalStore(config.store_path, config.store.max_points, config.store.retention_days)
+    if store.moved_aside is not None:
+        print(f"netcheck: warning: the local store was not a readable database; kept as {store.moved_aside}, "
+              "a fresh one was made", file=sys.stderr)
+    return store

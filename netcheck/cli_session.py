@@ -59,13 +59,12 @@ def report(
 
     Read from the local store: what this machine's agent measured and what `netcheck watch` received.
     """
-    from netcheck.cli_common import print_json, stdout_console
+    from netcheck.cli_common import open_store, print_json, stdout_console
     from netcheck.config import load_config
     from netcheck.render import render_session_report
     from netcheck.session_report import build_report, report_to_dict
-    from netcheck.store.local import LocalStore
 
-    with LocalStore(load_config().store_path) as store:
+    with open_store(load_config()) as store:
         events = store.session_events(session_id)
     if not events:
         raise UsageError(f"no events of session {session_id[:140]!r} in the local store "

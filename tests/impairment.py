@@ -110,11 +110,17 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     p.name: p for p in (
+        Profile.round_trip("clean", 0, 0, 0),
         Profile.round_trip("20ms-1pct", 20, 5, 1),
         Profile.round_trip("60ms-3pct", 60, 20, 3),
+        Profile.round_trip("300ms", 300, 10, 0),
+        Profile.round_trip("50ms-jitter60", 50, 60, 0),
+        Profile.round_trip("30ms-8pct", 30, 5, 8),
         Profile.round_trip("150ms-5pct-burst3", 150, 50, 5, "burst", 3),
+        Profile("asym-up5pct-down0.5pct", Impairment(10, 2, 5), Impairment(70, 15, 0.5)),
     )
 }
+"""The accuracy matrix (issue 8): clean, low and high delay, high jitter, random and bursty loss, asymmetric."""
 
 
 class Impairer:

@@ -174,7 +174,8 @@ def _assert_truth_is_sound(run: Run) -> None:
     t = run.truth
     assert t.pair_mismatches == 0, "a reply did not match the relay's FIFO pairing"
     assert t.unanswered == 0 and t.not_forwarded == 0, t
-    assert abs(t.probes_sent - DURATION_S * 50) <= 2, t
+    # irtt may stop a few packets short of duration × rate (seen: 247 of 250); the relay saw every one it sent
+    assert abs(t.probes_sent - DURATION_S * 50) <= 5, t
 
 
 # --- the tests ------------------------------------------------------------------------------------

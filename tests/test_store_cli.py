@@ -9,12 +9,13 @@ import plistlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from netcheck.config import load_config
-from netcheck.errors import ConfigError
+from netcheck.errors import ConfigError, StoreError
 from netcheck.points import Point
 from netcheck.store.local import LocalStore
 from tests.conftest import REPO, subprocess_env
@@ -142,3 +143,51 @@ def test_python_m_netcheck_is_the_cli() -> None:
     result = subprocess.run([sys.executable, "-m", "netcheck", "--version"], capture_output=True, text=True,
                             cwd=REPO, env={**os.environ}, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("netcheck ")
+
+
+def test_a_corrupted_store_is_moved_aside_and_a_fresh_one_made(tmp_path: Path) -> None:
+    garbage = b"this is not SQLite " * 100
+    (tmp_path / "netcheck.sqlite3").write_bytes(garbage)
+    result = cli(tmp_path, "store", "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("\n") == 1 and "not a readable database" in result.stderr
+    assert json.loads(result.stdout)["points_total"] == 0
+    (aside,) = tmp_path.glob("netcheck.sqlite3.corrupt-*")
+    assert aside.read_bytes() == garbage  # kept for inspection, untouched
+    again = cli(tmp_path, "store", "stats", "--json")
+    assert again.returncode == 0 and again.stderr == ""
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that fills up (root only; CI runs as root)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_clear_error_and_no_corruption(tiny_disk: Path) -> None:
+    with LocalStore(tiny_disk / "netcheck.sqlite3") as store:
+        store.add_points([Point("m", {}, {"x": 1.0}, NOW_MS)])
+    filler = tiny_disk / "filler"
+    with filler.open("wb", buffering=0) as handle:  # take the rest of the disk
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+    big = [Point("netcheck_udp", {"agent": "a"}, {"note": "x" * 200, "i": i}, NOW_MS + i) for i in range(5000)]
+    with pytest.raises(StoreError) as failure:  # at open (no room for the WAL index) or at the write
+        with LocalStore(tiny_disk / "netcheck.sqlite3") as store:
+            store.add_points(big)
+    assert "disk" in str(failure.value)
+    result = cli(tiny_disk, "store", "stats")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "local store" in result.stderr
+    filler.unlink()
+    with LocalStore(tiny_disk / "netcheck.sqlite3") as store:
+        assert store.outbox_stats().points_total == 1  # the failed batch left nothing half-written
+        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

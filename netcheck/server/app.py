@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -31,11 +32,12 @@ class RunningServer:
     udp_transport: asyncio.DatagramTransport
     hub: SessionHub | None = None
     """None: no secret, the session hub is off."""
+    tls: bool = False
 
     @property
     def url(self) -> str:
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
     async def close(self) -> None:
         self.udp_transport.close()
@@ -74,7 +76,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub,
 async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
-    hub_limits: HubLimits = HubLimits(),
+    hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -90,11 +92,22 @@ async def start_server(
     runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media, hub), access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, bind, http_port)
+        site = web.TCPSite(runner, bind, http_port, ssl_context=tls)
         await site.start()
     except BaseException:
         transport.close()
         await runner.cleanup()
         raise
     bound_http_port = runner.addresses[0][1]
-    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub)
+    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None)
+
+
+def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """The HTTP API's TLS: TLS 1.2 or newer, the certificate chain and key from PEM files.
+
+    Raises OSError or ssl.SSLError when they cannot be read or do not match.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context

@@ -71,15 +71,32 @@ class LocalStore:
         self.path = path
         self.max_points = max_points
         self.retention_ms = int(retention_days * DAY_MS)
+        self.moved_aside: Path | None = None
+        """Set when the file was not a readable SQLite database: it was renamed to this, and a fresh store made."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA + outbox.SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            try:
+                self._db = self._open(path)
+            except sqlite3.DatabaseError as error:
+                if isinstance(error, sqlite3.OperationalError):
+                    raise  # locked, read-only, disk full: not corruption; the file is left alone
+                self.moved_aside = _move_aside(path)
+                self._db = self._open(path)
         except (OSError, sqlite3.Error) as error:
             raise StoreError(f"local store {path}: {error}") from None
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=10.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA + outbox.SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -198,12 +215,6 @@ class LocalStore:
             return agent_id
         return self._write(get_or_make)
 
-    def session_windows(self, session_id: str) -> list[dict[str, Any]]:
-        """A session's windows, oldest first, as stored reports."""
-        rows = self._read(lambda: self._db.execute(
-            "SELECT report_json FROM windows WHERE session_id = ? ORDER BY started_at", (session_id,)).fetchall())
-        return [json.loads(row[0]) for row in rows]
-
     def _write(self, action: Any) -> Any:
         try:
             with self._db:
@@ -222,6 +233,16 @@ class LocalStore:
         rows = self._read(lambda: self._db.execute(
             "SELECT report_json FROM checks ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall())
         return [json.loads(row[0]) for row in rows]
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a corrupted store (and its WAL files) out of the way, keeping it for inspection."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(f"{path}{suffix}")
+        if candidate.exists():
+            candidate.rename(Path(f"{aside}{suffix}"))
+    return aside
 
 
 def _now_ms() -> int:
