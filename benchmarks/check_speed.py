@@ -1,4 +1,4 @@
-"""How long a client waits for a verdict: `netcheck check` (default and --quick) on loopback.
+"""How long a client waits for a verdict: `netcheck check` (default and --quick) and each probe, on loopback.
 
 Runs the real CLI as a subprocess against a real `netcheck serve`, several times, and prints a
 markdown table (wall time from process start to exit, interpreter start-up included).
@@ -21,7 +21,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import start_serve, stop, subprocess_env  # noqa: E402
 
-TARGETS_S = {"check --quick": 3.0, "check": 12.0, "check --no-av": 12.0, "check --local": 15.0, "--help": 0.5}
+TARGETS_S = {"check --quick": 3.0, "check": 12.0, "check --no-av": 12.0, "check --local": 15.0, "--help": 0.5,
+             "probe udp": 4.5, "probe av": 8.0, "probe throughput": 12.0, "probe reach": 3.0, "probe system": 3.5,
+             "agent --once": 7.0}
+"""Probes: their default measuring time (udp 3 s, av 5 s, throughput up to 4 s a direction, system 2 s) plus start-up."""
 
 
 def time_command(args: list[str], env: dict[str, str], runs: int) -> list[float]:
@@ -49,6 +52,12 @@ def main() -> None:
                 "check --no-av": ["check", "--server", server.http_url, "--json", "--no-av"],
                 "check --local": ["check", "--local", "--json"],
                 "--help": ["--help"],
+                "probe udp": ["probe", "udp", server.udp_target, "--json"],
+                "probe av": ["probe", "av", "--server", server.http_url, "--json"],
+                "probe throughput": ["probe", "throughput", "--server", server.http_url, "--json"],
+                "probe reach": ["probe", "reach", "--server", server.http_url, "--json"],
+                "probe system": ["probe", "system", "--json"],
+                "agent --once": ["agent", "--server", server.http_url, "--once", "--av-every", "0"],
             }
             print("| command | runs | median s | max s | target s |\n|---|---|---|---|---|")
             for name, args in cases.items():

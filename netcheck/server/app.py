@@ -86,6 +86,7 @@ async def start_server(
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps)
     transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
+    _enlarge_receive_buffer(transport)
     bound_udp_port = transport.get_extra_info("sockname")[1]
     media = MediaPeerHub(ice)
     hub = SessionHub(secret, hub_limits) if secret else None
@@ -100,6 +101,20 @@ async def start_server(
         raise
     bound_http_port = runner.addresses[0][1]
     return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None)
+
+
+REFLECTOR_RCVBUF_BYTES = 4 * 1024 * 1024
+"""Room for ≈ 5,000 queued probe datagrams (≈ 0.25 s at 20,000 packets/s): a garbage-collection or
+scheduling pause of the event loop then delays replies instead of dropping them (BENCHMARKS.md,
+reflector capacity). The kernel caps it at net.core.rmem_max."""
+
+
+def _enlarge_receive_buffer(transport: asyncio.DatagramTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, REFLECTOR_RCVBUF_BYTES)
+    except OSError:
+        pass  # a platform without it keeps its default: best effort
 
 
 def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
