@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck.cli_common import server_url_from, stdout_console, stop_on_signals
+from netcheck.cli_common import open_store, server_url_from, stdout_console, stop_on_signals
 from netcheck.errors import StoreError, UsageError
 
 VIEW_TICK_S = 1.0
@@ -131,11 +131,8 @@ class _EventStore:
         self.warned = False
 
     def __enter__(self) -> _EventStore:
-        from netcheck.store.local import LocalStore
-
         try:
-            self.store = LocalStore(self.config.store_path, self.config.store.max_points,
-                                    self.config.store.retention_days)
+            self.store = open_store(self.config)  # says so if a corrupted store had to be moved aside
         except StoreError as error:
             self._warn(error)
         return self

@@ -59,10 +59,11 @@ def start_serve(*extra_args: str, env: dict[str, str] | None = None) -> ServerPr
     return ServerProcess(process, f"http://{lines['http']}", udp_host, int(udp_port))
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen, timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
     process.terminate()
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

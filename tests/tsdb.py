@@ -65,7 +65,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -76,6 +75,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+from tests.conftest import stop
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
@@ -187,13 +188,7 @@ class _ServerProcess:
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL after 10 s); the data directory and ports are kept for `start()`."""
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            stop(self.proc, timeout_s=10.0)
             self.proc = None
         if self._log_file is not None:
             self._log_file.close()
