@@ -1,11 +1,15 @@
 """Throughput and bufferbloat against tbf caps in network namespaces (needs root).
 
-    python benchmarks/throughput_accuracy.py [--duration 6s]
+    python benchmarks/throughput_accuracy.py [--duration 6s] [--runs 5]
+
+Each cell is the median of the runs with the range of their errors: one run says little about a
+TCP measurement on a full queue.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -25,24 +29,44 @@ CASES = [
 ]
 
 
+def error_pct(measured: float, expected: float) -> float:
+    return 100 * (measured / expected - 1)
+
+
+def cell(expected: float, measured: list[float]) -> str:
+    """`expected → median (error %, range of errors)`."""
+    errors = [error_pct(value, expected) for value in measured]
+    spread = f", {min(errors):+.1f}…{max(errors):+.1f}" if len(measured) > 1 else ""
+    median = statistics.median(measured)
+    return f"{expected:.2f} → {median:.2f} ({error_pct(median, expected):+.1f} %{spread})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", default="6s")
-    duration = parser.parse_args().duration
+    parser.add_argument("--runs", type=int, default=1)
+    arguments = parser.parse_args()
     print("| link (Mbit/s) | down: cap × goodput → measured | up: cap × goodput → measured | idle RTT ms "
           "| loaded down / up ms | bufferbloat ms |\n|---|---|---|---:|---|---:|")
     for name, up, down in CASES:
-        with ClientNamespace(up=up, down=down) as namespace, tempfile.TemporaryDirectory() as home:
-            code, result, stderr = throughput_in(namespace, Path(home), "--duration", duration)
-        if code != 0:
-            print(f"| {name} | failed: {stderr.strip()[-200:]} |")
+        results = []
+        for _ in range(arguments.runs):
+            with ClientNamespace(up=up, down=down) as namespace, tempfile.TemporaryDirectory() as home:
+                code, result, stderr = throughput_in(namespace, Path(home), "--duration", arguments.duration)
+            if code != 0:
+                print(f"| {name} | failed: {stderr.strip()[-200:]} |")
+                continue
+            results.append(result)
+        if not results:
             continue
         expect_down, expect_up = down.rate_kbit / 1000 * TCP_GOODPUT, up.rate_kbit / 1000 * TCP_GOODPUT
-        print(f"| {name} | {expect_down:.2f} → {result['download_mbps']:.2f} "
-              f"({100 * (result['download_mbps'] / expect_down - 1):+.1f} %) | {expect_up:.2f} → "
-              f"{result['upload_mbps']:.2f} ({100 * (result['upload_mbps'] / expect_up - 1):+.1f} %) | "
-              f"{result['idle_rtt_ms']} | {result['loaded_rtt_down_ms']} / {result['loaded_rtt_up_ms']} | "
-              f"{result['bufferbloat_ms']} |")
+
+        def median_of(key: str) -> float:
+            return round(statistics.median(result[key] for result in results), 2)
+
+        print(f"| {name} | {cell(expect_down, [r['download_mbps'] for r in results])} "
+              f"| {cell(expect_up, [r['upload_mbps'] for r in results])} | {median_of('idle_rtt_ms')} "
+              f"| {median_of('loaded_rtt_down_ms')} / {median_of('loaded_rtt_up_ms')} | {median_of('bufferbloat_ms')} |")
 
 
 if __name__ == "__main__":

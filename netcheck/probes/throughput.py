@@ -6,18 +6,24 @@ the probe measures up to 200 Mbit/s, which is plenty for a video session.
 Each phase ramps up (slow start, not measured), then measures in 250 ms bins until the rate is
 stable or the phase's time is up. A UDP probe runs against the reflector while the link is
 loaded: how far its RTT rises above the idle RTT is the bufferbloat a video call will feel.
+
+Bytes are counted by the sending side's kernel where it can tell (TCP_INFO, Linux): the server's
+for downloads, ours for uploads. Where it cannot, the receiver's count is used (ours for
+downloads, the server's for uploads), which after losses lags in bursts (see netcheck/tcp_info.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import statistics
 import time
 from dataclasses import dataclass
 
 from netcheck.model import Status
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
+from netcheck.tcp_info import delivered_bytes, tcp_info_available
 
 RAMP_S = 1.0
 BIN_S = 0.25
@@ -64,11 +70,32 @@ def failed_result(status: Status, error: str) -> ThroughputResult:
 
 
 class _Phase:
-    """Bytes moved by one direction's streams, and the signal to stop them."""
+    """Bytes moved by one direction's streams, their sockets, and the signal to stop them."""
 
     def __init__(self) -> None:
         self.total_bytes = 0
+        """Arrivals (download) or hand-overs to the socket (upload), as the application sees them."""
         self.stop = asyncio.Event()
+        self._sockets: list[socket.socket] = []
+        self._acknowledged: dict[int, int] = {}
+        """Last TCP_INFO reading per socket (a closed socket keeps its last one)."""
+
+    def make_socket(self, addr_info: tuple) -> socket.socket:
+        """aiohttp's socket_factory: a plain TCP socket, remembered so the phase can read TCP_INFO."""
+        family, kind, proto = addr_info[:3]
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        self._sockets.append(sock)
+        return sock
+
+    def acknowledged_bytes(self) -> int | None:
+        """Bytes the server acknowledged over all streams of the phase (TCP_INFO); None if unknown."""
+        if not tcp_info_available():
+            return None
+        for index, sock in enumerate(self._sockets):
+            reading = delivered_bytes(sock)
+            if reading is not None:
+                self._acknowledged[index] = max(reading, self._acknowledged.get(index, 0))
+        return sum(self._acknowledged.values()) if self._acknowledged else None
 
 
 def rate_bins_mbps(samples: list[tuple[float, int]]) -> list[float]:
@@ -115,12 +142,9 @@ class ThroughputProbe:
         udp = UdpProbeSettings(interval_ms=20.0, duration_s=IDLE_UDP_S, hmac_key=self.settings.hmac_key)
         idle = await UdpProbe(*self.udp_target, udp).run() if self.udp_target else None
         phase_s = self.settings.duration_s / 2
-        connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S, sock_read=HTTP_TIMEOUT_S)
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                down_mbps, bytes_down, loaded_down = await self._phase(http, self._download, phase_s)
-                up_mbps, bytes_up, loaded_up = await self._phase(http, self._upload, phase_s)
+            down_mbps, bytes_down, loaded_down = await self._phase(self._download, phase_s)
+            up_mbps, bytes_up, loaded_up = await self._phase(self._upload, phase_s)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
             return failed_result(Status.UNREACHABLE, f"throughput server: {type(error).__name__}: {error}")
         if down_mbps is None and up_mbps is None:
@@ -141,14 +165,31 @@ class ThroughputProbe:
             error=None,
         )
 
-    async def _phase(self, http, transfer, max_s: float) -> tuple[float | None, int, float | None]:
+    async def _phase(self, transfer, max_s: float) -> tuple[float | None, int, float | None]:
         """Load one direction; return (Mbps after the ramp, bytes that arrived, loaded RTT p95)."""
+        import aiohttp
+
         phase = _Phase()
+        connector = aiohttp.TCPConnector(limit=0, force_close=True, socket_factory=phase.make_socket)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S, sock_read=HTTP_TIMEOUT_S)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            return await self._load(http, phase, transfer, max_s)
+
+    async def _load(self, http, phase: _Phase, transfer, max_s: float) -> tuple[float | None, int, float | None]:
+        uploading = transfer == self._upload
         test_id = secrets.token_hex(16)
         streams = [asyncio.ensure_future(transfer(http, phase, test_id)) for _ in range(self.settings.streams)]
         start_s = time.monotonic()
-        samples: list[tuple[float, int]] = []  # the client's own count: arrivals (down), hand-overs (up)
+        samples: list[tuple[float, int]] = []  # arrivals (down); acknowledged or handed over (up)
         loaded_udp = None
+        counted_by_kernel = uploading
+
+        def count_now() -> int:
+            nonlocal counted_by_kernel
+            acknowledged = phase.acknowledged_bytes() if counted_by_kernel else None
+            counted_by_kernel = acknowledged is not None
+            return acknowledged if acknowledged is not None else phase.total_bytes
+
         try:
             await asyncio.sleep(RAMP_S)
             if all(stream.done() for stream in streams):
@@ -157,10 +198,10 @@ class ThroughputProbe:
             if self.udp_target:
                 udp = UdpProbeSettings(interval_ms=20.0, duration_s=LOADED_UDP_S, hmac_key=self.settings.hmac_key)
                 loaded_udp = asyncio.ensure_future(UdpProbe(*self.udp_target, udp).run())
-            samples.append((time.monotonic() - start_s, phase.total_bytes))
+            samples.append((time.monotonic() - start_s, count_now()))
             while time.monotonic() - start_s < max_s:
                 await asyncio.sleep(BIN_S)
-                samples.append((time.monotonic() - start_s, phase.total_bytes))
+                samples.append((time.monotonic() - start_s, count_now()))
                 udp_done = loaded_udp is None or loaded_udp.done()
                 if udp_done and settled(samples):
                     break
@@ -171,16 +212,19 @@ class ThroughputProbe:
             await asyncio.gather(*streams, return_exceptions=True)
         udp_result = await loaded_udp if loaded_udp is not None else None
         loaded_rtt_ms = udp_result.rtt_p95_ms if udp_result is not None else None
-        if transfer == self._download:
-            return rate_after_ramp_mbps(samples, RAMP_S), phase.total_bytes, loaded_rtt_ms
-        # upload: what arrived, as the server counted it over time
-        async with http.get(f"{self.server_url}/v1/throughput/upload/{test_id}") as response:
+        if counted_by_kernel and samples:  # our upload, counted by our kernel as the sender
+            return rate_after_ramp_mbps(samples, RAMP_S), samples[-1][1], loaded_rtt_ms
+        # the other end's count, over time: the sender's (download) or the receiver's (upload)
+        direction = "upload" if uploading else "download"
+        async with http.get(f"{self.server_url}/v1/throughput/{direction}/{test_id}") as response:
             record = await response.json() if response.status == 200 else {"bytes": 0, "samples": []}
         server_samples = [(float(t), int(b)) for t, b in record.get("samples", [])]
-        return rate_after_ramp_mbps(server_samples, RAMP_S), int(record.get("bytes", 0)), loaded_rtt_ms
+        if uploading or server_samples:
+            return rate_after_ramp_mbps(server_samples, RAMP_S), int(record.get("bytes", 0)), loaded_rtt_ms
+        return rate_after_ramp_mbps(samples, RAMP_S), phase.total_bytes, loaded_rtt_ms  # a server without TCP_INFO
 
     async def _download(self, http, phase: _Phase, test_id: str) -> None:
-        url = f"{self.server_url}/v1/throughput/download?bytes={REQUEST_BYTES}"
+        url = f"{self.server_url}/v1/throughput/download?bytes={REQUEST_BYTES}&test={test_id}"
         while not phase.stop.is_set():
             async with http.get(url) as response:
                 response.raise_for_status()

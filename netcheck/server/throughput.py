@@ -2,11 +2,14 @@
 
 Upload is counted where it arrives, at the server, per test id, because bytes a client has
 handed to its socket are not bytes that crossed the link (send buffers hold a second or more
-of a slow uplink).
+of a slow uplink). Download is counted here too, as the sender: bytes the client's kernel has
+acknowledged (TCP_INFO, see netcheck/tcp_info.py), which a receiver's in-order count lags by up
+to a retransmission timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -15,6 +18,7 @@ from collections import OrderedDict
 from aiohttp import web
 
 from netcheck.httpio import MAX_STREAM_MBPS, Pacer
+from netcheck.tcp_info import delivered_bytes, tcp_info_available
 
 CHUNK_BYTES = 64 * 1024
 MAX_TRANSFER_BYTES = 1 << 30
@@ -22,6 +26,8 @@ MAX_STREAMS = 32
 MAX_TESTS = 64
 SAMPLE_EVERY_S = 0.05
 MAX_SAMPLES = 4000
+LINGER_S = 1.0
+"""How long a download stream's socket is still read after the stream ended."""
 TEST_ID = re.compile(r"^[0-9a-f]{16,64}$")
 
 
@@ -29,12 +35,14 @@ class ThroughputEndpoints:
     def __init__(self) -> None:
         self.active_streams = 0
         self.uploaded: OrderedDict[str, UploadRecord] = OrderedDict()
+        self.downloaded: OrderedDict[str, DownloadRecord] = OrderedDict()
         self._payload = os.urandom(CHUNK_BYTES)  # incompressible, so no middlebox shrinks it
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/throughput/download", self.download)
         app.router.add_post("/v1/throughput/upload/{test_id}", self.upload)
         app.router.add_get("/v1/throughput/upload/{test_id}", self.upload_count)
+        app.router.add_get("/v1/throughput/download/{test_id}", self.download_count)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -43,9 +51,14 @@ class ThroughputEndpoints:
             size = -1
         if not 0 < size <= MAX_TRANSFER_BYTES:
             return web.json_response({"error": f"bytes must be 1..{MAX_TRANSFER_BYTES}"}, status=400)
+        test_id = request.query.get("test")
+        if test_id is not None and not TEST_ID.match(test_id):
+            return web.json_response({"error": "bad test id"}, status=400)
         if self.active_streams >= MAX_STREAMS:
             return web.json_response({"error": "too many throughput streams"}, status=503)
         self.active_streams += 1
+        record = self._download_record(test_id) if test_id is not None and tcp_info_available() else None
+        stream = record.join(request.transport.get_extra_info("socket")) if record and request.transport else None
         try:
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
                                                    "Cache-Control": "no-store"})
@@ -65,6 +78,8 @@ class ThroughputEndpoints:
             return response
         finally:
             self.active_streams -= 1
+            if record is not None and stream is not None:
+                record.leave(stream)
 
     async def upload(self, request: web.Request) -> web.Response:
         test_id = request.match_info["test_id"]
@@ -95,6 +110,21 @@ class ThroughputEndpoints:
             return web.json_response({"error": "no such upload test"}, status=404)
         return web.json_response({"bytes": record.total_bytes, "samples": record.samples})
 
+    async def download_count(self, request: web.Request) -> web.Response:
+        """What reached the client of a download test over time, by the kernel's acknowledgements."""
+        record = self.downloaded.get(request.match_info["test_id"])
+        if record is None:
+            return web.json_response({"error": "no such download test"}, status=404)
+        return web.json_response({"bytes": record.total_bytes(), "samples": record.samples,
+                                  "counted_by": "tcp_info"})
+
+    def _download_record(self, test_id: str) -> DownloadRecord:
+        record = self.downloaded.pop(test_id, None) or DownloadRecord()
+        self.downloaded[test_id] = record
+        while len(self.downloaded) > MAX_TESTS:
+            self.downloaded.popitem(last=False)[1].stop()
+        return record
+
     def _count(self, test_id: str, received: int) -> int:
         record = self.uploaded.pop(test_id, None) or UploadRecord()
         self.uploaded[test_id] = record
@@ -121,3 +151,67 @@ class UploadRecord:
             self.samples.append((round(elapsed_s, 4), self.total_bytes))
         return self.total_bytes
 
+
+
+class DownloadRecord:
+    """Bytes of one download test acknowledged by the client, over all its streams, sampled every 50 ms.
+
+    One sampling task runs while the test has a stream open, and a second longer for the last
+    acknowledgements of streams that ended; samples are [seconds since the test's first stream,
+    bytes so far], taken when the count moved, as the upload's are (bounded).
+    """
+
+    def __init__(self) -> None:
+        self.start_s = time.monotonic()
+        self.samples: list[tuple[float, int]] = []
+        self._sockets: dict[int, object] = {}
+        self._left_at_s: dict[int, float] = {}
+        self._baseline: dict[int, int] = {}
+        self._delivered: dict[int, int] = {}
+        self._next_stream = 0
+        self._sampler: asyncio.Task | None = None
+
+    def join(self, sock) -> int | None:
+        """Start counting a stream's socket; its key, or None when the kernel cannot tell."""
+        baseline = delivered_bytes(sock) if sock is not None else None
+        if baseline is None:
+            return None
+        key = self._next_stream
+        self._next_stream += 1
+        self._sockets[key], self._baseline[key], self._delivered[key] = sock, baseline, 0
+        if self._sampler is None or self._sampler.done():
+            self._sampler = asyncio.ensure_future(self._sample_while_open())
+        return key
+
+    def leave(self, key: int) -> None:
+        """The stream ended; its socket is read a little longer, for acknowledgements still on the way."""
+        self._left_at_s[key] = time.monotonic()
+
+    def total_bytes(self) -> int:
+        return sum(self._delivered.values())
+
+    def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+
+    def _read(self, key: int) -> None:
+        sock = self._sockets.get(key)
+        now = delivered_bytes(sock) if sock is not None else None
+        if now is not None:  # a closed socket keeps its last reading
+            self._delivered[key] = max(self._delivered[key], now - self._baseline[key])
+
+    def _take_sample(self) -> None:
+        now_s = time.monotonic()
+        for key in list(self._sockets):
+            self._read(key)
+            if now_s - self._left_at_s.get(key, now_s) > LINGER_S:
+                del self._sockets[key]
+        total_bytes = self.total_bytes()
+        # only when it moved: samples of a test that ended would stretch its window without bytes
+        if len(self.samples) < MAX_SAMPLES and (not self.samples or total_bytes != self.samples[-1][1]):
+            self.samples.append((round(time.monotonic() - self.start_s, 4), total_bytes))
+
+    async def _sample_while_open(self) -> None:
+        while self._sockets:
+            self._take_sample()
+            await asyncio.sleep(SAMPLE_EVERY_S)

@@ -1,0 +1,100 @@
+"""Delivered bytes from TCP_INFO, against what a real receiver read, and the server's download count."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from netcheck.tcp_info import delivered_bytes, tcp_info_available
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.skipif(not tcp_info_available(), reason="TCP_INFO is read on Linux only")
+
+
+def connected_pair() -> tuple[socket.socket, socket.socket]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    sender = socket.create_connection(listener.getsockname())
+    receiver, _ = listener.accept()
+    listener.close()
+    return sender, receiver
+
+
+def wait_for(condition, timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_the_sender_counts_exactly_what_the_receiver_read() -> None:
+    sender, receiver = connected_pair()
+    with sender, receiver:
+        before = delivered_bytes(sender)
+        assert before is not None
+        sender.sendall(b"x" * 300_000)
+        received = 0
+        while received < 300_000:
+            received += len(receiver.recv(65536))
+        wait_for(lambda: delivered_bytes(sender) - before >= received)
+        assert delivered_bytes(sender) - before == 300_000
+
+
+def test_bytes_not_yet_read_by_the_receiving_application_still_count_as_delivered() -> None:
+    """Delivery is the kernel's acknowledgement, not the application's read: what a hole would hide."""
+    sender, receiver = connected_pair()
+    with sender, receiver:
+        before = delivered_bytes(sender)
+        sender.sendall(b"x" * 50_000)
+        wait_for(lambda: delivered_bytes(sender) - before >= 50_000)
+        assert delivered_bytes(sender) - before == 50_000
+
+
+def test_sockets_that_cannot_tell_give_none() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert delivered_bytes(udp) is None
+    udp.close()
+    sender, receiver = connected_pair()
+    receiver.close()
+    sender.close()
+    assert delivered_bytes(sender) is None
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_server_counts_a_download_test_by_acknowledgements(server: ServerProcess) -> None:
+    """While the connection is open the count is exact: every byte read, plus the response headers."""
+    test_id = "ab" * 16
+    host, port = server.http_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(f"GET /v1/throughput/download?bytes=2000000&test={test_id} HTTP/1.1\r\n"
+                       f"Host: {host}\r\n\r\n".encode())
+        response = b""
+        while b"\r\n\r\n" not in response or len(response.partition(b"\r\n\r\n")[2]) < 2_000_000:
+            response += client.recv(1 << 20)
+        header_bytes = len(response) - 2_000_000
+        url = f"{server.http_url}/v1/throughput/download/{test_id}"
+        wait_for(lambda: get_json(url)[1]["bytes"] >= len(response))  # the last acknowledgements reach the server
+        status, record = get_json(url)
+    assert status == 200 and record["counted_by"] == "tcp_info"
+    assert record["bytes"] == 2_000_000 + header_bytes
+    times = [t for t, _ in record["samples"]]
+    counts = [b for _, b in record["samples"]]
+    assert times == sorted(times) and counts == sorted(counts) and counts[-1] == record["bytes"]
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/v1/throughput/download?bytes=1000&test=not-hex", 400),
+    ("/v1/throughput/download/" + "cd" * 16, 404),
+])
+def test_download_test_ids_are_checked(server: ServerProcess, path: str, status: int) -> None:
+    assert get_json(server.http_url + path)[0] == status
