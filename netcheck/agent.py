@@ -25,6 +25,7 @@ from netcheck.check import fetch_server_info, run_probe
 from netcheck.delivery import Deliverer
 from netcheck.errors import ConfigError, MeasurementError
 from netcheck.hub_client import HubPoster
+from netcheck.loss_evidence import PacketCounts
 from netcheck.model import Assessment, Measurement, ProbeResult, Status, result_fields
 from netcheck.points import (
     AGENT_MEASUREMENT,
@@ -36,7 +37,7 @@ from netcheck.points import (
 from netcheck.probes.av import AvResult
 from netcheck.probes.av_subprocess import run_av_subprocess
 from netcheck.probes.system import SystemProbe
-from netcheck.probes.udp import UdpProbe, UdpProbeSettings, failed_result
+from netcheck.probes.udp import UdpProbe, UdpProbeSettings, UdpResult, failed_result
 from netcheck.quality import DEFAULT_THRESHOLDS, Threshold, assess
 from netcheck.session_events import summary_event, warning_event
 from netcheck.store.local import LocalStore
@@ -123,10 +124,10 @@ class Agent:
         self.on_window = on_window
         self.on_event = on_event
         self.counters = AgentCounters()
-        self.alerts = AlertTracker(settings.role)
         self.hub = hub
         self.udp_settings = settings.udp_settings()
         self.thresholds = tuple(t for t in settings.thresholds if t.metric not in AGENT_UNJUDGED_METRICS)
+        self.alerts = AlertTracker(settings.role, self.thresholds)
         self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
                              server=urlsplit(settings.server_url).netloc, session_id=settings.session_id)
         self._udp_address: tuple[str, int] | None = settings.udp_target
@@ -201,7 +202,7 @@ class Agent:
         if self._latest_av is not None:
             results["av"] = self._latest_av
         assessment = assess(results, self.thresholds)
-        warnings = tuple(self.alerts.update(assessment.cues))
+        warnings = tuple(self.alerts.update(assessment.cues, _packet_counts(results.get("udp"))))
         ended = datetime.now(timezone.utc)
         report = WindowReport(uuid.uuid4().hex, index, started.isoformat(timespec="milliseconds"),
                               round(time.perf_counter() - start_s, 3), measurements, assessment,
@@ -335,3 +336,10 @@ def window_to_dict(report: WindowReport) -> dict[str, Any]:
                       "advice": w.advice} for w in report.warnings],
         "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
     }
+
+
+def _packet_counts(udp: ProbeResult | None) -> PacketCounts | None:
+    """What the window's UDP stream sent and lost: the evidence the loss warnings weigh."""
+    if not isinstance(udp, UdpResult) or udp.status != Status.OK or udp.packets_sent <= 0:
+        return None
+    return PacketCounts(udp.packets_sent, max(0, udp.packets_sent - udp.packets_received))

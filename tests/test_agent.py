@@ -284,6 +284,8 @@ def test_loss_raises_a_vocal_tone_warning_stored_and_written_as_netcheck_warning
     vocal-tone warning within 15 s, clean again clears it within 25 s; both are stored as session
     events and as `netcheck_warning` points."""
     relay = Relay((server.udp_host, server.udp_port), CLEAN, seed=5, max_clients=64).start()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "config.toml").write_text("[agent]\nudp_rate_pps = 25\n")  # see test_session_e2e.py
     try:
         agent = start_agent(server, tmp_path / "home", {}, "--window", "2s", "--av-every", "0", "--json",
                             "--udp-target", "%s:%d" % relay.address)

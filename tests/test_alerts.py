@@ -6,8 +6,11 @@ import random
 
 import pytest
 
-from netcheck.alerts import AlertTracker
-from netcheck.model import Cue, CueVerdict, Level, MetricVerdict
+from netcheck.alerts import AlertTracker, loss_evidence_for
+from netcheck.loss_evidence import PacketCounts, neutral_loss_pct, poor_reference_pct
+from netcheck.model import Cue, CueVerdict, Level, MetricVerdict, Status
+from netcheck.probes.udp import UdpResult
+from netcheck.quality import DEFAULT_THRESHOLDS, apply_overrides, assess
 from netcheck.quality.warnings import warning_text
 
 G, F, P, U = Level.GOOD, Level.FAIR, Level.POOR, Level.UNKNOWN
@@ -86,3 +89,91 @@ def test_warning_text(cue: Cue, metric: str | None, value: float | None, leg: st
 def test_timing_advice_names_the_misreading() -> None:
     _, advice = warning_text(True, Cue.CONVERSATIONAL_TIMING, "client", "rtt_p95_ms", 700.0)
     assert advice == "Leave extra time before responding, and do not read pauses as withdrawal."
+
+
+# --- loss judged on the packets' evidence (netcheck/loss_evidence.py) ---------------------------
+
+def udp_window(sent: int, lost: int, jitter_ms: float = 2.0) -> tuple[dict, PacketCounts]:
+    """A window's cue verdicts from the real quality model, and its packet counts."""
+    udp = UdpResult(Status.OK, sent, sent - lost, 38.0, 40.0, 40.0, 43.0, 45.0, jitter_ms, jitter_ms, 100 * lost / sent,
+                    None, None, min(lost, 1), 0, 0)
+    return assess({"udp": udp}).cues, PacketCounts(sent, lost)
+
+
+def voice_events(tracker: AlertTracker, sent: int, lost: int, weigh_packets: bool = True,
+                 jitter_ms: float = 2.0) -> list[str]:
+    cues, packets = udp_window(sent, lost, jitter_ms)
+    return [event.kind for event in tracker.update(cues, packets if weigh_packets else None)
+            if event.cue == Cue.VOCAL_TONE]
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    return sum(rng.random() < p for _ in range(n))
+
+
+def test_the_evidence_drifts_up_exactly_above_the_poor_line() -> None:
+    assert neutral_loss_pct(1.0, poor_reference_pct(1.0, 3.0)) == pytest.approx(3.0, abs=1e-6)
+    assert neutral_loss_pct(0.5, poor_reference_pct(0.5, 2.0)) == pytest.approx(2.0, abs=1e-6)  # a clinic's override
+    with pytest.raises(ValueError):
+        poor_reference_pct(3.0, 1.0)
+
+
+def test_a_path_with_1_pct_loss_no_longer_warns_every_few_minutes() -> None:
+    """4 simulated hours of 5 s windows (40 packets) at 1 % loss: judged window by window, a count
+    of 2 lost packets is "poor" and 2-of-3 raises many times; on the evidence, hardly ever."""
+    rng = random.Random(7)
+    losses = [binomial(rng, 40, 0.01) for _ in range(4 * 720)]
+    by_window, on_evidence = AlertTracker("client"), AlertTracker("client")
+    raised_by_window = sum("warning_raised" in voice_events(by_window, 40, lost, weigh_packets=False) for lost in losses)
+    raised_on_evidence = sum("warning_raised" in voice_events(on_evidence, 40, lost) for lost in losses)
+    assert raised_by_window >= 10 and raised_on_evidence <= 2, (raised_by_window, raised_on_evidence)
+
+
+def test_8_pct_loss_is_caught_within_a_few_windows_and_cleared_when_clean() -> None:
+    rng = random.Random(11)
+    raise_windows, clear_windows = [], []
+    for _ in range(200):
+        tracker = AlertTracker("client")
+        for _ in range(3):
+            assert voice_events(tracker, 40, 0) == []
+        raise_windows.append(next(index for index in range(1, 40)
+                                  if "warning_raised" in voice_events(tracker, 40, binomial(rng, 40, 0.08))))
+        for _ in range(12):  # a minute of loss fills the evidence to its cap
+            voice_events(tracker, 40, binomial(rng, 40, 0.08))
+        if Cue.VOCAL_TONE in tracker.active:  # else 3 lucky windows in a row cleared it under loss
+            clear_windows.append(next(index for index in range(1, 40)
+                                      if "warning_cleared" in voice_events(tracker, 40, 0)))
+    raise_windows.sort()
+    assert raise_windows[100] <= 3 and raise_windows[190] <= 5, raise_windows  # median ≤ 15 s, 95 % ≤ 25 s
+    assert len(clear_windows) >= 190, len(clear_windows)
+    assert max(clear_windows) <= 4, clear_windows  # capped evidence: clean for ≤ 20 s clears it
+
+
+def test_one_unlucky_window_is_not_poor_but_jitter_still_counts_window_by_window() -> None:
+    tracker = AlertTracker("client")
+    assert voice_events(tracker, 40, 2) == []  # 5 % in one window: poor by count, no evidence yet
+    assert voice_events(tracker, 40, 0, jitter_ms=60.0) == []
+    assert voice_events(tracker, 40, 0, jitter_ms=60.0) == ["warning_raised"]  # 2 of 3 on jitter alone
+
+
+def test_a_warning_raised_on_the_evidence_quotes_the_recent_loss() -> None:
+    tracker = AlertTracker("client")
+    events: list = []
+    for lost in (4, 5, 6):
+        cues, packets = udp_window(40, lost)
+        events += tracker.update(cues, packets)
+    (event,) = [event for event in events if event.kind == "warning_raised"]  # in the 2nd window
+    assert (event.metric, event.level) == ("loss_pct", P)
+    assert event.value == pytest.approx(100 * (4 + 5) / 80, abs=0.1)  # both windows' packets, not the last one's
+    assert "(11 % of packets lost)" in event.message
+
+
+@pytest.mark.parametrize("good, fair, weighed", [(1, 3, True), (0.5, 2, True), (0, 3, False), (2, 2, False),
+                                                 (5, 60, False)])
+def test_a_clinics_loss_bounds_set_the_evidence_or_leave_loss_to_the_windows(good: float, fair: float,
+                                                                             weighed: bool) -> None:
+    thresholds = apply_overrides(DEFAULT_THRESHOLDS, {"loss_pct": {"good": good, "fair": fair}})
+    assert (loss_evidence_for(thresholds) is not None) == weighed
+    tracker = AlertTracker("client", thresholds)
+    cues, packets = udp_window(40, 4)
+    tracker.update(cues, packets)  # no error either way

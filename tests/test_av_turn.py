@@ -162,7 +162,8 @@ def test_audio_loss_matches_the_relay_at_5_percent_each_way(probe_through_relay)
     assert_measured_through_turn(run)
     for name, side in (("upstream", "up"), ("downstream", "down")):
         truth_pct = run.truth[side]["audio"]["loss_pct"]
-        assert 2 <= truth_pct <= 8, describe(run)  # the relay did impair this direction
+        # the relay did impair this direction: of ~250 packets at 5 %, 3–25 drop in 99.9 % of runs (CI saw 5/253)
+        assert 1 <= truth_pct <= 10, describe(run)
         assert run.direction(name)["audio_loss_pct"] == pytest.approx(truth_pct, abs=2.0), describe(run)
 
 
