@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import REPO, ServerProcess, start_serve, stop
 from tests.coturn import Coturn
-from tests.impairment import Impairment, Profile, RelayProcess, media_truth
+from tests.impairment import Impairment, Profile, RelayProcess
+from tests.media_truth import media_truth
 
 pytestmark = pytest.mark.slow
 

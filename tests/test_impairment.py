@@ -12,10 +12,10 @@ import time
 import pytest
 
 from tests.impairment import (
-    PROFILES, UP, Impairer, Impairment, Profile, Relay, RelayProcess, RtpHeader, classify_media_datagram,
-    classify_payload, compute_truth, is_netcheck_probe, media_truth, netcheck_same_exchange, parse_rtp,
-    probe_outcomes, turn_payload,
+    PROFILES, UP, Impairer, Impairment, Profile, Relay, RelayProcess, compute_truth, is_netcheck_probe,
+    netcheck_same_exchange, probe_outcomes,
 )
+from tests.media_truth import RtpHeader, classify_media_datagram, classify_payload, media_truth, parse_rtp, turn_payload
 from tests.irtt_runner import irtt_same_exchange, is_irtt_probe
 
 SEQ = struct.Struct("!4sI")  # test packets: b"TEST" + seq

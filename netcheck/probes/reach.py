@@ -30,6 +30,7 @@ from netcheck import stats, wire
 from netcheck.av.peer import IceSettings
 from netcheck.errors import MeasurementError, UsageError
 from netcheck.model import Status
+from netcheck.probes.udp import ReplyCollector
 
 SubStatus = Literal["ok", "timeout", "unreachable", "blocked", "error", "auth_failed", "skipped"]
 SUB_STATUSES: tuple[str, ...] = get_args(SubStatus)
@@ -260,7 +261,7 @@ class ReachProbe:
         loop = asyncio.get_running_loop()
         family, sockaddr = address
         flow_id = secrets.randbits(64)
-        collector = _EchoCollector(flow_id, ECHO_PACKETS, self.hmac_key)
+        collector = ReplyCollector(flow_id, ECHO_PACKETS, self.hmac_key)
         try:
             transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=sockaddr[:2],
                                                                family=family)
@@ -286,8 +287,7 @@ class ReachProbe:
                 pass
         finally:
             transport.close()
-        rtts_ms = [(recv_ns - send_ns[packet.seq] - max(0, packet.server_send_ns - packet.server_recv_ns)) / 1e6
-                   for recv_ns, packet in collector.replies.values()]
+        rtts_ms = list(collector.first_rtts_ms(send_ns).values())
         if rtts_ms:
             return _EchoOutcome("ok", stats.percentile(rtts_ms, 50), sent=len(send_ns), received=len(rtts_ms))
         if collector.refused:
@@ -407,36 +407,6 @@ class ReachProbe:
             if client.refresh_task is not None:
                 client.refresh_task.cancel()
             inner.close()
-
-
-class _EchoCollector(asyncio.DatagramProtocol):
-    """The first authentic reply to each echo request of one flow."""
-
-    def __init__(self, flow_id: int, packet_count: int, hmac_key: bytes | None) -> None:
-        self.flow_id = flow_id
-        self.packet_count = packet_count
-        self.hmac_key = hmac_key
-        self.replies: dict[int, tuple[int, wire.Packet]] = {}
-        self.refused = False
-        self.finished = asyncio.Event()
-        """Every request answered, or the port refused (ICMP)."""
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        recv_ns = time.monotonic_ns()
-        try:
-            packet = wire.decode(data, self.hmac_key)
-        except wire.WireError:
-            return
-        if (packet.kind == wire.KIND_ECHO_REPLY and packet.flow_id == self.flow_id
-                and packet.seq < self.packet_count and packet.seq not in self.replies):
-            self.replies[packet.seq] = (recv_ns, packet)
-            if len(self.replies) == self.packet_count:
-                self.finished.set()
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, ConnectionRefusedError):
-            self.refused = True
-            self.finished.set()
 
 
 class _StunCollector(asyncio.DatagramProtocol):

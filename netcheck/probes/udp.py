@@ -82,8 +82,10 @@ def failed_result(status: Status, packets_sent: int = 0) -> UdpResult:
     )
 
 
-class _ReplyCollector(asyncio.DatagramProtocol):
-    """Records the receive time of every authentic reply of one flow; ignores everything else."""
+class ReplyCollector(asyncio.DatagramProtocol):
+    """Records the receive time of every authentic reply of one flow; ignores everything else.
+
+    Also the reach probe's echo check uses it."""
 
     def __init__(self, flow_id: int, packet_count: int, hmac_key: bytes | None) -> None:
         self.flow_id = flow_id
@@ -93,7 +95,8 @@ class _ReplyCollector(asyncio.DatagramProtocol):
         self.replies_per_seq: dict[int, int] = {}
         self.stats_rx_count: int | None = None
         self.refused = False
-        self.all_back = asyncio.Event()
+        self.finished = asyncio.Event()
+        """Every packet answered, or the port refused (ICMP): nothing more to wait for."""
         self.stats_back = asyncio.Event()
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
@@ -111,7 +114,7 @@ class _ReplyCollector(asyncio.DatagramProtocol):
             self.replies_per_seq[packet.seq] = replies_to_seq + 1
             self.echo_replies.append((recv_ns, packet.seq, packet))
             if len(self.replies_per_seq) == self.packet_count:
-                self.all_back.set()
+                self.finished.set()
         elif packet.kind == wire.KIND_STATS_REPLY:
             self.stats_rx_count = packet.server_rx_count
             self.stats_back.set()
@@ -119,6 +122,21 @@ class _ReplyCollector(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):
             self.refused = True
+            self.finished.set()
+
+    def first_rtts_ms(self, send_ns: list[int]) -> dict[int, float]:
+        """RTT of the first reply to each sequence number sent, by sequence number."""
+        rtts_ms: dict[int, float] = {}
+        for recv_ns, seq, packet in self.echo_replies:
+            if seq < len(send_ns) and seq not in rtts_ms:
+                rtts_ms[seq] = reply_rtt_ms(recv_ns, send_ns[seq], packet)
+        return rtts_ms
+
+
+def reply_rtt_ms(recv_ns: int, send_ns: int, packet: wire.Packet) -> float:
+    """Round trip of one echo, without the time the reflector held the packet."""
+    turnaround_ns = max(0, packet.server_send_ns - packet.server_recv_ns)
+    return (recv_ns - send_ns - turnaround_ns) / 1e6
 
 
 class UdpProbe:
@@ -143,7 +161,7 @@ class UdpProbe:
         family, _, _, _, address = infos[0]
         settings = self.settings
         flow_id = secrets.randbits(64)
-        collector = _ReplyCollector(flow_id, settings.packet_count, settings.hmac_key)
+        collector = ReplyCollector(flow_id, settings.packet_count, settings.hmac_key)
         try:
             transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address[:2], family=family)
         except OSError:
@@ -173,19 +191,19 @@ class UdpProbe:
             send_ns.append(now_ns)
         return send_ns
 
-    async def _wait_for_stragglers(self, collector: _ReplyCollector, send_ns: list[int]) -> None:
+    async def _wait_for_stragglers(self, collector: ReplyCollector, send_ns: list[int]) -> None:
         """Wait for late replies: three times the slowest RTT seen, 0.2–2 s, from the last send."""
         rtts_ns = [recv - send_ns[seq] for recv, seq, _ in collector.echo_replies]
         grace_s = min(2.0, max(0.2, 3.0 * max(rtts_ns, default=int(1e9)) / 1e9))
         remaining_s = (send_ns[-1] - time.monotonic_ns()) / 1e9 + grace_s
         if remaining_s > 0:
             try:
-                await asyncio.wait_for(collector.all_back.wait(), remaining_s)
+                await asyncio.wait_for(collector.finished.wait(), remaining_s)
             except asyncio.TimeoutError:
                 pass
 
     async def _ask_received_count(
-        self, transport: asyncio.DatagramTransport, collector: _ReplyCollector, flow_id: int, send_ns: list[int]
+        self, transport: asyncio.DatagramTransport, collector: ReplyCollector, flow_id: int, send_ns: list[int]
     ) -> None:
         """Ask the reflector how many of our packets it received (upstream loss); retried on loss."""
         if not collector.echo_replies:
@@ -203,7 +221,7 @@ class UdpProbe:
                 continue
 
 
-def summarise(send_ns: list[int], collector: _ReplyCollector) -> UdpResult:
+def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
     """Turn send times and collected replies into the probe's figures."""
     sent = len(send_ns)
     if not collector.echo_replies:
@@ -218,8 +236,7 @@ def summarise(send_ns: list[int], collector: _ReplyCollector) -> UdpResult:
         if rtt_by_seq[seq] is not None:
             duplicates += 1
             continue
-        turnaround_ns = max(0, packet.server_send_ns - packet.server_recv_ns)
-        rtt_ms = (recv_ns - send_ns[seq] - turnaround_ns) / 1e6
+        rtt_ms = reply_rtt_ms(recv_ns, send_ns[seq], packet)
         rtt_by_seq[seq] = rtt_ms
         rtt_in_arrival_order.append(rtt_ms)
         seqs_in_arrival_order.append(seq)
