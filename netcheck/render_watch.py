@@ -28,7 +28,7 @@ CUES = (
 )
 LEG_TITLES = {"client": "client", "therapist": "you (therapist)"}
 METRIC_NAMES = {"loss_pct": "loss", "jitter_ms": "jitter", "rtt_p95_ms": "delay", "mos": "MOS",
-                "freezes_per_min": "freezes", "av_skew_ms": "skew"}
+                "freezes_per_min": "freezes", "video_loss_pct": "video loss", "av_skew_ms": "skew"}
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20
 SPARK_FLOOR_MS = 100.0

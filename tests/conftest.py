@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,20 @@ def start_serve(*extra_args: str, env: dict[str, str] | None = None) -> ServerPr
         lines[kind] = address
     udp_host, udp_port = lines["udp"].rsplit(":", 1)
     return ServerProcess(process, f"http://{lines['http']}", udp_host, int(udp_port))
+
+
+@contextlib.asynccontextmanager
+async def local_app(app: Any) -> AsyncIterator[str]:
+    """An aiohttp application serving on a free loopback port, in this event loop; yields its URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def stop(process: subprocess.Popen, timeout_s: float = 5.0) -> None:

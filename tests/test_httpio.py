@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from netcheck.httpio import BodyTooLarge, read_bounded
+from tests.conftest import local_app
 
 
 async def slow_body(max_bytes: int) -> bytes:
@@ -23,16 +24,8 @@ async def slow_body(max_bytes: int) -> bytes:
 
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as response:
-            return await read_bounded(response, max_bytes)
-    finally:
-        await runner.cleanup()
+    async with local_app(app) as url, aiohttp.ClientSession() as session, session.get(f"{url}/") as response:
+        return await read_bounded(response, max_bytes)
 
 
 def test_a_body_sent_in_pieces_is_read_whole() -> None:

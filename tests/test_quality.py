@@ -145,6 +145,19 @@ def test_low_fps_from_loss_recommends_audio_only_and_names_the_cause() -> None:
                for line in result.advice), result.advice
 
 
+@pytest.mark.parametrize("video_loss_pct, level", [(0.5, Level.GOOD), (1.0, Level.FAIR), (5.0, Level.FAIR),
+                                                   (7.5, Level.POOR)])
+def test_video_loss_judges_the_face_even_before_the_picture_freezes(video_loss_pct: float, level: Level) -> None:
+    """A few seconds of probe may show no freeze yet at 7.5 % loss (seen through TURN in CI); the loss is measured."""
+    result = assess({"udp": CLEAN_UDP, "av": av(video_loss_pct=video_loss_pct), "system": QUIET_SYSTEM})
+    face = result.cues[Cue.FACIAL_EXPRESSION]
+    assert face.level == level
+    if level == Level.POOR:
+        assert face.deciding.metric == "video_loss_pct" and face.deciding.source == "av.downstream.video_loss_pct"
+        assert result.recommendation == Recommendation.AUDIO_ONLY
+        assert any(line.startswith("Video from the clinic to you loses 7.5 % of its packets") for line in result.advice)
+
+
 def test_low_fps_from_a_busy_computer_or_short_bandwidth() -> None:
     busy = dataclasses.replace(QUIET_SYSTEM, cpu_pct=95.0)
     slow_up = dataclasses.replace(CLEAN_AV, upstream=dataclasses.replace(CLEAN_DIRECTION, video_fps=12.0))

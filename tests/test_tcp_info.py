@@ -1,7 +1,9 @@
-"""Delivered bytes from TCP_INFO, against what a real receiver read, and the server's download count."""
+"""Delivered bytes from TCP_INFO against what a real receiver read; the server's download count,
+and the client reading it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -11,7 +13,7 @@ import urllib.request
 import pytest
 
 from netcheck.tcp_info import delivered_bytes, tcp_info_available
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, local_app
 
 pytestmark = pytest.mark.skipif(not tcp_info_available(), reason="TCP_INFO is read on Linux only")
 
@@ -92,9 +94,54 @@ def test_the_server_counts_a_download_test_by_acknowledgements(server: ServerPro
     assert times == sorted(times) and counts == sorted(counts) and counts[-1] == record["bytes"]
 
 
+def test_a_finished_streams_count_is_kept_after_its_socket_is_no_longer_read(server: ServerProcess) -> None:
+    test_id = "ef" * 16
+    with urllib.request.urlopen(f"{server.http_url}/v1/throughput/download?bytes=1000000&test={test_id}",
+                                timeout=10) as response:
+        assert len(response.read()) == 1_000_000
+    url = f"{server.http_url}/v1/throughput/download/{test_id}"
+    time.sleep(0.2)
+    counted = get_json(url)[1]["bytes"]
+    time.sleep(1.5)  # past the linger: the stream is folded into the test's total
+    assert counted > 900_000 and get_json(url)[1]["bytes"] == counted
+
+
 @pytest.mark.parametrize("path, status", [
     ("/v1/throughput/download?bytes=1000&test=not-hex", 400),
     ("/v1/throughput/download/" + "cd" * 16, 404),
 ])
 def test_download_test_ids_are_checked(server: ServerProcess, path: str, status: int) -> None:
     assert get_json(server.http_url + path)[0] == status
+
+
+# --- the client reading the server's count: a hostile answer is no count, never a crash ----------
+
+async def server_count_of(status: int, body: bytes) -> tuple[int, list]:
+    from aiohttp import ClientSession, web
+
+    from netcheck.probes.throughput import _server_count
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with local_app(app) as url, ClientSession() as session, session.get(f"{url}/") as response:
+        return await _server_count(response)
+
+
+@pytest.mark.parametrize("status, body", [
+    (404, b'{"error": "no such download test"}'),
+    (200, b"not json"),
+    (200, b"[1, 2, 3]"),
+    (200, b'{"bytes": 5}'),
+    (200, b'{"bytes": 5, "samples": [["a", "b"]]}'),
+    (200, b'{"bytes": 5, "samples": [[1, 2, 3]]}'),
+    (200, b'{"bytes": 5, "samples": [[0.1, 1]], "pad": "' + b"x" * (2 << 20) + b'"}'),
+])
+def test_a_servers_count_that_makes_no_sense_is_no_count(status: int, body: bytes) -> None:
+    assert asyncio.run(server_count_of(status, body)) == (0, [])
+
+
+def test_a_servers_count_is_read() -> None:
+    assert asyncio.run(server_count_of(200, b'{"bytes": 9, "samples": [[0.05, 4], [0.1, 9]]}')) == (9, [(0.05, 4), (0.1, 9)])

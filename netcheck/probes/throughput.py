@@ -15,6 +15,7 @@ downloads, the server's for uploads), which after losses lags in bursts (see net
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import statistics
@@ -36,6 +37,8 @@ MIN_MEASURE_S = 1.5
 IDLE_UDP_S = 0.5
 REQUEST_BYTES = 1 << 30
 HTTP_TIMEOUT_S = 5.0
+MAX_COUNT_BYTES = 1 << 20
+"""The server's count of a test: 4,000 samples at most, about 100 kB."""
 
 
 @dataclass(frozen=True)
@@ -217,10 +220,9 @@ class ThroughputProbe:
         # the other end's count, over time: the sender's (download) or the receiver's (upload)
         direction = "upload" if uploading else "download"
         async with http.get(f"{self.server_url}/v1/throughput/{direction}/{test_id}") as response:
-            record = await response.json() if response.status == 200 else {"bytes": 0, "samples": []}
-        server_samples = [(float(t), int(b)) for t, b in record.get("samples", [])]
+            server_bytes, server_samples = await _server_count(response)
         if uploading or server_samples:
-            return rate_after_ramp_mbps(server_samples, RAMP_S), int(record.get("bytes", 0)), loaded_rtt_ms
+            return rate_after_ramp_mbps(server_samples, RAMP_S), server_bytes, loaded_rtt_ms
         return rate_after_ramp_mbps(samples, RAMP_S), phase.total_bytes, loaded_rtt_ms  # a server without TCP_INFO
 
     async def _download(self, http, phase: _Phase, test_id: str) -> None:
@@ -250,6 +252,21 @@ class ThroughputProbe:
             async with http.post(url, data=body()) as response:
                 if response.status != 413:  # 413: this request reached the server's size bound; send another
                     response.raise_for_status()
+
+
+async def _server_count(response) -> tuple[int, list[tuple[float, int]]]:
+    """(bytes, [(seconds, bytes so far), …]) from the server's count of a test; nothing if it has none
+    or answers with something else (bounded: a hostile server cannot make us read more)."""
+    from netcheck.httpio import BodyTooLarge, read_bounded
+
+    if response.status != 200:
+        return 0, []
+    try:
+        record = json.loads(await read_bounded(response, MAX_COUNT_BYTES))
+        samples = [(float(t), int(b)) for t, b in record["samples"]]
+        return int(record["bytes"]), samples
+    except (BodyTooLarge, ValueError, TypeError, KeyError):
+        return 0, []
 
 
 def _stable(bins: list[float]) -> bool:

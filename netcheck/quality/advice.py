@@ -43,6 +43,8 @@ METRIC_ADVICE: dict[str, str] = {
                     "blurry — {remedy}{audio}.",
     "freezes_per_min": "Video {direction} froze {value:.1f} times a minute because {because}: expressions get "
                        "lost in the freezes — {remedy}{audio}.",
+    "video_loss_pct": "Video {direction} loses {value:.1f} % of its packets: the picture stalls and blurs while "
+                      "they are repaired — move closer to the router or plug in a cable{audio}.",
     "bandwidth_mbps": "Bandwidth {value:.1f} Mbps: too little for a clear face — stop other uploads and streams "
                       "or move to the router{audio}.",
     "av_skew_ms": "Lip sync off by {value:+.0f} ms: voice and lips drift apart — restart the call app{audio}.",

@@ -34,6 +34,7 @@ PROBE_FOR_METRIC = {
     "video_fps": "A/V",
     "video_height": "A/V",
     "freezes_per_min": "A/V",
+    "video_loss_pct": "A/V",
     "av_skew_ms": "A/V",
     "bandwidth_mbps": "throughput",
     "loss_pct": "UDP",
@@ -67,6 +68,10 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple
         if minutes > 0:
             freezes, freezes_from = max(((d.video_freezes or 0) / minutes, name) for name, d in directions.items())
             metrics["freezes_per_min"] = (round(freezes, 2), f"av.{freezes_from}.video_freezes")
+        losses = [(d.video_loss_pct, name) for name, d in directions.items() if d.video_loss_pct is not None]
+        if losses:  # a short probe may see no freeze yet on a path whose loss will freeze a session
+            video_loss, video_loss_from = max(losses)
+            metrics["video_loss_pct"] = (video_loss, f"av.{video_loss_from}.video_loss_pct")
         if av.av_skew_ms is not None:
             metrics["av_skew_ms"] = (av.av_skew_ms, "av.av_skew_ms (the worse direction)")
         if "loss_pct" not in metrics:

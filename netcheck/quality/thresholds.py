@@ -65,6 +65,9 @@ DEFAULT_THRESHOLDS: tuple[Threshold, ...] = (
               "720p ≈ 1.2 Mbps (Zoom, Azure Communication Services)"),
     Threshold("freezes_per_min", Cue.FACIAL_EXPRESSION, "video freezes", "/min", "lower_is_better", 0, 1,
               "WebRTC freeze definition"),
+    Threshold("video_loss_pct", Cue.FACIAL_EXPRESSION, "video packet loss (before repair)", "%", "lower_is_better",
+              1, 5, "Vidyo network guidelines: video loss < 1 % green, > 5 % red; beyond what NACK/RTX repairs "
+              "in time the picture stalls and blurs", good_is_strict=True),
     Threshold("bandwidth_mbps", Cue.FACIAL_EXPRESSION, "bandwidth (worse direction)", "Mbps", "higher_is_better",
               1.5, 0.5, "720p 1.2 Mbps; 360p 0.5 Mbps; RANZCP 384 kbps minimum"),
     Threshold("loss_pct", Cue.VOCAL_TONE, "packet loss", "%", "lower_is_better", 1, 3,

@@ -12,6 +12,8 @@ from netcheck.model import Cue
 RAISED = {
     ("facial_expression", "video_fps"): "{Whose} video is choppy{figure}: facial expressions may be missed.",
     ("facial_expression", "freezes_per_min"): "{Whose} video is freezing{figure}: facial expressions may be missed.",
+    ("facial_expression", "video_loss_pct"):
+        "{Whose} video is losing packets{figure}: the picture may stall and facial expressions be missed.",
     ("facial_expression", "video_height"): "{Whose} picture is blurred{figure}: fine facial expressions may be missed.",
     ("facial_expression", "bandwidth_mbps"): "{Whose} connection is too slow for video{figure}: facial expressions may be missed.",
     ("vocal_tone", "loss_pct"): "{Whose} voice is breaking up{figure}: tone of voice may be missed.",
@@ -24,6 +26,7 @@ FIGURES = {
     "video_fps": " ({value:.0f} frames per second)",
     "freezes_per_min": " ({value:.1f} freezes a minute)",
     "video_height": " ({value:.0f} px high)",
+    "video_loss_pct": " ({value:.0f} % lost)",
     "bandwidth_mbps": " ({value:.1f} Mbit/s)",
     "loss_pct": " ({value:.0f} % of packets lost)",
     "jitter_ms": " (jitter {value:.0f} ms)",

@@ -168,6 +168,8 @@ class DownloadRecord:
         self._left_at_s: dict[int, float] = {}
         self._baseline: dict[int, int] = {}
         self._delivered: dict[int, int] = {}
+        self._finished_bytes = 0
+        """Of streams no longer read: folded in, so a test's memory is bounded by its open streams."""
         self._next_stream = 0
         self._sampler: asyncio.Task | None = None
 
@@ -188,7 +190,7 @@ class DownloadRecord:
         self._left_at_s[key] = time.monotonic()
 
     def total_bytes(self) -> int:
-        return sum(self._delivered.values())
+        return self._finished_bytes + sum(self._delivered.values())
 
     def stop(self) -> None:
         if self._sampler is not None:
@@ -205,7 +207,8 @@ class DownloadRecord:
         for key in list(self._sockets):
             self._read(key)
             if now_s - self._left_at_s.get(key, now_s) > LINGER_S:
-                del self._sockets[key]
+                del self._sockets[key], self._baseline[key], self._left_at_s[key]
+                self._finished_bytes += self._delivered.pop(key)
         total_bytes = self.total_bytes()
         # only when it moved: samples of a test that ended would stretch its window without bytes
         if len(self.samples) < MAX_SAMPLES and (not self.samples or total_bytes != self.samples[-1][1]):
