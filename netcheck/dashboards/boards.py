@@ -80,16 +80,18 @@ def session() -> dict[str, Any]:
         leg_panel("Packet loss", "netcheck_udp", "loss_pct", "loss_pct", (0, 8, 12, 8), "Both directions of each leg."),
         leg_panel("Received frame rate", "netcheck_av", "down_video_fps", "video_fps", (12, 8, 12, 8),
                   "Frames per second each leg received in the agent's A/V probe."),
-        leg_panel("Received video height", "netcheck_av", "down_video_height", "video_height", (0, 16, 8, 8),
+        leg_panel("Received video height", "netcheck_av", "down_video_height", "video_height", (0, 16, 12, 8),
                   "The agent's A/V probe sends a small picture: this shows what arrives, not the call's resolution."),
-        leg_panel("A/V skew (+ = audio leads)", "netcheck_av", "av_skew_ms", "av_skew_ms", (8, 16, 8, 8),
+        leg_panel("A/V skew (+ = audio leads)", "netcheck_av", "av_skew_ms", "av_skew_ms", (12, 16, 12, 8),
                   "Lip sync of each leg's A/V probe."),
-        leg_panel("Interface traffic, received", "netcheck_system", "rx_mbps", None, (16, 16, 8, 8),
+        leg_panel("Received video packet loss", "netcheck_av", "down_video_loss_pct", "video_loss_pct", (0, 24, 12, 8),
+                  "Video packets each leg's A/V probe lost before repair: past 5 % the picture stalls."),
+        leg_panel("Interface traffic, received", "netcheck_system", "rx_mbps", None, (12, 24, 12, 8),
                   "All traffic on each leg's network interface (the call included): bandwidth in use.", unit="Mbits"),
         panel("table", "Warnings", [
             target("A", 'SELECT "event" AS "event", "level" AS "level", "message" AS "message", "advice" AS "advice" '
                         f'FROM "netcheck_warning" WHERE $timeFilter AND {SESSION} GROUP BY "role", "cue"', table=True),
-        ], (0, 24, 24, 8), "Warnings raised and cleared in this session, per leg and cue."),
+        ], (0, 32, 24, 8), "Warnings raised and cleared in this session, per leg and cue."),
     ]
     warnings = annotation(
         "Warnings", f'SELECT "message" AS "message", "cue" AS "cue" FROM "netcheck_warning" WHERE $timeFilter '
