@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import json
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
