@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so `tests.*` imports from a checkout
 
-from tests.impairment import PROFILES  # noqa: E402
-from tests.irtt_runner import IrttServer  # noqa: E402
-from tests.test_accuracy import (  # noqa: E402
+from tests.harness.impairment import PROFILES  # noqa: E402
+from tests.harness.irtt_runner import IrttServer  # noqa: E402
+from tests.harness.udp_accuracy import (  # noqa: E402
     DURATION_S, METRICS, SEED, NetcheckServer, Run, errors, measure_irtt, measure_netcheck, tolerance,
 )
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from tests.netns import ClientNamespace  # noqa: E402
-from tests.tsdb import VictoriaMetrics  # noqa: E402
+from tests.harness.netns import ClientNamespace  # noqa: E402
+from tests.harness.tsdb import VictoriaMetrics  # noqa: E402
 
 NFT_RULES = """
 table inet bench {{

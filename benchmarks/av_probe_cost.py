@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import start_serve, stop, subprocess_env  # noqa: E402
+from tests.harness.servers import start_serve, stop, subprocess_env  # noqa: E402
 
 CASES = {
     "default (640x360@30, 5 s)": [],

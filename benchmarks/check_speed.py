@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import start_serve, stop, subprocess_env  # noqa: E402
+from tests.harness.servers import start_serve, stop, subprocess_env  # noqa: E402
 
 TARGETS_S = {"check --quick": 3.0, "check": 12.0, "check --no-av": 12.0, "check --local": 15.0, "--help": 0.5,
              "probe udp": 4.5, "probe av": 8.0, "probe throughput": 12.0, "probe reach": 3.0, "probe system": 3.5,

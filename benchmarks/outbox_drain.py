@@ -28,7 +28,7 @@ import psutil  # noqa: E402
 from netcheck.config import InfluxSettings  # noqa: E402
 from netcheck.points import Point  # noqa: E402
 from netcheck.store.local import LocalStore  # noqa: E402
-from tests.tsdb import InfluxDB1, VictoriaMetrics  # noqa: E402
+from tests.harness.tsdb import InfluxDB1, VictoriaMetrics  # noqa: E402
 
 
 def fill(path: Path, count: int) -> None:

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netcheck import wire  # noqa: E402
-from tests.conftest import start_serve, stop  # noqa: E402
+from tests.harness.servers import start_serve, stop  # noqa: E402
 
 INTERVAL_S = 0.020
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.netns import ClientNamespace, Tbf  # noqa: E402
-from tests.test_throughput import TCP_GOODPUT, throughput_in  # noqa: E402
+from tests.harness.netns import ClientNamespace, Tbf  # noqa: E402
+from tests.harness.throughput_runs import TCP_GOODPUT, throughput_in  # noqa: E402
 
 CASES = [
     ("8 down / 2 up, 100 ms queue", Tbf(2000), Tbf(8000)),

@@ -53,8 +53,10 @@ class Scenario:
 
     def window(self, tracker: AlertTracker, lost: int) -> set[str]:
         """Feed one window; the voice warning events it produced."""
-        udp = UdpResult(Status.OK, self.sent, self.sent - lost, 38.0, 40.0, 40.0, 43.0, 45.0, 2.0, 1.5,
-                        100 * lost / self.sent, None, None, min(lost, 1), 0, 0)
+        udp = UdpResult(status=Status.OK, packets_sent=self.sent, packets_received=self.sent - lost, rtt_min_ms=38.0,
+                        rtt_mean_ms=40.0, rtt_p50_ms=40.0, rtt_p95_ms=43.0, rtt_max_ms=45.0, jitter_ms=2.0,
+                        jitter_rfc3550_ms=1.5, jitter_up_ms=None, jitter_down_ms=None, loss_pct=100 * lost / self.sent,
+                        loss_up_pct=None, loss_down_pct=None, loss_burst_max=min(lost, 1), duplicates=0, reordered=0)
         packets = PacketCounts(self.sent, lost) if self.weigh_packets else None
         return {event.kind for event in tracker.update(assess({"udp": udp}).cues, packets)
                 if event.cue == Cue.VOCAL_TONE}

@@ -29,11 +29,14 @@ def mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def ipdv_mean_ms(rtt_by_seq_ms: Sequence[float | None]) -> float | None:
-    """Mean |ΔRTT| over consecutive sequence numbers both received (RFC 3393 IPDV, as irtt)."""
+def ipdv_mean_ms(delay_by_seq_ms: Sequence[float | None]) -> float | None:
+    """Mean |Δdelay| over consecutive sequence numbers both received (RFC 3393 IPDV, as irtt).
+
+    The delays may be round trips or one-way delays between two clocks: a constant offset between
+    the clocks cancels in each difference."""
     deltas = [
         abs(current - previous)
-        for previous, current in zip(rtt_by_seq_ms, rtt_by_seq_ms[1:])
+        for previous, current in zip(delay_by_seq_ms, delay_by_seq_ms[1:])
         if previous is not None and current is not None
     ]
     return mean(deltas) if deltas else None

@@ -15,13 +15,14 @@ import pytest
 
 from netcheck.points import Point
 from netcheck.store.local import LocalStore
-from tests.conftest import REPO, ServerProcess, subprocess_env
-from tests.delivered import (
+from tests.harness.servers import REPO, ServerProcess, subprocess_env
+from tests.harness.delivered import (
     assert_influx_has_exactly, assert_victoria_has_exactly, outbox_pending, stored_points,
 )
-from tests.http_faults import HttpFaultProxy
-from tests.impairment import Impairment, Profile, Relay
-from tests.tsdb import InfluxDB1, VictoriaMetrics, free_port
+from tests.harness.http_faults import HttpFaultProxy
+from tests.harness.impairment import Impairment, Profile, Relay
+from tests.harness.ports import free_port
+from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 STORE = "netcheck.sqlite3"
 

@@ -95,8 +95,10 @@ def test_timing_advice_names_the_misreading() -> None:
 
 def udp_window(sent: int, lost: int, jitter_ms: float = 2.0) -> tuple[dict, PacketCounts]:
     """A window's cue verdicts from the real quality model, and its packet counts."""
-    udp = UdpResult(Status.OK, sent, sent - lost, 38.0, 40.0, 40.0, 43.0, 45.0, jitter_ms, jitter_ms, 100 * lost / sent,
-                    None, None, min(lost, 1), 0, 0)
+    udp = UdpResult(status=Status.OK, packets_sent=sent, packets_received=sent - lost, rtt_min_ms=38.0,
+                    rtt_mean_ms=40.0, rtt_p50_ms=40.0, rtt_p95_ms=43.0, rtt_max_ms=45.0, jitter_ms=jitter_ms,
+                    jitter_rfc3550_ms=jitter_ms, jitter_up_ms=None, jitter_down_ms=None, loss_pct=100 * lost / sent,
+                    loss_up_pct=None, loss_down_pct=None, loss_burst_max=min(lost, 1), duplicates=0, reordered=0)
     return assess({"udp": udp}).cues, PacketCounts(sent, lost)
 
 

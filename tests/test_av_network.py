@@ -35,10 +35,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, stop
-from tests.netns import ClientNamespace, Tbf
+from tests.harness.servers import REPO, stop
+from tests.harness.netns import ClientNamespace, Tbf
+from tests.harness.ports import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 CLI_TIMEOUT_S = 60.0
@@ -119,7 +120,7 @@ class TurnServer:
         self._dir.cleanup()
 
     def _start(self) -> None:
-        self.port = self._free_port()
+        self.port = free_port(self.address, udp_too=True)
         low = self._free_relay_range(16)
         config = self.directory / "turnserver.conf"
         config.touch(mode=0o600)
@@ -134,15 +135,6 @@ class TurnServer:
         self.proc = subprocess.Popen([TURNSERVER, "-c", str(config)], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory,
                                      start_new_session=True)
-
-    def _free_port(self) -> int:
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind((self.address, 0))
-                port = udp.getsockname()[1]
-                if self._bindable(port, socket.SOCK_STREAM):
-                    return port
-        raise RuntimeError(f"no port free for UDP and TCP on {self.address}")
 
     def _free_relay_range(self, count: int) -> int:
         for _ in range(200):  # below the ephemeral range, so port-0 binds elsewhere cannot take them

@@ -19,7 +19,7 @@ from netcheck.av.peer import restrict_host_candidates
 from netcheck.model import Status
 from netcheck.probes.av import AvProbe, AvProbeSettings, AvResult
 from netcheck.server.app import start_server
-from tests.conftest import ServerProcess
+from tests.harness.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
 

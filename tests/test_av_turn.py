@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, ServerProcess, start_serve, stop
-from tests.coturn import Coturn
-from tests.impairment import Impairment, Profile, RelayProcess
-from tests.media_truth import media_truth
+from tests.harness.servers import REPO, ServerProcess, start_serve, stop
+from tests.harness.coturn import Coturn
+from tests.harness.impairment import Impairment, Profile, RelayProcess
+from tests.harness.media_truth import media_truth
 
 pytestmark = pytest.mark.slow
 

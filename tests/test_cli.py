@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
 
 CHECK_KEYS = {"recommendation", "level", "cues", "advice", "measurements", "started_at", "duration_s"}
 CUES = {"facial_expression", "vocal_tone", "conversational_timing", "lip_sync"}
 UDP_FIELDS = [
     "status", "packets_sent", "packets_received", "rtt_min_ms", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms",
-    "rtt_max_ms", "jitter_ms", "jitter_rfc3550_ms", "loss_pct", "loss_up_pct", "loss_down_pct", "loss_burst_max",
+    "rtt_max_ms", "jitter_ms", "jitter_rfc3550_ms", "jitter_up_ms", "jitter_down_ms", "loss_pct", "loss_up_pct", "loss_down_pct", "loss_burst_max",
     "duplicates", "reordered",
 ]
 

@@ -11,7 +11,7 @@ import aioice.ice
 import pytest
 from aioice import turn
 
-from tests.coturn import Coturn
+from tests.harness.coturn import Coturn
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from netcheck.dashboards import generated_files
 from netcheck.dashboards.grafana import DATASOURCE_UID, SCHEMA_VERSION
 from netcheck.dashboards.provisioning import PROVISIONING_FILES, alert_rules, dashboard_provider, datasource
 from netcheck.quality.thresholds import DEFAULT_THRESHOLDS
-from tests.conftest import REPO, subprocess_env
-from tests.tsdb import InfluxDB1
+from tests.harness.servers import REPO, subprocess_env
+from tests.harness.tsdb import InfluxDB1
 
 DASHBOARD_DIR = REPO / "dashboards"
 DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))

@@ -18,9 +18,10 @@ from netcheck.delivery import Deliverer
 from netcheck.points import Point
 from netcheck.store.influx import WriteError, make_writer
 from netcheck.store.local import LocalStore
-from tests.delivered import assert_influx_has_exactly, assert_victoria_has_exactly, stored_points
-from tests.http_faults import HttpFaultProxy
-from tests.tsdb import InfluxDB1, VictoriaMetrics, free_port
+from tests.harness.delivered import assert_influx_has_exactly, assert_victoria_has_exactly, stored_points
+from tests.harness.http_faults import HttpFaultProxy
+from tests.harness.ports import free_port
+from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 NOW_MS = int(time.time() * 1000)
 V2_NOT_FOUND = b'{"code":"not found","message":"bucket \\"nope\\" not found"}'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, start_serve, subprocess_env
+from tests.harness.servers import REPO, start_serve, subprocess_env
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from netcheck.errors import ConfigError, UsageError
 from netcheck.server.hub_events import EventError, parse_events
 from netcheck.watch import LineSplitter, SseParser, StreamBroken
-from tests.conftest import ServerProcess
+from tests.harness.servers import ServerProcess
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
                     lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.grafana_fill import CUES, FillReport
-from tests.tsdb import InfluxDB1
+from tests.harness.grafana_fill import CUES, FillReport
+from tests.harness.tsdb import InfluxDB1
 
 CHECK_MEASUREMENTS = ("netcheck_udp", "netcheck_av", "netcheck_reach", "netcheck_system", "netcheck_assessment",
                       "netcheck_throughput")

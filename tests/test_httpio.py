@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from netcheck.httpio import BodyTooLarge, read_bounded
-from tests.conftest import local_app
+from tests.harness.servers import local_app
 
 
 async def slow_body(max_bytes: int) -> bytes:

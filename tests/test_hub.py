@@ -21,7 +21,7 @@ import pytest
 from netcheck.server.app import RunningServer, start_server
 from netcheck.server.hub import HubLimits
 from netcheck.tokens import CLOCK_SKEW_S, create_token, verify_token
-from tests.conftest import start_serve, stop, subprocess_env
+from tests.harness.servers import start_serve, stop, subprocess_env
 
 SECRET = b"hub-test-secret-0123456789"
 TEST_TIMEOUT_S = 20.0

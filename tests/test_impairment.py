@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from tests.impairment import (
+from tests.harness.impairment import (
     PROFILES, UP, Impairer, Impairment, Profile, Relay, RelayProcess, compute_truth, is_netcheck_probe,
     netcheck_same_exchange, probe_outcomes,
 )
-from tests.media_truth import RtpHeader, classify_media_datagram, classify_payload, media_truth, parse_rtp, turn_payload
-from tests.irtt_runner import irtt_same_exchange, is_irtt_probe
+from tests.harness.media_truth import RtpHeader, classify_media_datagram, classify_payload, media_truth, parse_rtp, turn_payload
+from tests.harness.irtt_runner import irtt_same_exchange, is_irtt_probe
 
 SEQ = struct.Struct("!4sI")  # test packets: b"TEST" + seq
 

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from tests.netns import ClientNamespace, Tbf
+from tests.harness.netns import ClientNamespace, Tbf
+
+pytestmark = pytest.mark.netns
 
 PORT = 40123  # on the namespace's own /30 addresses, which no other process uses
 TRANSFER_BYTES = 300_000  # 2.4 s at 1 Mbit/s

@@ -23,7 +23,7 @@ ORIGIN = Origin(agent="a1b2c3", kind="session", role="client", site="north", ser
 def udp_result(rtt_ms: float = 20.0, loss_pct: float = 0.0) -> UdpResult:
     return UdpResult(status=Status.OK, packets_sent=40, packets_received=40, rtt_min_ms=rtt_ms,
                      rtt_mean_ms=rtt_ms, rtt_p50_ms=rtt_ms, rtt_p95_ms=rtt_ms, rtt_max_ms=rtt_ms, jitter_ms=1,
-                     jitter_rfc3550_ms=1.0, loss_pct=loss_pct, loss_up_pct=0.0, loss_down_pct=0.0,
+                     jitter_rfc3550_ms=1.0, jitter_up_ms=0.5, jitter_down_ms=0.5, loss_pct=loss_pct, loss_up_pct=0.0, loss_down_pct=0.0,
                      loss_burst_max=0, duplicates=0, reordered=0)
 
 

@@ -14,7 +14,7 @@ from netcheck.quality import DEFAULT_THRESHOLDS, apply_overrides, assess
 
 CLEAN_UDP = UdpResult(
     status=Status.OK, packets_sent=150, packets_received=150, rtt_min_ms=0.2, rtt_mean_ms=0.3, rtt_p50_ms=0.3,
-    rtt_p95_ms=0.4, rtt_max_ms=0.5, jitter_ms=0.05, jitter_rfc3550_ms=0.04, loss_pct=0.0, loss_up_pct=0.0,
+    rtt_p95_ms=0.4, rtt_max_ms=0.5, jitter_ms=0.05, jitter_rfc3550_ms=0.04, jitter_up_ms=0.03, jitter_down_ms=0.03, loss_pct=0.0, loss_up_pct=0.0,
     loss_down_pct=0.0, loss_burst_max=0, duplicates=0, reordered=0,
 )
 QUIET_SYSTEM = SystemResult(

@@ -20,9 +20,9 @@ from netcheck.errors import UsageError
 from netcheck.model import Status, result_fields
 from netcheck.probes.reach import RUN_BUDGET_S, SUB_STATUSES, ReachProbe, ReachResult, parse_ice_url
 from netcheck.server.app import start_server
-from tests.conftest import REPO, ServerProcess, stop, subprocess_env
-from tests.coturn import Coturn, _write_self_signed_cert
-from tests.netns import ClientNamespace
+from tests.harness.servers import REPO, ServerProcess, stop, subprocess_env
+from tests.harness.coturn import Coturn, _write_self_signed_cert
+from tests.harness.netns import ClientNamespace
 
 LOOPBACK = "127.0.0.1"
 
@@ -296,6 +296,7 @@ print(json.dumps(result_fields(result)))
 
 
 @pytest.mark.slow
+@pytest.mark.netns
 def test_udp_blocked_client_reaches_the_server_over_tcp_only(tmp_path: Path) -> None:
     with ClientNamespace(block_udp=True) as namespace:
         serve = subprocess.Popen(

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from netcheck.tokens import create_token
-from tests.conftest import REPO, ServerProcess, start_serve, stop, subprocess_env
-from tests.impairment import Impairment, Profile, Relay
+from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.impairment import Impairment, Profile, Relay
 
 SECRET = secrets.token_urlsafe(24)
 SESSION = "e2e-session-1"

@@ -18,7 +18,7 @@ from netcheck.config import load_config
 from netcheck.errors import ConfigError, StoreError
 from netcheck.points import Point
 from netcheck.store.local import LocalStore
-from tests.conftest import REPO, subprocess_env
+from tests.harness.servers import REPO, subprocess_env
 
 NOW_MS = int(time.time() * 1000)
 

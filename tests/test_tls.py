@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, stop, subprocess_env
-from tests.coturn import _write_self_signed_cert
+from tests.harness.servers import REPO, stop, subprocess_env
+from tests.harness.coturn import _write_self_signed_cert
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.http_faults import HttpFaultProxy
-from tests.tsdb import InfluxDB1, TsdbError, VictoriaMetrics, free_port
+from tests.harness.http_faults import HttpFaultProxy
+from tests.harness.ports import free_port
+from tests.harness.tsdb import InfluxDB1, TsdbError, VictoriaMetrics
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.impairment import Profile, RelayProcess, compute_truth, is_netcheck_probe
+from tests.harness.servers import ServerProcess
+from tests.harness.impairment import Profile, RelayProcess, compute_truth, is_netcheck_probe
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,8 @@ from netcheck.watch import (
     ConnectionStatus, LineSplitter, SseMessage, SseParser, StreamBroken, WatchState, follow_events, next_backoff_s,
     parse_event,
 )
-from tests.conftest import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.ports import free_port
 
 SECRET = "watch-test-secret-0123456789"
 CUES = ("facial_expression", "vocal_tone", "conversational_timing", "lip_sync")
@@ -411,12 +411,6 @@ def test_a_missing_or_malformed_token_is_a_usage_error(run_cli) -> None:
     assert result.returncode == 2 and "no token" in result.stderr
     result = run_cli("watch", "--server", "http://127.0.0.1:9", "--session", "s1", extra_env={"NETCHECK_TOKEN": "a b"})
     assert result.returncode == 2 and "token is malformed" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_watch_reconnects_after_the_server_restarts(tmp_path: Path) -> None:

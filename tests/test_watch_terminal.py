@@ -16,7 +16,7 @@ from rich.console import Console
 
 from netcheck.render_watch import render_watch
 from netcheck.watch import ConnectionStatus, WatchState
-from tests.conftest import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
 from tests.test_watch import SECRET, as_received, post, summary, token, warning
 
 MESSAGE = "The client's voice is breaking up (8 % of packets lost): tone of voice may be missed."

@@ -41,6 +41,13 @@ class UdpResult:
     jitter_ms: float | None
     """Mean |ΔRTT| of consecutive sequence numbers (RFC 3393 IPDV, as irtt reports it)."""
     jitter_rfc3550_ms: float | None
+    jitter_up_ms: float | None
+    """Mean |Δ one-way delay| client → reflector of consecutive sequence numbers (irtt's send IPDV).
+
+    The two clocks' constant offset cancels in the differences; None when no two consecutive
+    packets came back."""
+    jitter_down_ms: float | None
+    """The same for reflector → client (irtt's receive IPDV)."""
     loss_pct: float | None
     loss_up_pct: float | None
     loss_down_pct: float | None
@@ -77,6 +84,7 @@ def failed_result(status: Status, packets_sent: int = 0) -> UdpResult:
     return UdpResult(
         status=status, packets_sent=packets_sent, packets_received=0, rtt_min_ms=None, rtt_mean_ms=None,
         rtt_p50_ms=None, rtt_p95_ms=None, rtt_max_ms=None, jitter_ms=None, jitter_rfc3550_ms=None,
+        jitter_up_ms=None, jitter_down_ms=None,
         loss_pct=100.0 if packets_sent else None, loss_up_pct=None, loss_down_pct=None,
         loss_burst_max=packets_sent, duplicates=0, reordered=0,
     )
@@ -227,6 +235,8 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
     if not collector.echo_replies:
         return failed_result(Status.UNREACHABLE if collector.refused else Status.TIMEOUT, sent)
     rtt_by_seq: list[float | None] = [None] * sent
+    up_delay_by_seq: list[float | None] = [None] * sent
+    down_delay_by_seq: list[float | None] = [None] * sent
     rtt_in_arrival_order: list[float] = []
     seqs_in_arrival_order: list[int] = []
     duplicates = 0
@@ -238,6 +248,8 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
             continue
         rtt_ms = reply_rtt_ms(recv_ns, send_ns[seq], packet)
         rtt_by_seq[seq] = rtt_ms
+        up_delay_by_seq[seq] = (packet.server_recv_ns - send_ns[seq]) / 1e6
+        down_delay_by_seq[seq] = (recv_ns - packet.server_send_ns) / 1e6
         rtt_in_arrival_order.append(rtt_ms)
         seqs_in_arrival_order.append(seq)
     received = len(rtt_in_arrival_order)
@@ -256,6 +268,8 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
         rtt_max_ms=max(rtt_in_arrival_order),
         jitter_ms=stats.ipdv_mean_ms(rtt_by_seq),
         jitter_rfc3550_ms=stats.rfc3550_jitter_ms(rtt_in_arrival_order),
+        jitter_up_ms=stats.ipdv_mean_ms(up_delay_by_seq),
+        jitter_down_ms=stats.ipdv_mean_ms(down_delay_by_seq),
         loss_pct=stats.loss_pct(sent, received),
         loss_up_pct=stats.loss_pct(sent, server_rx),
         loss_down_pct=stats.loss_pct(server_rx, received),

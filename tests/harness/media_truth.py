@@ -17,7 +17,7 @@ import statistics
 import struct
 from dataclasses import dataclass
 
-from tests.impairment import DOWN, UP
+from tests.harness.impairment import DOWN, UP
 
 CHANNEL_NUMBERS = range(0x4000, 0x8000)
 STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from netcheck.points import Point
 from netcheck.store.outbox import points_since
-from tests.tsdb import InfluxDB1, VictoriaMetrics
+from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 
 def stored_points(store_path: Path) -> list[Point]:

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 
-from tests.impairment import parse_hostport, read_line
+from tests.harness.impairment import parse_hostport, read_line
 
 IRTT_MAGIC = bytes.fromhex("14a75b")
 _FL_OPEN, _FL_REPLY, _FL_CLOSE = 0x01, 0x02, 0x04

@@ -65,7 +65,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -76,7 +75,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from tests.conftest import stop
+from tests.harness.servers import stop
+from tests.harness.ports import free_port
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA_METRICS = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
@@ -91,17 +91,6 @@ Sample = tuple[str, Labels, int, float]
 
 class TsdbError(RuntimeError):
     """A server did not start or did not answer, or a query failed; carries the log tail or the error."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago.
-
-    Racy by nature: another process may take it before the server binds it. The servers here retry
-    with new ports when they die with "address already in use", which is cheaper than anything cleverer.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 ServerT = TypeVar("ServerT", bound="_ServerProcess")

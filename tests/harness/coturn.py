@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.harness.ports import free_port
+
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 HOST = "127.0.0.1"
 STUN_MAGIC = 0x2112A442
@@ -123,7 +125,7 @@ class Coturn:
     # --- internals ---------------------------------------------------------------------------
 
     def _pick_ports(self) -> None:
-        self.port = _free_port_udp_and_tcp()
+        self.port = free_port(HOST, udp_too=True)
         self.tls_port = _free_tcp_port(avoid={self.port}) if self.tls else None
         self.relay_port_range = _free_udp_range(self.relay_port_count)
 
@@ -199,21 +201,6 @@ class Coturn:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-
-def _free_port_udp_and_tcp() -> int:
-    """A port the kernel chose for UDP that is also free for TCP, on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
-    raise CoturnError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 def _free_tcp_port(avoid: set[int]) -> int:

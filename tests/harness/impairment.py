@@ -17,7 +17,7 @@ within [first + at, first + at + duration), where first is the arrival of the re
 For media relayed through TURN (the relay in front of a TURN server's UDP port), the truth per RTP
 stream comes from the same log: tests/media_truth.py.
 
-Run `python -m tests.impairment --upstream 127.0.0.1:PORT --profile 60ms-3pct --log relay.json`;
+Run `python -m tests.harness.impairment --upstream 127.0.0.1:PORT --profile 60ms-3pct --log relay.json`;
 it prints `relay 127.0.0.1:PORT`, relays until SIGTERM/SIGINT, then writes the log and exits 0.
 """
 
@@ -52,7 +52,7 @@ UP, DOWN = "up", "down"
 SPIN_NS = 400_000  # wake this early from the timed wait, then spin: Condition.wait overshoots ~0.2 ms
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; not exported by Python 3.11
 _TIMESPEC = struct.Struct("@qq")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -549,12 +549,12 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 class RelayProcess:
-    """`python -m tests.impairment` as a context manager; `stop()` returns its log."""
+    """`python -m tests.harness.impairment` as a context manager; `stop()` returns its log."""
 
     def __init__(self, upstream: tuple[str, int], profile: Profile, seed: int, log_path: Path,
                  head_bytes: int = 16) -> None:
         self.log_path = Path(log_path)
-        self.args = [sys.executable, "-m", "tests.impairment", "--upstream", f"{upstream[0]}:{upstream[1]}",
+        self.args = [sys.executable, "-m", "tests.harness.impairment", "--upstream", f"{upstream[0]}:{upstream[1]}",
                      "--seed", str(seed), "--log", str(self.log_path), "--head-bytes", str(head_bytes),
                      *_profile_args(profile)]
         self.proc: subprocess.Popen | None = None
@@ -598,7 +598,7 @@ def _profile_args(profile: Profile) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.impairment", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.impairment", description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", default="127.0.0.1:0", type=parse_hostport)
     parser.add_argument("--upstream", required=True, type=parse_hostport)
     parser.add_argument("--seed", type=int, default=1)

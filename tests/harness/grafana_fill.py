@@ -31,10 +31,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import REPO, start_serve, stop, subprocess_env
-from tests.delivered import outbox_pending
-from tests.impairment import Profile, Relay
-from tests.tsdb import InfluxDB1
+from tests.harness.servers import REPO, start_serve, stop, subprocess_env
+from tests.harness.delivered import outbox_pending
+from tests.harness.impairment import Profile, Relay
+from tests.harness.tsdb import InfluxDB1
 
 STORE = "netcheck.sqlite3"
 CUES = ("facial_expression", "vocal_tone", "conversational_timing", "lip_sync")
