@@ -1,15 +1,18 @@
 """Compare what the local store holds with what reached a real server: nothing missing, nothing twice,
-every field value equal."""
+every field value equal; and count what a client wrote more than once (through a recording proxy)."""
 
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from netcheck.points import Point
 from netcheck.store.outbox import points_since
+from tests.harness.http_faults import RecordedExchange
 from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 
@@ -73,3 +76,45 @@ def _same(server_value: object, stored: object) -> bool:
     if isinstance(stored, float) or isinstance(server_value, float):
         return math.isclose(float(server_value), float(stored), rel_tol=1e-12, abs_tol=1e-12)  # type: ignore[arg-type]
     return server_value == stored
+
+
+def acknowledged_writes(exchanges: list[RecordedExchange]) -> list[list[str]]:
+    """The line-protocol lines of each write the server acknowledged (2xx), in arrival order."""
+    return [exchange.decoded_body().decode().splitlines() for exchange in exchanges
+            if exchange.method == "POST" and "write" in exchange.path and 200 <= exchange.status < 300]
+
+
+def series_and_time(line: str) -> tuple[str, str]:
+    """(measurement and tags, timestamp) of a line-protocol line: what makes a point one point."""
+    series = re.split(r"(?<!\\) ", line, maxsplit=1)[0]  # tag values escape their spaces
+    return series, line.rsplit(" ", 1)[1]
+
+
+@dataclass(frozen=True)
+class Resends:
+    """Which acknowledged writes carried points an earlier acknowledged write had already carried."""
+
+    batches: int
+    """Writes that re-sent at least one point."""
+    points: int
+    """Points written more than once (counted once each)."""
+    changed: int
+    """Re-sent points whose line differed from the first send (not idempotent); must be 0."""
+
+
+def count_resends(writes: list[list[str]]) -> Resends:
+    first_line: dict[tuple[str, str], str] = {}
+    resent: set[tuple[str, str]] = set()
+    batches = changed = 0
+    for lines in writes:
+        repeated = False
+        for line in lines:
+            key = series_and_time(line)
+            if key in first_line:
+                repeated = True
+                resent.add(key)
+                changed += first_line[key] != line
+            else:
+                first_line[key] = line
+        batches += repeated
+    return Resends(batches, len(resent), changed)

@@ -21,11 +21,14 @@ or does not answer within `timeout_s`, the proxy answers 502 itself, so a client
 It listens on 127.0.0.1 only, on a free port (`url`), one thread per connection, keep-alive on.
 `requests` records (method, path_with_query, status_returned) for every request, faulted or not, in
 arrival order; it is recorded before the response is sent, so it is complete once the client has
-its answer.
+its answer. With `keep_bodies=True`, `exchanges` also keeps each request's body as received (still
+gzip if it was sent gzip; `decoded_body()` undoes that): a recording proxy, to count what a client
+wrote and how often.
 """
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import http.server
 import threading
@@ -49,6 +52,21 @@ class ProxiedRequest(NamedTuple):
     status: int
 
 
+class RecordedExchange(NamedTuple):
+    """One request with its body, kept when the proxy was made with `keep_bodies=True`."""
+
+    method: str
+    path: str
+    status: int
+    forwarded: bool
+    """The target answered it (not a fault, not a 502 of the proxy's own)."""
+    content_encoding: str
+    body: bytes
+
+    def decoded_body(self) -> bytes:
+        return gzip.decompress(self.body) if "gzip" in self.content_encoding.lower() else self.body
+
+
 @dataclass(frozen=True)
 class Fault:
     """A response the proxy gives instead of forwarding."""
@@ -61,7 +79,7 @@ class Fault:
 class HttpFaultProxy:
     """A reverse proxy in front of `target_url` that injects programmed HTTP errors; a context manager."""
 
-    def __init__(self, target_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, target_url: str, timeout_s: float = 10.0, keep_bodies: bool = False) -> None:
         target = urllib.parse.urlsplit(target_url)
         if target.scheme != "http" or not target.hostname:
             raise ValueError(f"target_url must be http://host:port[/prefix], not {target_url!r}")
@@ -76,6 +94,11 @@ class HttpFaultProxy:
         self._pending: deque[Fault] = deque()
         self._always: Fault | None = None
         self._requests: list[ProxiedRequest] = []
+        self.keep_bodies = keep_bodies
+        self._exchanges: list[RecordedExchange] = []
+        self._holding = False
+        self._held = 0
+        self._release = threading.Event()
         self._forwarded = 0
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +114,12 @@ class HttpFaultProxy:
         """A snapshot of every request so far, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def exchanges(self) -> list[RecordedExchange]:
+        """A snapshot of every request with its body, in arrival order (only with keep_bodies=True)."""
+        with self._lock:
+            return list(self._exchanges)
 
     @property
     def forwarded_count(self) -> int:
@@ -110,6 +139,26 @@ class HttpFaultProxy:
         """Answer every request with `status` until `heal()` (queued `fail_next` faults come first)."""
         with self._lock:
             self._always = Fault(status, body, dict(headers or {}))
+
+    def hold_responses(self) -> None:
+        """From now on, forward each request and record the target's answer, but keep the answer
+        from the client until `release()`: the state of a client killed after the server stored its
+        write and before it saw the acknowledgement."""
+        with self._lock:
+            self._release.clear()
+            self._holding = True
+
+    @property
+    def held_count(self) -> int:
+        """Answers held back so far by `hold_responses()`."""
+        with self._lock:
+            return self._held
+
+    def release(self) -> None:
+        """Send the held answers (to clients still listening) and stop holding."""
+        with self._lock:
+            self._holding = False
+        self._release.set()
 
     def heal(self) -> None:
         """Forget every programmed fault: forward everything from now on."""
@@ -153,10 +202,21 @@ class HttpFaultProxy:
                 return self._pending.popleft()
             return self._always
 
-    def _record(self, method: str, path: str, status: int, forwarded: bool) -> None:
+    def _record(self, method: str, path: str, status: int, forwarded: bool,
+                content_encoding: str = "", body: bytes | None = None) -> None:
         with self._lock:
             self._requests.append(ProxiedRequest(method, path, status))
             self._forwarded += forwarded
+            if self.keep_bodies:
+                self._exchanges.append(RecordedExchange(method, path, status, forwarded, content_encoding,
+                                                        body or b""))
+
+    def _hold_if_asked(self) -> None:
+        with self._lock:
+            if not self._holding:
+                return
+            self._held += 1
+        self._release.wait(timeout=60)
 
     def _forward(self, method: str, path: str, headers: list[tuple[str, str]],
                  body: bytes | None) -> tuple[int, str, list[tuple[str, str]], bytes, bool]:
@@ -191,7 +251,8 @@ def _make_handler(proxy: HttpFaultProxy) -> type[http.server.BaseHTTPRequestHand
             body = self._read_body()
             fault = proxy._next_fault()
             if fault is not None:
-                proxy._record(self.command, self.path, fault.status, forwarded=False)
+                proxy._record(self.command, self.path, fault.status, False,
+                              self.headers.get("Content-Encoding", ""), body)
                 headers = {"Content-Type": "application/json", **fault.headers}
                 self._respond(fault.status, None, list(headers.items()), fault.body)
                 return
@@ -199,8 +260,12 @@ def _make_handler(proxy: HttpFaultProxy) -> type[http.server.BaseHTTPRequestHand
                        if name.lower() not in HOP_BY_HOP and name.lower() not in ("host", "content-length")]
             status, reason, response_headers, data, answered = proxy._forward(self.command, self.path,
                                                                               headers, body)
-            proxy._record(self.command, self.path, status, forwarded=answered)
-            self._respond(status, reason, response_headers, data)
+            proxy._record(self.command, self.path, status, answered, self.headers.get("Content-Encoding", ""), body)
+            proxy._hold_if_asked()
+            try:
+                self._respond(status, reason, response_headers, data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client is gone (killed while its answer was held)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
 
