@@ -195,9 +195,16 @@ def test_local_check_with_av_measures_all_four_cues(run_cli) -> None:
     assert "not part of this verdict" not in report["summary"]
 
 
-def test_speedtest_backend_offline_is_unreachable_and_exit_5(run_cli) -> None:
+@pytest.mark.netns
+def test_speedtest_backend_offline_is_unreachable_and_exit_5(netcheck_home) -> None:
+    """Offline by construction: the CLI runs in a network namespace without a route."""
+    from tests.harness.netns import ClientNamespace
+
     start = time.monotonic()
-    result = run_cli("probe", "throughput", "--backend", "speedtest", "--json")
+    with ClientNamespace() as offline:
+        result = offline.run([sys.executable, str(REPO / "cli.py"), "probe", "throughput", "--backend", "speedtest",
+                              "--json"], capture_output=True, text=True, timeout=60, cwd=REPO,
+                             env=subprocess_env(NETCHECK_HOME=str(netcheck_home)))
     assert time.monotonic() - start < 30
     assert result.returncode == 5, result.stderr
     assert json.loads(result.stdout)["status"] in ("unreachable", "timeout")

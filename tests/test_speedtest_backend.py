@@ -1,7 +1,7 @@
 """The speedtest-cli fallback: offline, refused, hung, broken and missing speedtest-cli, and a fake server.
 
-Every server here is a FAKE on loopback: speedtest.net is never contacted (this machine has no
-internet; the one test that tries the real default only runs when it is offline).
+Every server here is a FAKE on loopback: speedtest.net is never contacted. The one test that tries
+the real default runs it in a network namespace without a route, so it is offline by construction.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from netcheck.errors import UsageError
 from netcheck.model import Status
 from netcheck.probes.speedtest_backend import RUNNER_PROTOCOL, SpeedtestProbe, result_from_output
 from netcheck.probes.throughput import ThroughputResult
+from tests.harness.netns import ClientNamespace
+from tests.harness.servers import REPO, subprocess_env
 
 KILL_SLACK_S = 1.5
 """How long after `timeout_s` the probe may take to kill the child group and return."""
@@ -192,20 +194,30 @@ def fake_python(tmp_path: Path, source: str) -> list[str]:
 
 # --- the real runner against the real (absent) internet and against fakes ---
 
-def test_offline_the_default_probe_is_unreachable_with_a_reason() -> None:
-    try:
-        socket.getaddrinfo("www.speedtest.net", 443)
-    except OSError:
-        pass
-    else:
-        pytest.skip("this machine resolves www.speedtest.net; the offline case needs it not to")
-    result, elapsed_s = run(SpeedtestProbe(timeout_s=10.0))
-    assert result.status == Status.UNREACHABLE
-    assert result.backend == "speedtest"
-    assert_one_line(result.error)
-    assert "speedtest configuration" in result.error
-    assert_no_metrics(result)
-    assert elapsed_s < 10.0
+OFFLINE_PROBE = """
+import asyncio, dataclasses, json, time
+from netcheck.probes.speedtest_backend import SpeedtestProbe
+started = time.monotonic()
+result = asyncio.run(SpeedtestProbe(timeout_s=10.0).run())
+print(json.dumps({**dataclasses.asdict(result), "elapsed_s": time.monotonic() - started}, default=str))
+"""
+
+
+@pytest.mark.netns
+def test_offline_the_default_probe_is_unreachable_with_a_reason(tmp_path: Path) -> None:
+    """The real default (www.speedtest.net) from a namespace with no route out: offline by construction,
+    whether or not this machine has internet."""
+    with ClientNamespace() as offline:
+        done = offline.run([sys.executable, "-c", OFFLINE_PROBE], capture_output=True, text=True, timeout=60,
+                           cwd=REPO, env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == Status.UNREACHABLE.value
+    assert result["backend"] == "speedtest"
+    assert_one_line(result["error"])
+    assert "speedtest configuration" in result["error"]
+    assert all(result[key] is None for key in ("download_mbps", "upload_mbps", "idle_rtt_ms", "bytes_down", "bytes_up"))
+    assert result["elapsed_s"] < 10.0
 
 
 def test_refused_connection_is_unreachable() -> None:
