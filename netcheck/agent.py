@@ -21,12 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from netcheck.alerts import AlertTracker, WarningEvent
-from netcheck.check import fetch_server_info, run_probe
 from netcheck.delivery import Deliverer
-from netcheck.errors import ConfigError, MeasurementError
+from netcheck.errors import MeasurementError
 from netcheck.hub_client import HubPoster
 from netcheck.loss_evidence import PacketCounts
-from netcheck.model import Assessment, Measurement, ProbeResult, Status, result_fields
+from netcheck.model import Assessment, Measurement, ProbeResult, Status, assessment_to_dict, result_fields
 from netcheck.points import (
     AGENT_MEASUREMENT,
     Origin,
@@ -34,19 +33,18 @@ from netcheck.points import (
     report_points,
     warning_point,
 )
-from netcheck.probes.av import AvResult
 from netcheck.probes.av_subprocess import run_av_subprocess
+from netcheck.probes.base import run_probe
 from netcheck.probes.system import SystemProbe
-from netcheck.probes.udp import UdpProbe, UdpProbeSettings, UdpResult, failed_result
-from netcheck.quality import DEFAULT_THRESHOLDS, Threshold, assess
+from netcheck.probes.udp import UdpProbe, UdpProbeSettings, failed_result
+from netcheck.results import AvResult, UdpResult
+from netcheck.quality import METRICS, Metric, assess
+from netcheck.server_info import find_reflector
 from netcheck.session_events import summary_event, warning_event
 from netcheck.store.local import LocalStore
 
 UDP_SHARE_OF_WINDOW = 0.8
 """The UDP stream fills 80 % of a window; the rest is for late replies and the loss count."""
-AGENT_UNJUDGED_METRICS = ("video_height",)
-"""The agent's A/V probe sends a small picture to stay light: its resolution is our choice, not the
-call's, so it is not judged (frame rate, freezes and lip sync are)."""
 SHUTDOWN_DELIVERY_S = 3.0
 """After a stop signal: deliver what can go within this, then exit; the rest waits in the store."""
 
@@ -70,7 +68,7 @@ class AgentSettings:
     duration_s: float | None = None
     """Stop after this long (None: until a signal)."""
     once: bool = False
-    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+    thresholds: tuple[Metric, ...] = METRICS
     token: str | None = field(default=None, repr=False)
     """A session token (netcheck token create): with a session id, windows and warnings go to the hub."""
 
@@ -126,7 +124,7 @@ class Agent:
         self.counters = AgentCounters()
         self.hub = hub
         self.udp_settings = settings.udp_settings()
-        self.thresholds = tuple(t for t in settings.thresholds if t.metric not in AGENT_UNJUDGED_METRICS)
+        self.thresholds = settings.thresholds
         self.alerts = AlertTracker(settings.role, self.thresholds)
         self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
                              server=urlsplit(settings.server_url).netloc, session_id=settings.session_id)
@@ -258,13 +256,10 @@ class Agent:
         """The reflector's address, asked of the server once it answers (failure is data: the window says unreachable)."""
         if self._udp_address is None:
             try:
-                info = await fetch_server_info(self.settings.server_url)
+                self._udp_address = await find_reflector(self.settings.server_url, self.settings.hmac_key)
             except MeasurementError as error:
                 self.on_event(f"server: {error}")
                 return urlsplit(self.settings.server_url).hostname or "", None
-            if info.hmac_required and self.settings.hmac_key is None:
-                raise ConfigError("hmac_key: the server requires an HMAC key; set NETCHECK_HMAC_KEY or hmac_key_file")
-            self._udp_address = (urlsplit(self.settings.server_url).hostname or "", info.udp_port)
         return self._udp_address
 
     def _start_av(self) -> None:
@@ -318,20 +313,12 @@ async def _wait_until(loop: asyncio.AbstractEventLoop, at_s: float, stop: asynci
 
 def window_to_dict(report: WindowReport) -> dict[str, Any]:
     """The `agent --json` line and the stored form of a window."""
-    assessment = report.assessment
     return {
         "window_id": report.window_id,
         "index": report.index,
         "started_at": report.started_at,
         "duration_s": report.duration_s,
-        "recommendation": assessment.recommendation.value,
-        "level": assessment.level.value,
-        "summary": assessment.summary,
-        "cues": {cue.value: {"level": verdict.level.value,
-                             "deciding_metric": verdict.deciding.metric if verdict.deciding else None,
-                             "value": verdict.deciding.value if verdict.deciding else None}
-                 for cue, verdict in assessment.cues.items()},
-        "advice": list(assessment.advice),
+        **assessment_to_dict(report.assessment, detail=False),
         "warnings": [{"type": w.kind, "cue": w.cue.value, "level": w.level.value, "message": w.message,
                       "advice": w.advice} for w in report.warnings],
         "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
@@ -339,7 +326,16 @@ def window_to_dict(report: WindowReport) -> dict[str, Any]:
 
 
 def _packet_counts(udp: ProbeResult | None) -> PacketCounts | None:
-    """What the window's UDP stream sent and lost: the evidence the loss warnings weigh."""
+    """What the window's UDP stream sent and lost in its worse direction: the evidence the loss
+    warnings weigh, one way like the loss metric they back. Without the reflector's count, the
+    round trip's losses are split evenly between the directions."""
     if not isinstance(udp, UdpResult) or udp.status != Status.OK or udp.packets_sent <= 0:
         return None
-    return PacketCounts(udp.packets_sent, max(0, udp.packets_sent - udp.packets_received))
+    sent, received = udp.packets_sent, udp.packets_received
+    if udp.loss_up_pct is None or udp.loss_down_pct is None:
+        return PacketCounts(sent, max(0, round((sent - received) / 2)))
+    reached = round(sent * (1.0 - udp.loss_up_pct / 100.0))
+    up_lost, down_lost = sent - reached, max(0, reached - received)
+    if udp.loss_up_pct >= udp.loss_down_pct:
+        return PacketCounts(sent, up_lost)
+    return PacketCounts(reached, down_lost)

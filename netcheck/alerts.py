@@ -5,7 +5,7 @@ or fair. A window in which the cue is unknown (not measured) is skipped: it neit
 clears. Pure: windows' verdicts in, events out; the agent stores and sends them.
 
 Packet loss is a count, too coarse in one window to call a path poor: when the agent passes the
-window's packet counts, the loss-driven metrics (loss_pct, and the MOS computed from it) are poor
+window's packet counts, the loss-driven metrics (loss_one_way_pct, and the MOS computed from it) are poor
 only when the packets' cumulative evidence says so (netcheck/loss_evidence.py). That evidence is
 a hysteresis of its own, weighed over many windows' packets, so its crossing raises at once.
 """
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from netcheck.loss_evidence import LossEvidence, PacketCounts
 from netcheck.model import Cue, CueVerdict, Level
 from netcheck.quality.assess import SEVERITY
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, Threshold
+from netcheck.quality.metrics import METRICS, Metric
 from netcheck.quality.warnings import warning_text
 
 RAISE_POOR_WINDOWS = 2
 RAISE_OUT_OF = 3
 CLEAR_AFTER_WINDOWS = 3
-LOSS_DRIVEN_METRICS = frozenset({"loss_pct", "mos"})
+LOSS_DRIVEN_METRICS = frozenset({"loss_one_way_pct", "mos"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class CueState:
 class AlertTracker:
     """The warning state of one leg (`client` or `therapist`) across windows."""
 
-    def __init__(self, leg: str, thresholds: Sequence[Threshold] = DEFAULT_THRESHOLDS) -> None:
+    def __init__(self, leg: str, thresholds: Sequence[Metric] = METRICS) -> None:
         self.leg = leg
         self.states = {cue: CueState() for cue in Cue}
         self.loss_evidence = loss_evidence_for(thresholds)
@@ -96,10 +96,10 @@ class AlertTracker:
         return WarningEvent(kind, verdict.cue, verdict.level, metric, value, message, advice)
 
 
-def loss_evidence_for(thresholds: Sequence[Threshold]) -> LossEvidence | None:
+def loss_evidence_for(thresholds: Sequence[Metric]) -> LossEvidence | None:
     """Evidence weighed against the cue table's loss bounds; None (loss judged window by window)
     where a clinic's bounds leave no room for it (good 0 %, good = fair, fair ≥ 50 %)."""
-    loss = next((t for t in thresholds if t.metric == "loss_pct"), None)
+    loss = next((t for t in thresholds if t.name == "loss_one_way_pct"), None)
     if loss is None or not isinstance(loss.good, (int, float)) or not isinstance(loss.fair, (int, float)):
         return None
     if not 0 < loss.good < loss.fair < 50:
@@ -111,7 +111,7 @@ def _judged_on_loss_evidence(verdict: CueVerdict, evidence: LossEvidence) -> Cue
     """The cue as the alerts see it: its loss-driven metrics poor only on the packets' evidence."""
     metrics = []
     for metric in verdict.metrics:
-        if metric.metric == "loss_pct" and evidence.poor:
+        if metric.metric == "loss_one_way_pct" and evidence.poor:
             metric = replace(metric, level=Level.POOR, value=_round(evidence.recent_loss_pct),
                              source=f"{metric.source}, last {evidence.recent_windows} windows")
         elif metric.metric in LOSS_DRIVEN_METRICS and metric.level == Level.POOR:

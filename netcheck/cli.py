@@ -242,7 +242,7 @@ def probe_throughput(
     json_output: JsonFlag = False,
 ) -> int:
     """Download and upload speed, and how much the delay rises under that load (bufferbloat)."""
-    from netcheck.check import fetch_server_info
+    from netcheck.server_info import find_reflector
     from netcheck.config import load_config
     from netcheck.model import Status, result_fields
     from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
@@ -265,15 +265,10 @@ def probe_throughput(
         if not server_url:
             raise UsageError("no server: pass --server URL, set NETCHECK_SERVER, or use --backend speedtest")
 
-        async def target() -> tuple[str, int]:
-            if udp_target:
-                return parse_host_port(udp_target, "--udp-target")
-            from urllib.parse import urlsplit
-
-            return urlsplit(server_url).hostname or "", (await fetch_server_info(server_url)).udp_port
-
+        target = (parse_host_port(udp_target, "--udp-target") if udp_target
+                  else asyncio.run(find_reflector(server_url, config.hmac_key)))
         settings = ThroughputSettings(duration_s, streams, config.hmac_key)
-        probe = ThroughputProbe(server_url, asyncio.run(target()), settings)
+        probe = ThroughputProbe(server_url, target, settings)
     result = asyncio.run(probe.run())
     fields = result_fields(result)
     if json_output:
@@ -442,7 +437,7 @@ def config_show() -> int:
         "hmac_key": "set" if config.hmac_key else None,
         "secret": "set" if config.secret else None,
         "check": config.check.__dict__,
-        "thresholds": {t.metric: {"good": t.good, "fair": t.fair} for t in config.thresholds},
+        "thresholds": {t.name: {"good": t.good, "fair": t.fair} for t in config.thresholds},
         "agent": config.agent.__dict__,
         "store": config.store.__dict__,
         "influx": config.influx.describe() if config.influx else None,

@@ -16,7 +16,8 @@ from typing import Any
 
 from netcheck.errors import ConfigError, UsageError
 from netcheck.parse import parse_server_url
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, Threshold, apply_overrides
+from netcheck.quality.metrics import METRICS, Metric
+from netcheck.quality.thresholds import apply_overrides
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,7 +60,7 @@ CONFIG_TEMPLATE = """\
 # udp_size_bytes = 64
 # av_every_s = 300         # a small A/V sync probe this often (0 = never), in a subprocess
 # av_duration_s = 2.0
-# av_video = "320x240@30"  # small; its resolution is ours, so only fps, freezes and lip sync are judged
+# av_video = "320x240@30"  # small; its resolution is ours (aiortc does not adapt it), so it is not judged
 # av_audio_offset_ms = 0   # calibration and tests only: send audio this much before its video
 
 [store]
@@ -82,8 +83,8 @@ CONFIG_TEMPLATE = """\
 
 # Per-clinic thresholds; see docs/quality-model.md for the metrics and their sources.
 # [thresholds.rtt_p95_ms]
-# good = 100
-# fair = 250
+# good = 140
+# fair = 240
 # [thresholds.av_skew_ms]
 # good = [-125, 45]
 # fair = [-185, 90]
@@ -157,7 +158,7 @@ class Config:
     secret: bytes | None = field(default=None, repr=False)
     """Signs and checks session tokens (netcheck/tokens.py); None: the session hub is off."""
     check: CheckDefaults = CheckDefaults()
-    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS
+    thresholds: tuple[Metric, ...] = METRICS
     agent: AgentDefaults = AgentDefaults()
     store: StoreLimits = StoreLimits()
     influx: InfluxSettings | None = None
@@ -222,7 +223,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         hmac_key=hmac_key,
         secret=secret,
         check=_check_defaults(raw.get("check", {})),
-        thresholds=apply_overrides(DEFAULT_THRESHOLDS, thresholds_raw),
+        thresholds=apply_overrides(METRICS, thresholds_raw),
         agent=_agent_defaults(raw.get("agent", {})),
         store=_store_limits(raw.get("store", {})),
         influx=_influx_settings(raw.get("influx", {}), env),

@@ -80,6 +80,9 @@ class MetricVerdict:
     fair: str
     source: str
     """The probe field the value came from, or why it is missing."""
+    direction: str | None = None
+    """"upstream" (you → clinic) or "downstream" (clinic → you) for a one-way figure that the worse
+    direction decided; None for round-trip figures, or when the direction is not known."""
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,43 @@ class Assessment:
     advice: tuple[str, ...]
     video_setting: str | None = None
     """The highest video quality the measured bandwidth carries (720p, 540p, 360p, audio only)."""
+
+
+def cues_to_dict(assessment: Assessment, detail: bool = True) -> dict[str, dict[str, Any]]:
+    """Each cue's level and the figure that decided it; with `detail`, its note and every metric.
+
+    The one serialised form of the cues: the check's JSON and store (detail), the agent's windows
+    and the hub's summary events (without: they travel every few seconds) all use it.
+    """
+    cues: dict[str, dict[str, Any]] = {}
+    for cue, verdict in assessment.cues.items():
+        deciding = verdict.deciding
+        entry: dict[str, Any] = {
+            "level": verdict.level.value,
+            "deciding_metric": deciding.metric if deciding else None,
+            "value": deciding.value if deciding else None,
+            "unit": deciding.unit if deciding else None,
+            "direction": deciding.direction if deciding else None,
+        }
+        if detail:
+            entry["note"] = verdict.note
+            entry["metrics"] = {
+                metric.metric: {"level": metric.level.value, "value": metric.value, "unit": metric.unit,
+                                "good": metric.good, "fair": metric.fair, "label": metric.label,
+                                "source": metric.source, "direction": metric.direction}
+                for metric in verdict.metrics
+            }
+        cues[cue.value] = entry
+    return cues
+
+
+def assessment_to_dict(assessment: Assessment, detail: bool = True) -> dict[str, Any]:
+    """An assessment as JSON-ready data: the verdict, the cues (see `cues_to_dict`), the advice."""
+    return {
+        "recommendation": assessment.recommendation.value,
+        "level": assessment.level.value,
+        "summary": assessment.summary,
+        "cues": cues_to_dict(assessment, detail),
+        "advice": list(assessment.advice),
+        "video_setting": assessment.video_setting,
+    }

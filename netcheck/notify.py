@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TextIO
 
+from netcheck.quality.metrics import CUE_WORDS
+
 STALE_AFTER = timedelta(minutes=5)
 """Older warnings are history (the hub replays up to 500 events to a new watcher): the view
 shows them, a notification would only startle. Generous, so a skewed clock still notifies."""
 NOTIFY_TIMEOUT_S = 1.0
-CUE_NAMES = {"facial_expression": "facial expression", "vocal_tone": "tone of voice",
-             "conversational_timing": "timing", "lip_sync": "lip sync"}
 LEG_NAMES = {"client": "client", "therapist": "your connection"}
 Delivery = Literal["desktop", "terminal", "skipped"]
 
@@ -40,7 +40,8 @@ def should_notify(event: Mapping[str, Any], now: datetime | None = None) -> bool
 
 def notification_text(event: Mapping[str, Any]) -> tuple[str, str]:
     """(title, message) for a warning event: what is affected, then what happened and what to do."""
-    cue = CUE_NAMES.get(str(event.get("cue")), str(event.get("cue")))
+    cue = next((words.short for known, words in CUE_WORDS.items() if known.value == event.get("cue")),
+               str(event.get("cue")))
     leg = LEG_NAMES.get(str(event.get("leg")), str(event.get("leg")))
     raised = event.get("type") == "warning_raised"
     title = f"Session: {cue} at risk ({leg})" if raised else f"Session: {cue} OK again ({leg})"

@@ -10,16 +10,13 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
+from netcheck.quality.metrics import CUE_WORDS
+
 T = TypeVar("T")
 
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
 RECOMMENDATION_STYLE = {"video": "bold green", "audio_only": "bold yellow", "phone": "bold red", "unknown": "bold"}
-CUE_TITLES = {
-    "facial_expression": "Facial expression",
-    "vocal_tone": "Vocal tone",
-    "conversational_timing": "Conversational timing",
-    "lip_sync": "Lip sync",
-}
+CUE_TITLES = {cue.value: words.title for cue, words in CUE_WORDS.items()}
 
 
 async def with_progress(job: Awaitable[T], expected_s: float, label: str, console: Console) -> T:

@@ -16,19 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from netcheck.quality.end_to_end import EndToEndFigure, end_to_end
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, Threshold
+from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
 from netcheck.watch import ConnectionStatus, WatchState, WindowPoint
 
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
-CUES = (
-    ("facial_expression", "expression"),
-    ("vocal_tone", "tone of voice"),
-    ("conversational_timing", "timing"),
-    ("lip_sync", "lip sync"),
-)
+CUES = tuple((cue.value, words.short) for cue, words in CUE_WORDS.items())
 LEG_TITLES = {"client": "client", "therapist": "you (therapist)"}
-METRIC_NAMES = {"loss_pct": "loss", "jitter_ms": "jitter", "rtt_p95_ms": "delay", "mos": "MOS",
-                "freezes_per_min": "freezes", "video_loss_pct": "video loss", "av_skew_ms": "skew"}
+METRIC_NAMES = {metric.name: metric.short_label for metric in METRICS}
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20
 SPARK_FLOOR_MS = 100.0
@@ -38,7 +32,7 @@ STALE_AFTER_S = 30.0
 
 
 def render_watch(state: WatchState, status: ConnectionStatus, session_id: str,
-                 thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS) -> RenderableType:
+                 thresholds: tuple[Metric, ...] = METRICS) -> RenderableType:
     legs = Table.grid(expand=True, padding=(0, 1))
     legs.add_column(ratio=1)
     legs.add_column(ratio=1)
@@ -119,7 +113,7 @@ def sparkline(points: Iterable[WindowPoint], width: int = SPARK_WIDTH) -> Text:
     return line
 
 
-def end_to_end_line(state: WatchState, thresholds: tuple[Threshold, ...]) -> Text:
+def end_to_end_line(state: WatchState, thresholds: tuple[Metric, ...]) -> Text:
     estimate = end_to_end(state.summaries.get("client"), state.summaries.get("therapist"), thresholds)
     line = Text("Client ↔ you, est.: ", style="bold")
     _append_figure(line, "delay ", estimate.rtt_p95_ms)

@@ -7,11 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from netcheck.alerts import WarningEvent
-from netcheck.model import Assessment, Measurement
-from netcheck.probes.udp import UdpResult
+from netcheck.model import Assessment, Measurement, cues_to_dict
+from netcheck.results import UdpResult
 
-FIGURE_METRICS = ("rtt_p95_ms", "jitter_ms", "loss_pct", "mos", "video_fps", "freezes_per_min", "av_skew_ms")
+FIGURE_METRICS = ("rtt_p95_ms", "jitter_one_way_ms", "loss_one_way_pct", "mos", "video_fps", "frozen_pct",
+                  "av_skew_ms")
 """The cue metrics a summary carries as `figures` (what watch shows and end-to-end estimates use)."""
+UDP_DIRECTION_FIGURES = ("loss_up_pct", "loss_down_pct", "jitter_up_ms", "jitter_down_ms")
+"""The UDP probe's one-way figures: the end-to-end estimate joins one leg's upstream to the other's
+downstream."""
 
 
 def summary_event(session_id: str, leg: str, at: str, index: int, window_s: float, assessment: Assessment,
@@ -20,19 +24,10 @@ def summary_event(session_id: str, leg: str, at: str, index: int, window_s: floa
     figures: dict[str, float | None] = {name: values.get(name) for name in FIGURE_METRICS}
     udp = measurements.get("udp")
     udp_result = udp.result if udp is not None else None
-    figures["loss_up_pct"] = udp_result.loss_up_pct if isinstance(udp_result, UdpResult) else None
-    figures["loss_down_pct"] = udp_result.loss_down_pct if isinstance(udp_result, UdpResult) else None
-    cues = {
-        cue.value: {
-            "level": verdict.level.value,
-            "deciding_metric": verdict.deciding.metric if verdict.deciding else None,
-            "value": verdict.deciding.value if verdict.deciding else None,
-            "unit": verdict.deciding.unit if verdict.deciding else None,
-        }
-        for cue, verdict in assessment.cues.items()
-    }
+    for name in UDP_DIRECTION_FIGURES:
+        figures[name] = getattr(udp_result, name) if isinstance(udp_result, UdpResult) else None
     window = {"index": index, "window_s": window_s, "recommendation": assessment.recommendation.value,
-              "level": assessment.level.value, "cues": cues, "figures": figures}
+              "level": assessment.level.value, "cues": cues_to_dict(assessment, detail=False), "figures": figures}
     return {"type": "summary", "session_id": session_id, "leg": leg, "at": at, "window": window}
 
 

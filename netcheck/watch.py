@@ -347,7 +347,7 @@ def window_point(window: Mapping[str, Any]) -> WindowPoint:
     if level == "unknown" and cue_levels:
         level = max(cue_levels.values(), key=lambda name: ("unknown", "good", "fair", "poor").index(name))
     figures = window.get("figures") if isinstance(window.get("figures"), dict) else {}
-    return WindowPoint(level, cue_levels, _figure(figures.get("rtt_p95_ms")), _figure(figures.get("loss_pct")))
+    return WindowPoint(level, cue_levels, _figure(figures.get("rtt_p95_ms")), _figure(figures.get("loss_one_way_pct")))
 
 
 def _level(value: Any) -> str:

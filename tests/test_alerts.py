@@ -10,13 +10,13 @@ from netcheck.alerts import AlertTracker, loss_evidence_for
 from netcheck.loss_evidence import PacketCounts, neutral_loss_pct, poor_reference_pct
 from netcheck.model import Cue, CueVerdict, Level, MetricVerdict, Status
 from netcheck.probes.udp import UdpResult
-from netcheck.quality import DEFAULT_THRESHOLDS, apply_overrides, assess
+from netcheck.quality import METRICS, apply_overrides, assess
 from netcheck.quality.warnings import warning_text
 
 G, F, P, U = Level.GOOD, Level.FAIR, Level.POOR, Level.UNKNOWN
 
 
-def window(level: Level, cue: Cue = Cue.VOCAL_TONE, metric: str = "loss_pct", value: float = 8.0) -> dict:
+def window(level: Level, cue: Cue = Cue.VOCAL_TONE, metric: str = "loss_one_way_pct", value: float = 8.0) -> dict:
     deciding = None if level == U else MetricVerdict(metric, "loss", cue, level, value, "%", "< 1", "≤ 3", "udp.loss_pct")
     return {cue: CueVerdict(cue, level, (deciding,) if deciding else (), deciding, "")}
 
@@ -65,7 +65,7 @@ def test_warning_events_carry_the_deciding_figure_and_clinical_words() -> None:
     tracker = AlertTracker("client")
     tracker.update(window(P))
     (event,) = tracker.update(window(P, value=8.04))
-    assert (event.metric, event.value, event.level) == ("loss_pct", 8.04, P)
+    assert (event.metric, event.value, event.level) == ("loss_one_way_pct", 8.04, P)
     assert event.message == "The client's voice is breaking up (8 % of packets lost): tone of voice may be missed."
     assert event.advice.startswith("Check in verbally")
 
@@ -73,8 +73,8 @@ def test_warning_events_carry_the_deciding_figure_and_clinical_words() -> None:
 @pytest.mark.parametrize("cue, metric, value, leg, message", [
     (Cue.CONVERSATIONAL_TIMING, "rtt_p95_ms", 702.4, "client",
      "Delay 702 ms on the client's connection: pauses may feel like hesitation."),
-    (Cue.FACIAL_EXPRESSION, "freezes_per_min", 3.0, "client",
-     "The client's video is freezing (3.0 freezes a minute): facial expressions may be missed."),
+    (Cue.FACIAL_EXPRESSION, "frozen_pct", 12.0, "client",
+     "The client's video is freezing (frozen 12 % of the time): facial expressions may be missed."),
     (Cue.LIP_SYNC, "av_skew_ms", -210.0, "therapist",
      "Your sound and picture are out of step (-210 ms): lips and voice may not match."),
     (Cue.VOCAL_TONE, None, None, "client", "The client's connection is poor for vocal tone."),
@@ -98,7 +98,7 @@ def udp_window(sent: int, lost: int, jitter_ms: float = 2.0) -> tuple[dict, Pack
     udp = UdpResult(status=Status.OK, packets_sent=sent, packets_received=sent - lost, rtt_min_ms=38.0,
                     rtt_mean_ms=40.0, rtt_p50_ms=40.0, rtt_p95_ms=43.0, rtt_max_ms=45.0, jitter_ms=jitter_ms,
                     jitter_rfc3550_ms=jitter_ms, jitter_up_ms=None, jitter_down_ms=None, loss_pct=100 * lost / sent,
-                    loss_up_pct=None, loss_down_pct=None, loss_burst_max=min(lost, 1), duplicates=0, reordered=0)
+                    loss_up_pct=100 * lost / sent, loss_down_pct=0.0, loss_burst_max=min(lost, 1), duplicates=0, reordered=0)
     return assess({"udp": udp}).cues, PacketCounts(sent, lost)
 
 
@@ -165,7 +165,7 @@ def test_a_warning_raised_on_the_evidence_quotes_the_recent_loss() -> None:
         cues, packets = udp_window(40, lost)
         events += tracker.update(cues, packets)
     (event,) = [event for event in events if event.kind == "warning_raised"]  # in the 2nd window
-    assert (event.metric, event.level) == ("loss_pct", P)
+    assert (event.metric, event.level) == ("loss_one_way_pct", P)
     assert event.value == pytest.approx(100 * (4 + 5) / 80, abs=0.1)  # both windows' packets, not the last one's
     assert "(11 % of packets lost)" in event.message
 
@@ -174,7 +174,7 @@ def test_a_warning_raised_on_the_evidence_quotes_the_recent_loss() -> None:
                                                  (5, 60, False)])
 def test_a_clinics_loss_bounds_set_the_evidence_or_leave_loss_to_the_windows(good: float, fair: float,
                                                                              weighed: bool) -> None:
-    thresholds = apply_overrides(DEFAULT_THRESHOLDS, {"loss_pct": {"good": good, "fair": fair}})
+    thresholds = apply_overrides(METRICS, {"loss_one_way_pct": {"good": good, "fair": fair}})
     assert (loss_evidence_for(thresholds) is not None) == weighed
     tracker = AlertTracker("client", thresholds)
     cues, packets = udp_window(40, 4)

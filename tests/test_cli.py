@@ -130,8 +130,10 @@ def test_usage_errors_are_one_line_and_exit_2(run_cli, args: tuple[str, ...], co
 
 
 def test_bad_config_file_names_the_key(run_cli, netcheck_home) -> None:
-    (netcheck_home / "config.toml").write_text("[thresholds.jitter_ms]\ngood = 'low'\n")
-    assert_one_line_error(run_cli("check", "--local"), 2, "thresholds.jitter_ms.good: must be a number")
+    (netcheck_home / "config.toml").write_text("[thresholds.jitter_one_way_ms]\ngood = 'low'\n")
+    assert_one_line_error(run_cli("check", "--local"), 2, "thresholds.jitter_one_way_ms.good: must be a number")
+    (netcheck_home / "config.toml").write_text("[thresholds.jitter_ms]\ngood = 5\n")
+    assert_one_line_error(run_cli("check", "--local"), 2, "thresholds.jitter_ms: renamed to thresholds.jitter_one_way_ms")
 
 
 def test_config_init_path_and_show(run_cli, netcheck_home) -> None:
@@ -141,7 +143,7 @@ def test_config_init_path_and_show(run_cli, netcheck_home) -> None:
     assert_one_line_error(run_cli("config", "init"), 2, "already exists")
     shown = json.loads(run_cli("config", "show").stdout)
     assert shown["config_file_exists"] is True
-    assert shown["thresholds"]["rtt_p95_ms"] == {"good": 100, "fair": 250}
+    assert shown["thresholds"]["rtt_p95_ms"] == {"good": 140, "fair": 240}
 
 
 def test_hmac_server_rejects_clients_without_the_key(run_cli, tmp_path) -> None:

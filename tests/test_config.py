@@ -35,7 +35,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
      ("colour = 1\n", "unknown key 'colour'"),
      ("[check]\nudp_duration_s = -1\n", "check.udp_duration_s: must be a number in"),
      ("[check]\nudp_interval = 20\n", "check.udp_interval: unknown key"),
-     ("[thresholds.loss_pct]\ngood = 5\nfair = 2\n", "thresholds.loss_pct: good"),
+     ("[thresholds.loss_one_way_pct]\ngood = 5\nfair = 2\n", "thresholds.loss_one_way_pct: good"),
+     ("[thresholds.loss_pct]\ngood = 0.5\n", "thresholds.loss_pct: renamed to thresholds.loss_one_way_pct"),
      ("server = \n", "not valid TOML")],
 )
 def test_bad_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -18,13 +18,13 @@ import yaml
 from netcheck.dashboards import generated_files
 from netcheck.dashboards.grafana import DATASOURCE_UID, SCHEMA_VERSION
 from netcheck.dashboards.provisioning import PROVISIONING_FILES, alert_rules, dashboard_provider, datasource
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS
+from netcheck.quality.metrics import METRICS
 from tests.harness.servers import REPO, subprocess_env
 from tests.harness.tsdb import InfluxDB1
 
 DASHBOARD_DIR = REPO / "dashboards"
 DASHBOARD_FILES = sorted(DASHBOARD_DIR.glob("*.json"))
-THRESHOLDS = {threshold.metric: threshold for threshold in DEFAULT_THRESHOLDS}
+THRESHOLDS = {threshold.name: threshold for threshold in METRICS}
 ALIAS = re.compile(r'AS "([^"]+)"')
 MODEL_METRIC = re.compile(r"quality model \(([a-z0-9_]+)\)")
 

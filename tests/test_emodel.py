@@ -42,9 +42,9 @@ def test_effective_equipment_impairment_for_g711_with_plc() -> None:
 
 
 def test_mos_of_paths_used_by_the_verdict_tests() -> None:
-    clean = emodel.mos(rtt_ms=1.0, jitter_ms=0.1, loss_pct=0.0)
+    clean = emodel.mos(one_way_network_ms=0.5, jitter_ms=0.1, loss_pct=0.0)
     assert clean == pytest.approx(4.41, abs=0.01)
     # 300 ms RTT: Ta = 150 + 80 + 2·jitter ≈ 234 ms → still a good voice, timing is what suffers
-    assert 4.0 < emodel.mos(rtt_ms=300.0, jitter_ms=2.0, loss_pct=0.0) < clean
+    assert 4.0 < emodel.mos(one_way_network_ms=150.0, jitter_ms=2.0, loss_pct=0.0) < clean
     # 6 % random loss: Ie,eff = 95·6/31.1 = 18.3 → R = 74.9 → MOS ≈ 3.82
-    assert emodel.mos(rtt_ms=1.0, jitter_ms=0.1, loss_pct=6.0) == pytest.approx(3.82, abs=0.01)
+    assert emodel.mos(one_way_network_ms=0.5, jitter_ms=0.1, loss_pct=6.0) == pytest.approx(3.82, abs=0.01)

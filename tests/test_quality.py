@@ -10,7 +10,7 @@ from netcheck.errors import ConfigError
 from netcheck.model import Cue, Level, Recommendation, Status
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult, failed_result
-from netcheck.quality import DEFAULT_THRESHOLDS, apply_overrides, assess
+from netcheck.quality import METRICS, apply_overrides, assess
 
 CLEAN_UDP = UdpResult(
     status=Status.OK, packets_sent=150, packets_received=150, rtt_min_ms=0.2, rtt_mean_ms=0.3, rtt_p50_ms=0.3,
@@ -51,16 +51,17 @@ def test_long_delay_makes_timing_poor_and_recommends_the_phone() -> None:
 def test_six_percent_loss_makes_vocal_tone_poor() -> None:
     result = assess({"udp": udp(loss_pct=6.0, loss_up_pct=3.0, loss_down_pct=3.1)})
     assert result.cues[Cue.VOCAL_TONE].level == Level.POOR
-    assert result.cues[Cue.VOCAL_TONE].deciding.metric == "loss_pct"
+    assert result.cues[Cue.VOCAL_TONE].deciding.metric == "loss_one_way_pct"
+    assert result.cues[Cue.VOCAL_TONE].deciding.value == 3.1  # one way, the worse direction
     assert result.recommendation == Recommendation.PHONE
-    assert any("Packet loss 6.0 %" in line for line in result.advice)
+    assert any(line.startswith("The clinic's voice to you loses 3.1 %") for line in result.advice)
 
 
 @pytest.mark.parametrize(
     ("changes", "level"),
-    [({"jitter_ms": 20.0}, Level.GOOD), ({"jitter_ms": 20.1}, Level.FAIR), ({"jitter_ms": 40.1}, Level.POOR),
-     ({"loss_pct": 0.99}, Level.GOOD), ({"loss_pct": 1.0}, Level.FAIR), ({"loss_pct": 3.0}, Level.FAIR),
-     ({"loss_pct": 3.01}, Level.POOR)],
+    [({"jitter_up_ms": 20.0}, Level.GOOD), ({"jitter_down_ms": 20.1}, Level.FAIR),
+     ({"jitter_up_ms": 40.1}, Level.POOR), ({"loss_up_pct": 0.99}, Level.GOOD), ({"loss_down_pct": 1.0}, Level.FAIR),
+     ({"loss_up_pct": 3.0}, Level.FAIR), ({"loss_down_pct": 3.01}, Level.POOR)],
 )
 def test_threshold_edges_of_vocal_tone(changes: dict, level: Level) -> None:
     assert assess({"udp": udp(**changes)}).cues[Cue.VOCAL_TONE].level == level
@@ -85,7 +86,7 @@ def test_nothing_measured_gives_unknown_not_good() -> None:
 def test_system_problems_become_advice() -> None:
     busy = dataclasses.replace(QUIET_SYSTEM, cpu_pct=97.0, battery_pct=8.0, battery_plugged=False, tx_mbps=12.0,
                                interface_kind="wifi")
-    advice = assess({"udp": udp(jitter_ms=30.0), "system": busy}).advice
+    advice = assess({"udp": udp(jitter_up_ms=30.0), "system": busy}).advice
     assert any("CPU 97 %" in line for line in advice)
     assert any("Battery at 8 %" in line for line in advice)
     assert any("12.0 Mbps up" in line for line in advice)
@@ -93,7 +94,7 @@ def test_system_problems_become_advice() -> None:
 
 
 def test_clinic_overrides_change_the_verdict() -> None:
-    strict = apply_overrides(DEFAULT_THRESHOLDS, {"rtt_p95_ms": {"good": 50, "fair": 80}})
+    strict = apply_overrides(METRICS, {"rtt_p95_ms": {"good": 50, "fair": 80}})
     assert assess({"udp": udp(rtt_p95_ms=90.0)}, strict).cues[Cue.CONVERSATIONAL_TIMING].level == Level.POOR
     assert assess({"udp": udp(rtt_p95_ms=90.0)}).cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
 
@@ -103,12 +104,12 @@ def test_clinic_overrides_change_the_verdict() -> None:
     [({"rtt_p95": {"good": 1}}, "thresholds.rtt_p95: unknown metric"),
      ({"rtt_p95_ms": {"god": 1}}, "thresholds.rtt_p95_ms.god: unknown key"),
      ({"rtt_p95_ms": {"good": "fast"}}, "thresholds.rtt_p95_ms.good: must be a number"),
-     ({"rtt_p95_ms": {"good": 300}}, "thresholds.rtt_p95_ms: good (300) must be ≤ fair (250)"),
+     ({"rtt_p95_ms": {"good": 300}}, "thresholds.rtt_p95_ms: good (300) must be ≤ fair (240)"),
      ({"av_skew_ms": {"good": [50, -50]}}, "thresholds.av_skew_ms.good: must be [low, high]")],
 )
 def test_bad_overrides_name_the_key(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        apply_overrides(DEFAULT_THRESHOLDS, overrides)
+        apply_overrides(METRICS, overrides)
 
 
 from netcheck.probes.av import AvDirection, AvResult  # noqa: E402
@@ -174,7 +175,7 @@ def test_lip_sync_and_freezes() -> None:
     assert result.cues[Cue.LIP_SYNC].level == Level.POOR
     assert result.recommendation == Recommendation.AUDIO_ONLY
     frozen = assess({"udp": CLEAN_UDP, "av": av(video_freezes=2, video_frozen_ms=2500.0)})
-    assert frozen.cues[Cue.FACIAL_EXPRESSION].deciding.metric == "freezes_per_min"  # 2 in 4 s = 30/min
+    assert frozen.cues[Cue.FACIAL_EXPRESSION].deciding.metric == "frozen_pct"  # 2.5 s of the probe's 4 s
     assert frozen.cues[Cue.FACIAL_EXPRESSION].level == Level.POOR
 
 
@@ -195,7 +196,7 @@ def test_voice_and_timing_come_from_the_call_when_udp_gets_nothing_through() -> 
                                    upstream=dataclasses.replace(CLEAN_DIRECTION, audio_loss_pct=4.0, rtt_ms=80.0))
     result = assess({"udp": failed_result(Status.TIMEOUT, packets_sent=150), "av": over_tcp})
     vocal = result.cues[Cue.VOCAL_TONE]
-    assert vocal.level == Level.POOR and vocal.deciding.metric == "loss_pct"
+    assert vocal.level == Level.POOR and vocal.deciding.metric == "loss_one_way_pct"
     assert "av.upstream.audio_loss_pct" in vocal.deciding.source
     assert result.cues[Cue.CONVERSATIONAL_TIMING].level == Level.GOOD
     assert result.recommendation == Recommendation.PHONE

@@ -18,7 +18,8 @@ import pytest
 from netcheck.av.peer import IceSettings
 from netcheck.errors import UsageError
 from netcheck.model import Status, result_fields
-from netcheck.probes.reach import RUN_BUDGET_S, SUB_STATUSES, ReachProbe, ReachResult, parse_ice_url
+from netcheck.probes.reach import RUN_BUDGET_S, ReachProbe, ReachResult, parse_ice_url
+from netcheck.results import SUB_STATUSES
 from netcheck.server.app import start_server
 from tests.harness.servers import REPO, ServerProcess, stop, subprocess_env
 from tests.harness.coturn import Coturn, _write_self_signed_cert

@@ -42,18 +42,18 @@ def now_iso(offset_s: float = 0.0) -> str:
 def summary(rtt_ms: float = 48.0, loss_pct: float = 2.5, level: str = "fair", at: str | None = None) -> dict[str, Any]:
     """An agent's summary event as it posts it (no id, leg or session_id)."""
     cues = {cue: {"level": "good", "deciding_metric": "video_fps", "value": 29.8, "unit": "fps"} for cue in CUES}
-    cues["vocal_tone"] = {"level": level, "deciding_metric": "loss_pct", "value": loss_pct, "unit": "%"}
+    cues["vocal_tone"] = {"level": level, "deciding_metric": "loss_one_way_pct", "value": loss_pct, "unit": "%"}
     cues["conversational_timing"] = {"level": "good", "deciding_metric": "rtt_p95_ms", "value": rtt_ms, "unit": "ms"}
     cues["lip_sync"] = {"level": "unknown", "deciding_metric": None, "value": None, "unit": None}
     return {"type": "summary", "at": at or now_iso(), "window": {
         "index": 3, "window_s": 5.0, "recommendation": "video", "level": level, "cues": cues,
-        "figures": {"rtt_p95_ms": rtt_ms, "jitter_ms": 3.1, "loss_pct": loss_pct, "mos": 4.1}}}
+        "figures": {"rtt_p95_ms": rtt_ms, "jitter_one_way_ms": 3.1, "loss_one_way_pct": loss_pct, "mos": 4.1}}}
 
 
 def warning(kind: str = "warning_raised", message: str = "The client's voice is breaking up.",
             at: str | None = None) -> dict[str, Any]:
     return {"type": kind, "at": at or now_iso(), "cue": "vocal_tone", "level": "poor" if kind == "warning_raised" else "good",
-            "metric": "loss_pct", "value": 8.0, "message": message,
+            "metric": "loss_one_way_pct", "value": 8.0, "message": message,
             "advice": "Check in verbally on how things land." if kind == "warning_raised" else ""}
 
 

@@ -67,21 +67,27 @@ def overview() -> dict[str, Any]:
 
 def session() -> dict[str, Any]:
     """One session, both legs over time, with threshold bands and the warnings as annotations."""
-    def leg_panel(title: str, measurement: str, field: str, metric: str | None, grid: tuple[int, int, int, int],
-                  description: str, unit: str | None = None) -> dict[str, Any]:
-        query = (f'SELECT mean("{field}") AS "{field}" FROM "{measurement}" WHERE $timeFilter AND {SESSION} '
-                 f"{BY_LEG}")
-        return panel("timeseries", title, [target("A", query, alias="$tag_role")], grid, description, metric, unit)
+    def leg_panel(title: str, measurement: str, field: str | tuple[str, ...], metric: str | None,
+                  grid: tuple[int, int, int, int], description: str, unit: str | None = None) -> dict[str, Any]:
+        """One series per leg, or per leg and direction when `field` names one field per direction."""
+        fields = (field,) if isinstance(field, str) else field
+        selected = ", ".join(f'mean("{name}") AS "{name}"' for name in fields)
+        query = f'SELECT {selected} FROM "{measurement}" WHERE $timeFilter AND {SESSION} {BY_LEG}'
+        alias = "$tag_role" if len(fields) == 1 else "$tag_role $col"
+        return panel("timeseries", title, [target("A", query, alias=alias)], grid, description, metric, unit)
 
     panels = [
         leg_panel("Delay (RTT p95)", "netcheck_udp", "rtt_p95_ms", "rtt_p95_ms", (0, 0, 12, 8),
                   "Each leg's round trip to the clinic's server."),
-        leg_panel("Jitter", "netcheck_udp", "jitter_ms", "jitter_ms", (12, 0, 12, 8), "Mean IPDV of each leg."),
-        leg_panel("Packet loss", "netcheck_udp", "loss_pct", "loss_pct", (0, 8, 12, 8), "Both directions of each leg."),
+        leg_panel("Jitter, one way", "netcheck_udp", ("jitter_up_ms", "jitter_down_ms"), "jitter_one_way_ms",
+                  (12, 0, 12, 8), "Mean one-way IPDV of each leg, up (to the server) and down; the worse is judged."),
+        leg_panel("Packet loss, one way", "netcheck_udp", ("loss_up_pct", "loss_down_pct"), "loss_one_way_pct",
+                  (0, 8, 12, 8), "Each leg's loss up (to the server) and down; the worse is judged."),
         leg_panel("Received frame rate", "netcheck_av", "down_video_fps", "video_fps", (12, 8, 12, 8),
                   "Frames per second each leg received in the agent's A/V probe."),
-        leg_panel("Received video height", "netcheck_av", "down_video_height", "video_height", (0, 16, 12, 8),
-                  "The agent's A/V probe sends a small picture: this shows what arrives, not the call's resolution."),
+        leg_panel("Received video height", "netcheck_av", "down_video_height", None, (0, 16, 12, 8),
+                  "The agent's A/V probe sends a small fixed-size picture: reported, not judged (it says nothing "
+                  "about the path)."),
         leg_panel("A/V skew (+ = audio leads)", "netcheck_av", "av_skew_ms", "av_skew_ms", (12, 16, 12, 8),
                   "Lip sync of each leg's A/V probe."),
         leg_panel("Received video packet loss", "netcheck_av", "down_video_loss_pct", "video_loss_pct", (0, 24, 12, 8),
@@ -123,8 +129,10 @@ def checks() -> dict[str, Any]:
         ], (0, 0, 24, 9), "One row per check, newest last."),
         figure_panel("Delay (RTT p95)", "netcheck_udp", ("rtt_p95_ms",), "rtt_p95_ms", (0, 9, 8, 8),
                      "Each check's UDP voice stream."),
-        figure_panel("Packet loss", "netcheck_udp", ("loss_pct",), "loss_pct", (8, 9, 8, 8), "Each check's UDP stream."),
-        figure_panel("Jitter", "netcheck_udp", ("jitter_ms",), "jitter_ms", (16, 9, 8, 8), "Each check's UDP stream."),
+        figure_panel("Packet loss, one way", "netcheck_udp", ("loss_up_pct", "loss_down_pct"), "loss_one_way_pct",
+                     (8, 9, 8, 8), "Each check's UDP stream, up and down; the worse is judged."),
+        figure_panel("Jitter, one way", "netcheck_udp", ("jitter_up_ms", "jitter_down_ms"), "jitter_one_way_ms",
+                     (16, 9, 8, 8), "Each check's UDP stream, up and down; the worse is judged."),
         figure_panel("Received frame rate", "netcheck_av", ("down_video_fps", "up_video_fps"), "video_fps",
                      (0, 17, 8, 8), "The check's 720p call, both directions."),
         figure_panel("A/V skew", "netcheck_av", ("av_skew_ms",), "av_skew_ms", (8, 17, 8, 8),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, Threshold
+from netcheck.quality.metrics import METRICS, Metric
 
 SCHEMA_VERSION = 42
 DATASOURCE_UID = "netcheck-influxdb"
@@ -22,7 +22,7 @@ GREEN, YELLOW, RED = "green", "yellow", "red"
 UNITS = {"ms": "ms", "%": "percent", "fps": "suffix: fps", "px": "suffix: px", "Mbps": "Mbits",
          "/min": "suffix: /min", "": "none"}
 """The quality model's units as Grafana unit ids."""
-THRESHOLD_BY_METRIC = {threshold.metric: threshold for threshold in DEFAULT_THRESHOLDS}
+THRESHOLD_BY_METRIC = {threshold.name: threshold for threshold in METRICS}
 QUALITY_MODEL_NOTE = "Bands from netcheck's quality model ({metric})"
 """Panels with bands say which metric they come from, in words and for the tests that compare them."""
 
@@ -35,7 +35,7 @@ def target(ref_id: str, query: str, alias: str | None = None, table: bool = Fals
     return found
 
 
-def threshold_steps(threshold: Threshold) -> list[dict[str, Any]]:
+def threshold_steps(threshold: Metric) -> list[dict[str, Any]]:
     """Grafana steps (each colour from its value on) for good / fair / poor."""
     if threshold.direction == "higher_is_better":
         return [{"color": RED, "value": None}, {"color": YELLOW, "value": threshold.fair},

@@ -1,14 +1,6 @@
 """Probes measure and return a result; they never judge, store or print.
 
-The registry is explicit: a probe exists when it is listed here.
+Each probe module defines one probe class behind the `Probe` protocol (base.py); its result type
+lives in netcheck/results.py. Callers construct the probes they need explicitly (check.py,
+agent.py, the CLI's `probe` commands): there is no registry to scan.
 """
-
-from netcheck.probes.av import AvProbe
-from netcheck.probes.system import SystemProbe
-from netcheck.probes.udp import UdpProbe
-
-PROBES = {
-    UdpProbe.name: UdpProbe,
-    AvProbe.name: AvProbe,
-    SystemProbe.name: SystemProbe,
-}

@@ -16,6 +16,7 @@ from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import IceSettings
 from netcheck.httpio import BodyTooLarge, read_bounded
 from netcheck.model import Status
+from netcheck.results import AvDirection, AvResult
 
 CONNECT_TIMEOUT_S = 10.0
 """From offer to first received video frame, ICE and DTLS included."""
@@ -23,42 +24,6 @@ HTTP_TIMEOUT_S = 5.0
 GATHER_TIMEOUT_S = 5.0
 """Collecting local, STUN and TURN candidates; aioice retries an unanswered TURN request for ~40 s."""
 MAX_ANSWER_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class AvDirection:
-    """One direction of the call, as its receiver saw it (and its sender sent it)."""
-
-    video_fps: float | None
-    video_width: int | None
-    video_height: int | None
-    video_freezes: int | None
-    video_frozen_ms: float | None
-    video_loss_pct: float | None
-    video_bitrate_kbps: float | None
-    audio_loss_pct: float | None
-    audio_jitter_ms: float | None
-    audio_bitrate_kbps: float | None
-    rtt_ms: float | None
-    av_skew_ms: float | None
-    """Positive: audio arrives before its video (BT.1359 sign); pipeline offset removed."""
-
-
-@dataclass(frozen=True)
-class AvResult:
-    status: Status
-    time_to_first_frame_ms: float | None
-    av_skew_ms: float | None
-    """The direction with the larger |skew|."""
-    upstream: AvDirection | None
-    downstream: AvDirection | None
-    ice_path: str | None
-    """host | srflx | prflx | relay-udp | relay-tcp: how the media flowed."""
-    udp_blocked: bool | None
-    """True when the call failed over UDP and then worked through TURN over TCP/TLS; None if not tried."""
-    duration_s: float | None
-    """The measured window (after the first frame)."""
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -70,7 +35,8 @@ class AvProbeSettings:
 
 
 def failed_result(status: Status, error: str, elapsed_s: float | None = None) -> AvResult:
-    return AvResult(status, None, None, None, None, None, None, elapsed_s, error)
+    return AvResult(status=status, time_to_first_frame_ms=None, av_skew_ms=None, upstream=None, downstream=None,
+                    ice_path=None, udp_blocked=None, duration_s=elapsed_s, error=error)
 
 
 def result_from_fields(fields: dict) -> AvResult:
@@ -234,6 +200,7 @@ class AvProbe:
             udp_blocked=False if path and path != "relay-tcp" else None,
             duration_s=round(window_end_s - first_frame_s, 3),
             error=None,
+            resolution_adapts=False,  # aiortc sends the size it is given
         )
 
 

@@ -23,17 +23,14 @@ import ssl
 import struct
 import time
 from dataclasses import dataclass
-from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from netcheck import stats, wire
 from netcheck.av.peer import IceSettings
-from netcheck.errors import MeasurementError, UsageError
+from netcheck.errors import ConfigError, MeasurementError, UsageError
 from netcheck.model import Status
+from netcheck.results import ReachResult, SubStatus
 from netcheck.probes.udp import ReplyCollector
-
-SubStatus = Literal["ok", "timeout", "unreachable", "blocked", "error", "auth_failed", "skipped"]
-SUB_STATUSES: tuple[str, ...] = get_args(SubStatus)
 
 RUN_BUDGET_S = 3.5
 """Every part ends by then (TURN's deallocation may add up to `TURN_DELETE_TIMEOUT_S`)."""
@@ -57,40 +54,9 @@ STUN_MAGIC = 0x2112A442
 STUN_BINDING_REQUEST = 0x0001
 STUN_BINDING_SUCCESS = 0x0101
 STUN_BINDING_ERROR = 0x0111
-LAZY_IMPORTS = ("aiohttp", "aioice.stun", "aioice.turn", "netcheck.check")
+LAZY_IMPORTS = ("aiohttp", "aioice.stun", "aioice.turn", "netcheck.server_info")
 AUTH_ERROR_CODES = (401, 431)
 """Unauthorized after the nonce round, Integrity Check Failure: the server rejects the credentials."""
-
-
-@dataclass(frozen=True)
-class ReachResult:
-    """What the reachability probe measured. Field names are a public contract (JSON, InfluxDB)."""
-
-    status: Status
-    """ok when the server's HTTP port answered (DNS and TCP ok), unreachable otherwise."""
-    dns_status: SubStatus
-    dns_ms: float | None
-    """0 for an IP literal."""
-    tcp_status: SubStatus
-    tcp_connect_ms: float | None
-    tls_status: SubStatus
-    tls_handshake_ms: float | None
-    udp_status: SubStatus
-    """ok, blocked (no reply), unreachable (ICMP refusal, or the server's /v1/info unreachable), error."""
-    udp_rtt_ms: float | None
-    """Median of the replies, the reflector's turnaround subtracted."""
-    udp_packets_sent: int
-    udp_packets_received: int
-    stun_status: SubStatus
-    stun_rtt_ms: float | None
-    turn_udp_status: SubStatus
-    turn_udp_ms: float | None
-    """From the first Allocate to the allocation, the 401 nonce round included."""
-    turn_tcp_status: SubStatus
-    turn_tcp_ms: float | None
-    """From the TCP (and TLS, for turns:) connect to the allocation, the 401 nonce round included."""
-    error: str | None
-    """What went wrong in the parts that did not succeed, for people; None when nothing did."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +203,7 @@ class ReachProbe:
     # --- the UDP reflector --------------------------------------------------------------------
 
     async def _udp_echo(self, deadline_s: float, http_path: asyncio.Future) -> _EchoOutcome:
-        from netcheck.check import fetch_server_info
+        from netcheck.server_info import fetch_server_info, reflector_of
 
         target = self.udp_target
         if target is None:
@@ -249,9 +215,10 @@ class ReachProbe:
                 reason = str(error) or f"no answer within {timeout_s:.1f} s"
                 return _EchoOutcome("unreachable" if tcp.status != "ok" else "error",
                                     note=f"UDP reflector's port (GET /v1/info): {reason}")
-            if info.hmac_required and self.hmac_key is None:
-                return _EchoOutcome("error", note="UDP reflector: the server requires an HMAC key")
-            target = (self.host, info.udp_port)
+            try:
+                target = reflector_of(self.server_url, info, self.hmac_key)
+            except ConfigError as error:
+                return _EchoOutcome("error", note=f"UDP reflector: {error}")
         resolved, address = await _resolve(target[0], target[1], socket.SOCK_DGRAM, "UDP reflector", deadline_s)
         if address is None:
             return _EchoOutcome("unreachable", note=resolved.note)

@@ -223,7 +223,9 @@ class SpeedtestProbe:
 
 
 def failed_result(status: Status, error: str) -> ThroughputResult:
-    return ThroughputResult(status, None, None, None, None, None, None, None, None, BACKEND, one_line(error))
+    return ThroughputResult(status=status, download_mbps=None, upload_mbps=None, idle_rtt_ms=None,
+                            loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None, bytes_down=None,
+                            bytes_up=None, backend=BACKEND, error=one_line(error))
 
 
 def result_from_output(stdout: bytes, *, returncode: int | None = None, stderr: bytes = b"",

@@ -11,34 +11,13 @@ import ipaddress
 import os
 import socket
 import sys
-from dataclasses import dataclass
 
 from netcheck.model import Status
+from netcheck.results import SystemResult
 
 LOOPBACK_PREFIXES = ("lo",)
 WIFI_PREFIXES = ("wl", "wlan", "wi-fi", "wifi", "airport", "wireless")
 CELLULAR_PREFIXES = ("wwan", "rmnet", "ppp", "cellular", "pdp_ip")
-
-
-@dataclass(frozen=True)
-class SystemResult:
-    """Facts about this computer during the check. Platform-specific ones may be None."""
-
-    status: Status
-    cpu_pct: float | None
-    memory_pct: float | None
-    battery_pct: float | None
-    battery_plugged: bool | None
-    interface: str | None
-    interface_kind: str
-    """wifi | ethernet | cellular | loopback | unknown"""
-    nic_errors: int | None
-    """Receive + transmit errors on the interface during the window."""
-    nic_drops: int | None
-    rx_mbps: float | None
-    """All traffic received on the interface during the window, the probes' own included."""
-    tx_mbps: float | None
-    window_s: float
 
 
 def interface_kind(name: str) -> str:

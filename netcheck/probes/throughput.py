@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from netcheck.model import Status
+from netcheck.results import ThroughputResult
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
 from netcheck.tcp_info import delivered_bytes, tcp_info_available
 
@@ -42,25 +43,6 @@ MAX_COUNT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
-class ThroughputResult:
-    status: Status
-    download_mbps: float | None
-    upload_mbps: float | None
-    idle_rtt_ms: float | None
-    """RTT p95 of the UDP probe on the idle link."""
-    loaded_rtt_down_ms: float | None
-    """RTT p95 while the download saturates the link."""
-    loaded_rtt_up_ms: float | None
-    bufferbloat_ms: float | None
-    """The larger loaded RTT minus the idle RTT."""
-    bytes_down: int | None
-    bytes_up: int | None
-    backend: str
-    """netcheck (a netcheck server) or speedtest (speedtest-cli's servers)."""
-    error: str | None
-
-
-@dataclass(frozen=True)
 class ThroughputSettings:
     duration_s: float = 4.0
     """Both phases together, ramps included."""
@@ -69,7 +51,9 @@ class ThroughputSettings:
 
 
 def failed_result(status: Status, error: str) -> ThroughputResult:
-    return ThroughputResult(status, None, None, None, None, None, None, None, None, "netcheck", error)
+    return ThroughputResult(status=status, download_mbps=None, upload_mbps=None, idle_rtt_ms=None,
+                            loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None, bytes_down=None,
+                            bytes_up=None, backend="netcheck", error=error)
 
 
 class _Phase:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from netcheck import stats, wire
 from netcheck.errors import UsageError
 from netcheck.model import Status
+from netcheck.results import UdpResult
 
 MIN_INTERVAL_MS = 1.0
 MAX_INTERVAL_MS = 1000.0
@@ -24,36 +25,6 @@ RESOLVE_TIMEOUT_S = 2.0
 STATS_ATTEMPTS = 3
 MAX_REPLIES_PER_PACKET = 4
 """A hostile or broken reflector may flood duplicates; beyond this many replies to one packet they are ignored."""
-
-
-@dataclass(frozen=True)
-class UdpResult:
-    """What the UDP probe measured. Field names are a public contract (JSON, InfluxDB)."""
-
-    status: Status
-    packets_sent: int
-    packets_received: int
-    rtt_min_ms: float | None
-    rtt_mean_ms: float | None
-    rtt_p50_ms: float | None
-    rtt_p95_ms: float | None
-    rtt_max_ms: float | None
-    jitter_ms: float | None
-    """Mean |ΔRTT| of consecutive sequence numbers (RFC 3393 IPDV, as irtt reports it)."""
-    jitter_rfc3550_ms: float | None
-    jitter_up_ms: float | None
-    """Mean |Δ one-way delay| client → reflector of consecutive sequence numbers (irtt's send IPDV).
-
-    The two clocks' constant offset cancels in the differences; None when no two consecutive
-    packets came back."""
-    jitter_down_ms: float | None
-    """The same for reflector → client (irtt's receive IPDV)."""
-    loss_pct: float | None
-    loss_up_pct: float | None
-    loss_down_pct: float | None
-    loss_burst_max: int
-    duplicates: int
-    reordered: int
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netcheck.model import Level, MetricVerdict
-from netcheck.probes.av import AvDirection, AvResult
-from netcheck.probes.reach import ReachResult
-from netcheck.probes.system import SystemResult
-from netcheck.probes.throughput import ThroughputResult
+from netcheck.results import AvDirection, AvResult, ReachResult, SystemResult, ThroughputResult
+from netcheck.quality.metrics import Metric
 from netcheck.quality.thresholds import SystemLimits
 
 VIDEO_LOSS_CAUSE_PCT = 2.0
@@ -28,40 +26,25 @@ class VideoCause:
     because: str
     remedy: str
 
-METRIC_ADVICE: dict[str, str] = {
-    "loss_pct": "Packet loss {value:.1f} %: the voice breaks up and its tone gets lost — move closer to the "
-                "router or plug in a cable{phone}.",
-    "jitter_ms": "Jitter {value:.0f} ms: speech may sound choppy — pause uploads, downloads and streaming on "
-                 "this network, or move closer to the router{phone}.",
-    "mos": "Expected voice quality {value:.1f} of 4.5: the voice will sound degraded — fix the loss, jitter or "
-           "delay above{phone}.",
-    "rtt_p95_ms": "Delay {value:.0f} ms: pauses may feel like hesitation or coldness — leave extra time before "
-                  "responding{phone}.",
-    "video_fps": "Video {direction} runs at {value:.0f} fps because {because}: fleeting facial expressions "
-                 "will be missed — {remedy}{audio}.",
-    "video_height": "Video {direction} is only {value:.0f} px high because {because}: the face will look "
-                    "blurry — {remedy}{audio}.",
-    "freezes_per_min": "Video {direction} froze {value:.1f} times a minute because {because}: expressions get "
-                       "lost in the freezes — {remedy}{audio}.",
-    "video_loss_pct": "Video {direction} loses {value:.1f} % of its packets: the picture stalls and blurs while "
-                      "they are repaired — move closer to the router or plug in a cable{audio}.",
-    "bandwidth_mbps": "Bandwidth {value:.1f} Mbps: too little for a clear face — stop other uploads and streams "
-                      "or move to the router{audio}.",
-    "av_skew_ms": "Lip sync off by {value:+.0f} ms: voice and lips drift apart — restart the call app{audio}.",
+VOICE_WORDS = {
+    "upstream": "Your voice to the clinic",
+    "downstream": "The clinic's voice to you",
+    None: "The voice (one way; the direction could not be measured)",
 }
 
 
-def metric_advice(verdict: MetricVerdict, video_cause: VideoCause | None = None) -> str | None:
-    """The advice line for a fair or poor metric; None for good or unmeasured ones."""
+def metric_advice(verdict: MetricVerdict, metric: Metric, video_cause: VideoCause | None = None) -> str | None:
+    """The advice line for a fair or poor metric, from its registry row; None for good or unmeasured ones."""
     if verdict.level not in (Level.FAIR, Level.POOR) or verdict.value is None:
         return None
     poor = verdict.level == Level.POOR
     cause = video_cause or VideoCause("", "of the connection", "stop other streams and uploads")
-    return METRIC_ADVICE[verdict.metric].format(
+    return metric.advice.format(
         value=verdict.value,
         direction=DIRECTION_WORDS.get(cause.direction, "in one direction"),
         because=cause.because,
         remedy=cause.remedy,
+        voice=VOICE_WORDS[verdict.direction if verdict.direction in VOICE_WORDS else None],
         phone="; if it does not improve, use the phone" if poor else "",
         audio="; if it does not improve, switch to audio only" if poor else "",
     )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
-from netcheck.probes.av import AvDirection, AvResult
-from netcheck.probes.reach import ReachResult
-from netcheck.probes.system import SystemResult
-from netcheck.probes.throughput import ThroughputResult
-from netcheck.probes.udp import UdpResult
+from netcheck.results import AvDirection, AvResult, ReachResult, SystemResult, ThroughputResult, UdpResult
 from netcheck.quality import emodel
 from netcheck.quality.advice import (
     bufferbloat_advice,
@@ -21,60 +19,38 @@ from netcheck.quality.advice import (
     video_cause,
     video_setting_advice,
 )
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, SystemLimits, Threshold, video_setting_for
+from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
+from netcheck.quality.thresholds import SystemLimits, video_setting_for
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
-CUE_NAMES = {
-    Cue.FACIAL_EXPRESSION: "facial expression",
-    Cue.VOCAL_TONE: "vocal tone",
-    Cue.CONVERSATIONAL_TIMING: "conversational timing",
-    Cue.LIP_SYNC: "lip sync",
-}
-PROBE_FOR_METRIC = {
-    "video_fps": "A/V",
-    "video_height": "A/V",
-    "freezes_per_min": "A/V",
-    "video_loss_pct": "A/V",
-    "av_skew_ms": "A/V",
-    "bandwidth_mbps": "throughput",
-    "loss_pct": "UDP",
-    "jitter_ms": "UDP",
-    "mos": "UDP",
-    "rtt_p95_ms": "UDP",
-}
 
 
-def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple[float, str]]:
-    """Cue metric name → (value, where it came from), for every metric a successful probe gave."""
-    metrics: dict[str, tuple[float, str]] = {}
+@dataclass(frozen=True)
+class Measured:
+    """One cue metric's value as measured, and where it came from."""
+
+    value: float
+    source: str
+    """The probe field(s), and how they were combined or converted."""
+    direction: str | None = None
+    """upstream or downstream when the worse of two one-way figures decided."""
+
+
+def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measured]:
+    """Cue metric name → its measured value, for every metric a successful probe gave.
+
+    A metric that was not measured is absent: it never enters a cue or the MOS as 0.
+    """
+    metrics: dict[str, Measured] = {}
     udp = measurements.get("udp")
     if isinstance(udp, UdpResult) and udp.status == Status.OK and udp.rtt_mean_ms is not None:
-        jitter_ms = udp.jitter_ms or 0.0
-        loss_pct = udp.loss_pct or 0.0
-        metrics["loss_pct"] = (loss_pct, "udp.loss_pct")
-        metrics["jitter_ms"] = (jitter_ms, "udp.jitter_ms")
-        metrics["rtt_p95_ms"] = (udp.rtt_p95_ms or udp.rtt_mean_ms, "udp.rtt_p95_ms")
-        metrics["mos"] = (round(emodel.mos(udp.rtt_mean_ms, jitter_ms, loss_pct), 2),
-                          "G.107 E-model of udp.rtt_mean_ms, udp.jitter_ms, udp.loss_pct")
+        metrics.update(voice_metrics_from_udp(udp))
     av = measurements.get("av")
     if isinstance(av, AvResult) and av.status == Status.OK and av.upstream and av.downstream:
-        directions = {"upstream": av.upstream, "downstream": av.downstream}
-        # in a finished call a direction without frames got nothing through: 0 fps, 0 px
-        fps, fps_from = min((d.video_fps or 0.0, name) for name, d in directions.items())
-        metrics["video_fps"] = (fps, f"av.{fps_from}.video_fps")
-        height, height_from = min((d.video_height or 0, name) for name, d in directions.items())
-        metrics["video_height"] = (float(height), f"av.{height_from}.video_height")
-        minutes = (av.duration_s or 0.0) / 60.0
-        if minutes > 0:
-            freezes, freezes_from = max(((d.video_freezes or 0) / minutes, name) for name, d in directions.items())
-            metrics["freezes_per_min"] = (round(freezes, 2), f"av.{freezes_from}.video_freezes")
-        losses = [(d.video_loss_pct, name) for name, d in directions.items() if d.video_loss_pct is not None]
-        if losses:  # a short probe may see no freeze yet on a path whose loss will freeze a session
-            video_loss, video_loss_from = max(losses)
-            metrics["video_loss_pct"] = (video_loss, f"av.{video_loss_from}.video_loss_pct")
+        metrics.update(face_metrics_from_call(av))
         if av.av_skew_ms is not None:
-            metrics["av_skew_ms"] = (av.av_skew_ms, "av.av_skew_ms (the worse direction)")
-        if "loss_pct" not in metrics:
+            metrics["av_skew_ms"] = Measured(av.av_skew_ms, "av.av_skew_ms (the worse direction)")
+        if "loss_one_way_pct" not in metrics:
             metrics.update(voice_metrics_from_call(av.upstream, av.downstream))
     throughput = measurements.get("throughput")
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
@@ -82,42 +58,126 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, tuple
                                                           (throughput.upload_mbps, "upload_mbps")) if value is not None]
         if directions:
             bandwidth, bandwidth_from = min(directions)
-            metrics["bandwidth_mbps"] = (bandwidth, f"throughput.{bandwidth_from}")
+            metrics["bandwidth_mbps"] = Measured(bandwidth, f"throughput.{bandwidth_from}")
         loaded = [(value, name) for value, name in ((throughput.loaded_rtt_down_ms, "loaded_rtt_down_ms"),
                                                       (throughput.loaded_rtt_up_ms, "loaded_rtt_up_ms")) if value is not None]
         if loaded:  # DESIGN §5: timing is judged under load when load was measured
             rtt, rtt_from = max(loaded)
-            metrics["rtt_p95_ms"] = (rtt, f"throughput.{rtt_from} (RTT p95 under load)")
+            metrics["rtt_p95_ms"] = Measured(rtt, f"throughput.{rtt_from} (RTT p95 under load)")
     return metrics
 
 
-def voice_metrics_from_call(upstream: AvDirection, downstream: AvDirection) -> dict[str, tuple[float, str]]:
+def one_way_loss_from_round_trip_pct(round_trip_pct: float) -> float:
+    """The one-way loss that, suffered in both directions alike, gives `round_trip_pct` over the round
+    trip: 1 − √(1 − rt). Used only when the reflector could not say which direction lost."""
+    fraction = min(1.0, max(0.0, round_trip_pct / 100.0))
+    return (1.0 - math.sqrt(1.0 - fraction)) * 100.0
+
+
+def worse_direction(up: float | None, down: float | None) -> tuple[float, str] | None:
+    """(value, "upstream" | "downstream") of the larger of two one-way figures; None if either is missing."""
+    if up is None or down is None:
+        return None
+    return (up, "upstream") if up >= down else (down, "downstream")
+
+
+def voice_metrics_from_udp(udp: UdpResult) -> dict[str, Measured]:
+    """Vocal tone and timing from the UDP stream: a voice travels one way, so the worse direction's
+    one-way loss and jitter are judged, and the E-model hears the same one-way figures."""
+    metrics: dict[str, Measured] = {}
+    loss = worse_direction(udp.loss_up_pct, udp.loss_down_pct)
+    if loss is not None:
+        metrics["loss_one_way_pct"] = Measured(loss[0], f"udp.loss_{_short(loss[1])}_pct", loss[1])
+    elif udp.loss_pct is not None:
+        metrics["loss_one_way_pct"] = Measured(
+            round(one_way_loss_from_round_trip_pct(udp.loss_pct), 3),
+            "1 − √(1 − udp.loss_pct): the reflector did not say which direction lost")
+    jitter = worse_direction(udp.jitter_up_ms, udp.jitter_down_ms)
+    if jitter is not None:
+        metrics["jitter_one_way_ms"] = Measured(jitter[0], f"udp.jitter_{_short(jitter[1])}_ms", jitter[1])
+    elif udp.jitter_ms is not None:
+        metrics["jitter_one_way_ms"] = Measured(
+            udp.jitter_ms, "udp.jitter_ms, round trip: the probe could not tell the directions apart")
+    if udp.rtt_p95_ms is not None:
+        metrics["rtt_p95_ms"] = Measured(udp.rtt_p95_ms, "udp.rtt_p95_ms (idle)")
+    if "loss_one_way_pct" in metrics and "jitter_one_way_ms" in metrics and udp.rtt_mean_ms is not None:
+        mos = emodel.mos(udp.rtt_mean_ms / 2.0, metrics["jitter_one_way_ms"].value, metrics["loss_one_way_pct"].value)
+        metrics["mos"] = Measured(round(mos, 2), "G.107 E-model of udp.rtt_mean_ms / 2 and the one-way jitter and loss")
+    return metrics
+
+
+def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
+    """Facial expression from the A/V call, each figure from the direction in which it is worse.
+
+    A direction whose receiver saw no frame at all in a finished call measured something: nothing
+    got through, so 0 fps and frozen the whole time. The received height is judged only where the
+    senders adapt their resolution to the path; a fixed-size sender's height says nothing about it.
+    """
+    metrics: dict[str, Measured] = {}
+    directions = {"upstream": av.upstream, "downstream": av.downstream}
+    window_ms = (av.duration_s or 0.0) * 1000.0
+    fps: list[tuple[float, str]] = []
+    frozen: list[tuple[float, str]] = []
+    for name, direction in directions.items():
+        assert direction is not None
+        nothing_arrived = direction.video_height is None and direction.video_fps is None
+        if nothing_arrived:
+            fps.append((0.0, name))
+        elif direction.video_fps is not None:
+            fps.append((direction.video_fps, name))
+        if window_ms > 0 and (nothing_arrived or direction.video_frozen_ms is not None):
+            frozen_ms = window_ms if nothing_arrived else min(window_ms, direction.video_frozen_ms or 0.0)
+            frozen.append((round(100.0 * frozen_ms / window_ms, 2), name))
+    if fps:
+        value, name = min(fps)
+        metrics["video_fps"] = Measured(value, f"av.{name}.video_fps", name)
+    if frozen:
+        value, name = max(frozen)
+        metrics["frozen_pct"] = Measured(value, f"av.{name}.video_frozen_ms / av.duration_s", name)
+    if av.resolution_adapts:
+        heights = [(float(d.video_height), name) for name, d in directions.items()
+                   if d is not None and d.video_height is not None]
+        if heights:
+            value, name = min(heights)
+            metrics["video_height"] = Measured(value, f"av.{name}.video_height", name)
+    losses = [(d.video_loss_pct, name) for name, d in directions.items() if d is not None and d.video_loss_pct is not None]
+    if losses:  # a short probe may see no freeze yet on a path whose loss will freeze a session
+        value, name = max(losses)
+        metrics["video_loss_pct"] = Measured(value, f"av.{name}.video_loss_pct", name)
+    return metrics
+
+
+def voice_metrics_from_call(upstream: AvDirection, downstream: AvDirection) -> dict[str, Measured]:
     """Voice and timing from the A/V call's audio when the UDP probe got nothing through.
 
     That happens when a firewall blocks UDP and the call went through TURN over TCP: the call's
-    own audio is then the best evidence of what a voice will sound like. Its jitter is RFC 3550's
-    and its RTT RTCP's smoothed one, not IPDV and p95; the sources say so.
+    own audio is then the best evidence of what a voice will sound like. Its loss and jitter are
+    one-way already (each receiver's RTP counts; RFC 3550 jitter); its RTT is RTCP's smoothed one,
+    not a p95. The sources say so.
     """
-    metrics: dict[str, tuple[float, str]] = {}
-    directions = {"upstream": upstream, "downstream": downstream}
-    losses = [(d.audio_loss_pct, name) for name, d in directions.items() if d.audio_loss_pct is not None]
-    jitters = [(d.audio_jitter_ms, name) for name, d in directions.items() if d.audio_jitter_ms is not None]
-    rtts = [(d.rtt_ms, name) for name, d in directions.items() if d.rtt_ms is not None]
-    if not (losses and jitters and rtts):
+    metrics: dict[str, Measured] = {}
+    loss = worse_direction(upstream.audio_loss_pct, downstream.audio_loss_pct)
+    jitter = worse_direction(upstream.audio_jitter_ms, downstream.audio_jitter_ms)
+    rtts = [rtt for rtt in (upstream.rtt_ms, downstream.rtt_ms) if rtt is not None]
+    if loss is None or jitter is None or not rtts:
         return metrics
-    loss, loss_from = max(losses)
-    jitter, jitter_from = max(jitters)
-    rtt, rtt_from = max(rtts)
-    metrics["loss_pct"] = (loss, f"av.{loss_from}.audio_loss_pct (UDP probe got no answer)")
-    metrics["jitter_ms"] = (jitter, f"av.{jitter_from}.audio_jitter_ms, RFC 3550 (UDP probe got no answer)")
-    metrics["rtt_p95_ms"] = (rtt, f"av.{rtt_from}.rtt_ms, RTCP (UDP probe got no answer)")
-    metrics["mos"] = (round(emodel.mos(rtt, jitter, loss), 2), "G.107 E-model of the call's audio figures")
+    rtt = max(rtts)
+    metrics["loss_one_way_pct"] = Measured(loss[0], f"av.{loss[1]}.audio_loss_pct (UDP probe got no answer)", loss[1])
+    metrics["jitter_one_way_ms"] = Measured(
+        jitter[0], f"av.{jitter[1]}.audio_jitter_ms, RFC 3550 (UDP probe got no answer)", jitter[1])
+    metrics["rtt_p95_ms"] = Measured(rtt, "av rtt_ms, RTCP (UDP probe got no answer)")
+    metrics["mos"] = Measured(round(emodel.mos(rtt / 2.0, jitter[0], loss[0]), 2),
+                              "G.107 E-model of the call's audio figures")
     return metrics
+
+
+def _short(direction: str) -> str:
+    return {"upstream": "up", "downstream": "down"}[direction]
 
 
 def assess(
     measurements: Mapping[str, ProbeResult],
-    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+    thresholds: tuple[Metric, ...] = METRICS,
     limits: SystemLimits = SystemLimits(),
 ) -> Assessment:
     metrics = measured_metrics(measurements)
@@ -134,34 +194,32 @@ def assess(
 
     system = measurements.get("system")
     system = system if isinstance(system, SystemResult) and system.status == Status.OK else None
+    udp_blocked = isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable")
     advice = []
     for verdict in cues.values():
         for metric in verdict.metrics:
             cause = None
-            if isinstance(av, AvResult) and metric.source.startswith(("av.upstream", "av.downstream")):
-                direction_name = metric.source.split(".")[1]
-                cause = video_cause(direction_name, getattr(av, direction_name), system, limits)
-            if line := metric_advice(metric, cause):
+            if isinstance(av, AvResult) and metric.cue == Cue.FACIAL_EXPRESSION and metric.direction is not None:
+                cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits)
+            if line := metric_advice(metric, _registry_row(thresholds, metric.metric), cause):
                 advice.append(line)
-    advice.extend(line for name, result in measurements.items()
-                  if result.status != Status.OK and (line := probe_failure_advice(name, result.status.value)))
+    for name, result in measurements.items():
+        # the reach probe names the cause of a silent UDP port (blocked) and says what to do itself
+        if result.status != Status.OK and not (name == "udp" and udp_blocked):
+            if line := probe_failure_advice(name, result.status.value):
+                advice.append(line)
     if isinstance(av, AvResult) and av.status == Status.OK and (line := path_advice(av)):
         advice.append(line)
-    reach = measurements.get("reach")
     if isinstance(reach, ReachResult):
-        call_ok = isinstance(av, AvResult) and av.status == Status.OK
-        lines = reach_advice(reach, call_ok)
-        if lines and any(line.startswith("Your network blocks UDP") for line in lines):
-            advice = [line for line in advice if not line.startswith("No answer on the server's UDP port")]
-        advice.extend(lines)
+        advice.extend(reach_advice(reach, call_went_through=isinstance(av, AvResult) and av.status == Status.OK))
     throughput = measurements.get("throughput")
     video_setting = None
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
         if line := bufferbloat_advice(throughput, limits):
             advice.append(line)
         if "bandwidth_mbps" in metrics:
-            video_setting = video_setting_for(metrics["bandwidth_mbps"][0])
-            if line := video_setting_advice(video_setting, metrics["bandwidth_mbps"][0]):
+            video_setting = video_setting_for(metrics["bandwidth_mbps"].value)
+            if line := video_setting_advice(video_setting, metrics["bandwidth_mbps"].value):
                 advice.append(line)
     if system is not None:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
@@ -197,13 +255,13 @@ def summarise(
     """The verdict in one sentence."""
     poor = [verdict for verdict in cues.values() if verdict.level == Level.POOR]
     fair = [verdict for verdict in cues.values() if verdict.level == Level.FAIR]
-    unknown = [CUE_NAMES[verdict.cue] for verdict in cues.values() if verdict.level == Level.UNKNOWN]
+    unknown = [CUE_WORDS[verdict.cue].name for verdict in cues.values() if verdict.level == Level.UNKNOWN]
     if recommendation == Recommendation.UNKNOWN:
         failed = [f"{name} {result.status.value}" for name, result in measurements.items() if result.status != Status.OK]
         reason = f" ({', '.join(failed)})" if failed else ""
         return f"The connection could not be measured{reason}: no recommendation."
     if recommendation in (Recommendation.PHONE, Recommendation.AUDIO_ONLY):
-        causes = "; ".join(f"{CUE_NAMES[v.cue]} is poor ({_figure(v.deciding)})" for v in poor)
+        causes = "; ".join(f"{CUE_WORDS[v.cue].name} is poor ({_figure(v.deciding)})" for v in poor)
         av = measurements.get("av")
         reach = measurements.get("reach")
         if not poor and isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable"):
@@ -214,7 +272,8 @@ def summarise(
         return f"{action}: {causes}."
     sentence = "Video should work"
     if fair:
-        sentence += ", with some risk: " + "; ".join(f"{CUE_NAMES[v.cue]} is fair ({_figure(v.deciding)})" for v in fair)
+        sentence += ", with some risk: " + "; ".join(f"{CUE_WORDS[v.cue].name} is fair ({_figure(v.deciding)})"
+                                                     for v in fair)
     else:
         sentence += " well for every cue measured"
     if unknown:
@@ -222,11 +281,11 @@ def summarise(
     return sentence + "."
 
 
-def _judge_cue(cue: Cue, thresholds: tuple[Threshold, ...], metrics: Mapping[str, tuple[float, str]]) -> CueVerdict:
-    verdicts = tuple(_judge_metric(t, metrics.get(t.metric)) for t in thresholds if t.cue == cue)
+def _judge_cue(cue: Cue, thresholds: tuple[Metric, ...], metrics: Mapping[str, Measured]) -> CueVerdict:
+    verdicts = tuple(_judge_metric(t, metrics.get(t.name)) for t in thresholds if t.cue == cue)
     measured = [verdict for verdict in verdicts if verdict.level != Level.UNKNOWN]
     if not measured:
-        probes = sorted({PROBE_FOR_METRIC.get(verdict.metric, "another") for verdict in verdicts})
+        probes = sorted({t.probe for t in thresholds if t.cue == cue})
         plural = "probes" if len(probes) > 1 else "probe"
         return CueVerdict(cue, Level.UNKNOWN, verdicts, None, f"not measured (needs the {_join(probes)} {plural})")
     deciding = max(measured, key=lambda verdict: SEVERITY[verdict.level])
@@ -237,15 +296,20 @@ def _judge_cue(cue: Cue, thresholds: tuple[Threshold, ...], metrics: Mapping[str
     return CueVerdict(cue, deciding.level, verdicts, deciding, note)
 
 
-def _judge_metric(threshold: Threshold, measured: tuple[float, str] | None) -> MetricVerdict:
-    good = threshold.describe(threshold.good, threshold.good_is_strict)
-    fair = threshold.describe(threshold.fair)
+def _judge_metric(metric: Metric, measured: Measured | None) -> MetricVerdict:
+    good = metric.describe(metric.good, metric.good_is_strict)
+    fair = metric.describe(metric.fair)
     if measured is None:
-        source = f"not measured: needs the {PROBE_FOR_METRIC.get(threshold.metric, 'another')} probe"
-        return MetricVerdict(threshold.metric, threshold.label, threshold.cue, Level.UNKNOWN, None, threshold.unit, good, fair, source)
-    value, source = measured
-    return MetricVerdict(threshold.metric, threshold.label, threshold.cue, threshold.level(value), value, threshold.unit,
-                         good, fair, source)
+        return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue, level=Level.UNKNOWN, value=None,
+                             unit=metric.unit, good=good, fair=fair,
+                             source=f"not measured: needs the {metric.probe} probe")
+    return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue, level=metric.level(measured.value),
+                         value=measured.value, unit=metric.unit, good=good, fair=fair, source=measured.source,
+                         direction=measured.direction)
+
+
+def _registry_row(thresholds: tuple[Metric, ...], name: str) -> Metric:
+    return next(metric for metric in thresholds if metric.name == name)
 
 
 def _figure(verdict: MetricVerdict | None) -> str:

@@ -15,7 +15,8 @@ R_DEFAULT = 93.2
 IE_G711_PLC = 0.0
 BPL_G711_PLC = 25.1
 ENDPOINT_DELAY_MS = 80.0
-"""Capture, encoding, packetisation and playout on both ends (DESIGN §5)."""
+"""Capture, encoding, packetisation, a clean path's jitter buffer, decoding and playout: one way,
+both ends together (docs/quality-model.md itemises it)."""
 JITTER_BUFFER_FACTOR = 2.0
 """An adaptive jitter buffer holds about twice the mean jitter."""
 
@@ -50,11 +51,14 @@ def mos_from_r(r: float) -> float:
     return 1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
 
 
-def mouth_to_ear_delay_ms(rtt_ms: float, jitter_ms: float) -> float:
-    """One-way network delay plus the endpoints' budget plus the jitter buffer."""
-    return rtt_ms / 2.0 + ENDPOINT_DELAY_MS + JITTER_BUFFER_FACTOR * jitter_ms
+def mouth_to_ear_delay_ms(one_way_network_ms: float, jitter_ms: float) -> float:
+    """One-way network delay plus the endpoints' budget plus the jitter buffer (2 × one-way jitter)."""
+    return one_way_network_ms + ENDPOINT_DELAY_MS + JITTER_BUFFER_FACTOR * jitter_ms
 
 
-def mos(rtt_ms: float, jitter_ms: float, loss_pct: float, burst_ratio: float = 1.0) -> float:
-    """Expected listening-and-talking quality of a voice call over this path, 1..4.5."""
-    return mos_from_r(r_factor(mouth_to_ear_delay_ms(rtt_ms, jitter_ms), loss_pct, burst_ratio))
+def mos(one_way_network_ms: float, jitter_ms: float, loss_pct: float, burst_ratio: float = 1.0) -> float:
+    """Expected listening-and-talking quality of a voice call over this path, 1..4.5.
+
+    Every figure is one way, as G.107 defines its inputs: a voice travels one way (the worse
+    direction's loss and jitter; half the round trip for the delay)."""
+    return mos_from_r(r_factor(mouth_to_ear_delay_ms(one_way_network_ms, jitter_ms), loss_pct, burst_ratio))

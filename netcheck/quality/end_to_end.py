@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netcheck.model import Level
-from netcheck.quality.thresholds import DEFAULT_THRESHOLDS, Threshold
+from netcheck.quality.metrics import METRICS, Metric
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class EndToEndFigure:
     """One estimated figure between the two people, judged like a leg's own figure."""
 
     metric: str
-    """The threshold metric it is judged by: rtt_p95_ms, one_way_ms, loss_pct, jitter_ms."""
+    """The metric it is judged by: rtt_p95_ms, one_way_ms, loss_one_way_pct, jitter_one_way_ms."""
     label: str
     value: float | None
     """None when either leg lacks the figure."""
@@ -57,14 +57,21 @@ def leg_figures(summary: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def end_to_end(
     client_summary: Mapping[str, Any] | None,
     therapist_summary: Mapping[str, Any] | None,
-    thresholds: tuple[Threshold, ...] = DEFAULT_THRESHOLDS,
+    thresholds: tuple[Metric, ...] = METRICS,
 ) -> EndToEnd:
-    """Estimate the figures between the two people from each leg's latest summary event."""
+    """Estimate the figures between the two people from each leg's latest summary event.
+
+    A voice from the client reaches the therapist over the client's upstream and the therapist's
+    downstream, and the other way round: loss and jitter are joined per direction and the worse
+    direction is judged, as a leg's own one-way figures are. Where a leg lacks its directions, its
+    worse one-way figure stands in for both (an upper bound).
+    """
     client, therapist = leg_figures(client_summary), leg_figures(therapist_summary)
-    by_metric = {threshold.metric: threshold for threshold in thresholds}
+    by_metric = {threshold.name: threshold for threshold in thresholds}
     rtt_ms = _both(client, therapist, "rtt_p95_ms", lambda a, b: a + b)
-    loss_pct = _both(client, therapist, "loss_pct", compound_loss_pct)
-    jitter_ms = _both(client, therapist, "jitter_ms", lambda a, b: a + b)
+    loss_pct = _worse_path(client, therapist, "loss_up_pct", "loss_down_pct", "loss_one_way_pct", compound_loss_pct)
+    jitter_ms = _worse_path(client, therapist, "jitter_up_ms", "jitter_down_ms", "jitter_one_way_ms",
+                            lambda a, b: a + b)
     rtt_threshold = by_metric.get("rtt_p95_ms")
     one_way_ms = None if rtt_ms is None else rtt_ms / 2.0
     return EndToEnd(
@@ -72,9 +79,25 @@ def end_to_end(
         # one way is half the round trip, so it takes the round trip's level: one rule, one verdict
         one_way_ms=EndToEndFigure("one_way_ms", "delay one way", one_way_ms, "ms",
                                   _level(rtt_threshold, rtt_ms)),
-        loss_pct=_figure("loss_pct", "packet loss", loss_pct, "%", by_metric.get("loss_pct")),
-        jitter_ms=_figure("jitter_ms", "jitter (upper bound)", jitter_ms, "ms", by_metric.get("jitter_ms")),
+        loss_pct=_figure("loss_one_way_pct", "packet loss one way", loss_pct, "%", by_metric.get("loss_one_way_pct")),
+        jitter_ms=_figure("jitter_one_way_ms", "jitter one way (upper bound)", jitter_ms, "ms",
+                          by_metric.get("jitter_one_way_ms")),
     )
+
+
+def _worse_path(client: Mapping[str, Any], therapist: Mapping[str, Any], up: str, down: str, worse: str,
+                combine: Callable[[float, float], float]) -> float | None:
+    """The worse of client → therapist (client up, therapist down) and therapist → client."""
+    def leg(figures: Mapping[str, Any], name: str) -> float | None:
+        value = _number(figures.get(name))
+        return value if value is not None else _number(figures.get(worse))
+
+    paths = []
+    for sender, receiver in ((client, therapist), (therapist, client)):
+        sent, received = leg(sender, up), leg(receiver, down)
+        if sent is not None and received is not None:
+            paths.append(combine(sent, received))
+    return max(paths) if len(paths) == 2 else None
 
 
 def compound_loss_pct(a_pct: float, b_pct: float) -> float:
@@ -101,9 +124,9 @@ def _clamp(fraction: float) -> float:
     return min(1.0, max(0.0, fraction))
 
 
-def _level(threshold: Threshold | None, value: float | None) -> Level:
+def _level(threshold: Metric | None, value: float | None) -> Level:
     return Level.UNKNOWN if threshold is None or value is None else threshold.level(value)
 
 
-def _figure(metric: str, label: str, value: float | None, unit: str, threshold: Threshold | None) -> EndToEndFigure:
+def _figure(metric: str, label: str, value: float | None, unit: str, threshold: Metric | None) -> EndToEndFigure:
     return EndToEndFigure(metric, label, value, unit, _level(threshold, value))
