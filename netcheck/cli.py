@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from functools import partial
 from typing import Annotated, Any, Optional
 
 import typer
@@ -27,6 +28,23 @@ from netcheck.parse import parse_duration_s, parse_host_port
 EXIT_BY_RECOMMENDATION = {"video": 0, "audio_only": 3, "phone": 4, "unknown": 5}
 EXIT_COULD_NOT_MEASURE = 5
 
+
+def finish_probe(result: Any, json_output: bool, render: Any, what: str) -> int:
+    """The end of every `probe` command: JSON or the rendered figures, a one-line reason on stderr when
+    the probe could not measure, and the exit code (0, or 5 for could not measure)."""
+    from netcheck.model import Status, result_fields
+
+    fields = result_fields(result)
+    if json_output:
+        print_json(fields)
+    else:
+        render(fields, stdout_console())
+    if result.status == Status.OK:
+        return 0
+    reason = getattr(result, "error", None)
+    print(f"netcheck: {what} {result.status.value}" + (f": {reason}" if reason else ""), file=sys.stderr)
+    return EXIT_COULD_NOT_MEASURE
+
 app = typer.Typer(
     help="Can this connection carry the nonverbal cues of a video therapy session?",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -41,6 +59,14 @@ app.add_typer(session_app, name="session")
 app.add_typer(dashboards_app, name="dashboards")
 app.command()(agent)
 app.command()(watch)
+
+def warn(message: str) -> None:
+    print(f"netcheck: warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    print(f"netcheck: note: {message}", file=sys.stderr)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -74,6 +100,7 @@ def check(
     """Pre-session check: will video work, and if not, what to do."""
     from netcheck.av.session import parse_video_format
     from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
+    from netcheck.check_record import deliver_briefly, save_check
     from netcheck.config import load_config
     from netcheck.probes.av import AvProbeSettings
     from netcheck.probes.throughput import ThroughputSettings
@@ -111,56 +138,14 @@ def check(
 
     check_report = asyncio.run(measure())
     report = report_to_dict(check_report)
-    saved = _save(config, check_report, report, local, role.value)
+    saved = save_check(config, check_report, report, local, role.value, open_store, warn)
     if json_output:
         print_json(report)
     else:
         render_check(report, stdout_console())
     if saved and config.influx is not None:
-        _deliver_briefly(config)
+        deliver_briefly(config, open_store, note)
     return EXIT_BY_RECOMMENDATION[report["recommendation"]]
-
-
-CHECK_DELIVERY_BUDGET_S = 3.0
-"""After the verdict is shown: how long `check` tries to send its points before leaving them to the agent."""
-
-
-def _save(config: Any, check_report: Any, report: dict[str, Any], local: bool, role: str) -> bool:
-    """Store the check and its points; a broken store is reported but never costs the user the result.
-
-    A `--local` self-test's server has a random port: its points say `server=local`, one tag value.
-    """
-    from datetime import datetime
-    from urllib.parse import urlsplit
-
-    from netcheck.errors import StoreError
-    from netcheck.points import Origin, report_points
-
-    try:
-        with open_store(config) as store:
-            origin = Origin(agent=store.agent_id(), kind="check", role=role, site=config.site,
-                            server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"])
-            time_ms = int(datetime.fromisoformat(report["started_at"]).timestamp() * 1000)
-            store.save_check(report, report_points(check_report.measurements, check_report.assessment, origin, time_ms))
-        return True
-    except StoreError as error:
-        print(f"netcheck: warning: result not saved: {error}", file=sys.stderr)
-        return False
-
-
-def _deliver_briefly(config: Any) -> None:
-    """Send the check's points (and any backlog) to InfluxDB within a few seconds; what fails waits."""
-    from netcheck.delivery import deliver_within
-    from netcheck.errors import StoreError
-
-    def note(message: str) -> None:
-        print(f"netcheck: note: {message}", file=sys.stderr)
-
-    try:
-        with open_store(config) as store:
-            asyncio.run(deliver_within(store, config.influx, CHECK_DELIVERY_BUDGET_S, note))
-    except StoreError as error:
-        note(f"metrics not delivered: {error}")
 
 
 @probe_app.command("udp")
@@ -173,7 +158,6 @@ def probe_udp(
 ) -> int:
     """UDP isochronous probe: RTT, jitter, loss per direction, bursts, reordering."""
     from netcheck.config import load_config
-    from netcheck.model import Status, result_fields
     from netcheck.probes.udp import UdpProbe, UdpProbeSettings
     from netcheck.render import render_fields
 
@@ -185,12 +169,7 @@ def probe_udp(
         hmac_key=load_config().hmac_key,
     )
     result = asyncio.run(UdpProbe(host, port, settings).run())
-    fields = result_fields(result)
-    if json_output:
-        print_json(fields)
-    else:
-        render_fields(f"UDP probe to {target}", fields, stdout_console())
-    return 0 if result.status == Status.OK else EXIT_COULD_NOT_MEASURE
+    return finish_probe(result, json_output, partial(render_fields, f"UDP probe to {target}"), "UDP probe")
 
 
 @probe_app.command("av")
@@ -209,7 +188,6 @@ def probe_av(
     """A/V probe: a short WebRTC call both ways — fps, resolution, freezes, loss, jitter, lip sync."""
     from netcheck.av.session import check_audio_offset_ms, parse_video_format
     from netcheck.config import load_config
-    from netcheck.model import Status, result_fields
     from netcheck.probes.av import AvProbe, AvProbeSettings
     from netcheck.render import render_av
 
@@ -220,16 +198,7 @@ def probe_av(
         raise UsageError(f"--duration {duration!r} outside 0.5..120 s")
     settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
                                ice_settings(stun, turn, turn_user, turn_pass, relay_only))
-    result = asyncio.run(AvProbe(server_url, settings).run())
-    fields = result_fields(result)
-    if json_output:
-        print_json(fields)
-    else:
-        render_av(fields, stdout_console())
-    if result.status != Status.OK:
-        print(f"netcheck: A/V probe {result.status.value}: {result.error}", file=sys.stderr)
-        return EXIT_COULD_NOT_MEASURE
-    return 0
+    return finish_probe(asyncio.run(AvProbe(server_url, settings).run()), json_output, render_av, "A/V probe")
 
 
 @probe_app.command("throughput")
@@ -244,7 +213,6 @@ def probe_throughput(
     """Download and upload speed, and how much the delay rises under that load (bufferbloat)."""
     from netcheck.server_info import find_reflector
     from netcheck.config import load_config
-    from netcheck.model import Status, result_fields
     from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
     from netcheck.render import render_fields
 
@@ -269,16 +237,8 @@ def probe_throughput(
                   else asyncio.run(find_reflector(server_url, config.hmac_key)))
         settings = ThroughputSettings(duration_s, streams, config.hmac_key)
         probe = ThroughputProbe(server_url, target, settings)
-    result = asyncio.run(probe.run())
-    fields = result_fields(result)
-    if json_output:
-        print_json(fields)
-    else:
-        render_fields("Throughput", fields, stdout_console())
-    if result.status != Status.OK:
-        print(f"netcheck: throughput probe {result.status.value}: {result.error}", file=sys.stderr)
-        return EXIT_COULD_NOT_MEASURE
-    return 0
+    return finish_probe(asyncio.run(probe.run()), json_output, partial(render_fields, "Throughput"),
+                        "throughput probe")
 
 
 @probe_app.command("reach")
@@ -293,7 +253,6 @@ def probe_reach(
 ) -> int:
     """Reachability: DNS, TCP and TLS times, UDP blocked or not, STUN RTT, TURN over UDP and TCP."""
     from netcheck.config import load_config
-    from netcheck.model import Status, result_fields
     from netcheck.probes.reach import ReachProbe
     from netcheck.render import render_fields
 
@@ -302,15 +261,7 @@ def probe_reach(
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
     ice = ice_settings(stun, turn, turn_user, turn_pass, False)
     result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key).run())
-    fields = result_fields(result)
-    if json_output:
-        print_json(fields)
-    else:
-        render_fields(f"Reachability of {server_url}", fields, stdout_console())
-    if result.status != Status.OK:
-        print(f"netcheck: server {result.status.value}: {result.error}", file=sys.stderr)
-        return EXIT_COULD_NOT_MEASURE
-    return 0
+    return finish_probe(result, json_output, partial(render_fields, f"Reachability of {server_url}"), "server")
 
 
 @probe_app.command("system")
@@ -320,19 +271,14 @@ def probe_system(
     json_output: JsonFlag = False,
 ) -> int:
     """CPU, memory, battery, interface kind, NIC errors and traffic during a window."""
-    from netcheck.model import result_fields
     from netcheck.probes.system import SystemProbe
     from netcheck.render import render_fields
 
     window_s = parse_duration_s(duration, "--duration")
     if not 0 < window_s <= 600:
         raise UsageError(f"--duration {duration!r} outside 0..600 s")
-    fields = result_fields(asyncio.run(SystemProbe(target, window_s).run()))
-    if json_output:
-        print_json(fields)
-    else:
-        render_fields("System", fields, stdout_console())
-    return 0
+    return finish_probe(asyncio.run(SystemProbe(target, window_s).run()), json_output,
+                        partial(render_fields, "System"), "system probe")
 
 
 @app.command()

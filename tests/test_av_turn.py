@@ -194,6 +194,15 @@ def test_a_blackout_is_a_freeze_both_ways(probe_through_relay):
         figures = run.direction(name)
         assert figures["video_freezes"] >= 1, describe(run)
         assert figures["video_frozen_ms"] >= 1000, describe(run)
+    # what the quality model makes of it: the face is poor on the share of the time frozen (issue 12)
+    from netcheck.model import Cue, Level
+    from netcheck.probes.av import result_from_fields
+    from netcheck.quality import assess
+
+    face = assess({"av": result_from_fields(run.result)}).cues[Cue.FACIAL_EXPRESSION]
+    frozen = next(metric for metric in face.metrics if metric.metric == "frozen_pct")
+    assert frozen.level == Level.POOR and frozen.value is not None and frozen.value >= 15, describe(run)
+    assert face.level == Level.POOR, describe(run)
 
 
 LOSSY_DURATION = "8s"  # long enough that 10 % loss stalls the picture in every run seen so far

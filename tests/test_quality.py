@@ -11,6 +11,7 @@ from netcheck.model import Cue, Level, Recommendation, Status
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult, failed_result
 from netcheck.quality import METRICS, apply_overrides, assess
+from netcheck.quality.assess import SEVERITY
 
 CLEAN_UDP = UdpResult(
     status=Status.OK, packets_sent=150, packets_received=150, rtt_min_ms=0.2, rtt_mean_ms=0.3, rtt_p50_ms=0.3,
@@ -268,3 +269,99 @@ def test_udp_blocked_with_a_relay_that_works_is_judged_on_the_call() -> None:
 def test_turn_credentials_refused_are_said() -> None:
     advice = assess({"udp": CLEAN_UDP, "reach": reach(turn_udp_status="auth_failed", turn_tcp_status="auth_failed")}).advice
     assert sum("refused the credentials" in line for line in advice) == 1
+
+
+# --- issue 12: frozen share, adapting senders, and unknown stays unknown -------------------------
+
+def frozen_direction(gaps_s: list[tuple[float, float]], window_s: float = 5.0) -> AvDirection:
+    """A 30 fps direction over `window_s` with nothing arriving in each (start, length) gap, summarised
+    by the probe's own freeze counter (WebRTC's definition)."""
+    from netcheck.av.analysis import summarise_video
+
+    arrivals = [i / 30 for i in range(int(window_s * 30))
+                if not any(start <= i / 30 < start + length for start, length in gaps_s)]
+    summary = summarise_video(arrivals, window_s)
+    return dataclasses.replace(CLEAN_DIRECTION, video_fps=round(summary.fps, 2), video_freezes=summary.freezes,
+                               video_frozen_ms=summary.frozen_ms)
+
+
+@pytest.mark.parametrize(("gaps_s", "worst_allowed", "expected"), [
+    ([], Level.GOOD, Level.GOOD),                       # a clean loopback call
+    ([(2.0, 0.2)], Level.FAIR, Level.FAIR),             # one 200 ms stall: 4 % of 5 s, at most fair
+    ([(2.0, 1.5)], Level.POOR, Level.POOR),             # a 1.5 s blackout: 30 % of 5 s
+])
+def test_frozen_share_of_a_5_s_probe(gaps_s: list, worst_allowed: Level, expected: Level) -> None:
+    probe = dataclasses.replace(CLEAN_AV, duration_s=5.0, downstream=frozen_direction(gaps_s))
+    face = assess({"udp": CLEAN_UDP, "av": probe}).cues[Cue.FACIAL_EXPRESSION]
+    frozen = next(metric for metric in face.metrics if metric.metric == "frozen_pct")
+    assert frozen.level == expected, frozen
+    assert SEVERITY[face.level] <= SEVERITY[worst_allowed]
+    if expected == Level.POOR:
+        assert face.deciding is not None and face.deciding.metric == "frozen_pct"
+
+
+def test_video_height_is_judged_only_for_a_sender_that_adapts_it() -> None:
+    small = dataclasses.replace(CLEAN_DIRECTION, video_width=640, video_height=360)
+    fixed = dataclasses.replace(CLEAN_AV, upstream=small, downstream=small)  # aiortc: resolution_adapts False
+    height = next(m for m in assess({"av": fixed}).cues[Cue.FACIAL_EXPRESSION].metrics if m.metric == "video_height")
+    assert height.level == Level.UNKNOWN and height.value is None
+    adapting = dataclasses.replace(fixed, resolution_adapts=True)  # a browser lowered its resolution to 360p
+    face = assess({"av": adapting}).cues[Cue.FACIAL_EXPRESSION]
+    height = next(m for m in face.metrics if m.metric == "video_height")
+    assert (height.level, height.value) == (Level.FAIR, 360.0)
+    assert face.level == Level.FAIR
+
+
+FULL = {"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, resolution_adapts=True),
+        "throughput": ThroughputResult(status=Status.OK, download_mbps=20.0, upload_mbps=10.0, idle_rtt_ms=1.0,
+                                       loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None,
+                                       bytes_down=1, bytes_up=1, backend="netcheck", error=None)}
+REMOVE: dict[str, dict[str, dict[str, None]]] = {
+    "video_fps": {"av.both": {"video_fps": None}},
+    "video_height": {"av.both": {"video_height": None}},
+    "frozen_pct": {"av.both": {"video_frozen_ms": None}},
+    "video_loss_pct": {"av.both": {"video_loss_pct": None}},
+    "bandwidth_mbps": {"throughput": {"download_mbps": None, "upload_mbps": None}},
+    "loss_one_way_pct": {"udp": {"loss_up_pct": None, "loss_down_pct": None, "loss_pct": None}},
+    "jitter_one_way_ms": {"udp": {"jitter_up_ms": None, "jitter_down_ms": None, "jitter_ms": None}},
+    "rtt_p95_ms": {"udp": {"rtt_p95_ms": None}},
+    "av_skew_ms": {"av": {"av_skew_ms": None}},
+}
+"""For each measured metric, the probe fields that carry it (mos is derived: it goes with jitter or loss)."""
+
+
+def without(metric: str) -> dict:
+    results = dict(FULL)
+    for where, changes in REMOVE[metric].items():
+        if where == "av.both":
+            av_result = results["av"]
+            results["av"] = dataclasses.replace(av_result, upstream=dataclasses.replace(av_result.upstream, **changes),
+                                                downstream=dataclasses.replace(av_result.downstream, **changes))
+        else:
+            results[where] = dataclasses.replace(results[where], **changes)
+    return results
+
+
+@pytest.mark.parametrize("metric", [metric.name for metric in METRICS if metric.name != "mos"])
+def test_a_metric_that_was_not_measured_is_unknown_never_good(metric: str) -> None:
+    """Without this metric the cue is decided by the metrics that remain, or unknown when none does:
+    the missing value never enters the cue (or the MOS) as a 0 that would look good."""
+    assert set(REMOVE) == {m.name for m in METRICS} - {"mos"}, "every metric of the registry is covered"
+    row = next(m for m in METRICS if m.name == metric)
+    full = assess(FULL).cues[row.cue]
+    assert next(v for v in full.metrics if v.metric == metric).level != Level.UNKNOWN, "measured in FULL"
+    cue = assess(without(metric)).cues[row.cue]
+    removed = next(v for v in cue.metrics if v.metric == metric)
+    assert removed.level == Level.UNKNOWN and removed.value is None
+    remaining = [v.level for v in cue.metrics if v.level != Level.UNKNOWN]
+    assert cue.level == (max(remaining, key=SEVERITY.__getitem__) if remaining else Level.UNKNOWN), cue
+    if metric in ("loss_one_way_pct", "jitter_one_way_ms"):  # the MOS needs both: never computed from a 0
+        assert next(v for v in cue.metrics if v.metric == "mos").level == Level.UNKNOWN
+
+
+def test_a_missing_value_taken_for_zero_would_be_caught() -> None:
+    """The check above can fail: a path whose jitter is poor is not made good by losing its loss figure."""
+    rough = dataclasses.replace(CLEAN_UDP, jitter_up_ms=60.0)
+    cue = assess({"udp": dataclasses.replace(rough, loss_up_pct=None, loss_down_pct=None, loss_pct=None)}).cues[
+        Cue.VOCAL_TONE]
+    assert cue.level == Level.POOR and cue.deciding is not None and cue.deciding.metric == "jitter_one_way_ms"

@@ -43,14 +43,15 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measu
     """
     metrics: dict[str, Measured] = {}
     udp = measurements.get("udp")
-    if isinstance(udp, UdpResult) and udp.status == Status.OK and udp.rtt_mean_ms is not None:
-        metrics.update(voice_metrics_from_udp(udp))
+    udp_got_through = isinstance(udp, UdpResult) and udp.status == Status.OK and udp.rtt_mean_ms is not None
+    if udp_got_through:
+        metrics.update(voice_metrics_from_udp(udp))  # type: ignore[arg-type]
     av = measurements.get("av")
     if isinstance(av, AvResult) and av.status == Status.OK and av.upstream and av.downstream:
         metrics.update(face_metrics_from_call(av))
         if av.av_skew_ms is not None:
             metrics["av_skew_ms"] = Measured(av.av_skew_ms, "av.av_skew_ms (the worse direction)")
-        if "loss_one_way_pct" not in metrics:
+        if not udp_got_through:
             metrics.update(voice_metrics_from_call(av.upstream, av.downstream))
     throughput = measurements.get("throughput")
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
