@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck import __version__
+from netcheck import __version__, bounds
 from netcheck.errors import NetcheckError, UsageError
 from netcheck.cli_agent import Role, agent, store_app
 from netcheck.cli_dashboards import dashboards_app
@@ -194,8 +194,7 @@ def probe_av(
     config = load_config()
     server_url = server_url_from(server, config)
     duration_s = parse_duration_s(duration, "--duration")
-    if not 0.5 <= duration_s <= 120:
-        raise UsageError(f"--duration {duration!r} outside 0.5..120 s")
+    bounds.AV_DURATION_S.check(duration_s, "--duration", repr(duration))
     settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
                                ice_settings(stun, turn, turn_user, turn_pass, relay_only))
     return finish_probe(asyncio.run(AvProbe(server_url, settings).run()), json_output, render_av, "A/V probe")
@@ -223,8 +222,7 @@ def probe_throughput(
     if backend == "auto":
         backend = "netcheck" if server_url else "speedtest"
     duration_s = parse_duration_s(duration, "--duration")
-    if not 2 <= duration_s <= 60:
-        raise UsageError(f"--duration {duration!r} outside 2..60 s")
+    bounds.THROUGHPUT_DURATION_S.check(duration_s, "--duration", repr(duration))
     if backend == "speedtest":
         from netcheck.probes.speedtest_backend import SpeedtestProbe
 
@@ -275,8 +273,7 @@ def probe_system(
     from netcheck.render import render_fields
 
     window_s = parse_duration_s(duration, "--duration")
-    if not 0 < window_s <= 600:
-        raise UsageError(f"--duration {duration!r} outside 0..600 s")
+    bounds.SYSTEM_WINDOW_S.check(window_s, "--duration", repr(duration))
     return finish_probe(asyncio.run(SystemProbe(target, window_s).run()), json_output,
                         partial(render_fields, "System"), "system probe")
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from netcheck.cli_common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
+from netcheck import bounds
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -55,8 +56,7 @@ def agent(
     server_url = server_url_from(server, config) or ""
     defaults = config.agent
     window_s = parse_duration_s(window, "--window") if window else defaults.window_s
-    if not 1.0 <= window_s <= 3600.0:
-        raise UsageError(f"--window {window!r} outside 1 s..1 h")
+    bounds.AGENT_WINDOW_S.check(window_s, "--window", repr(window))
     duration_s = parse_duration_s(duration, "--duration") if duration else None
     if duration_s is not None and duration_s < window_s:
         raise UsageError("--duration is shorter than one window")

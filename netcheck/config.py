@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from netcheck import bounds
 from netcheck.errors import ConfigError, UsageError
 from netcheck.parse import parse_server_url
 from netcheck.quality.metrics import METRICS, Metric
@@ -291,13 +292,13 @@ def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
 
 def _check_defaults(section: Any) -> CheckDefaults:
     limits = {
-        "udp_interval_ms": (1.0, 1000.0),
-        "udp_duration_s": (0.1, 600.0),
-        "udp_size_bytes": (64, 1472),
-        "quick_udp_duration_s": (0.1, 600.0),
-        "av_duration_s": (0.5, 120.0),
-        "quick_av_duration_s": (0.5, 120.0),
-        "throughput_duration_s": (2.0, 60.0),
+        "udp_interval_ms": bounds.UDP_INTERVAL_MS,
+        "udp_duration_s": bounds.UDP_DURATION_S,
+        "udp_size_bytes": bounds.UDP_SIZE_BYTES,
+        "quick_udp_duration_s": bounds.UDP_DURATION_S,
+        "av_duration_s": bounds.AV_DURATION_S,
+        "quick_av_duration_s": bounds.AV_DURATION_S,
+        "throughput_duration_s": bounds.THROUGHPUT_DURATION_S,
     }
     defaults = CheckDefaults()
     values = _numbers(section, "check", limits, defaults, {"av_video": lambda value: _video_format(value, "check")})
@@ -314,7 +315,7 @@ def _video_format(value: Any, table: str) -> str:
     return str(value)
 
 
-def _numbers(section: Any, table: str, limits: Mapping[str, tuple[float, float]], defaults: Any,
+def _numbers(section: Any, table: str, limits: Mapping[str, bounds.Range], defaults: Any,
              strings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Validate a table of numbers (and named string keys) against their ranges; messages name the key."""
     if not isinstance(section, Mapping):
@@ -327,16 +328,16 @@ def _numbers(section: Any, table: str, limits: Mapping[str, tuple[float, float]]
             continue
         if key not in limits:
             raise ConfigError(f"{table}.{key}: unknown key (known: {', '.join([*limits, *strings])})")
-        low, high = limits[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise ConfigError(f"{table}.{key}: must be a number in {low:g}..{high:g}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not limits[key].contains(value):
+            raise ConfigError(f"{table}.{key}: must be a number in {limits[key].describe()}, got {value!r}")
         values[key] = type(getattr(defaults, key))(value)
     return values
 
 
 def _agent_defaults(section: Any) -> AgentDefaults:
-    limits = {"window_s": (1.0, 3600.0), "udp_rate_pps": (1.0, 100.0), "udp_size_bytes": (64, 1472),
-              "av_every_s": (0.0, 86400.0), "av_duration_s": (1.0, 30.0), "av_audio_offset_ms": (-500.0, 500.0)}
+    limits = {"window_s": bounds.AGENT_WINDOW_S, "udp_rate_pps": bounds.AGENT_UDP_RATE_PPS,
+              "udp_size_bytes": bounds.UDP_SIZE_BYTES, "av_every_s": bounds.AGENT_AV_EVERY_S,
+              "av_duration_s": bounds.AGENT_AV_DURATION_S, "av_audio_offset_ms": bounds.AUDIO_OFFSET_MS}
     defaults = AgentDefaults()
     values = _numbers(section, "agent", limits, defaults, {"av_video": lambda value: _video_format(value, "agent")})
     return AgentDefaults(**{**defaults.__dict__, **values})

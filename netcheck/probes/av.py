@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import IceSettings
 from netcheck.httpio import BodyTooLarge, read_bounded
+from netcheck import bounds
 from netcheck.model import Status
 from netcheck.results import AvDirection, AvResult
 
@@ -32,6 +33,10 @@ class AvProbeSettings:
     video: VideoFormat = VideoFormat(640, 360, 30)
     audio_offset_ms: float = 0.0
     ice: IceSettings = IceSettings()
+
+    def validate(self) -> None:
+        bounds.AV_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
+        self.ice.validate()
 
 
 def failed_result(status: Status, error: str, elapsed_s: float | None = None) -> AvResult:
@@ -57,7 +62,7 @@ class AvProbe:
     name = "av"
 
     def __init__(self, server_url: str, settings: AvProbeSettings = AvProbeSettings()) -> None:
-        settings.ice.validate()
+        settings.validate()
         self.server_url = server_url
         self.settings = settings
 

@@ -19,10 +19,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from netcheck.errors import UsageError
 from netcheck.model import Status
-from netcheck.probes.throughput import ThroughputResult
+from netcheck.probes.speedtest_child import RUNNER_PROTOCOL
+from netcheck.results import ThroughputResult
 
 BACKEND = "speedtest"
 OUTPUT_LIMIT_BYTES = 64 * 1024
@@ -33,129 +35,12 @@ SOCKET_TIMEOUT_S = 10.0
 REASON_MAX_CHARS = 300
 MAX_THREADS = 16
 REAP_TIMEOUT_S = 2.0
-RUNNER_PROTOCOL = 1
 
-# The child process. It imports only the standard library and speedtest-cli, never netcheck, so
-# it starts fast and a broken netcheck install cannot be mistaken for a broken speedtest-cli.
-RUNNER_SOURCE = r'''
-import json, os, socket, ssl, sys, urllib.error
-
-FAILED_PING_MS = 3600 / 6 * 1000  # speedtest-cli scores a failed latency request as 3600 s over 6
-STAGE_FAILURE = {
-    "import": "cannot import speedtest-cli",
-    "config": "cannot retrieve speedtest configuration",
-    "servers": "cannot retrieve speedtest server list",
-    "latency": "cannot reach any speedtest server",
-    "download": "download from speedtest server failed",
-    "upload": "upload to speedtest server failed",
-}
-
-
-def main():
-    params = json.loads(sys.argv[1])
-    state = {"v": __PROTOCOL__, "stage": "import"}
-
-    def emit(**changes):
-        state.update(changes)
-        sys.stdout.write(json.dumps(state) + "\n")
-        sys.stdout.flush()
-
-    # `-c` puts the working directory first on sys.path; a speedtest.py there must not shadow it.
-    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".")]
-    try:
-        import speedtest
-    except ImportError as exc:
-        emit(outcome="missing",
-             reason=f"speedtest-cli is not installed for {sys.executable} ({exc}): pip install speedtest-cli")
-        return
-    if params["base_url"]:
-        redirect(speedtest, params["base_url"])
-    try:
-        emit(stage="config")
-        client = speedtest.Speedtest(timeout=params["socket_timeout_s"], secure=True)
-        client.config["length"] = {"download": params["phase_s"], "upload": params["phase_s"]}
-        emit(stage="servers")
-        client.get_servers()
-        emit(stage="latency")
-        best = client.get_best_server()
-        ping_ms = float(best["latency"])
-        if ping_ms >= 3 * FAILED_PING_MS:
-            emit(outcome="unreachable", reason="no speedtest server answered the latency test")
-            return
-        emit(stage="download", server=str(best.get("host", "")),
-             ping_ms=ping_ms if ping_ms < FAILED_PING_MS else None)
-        client.download(threads=params["threads"])
-        emit(stage="upload", download_bps=client.results.download, bytes_down=client.results.bytes_received)
-        # Without pre-allocation each in-flight upload builds its own body: memory stays bounded by
-        # the thread count instead of the whole upload plan (over 100 MB on fast links).
-        client.upload(threads=params["threads"], pre_allocate=False)
-        emit(stage="done", upload_bps=client.results.upload, bytes_up=client.results.bytes_sent)
-    except Exception as exc:
-        kind, reason = classify(speedtest, exc)
-        emit(outcome=kind, reason=f"{STAGE_FAILURE.get(state['stage'], state['stage'])}: {reason}")
-        return
-    # speedtest-cli's transfer threads swallow HTTP errors: a direction that moved nothing failed.
-    silent = [name for name, key in (("download", "bytes_down"), ("upload", "bytes_up")) if not state[key]]
-    if silent:
-        emit(outcome="unreachable",
-             reason=f"speedtest server {state['server']} accepted no {' or '.join(silent)} traffic")
-    else:
-        emit(outcome="ok")
-
-
-def redirect(speedtest, base_url):
-    """Fetch configuration and server list from `base_url` instead of speedtest.net (tests)."""
-    original = speedtest.build_request
-    prefixes = ("://www.speedtest.net/", "http://c.speedtest.net/")
-
-    def build_request(url, *args, **kwargs):
-        for prefix in prefixes:
-            if url.startswith(prefix):
-                url = base_url.rstrip("/") + "/" + url[len(prefix):]
-        return original(url, *args, **kwargs)
-
-    speedtest.build_request = build_request
-
-
-def causes(exc):
-    """speedtest-cli wraps the urllib error as its exception's first argument."""
-    chain = []
-    while exc is not None and len(chain) < 8:
-        chain.append(exc)
-        if isinstance(exc, urllib.error.HTTPError):
-            break
-        if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
-            exc = exc.reason
-        elif exc.args and isinstance(exc.args[0], BaseException):
-            exc = exc.args[0]
-        else:
-            exc = exc.__cause__
-    return chain
-
-
-def classify(speedtest, exc):
-    chain = causes(exc)
-    inner = chain[-1]
-    if isinstance(inner, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
-        return "timeout", "timed out"
-    if isinstance(inner, urllib.error.HTTPError):
-        return "unreachable", f"HTTP {inner.code} {inner.reason}"
-    if isinstance(inner, socket.gaierror):
-        return "unreachable", f"DNS lookup failed ({inner.strerror or inner})"
-    if isinstance(inner, ssl.SSLCertVerificationError):
-        return "unreachable", f"TLS certificate rejected ({inner.verify_message or inner})"
-    if isinstance(inner, OSError):
-        return "unreachable", inner.strerror or str(inner) or type(inner).__name__
-    network = (speedtest.SpeedtestHTTPError, speedtest.SpeedtestBestServerFailure, speedtest.NoMatchedServers)
-    if any(isinstance(link, network) for link in chain):
-        return "unreachable", str(inner) or (type(inner).__doc__ or type(inner).__name__).strip()
-    return "error", f"{type(inner).__name__}: {inner}"
-
-
-main()
-sys.stdout.flush()
-os._exit(0)  # the result is out: do not wait for any thread speedtest-cli may have left blocked
-'''.replace("__PROTOCOL__", str(RUNNER_PROTOCOL))
+CHILD_MODULE = "netcheck.probes.speedtest_child"
+"""Runs speedtest-cli in the child (`python -m`); see that module."""
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+"""Put on the child's PYTHONPATH, so that `-m` finds netcheck even in an interpreter whose
+site-packages are off (`python -S`) or that is not this installation's."""
 
 _OUTCOME_STATUS = {
     "ok": Status.OK,
@@ -200,14 +85,14 @@ class SpeedtestProbe:
             "socket_timeout_s": SOCKET_TIMEOUT_S,
             "base_url": self.base_url,
         }
-        return [*self.python, "-c", RUNNER_SOURCE, json.dumps(params)]
+        return [*self.python, "-m", CHILD_MODULE, json.dumps(params)]
 
     async def run(self) -> ThroughputResult:
         loop = asyncio.get_running_loop()
         try:
             transport, runner = await loop.subprocess_exec(
                 lambda: _RunnerProtocol(loop), *self.command(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_own_process_group())
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_environment(), **_own_process_group())
         except OSError as error:
             return failed_result(Status.ERROR, f"cannot start {self.python[0]}: {error}")
         try:
@@ -351,6 +236,11 @@ class _RunnerProtocol(asyncio.SubprocessProtocol):
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _child_environment() -> dict[str, str]:
+    paths = [PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _own_process_group() -> dict:

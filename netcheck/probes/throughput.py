@@ -22,6 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from netcheck import bounds
 from netcheck.model import Status
 from netcheck.results import ThroughputResult
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
@@ -48,6 +49,10 @@ class ThroughputSettings:
     """Both phases together, ramps included."""
     streams: int = 4
     hmac_key: bytes | None = None
+
+    def validate(self) -> None:
+        bounds.THROUGHPUT_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
+        bounds.THROUGHPUT_STREAMS.check(self.streams, "streams")
 
 
 def failed_result(status: Status, error: str) -> ThroughputResult:
@@ -119,6 +124,7 @@ class ThroughputProbe:
 
     def __init__(self, server_url: str, udp_target: tuple[str, int] | None,
                  settings: ThroughputSettings = ThroughputSettings()) -> None:
+        settings.validate()
         self.server_url = server_url
         self.udp_target = udp_target
         self.settings = settings

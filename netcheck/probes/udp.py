@@ -13,14 +13,11 @@ import socket
 import time
 from dataclasses import dataclass
 
-from netcheck import stats, wire
+from netcheck import bounds, stats, wire
 from netcheck.errors import UsageError
 from netcheck.model import Status
 from netcheck.results import UdpResult
 
-MIN_INTERVAL_MS = 1.0
-MAX_INTERVAL_MS = 1000.0
-MAX_DURATION_S = 600.0
 RESOLVE_TIMEOUT_S = 2.0
 STATS_ATTEMPTS = 3
 MAX_REPLIES_PER_PACKET = 4
@@ -35,10 +32,8 @@ class UdpProbeSettings:
     hmac_key: bytes | None = None
 
     def validate(self) -> None:
-        if not MIN_INTERVAL_MS <= self.interval_ms <= MAX_INTERVAL_MS:
-            raise UsageError(f"interval {self.interval_ms:g} ms outside {MIN_INTERVAL_MS:g}..{MAX_INTERVAL_MS:g} ms")
-        if not 0 < self.duration_s <= MAX_DURATION_S:
-            raise UsageError(f"duration {self.duration_s:g} s outside 0..{MAX_DURATION_S:g} s")
+        bounds.UDP_INTERVAL_MS.check(self.interval_ms, "interval", f"{self.interval_ms:g} ms")
+        bounds.UDP_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
         if self.duration_s * 1000.0 < self.interval_ms:
             raise UsageError("duration is shorter than one interval")
         low = wire.min_size_bytes(self.hmac_key is not None)

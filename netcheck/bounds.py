@@ -1,0 +1,49 @@
+"""The ranges every setting may take, one place for the config file, the flags and the probes.
+
+A range is checked where a value enters: `config.py` for the file and the environment (the message
+names the key), the CLI for a flag (the message names the flag), a probe's settings for callers of
+the library. All three read these ranges, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netcheck.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    unit: str
+    low_exclusive: bool = False
+    """(low, high] rather than [low, high]: a duration of 0 is no measurement."""
+
+    def contains(self, value: float) -> bool:
+        above_low = value > self.low if self.low_exclusive else value >= self.low
+        return above_low and value <= self.high
+
+    def check(self, value: float, name: str, shown: str | None = None) -> float:
+        """`value`, or UsageError "NAME SHOWN outside LOW..HIGH UNIT" naming the flag or setting."""
+        if not self.contains(value):
+            raise UsageError(f"{name} {shown if shown is not None else f'{value:g}'} outside {self.describe()}")
+        return value
+
+    def describe(self) -> str:
+        return f"{self.low:g}..{self.high:g} {self.unit}".rstrip()
+
+
+UDP_INTERVAL_MS = Range(1.0, 1000.0, "ms")
+UDP_DURATION_S = Range(0.0, 600.0, "s", low_exclusive=True)
+AV_DURATION_S = Range(0.5, 120.0, "s")
+THROUGHPUT_DURATION_S = Range(2.0, 60.0, "s")
+THROUGHPUT_STREAMS = Range(1, 16, "streams")
+SYSTEM_WINDOW_S = Range(0.0, 600.0, "s", low_exclusive=True)
+AGENT_WINDOW_S = Range(1.0, 3600.0, "s")
+AGENT_UDP_RATE_PPS = Range(1.0, 100.0, "packets/s")
+AGENT_AV_DURATION_S = Range(1.0, 30.0, "s")
+AGENT_AV_EVERY_S = Range(0.0, 86400.0, "s")
+AUDIO_OFFSET_MS = Range(-500.0, 500.0, "ms")
+UDP_SIZE_BYTES = Range(64, 1472, "bytes")
+"""What the config accepts; the wire's own floor (48 bytes, 64 with an HMAC tag) is checked by the probe."""
