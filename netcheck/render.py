@@ -17,6 +17,7 @@ T = TypeVar("T")
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
 RECOMMENDATION_STYLE = {"video": "bold green", "audio_only": "bold yellow", "phone": "bold red", "unknown": "bold"}
 CUE_TITLES = {cue.value: words.title for cue, words in CUE_WORDS.items()}
+DIRECTION_WORDS = {"upstream": "you → clinic", "downstream": "clinic → you"}
 
 
 async def with_progress(job: Awaitable[T], expected_s: float, label: str, console: Console) -> T:
@@ -48,6 +49,8 @@ def render_check(report: Mapping[str, Any], console: Console) -> None:
         deciding = verdict["metrics"].get(verdict["deciding_metric"] or "")
         if deciding:
             figure = f"{deciding['label']} {_number(deciding['value'])} {deciding['unit']}".rstrip()
+            if deciding.get("direction") in DIRECTION_WORDS:
+                figure += f", {DIRECTION_WORDS[deciding['direction']]}"
             good, fair = deciding["good"], deciding["fair"]
         else:
             figure, good, fair = verdict["note"], "", ""

@@ -157,7 +157,7 @@ METRICS: tuple[Metric, ...] = (
            "the router{audio}.",
            "{Whose} connection is too slow for video{figure}: facial expressions may be missed.",
            " ({value:.1f} Mbit/s)", value_format="{value:.1f}"),
-    Metric("loss_one_way_pct", Cue.VOCAL_TONE, "packet loss one way (worse direction)", "loss", "%",
+    Metric("loss_one_way_pct", Cue.VOCAL_TONE, "packet loss, one way", "loss", "%",
            "lower_is_better", 1, 3, "Teams < 1 %; G.107 E-model; a voice travels one way, so the worse "
            "direction's one-way loss is judged",
            "UDP", "udp.loss_up_pct, udp.loss_down_pct (the worse); without them 1 − √(1 − udp.loss_pct)",
@@ -165,7 +165,7 @@ METRICS: tuple[Metric, ...] = (
            "to the router or plug in a cable{phone}.",
            "{Whose} voice is breaking up{figure}: tone of voice may be missed.", " ({value:.0f} % of packets lost)",
            value_format="{value:.1f}", good_is_strict=True),
-    Metric("jitter_one_way_ms", Cue.VOCAL_TONE, "jitter one way (worse direction)", "jitter", "ms",
+    Metric("jitter_one_way_ms", Cue.VOCAL_TONE, "jitter, one way", "jitter", "ms",
            "lower_is_better", 20, 40, "Teams < 30 ms; Cloudflare AIM bands; one-way IPDV of the worse direction",
            "UDP", "udp.jitter_up_ms, udp.jitter_down_ms (the worse); without them udp.jitter_ms (round trip)",
            "{voice} arrives unevenly (jitter {value:.0f} ms): speech may sound choppy — pause uploads, downloads "
