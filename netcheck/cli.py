@@ -1,19 +1,21 @@
 """The `netcheck` command: parse, call the library, render, map errors to exit codes.
 
-Heavy modules (aiohttp, psutil, Rich tables) are imported inside the commands that use
-them, so `netcheck --help` stays fast.
+Start-up is part of the interface: `netcheck --help` parses before anything else happens.
+- Heavy modules (asyncio, aiohttp, psutil, Rich tables, the library) are imported inside the
+  commands that use them; at module level only Typer and the small parsing helpers.
+- The command modules (this one and cli_agent, cli_watch, cli_session, cli_dashboards) do not use
+  `from __future__ import annotations`: with string annotations Typer evaluates every option's
+  `Annotated[...]` again at each start, which tripled the time it takes to build the commands.
+BENCHMARKS.md ("Start-up of `netcheck --help`") has the figures.
 """
 
-from __future__ import annotations
-
-import asyncio
 import sys
 from functools import partial
 from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck import __version__, bounds
+from netcheck import __version__
 from netcheck.errors import NetcheckError, UsageError
 from netcheck.cli_agent import Role, agent, store_app
 from netcheck.cli_dashboards import dashboards_app
@@ -98,6 +100,8 @@ def check(
     role: Annotated[Role, typer.Option(help="Who checks (a tag on the stored metrics).")] = Role.client,
 ) -> int:
     """Pre-session check: will video work, and if not, what to do."""
+    import asyncio
+
     from netcheck.av.session import parse_video_format
     from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
     from netcheck.check_record import deliver_briefly, save_check
@@ -157,6 +161,8 @@ def probe_udp(
     json_output: JsonFlag = False,
 ) -> int:
     """UDP isochronous probe: RTT, jitter, loss per direction, bursts, reordering."""
+    import asyncio
+
     from netcheck.config import load_config
     from netcheck.probes.udp import UdpProbe, UdpProbeSettings
     from netcheck.render import render_fields
@@ -186,6 +192,9 @@ def probe_av(
     json_output: JsonFlag = False,
 ) -> int:
     """A/V probe: a short WebRTC call both ways — fps, resolution, freezes, loss, jitter, lip sync."""
+    import asyncio
+
+    from netcheck import bounds
     from netcheck.av.session import check_audio_offset_ms, parse_video_format
     from netcheck.config import load_config
     from netcheck.probes.av import AvProbe, AvProbeSettings
@@ -210,8 +219,11 @@ def probe_throughput(
     json_output: JsonFlag = False,
 ) -> int:
     """Download and upload speed, and how much the delay rises under that load (bufferbloat)."""
-    from netcheck.server_info import find_reflector
+    import asyncio
+
+    from netcheck import bounds
     from netcheck.config import load_config
+    from netcheck.server_info import find_reflector
     from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
     from netcheck.render import render_fields
 
@@ -250,6 +262,8 @@ def probe_reach(
     json_output: JsonFlag = False,
 ) -> int:
     """Reachability: DNS, TCP and TLS times, UDP blocked or not, STUN RTT, TURN over UDP and TCP."""
+    import asyncio
+
     from netcheck.config import load_config
     from netcheck.probes.reach import ReachProbe
     from netcheck.render import render_fields
@@ -269,6 +283,9 @@ def probe_system(
     json_output: JsonFlag = False,
 ) -> int:
     """CPU, memory, battery, interface kind, NIC errors and traffic during a window."""
+    import asyncio
+
+    from netcheck import bounds
     from netcheck.probes.system import SystemProbe
     from netcheck.render import render_fields
 
@@ -293,6 +310,7 @@ def serve(
     tls_key: Annotated[Optional[str], typer.Option(help="PEM private key of --tls-cert.")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
+    import asyncio
     import ssl
 
     from netcheck.config import load_config

@@ -3,19 +3,13 @@
 Thin, like cli.py: parse, build settings from config and flags, call the library, print.
 """
 
-from __future__ import annotations
-
-import asyncio
-import json
 import sys
-import time
 from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
 
 from netcheck.cli_common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
-from netcheck import bounds
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -49,6 +43,10 @@ def agent(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per window on stdout.")] = False,
 ) -> int:
     """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
+    import asyncio
+    import json
+
+    from netcheck import bounds
     from netcheck.agent import Agent, AgentSettings, window_to_dict
     from netcheck.config import load_config
 
@@ -146,6 +144,9 @@ def store_export(
     format: Annotated[ExportFormat, typer.Option("--format", help="lp: InfluxDB line protocol; json: one JSON object per line.")] = ExportFormat.lp,
 ) -> int:
     """Every stored point since a time, delivered or not, for an admin to load elsewhere."""
+    import json
+    import time
+
     from netcheck.config import load_config
     from netcheck.store.influx import to_line
 

@@ -1,16 +1,20 @@
-"""What the command modules share: option types, consoles, JSON output, the server URL, ICE settings."""
+"""What the command modules share: option types, consoles, JSON output, the server URL, ICE settings.
+
+Imported by every command module while `netcheck --help` parses, so it imports nothing heavier
+than Typer at module level (no asyncio, json or Rich).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from netcheck.errors import UsageError
 from netcheck.parse import parse_server_url
+
+if TYPE_CHECKING:
+    import asyncio
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
 StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
@@ -45,6 +49,8 @@ def stderr_console() -> Any:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -59,6 +65,8 @@ def server_url_from(server: str | None, config: Any, required: bool = True) -> s
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGTERM and SIGINT set `stop` (the command finishes what it is doing and exits 0); a second
     signal exits at once with 130. Where the OS has no such handlers (Windows), Ctrl-C still ends it."""
+    import asyncio
+    import os
     import signal
 
     loop = asyncio.get_running_loop()

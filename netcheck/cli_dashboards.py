@@ -1,7 +1,5 @@
 """`netcheck dashboards`: write the Grafana dashboards and provisioning generated from the quality model."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -4,8 +4,6 @@ Thin, like cli.py. The secret comes from NETCHECK_SECRET or the config's secret_
 from argv, where other users of the machine could read it.
 """
 
-from __future__ import annotations
-
 from enum import Enum
 from typing import Annotated
 

@@ -4,19 +4,18 @@ Thin, like cli.py: resolve the server and token, follow the hub (netcheck/watch.
 every event, show it (Rich live view or JSON lines) and notify (netcheck/notify.py).
 """
 
-from __future__ import annotations
-
-import asyncio
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from netcheck.cli_common import open_store, server_url_from, stdout_console, stop_on_signals
 from netcheck.errors import StoreError, UsageError
+
+if TYPE_CHECKING:  # asyncio is imported where it runs: `netcheck --help` does not need it
+    import asyncio
 
 VIEW_TICK_S = 1.0
 """The view redraws at least this often, so the age of the last event stays true."""
@@ -35,6 +34,8 @@ def watch(
     no_notify: Annotated[bool, typer.Option("--no-notify", help="No desktop notifications (nor the bell and warning lines that replace them).")] = False,
 ) -> int:
     """Live in-call view of both legs: cue levels, the estimate between you, warnings with advice."""
+    import asyncio
+
     from netcheck.config import load_config
     from netcheck.watch import check_watch_args
 
@@ -49,6 +50,9 @@ def watch(
 
 
 async def _run(config: Any, server_url: str, session: str, token: str, json_output: bool, no_notify: bool) -> None:
+    import asyncio
+    import json
+
     from rich.live import Live
 
     from netcheck.notify import Notifier, should_notify
@@ -107,12 +111,14 @@ async def _run(config: Any, server_url: str, session: str, token: str, json_outp
 
 
 async def _every(interval_s: float, action: Callable[[], None]) -> None:
+    import asyncio
+
     while True:
         await asyncio.sleep(interval_s)
         action()
 
 
-def _print_line(line: str, stop: asyncio.Event) -> None:
+def _print_line(line: str, stop: "asyncio.Event") -> None:
     """One JSON line, flushed; a reader that went away (`| head`) ends the watch quietly."""
     try:
         print(line, flush=True)
@@ -130,7 +136,7 @@ class _EventStore:
         self.pending: list[dict[str, Any]] = []
         self.warned = False
 
-    def __enter__(self) -> _EventStore:
+    def __enter__(self) -> "_EventStore":
         try:
             self.store = open_store(self.config)  # says so if a corrupted store had to be moved aside
         except StoreError as error:
