@@ -117,9 +117,12 @@ PROFILES: dict[str, Profile] = {
         Profile.round_trip("30ms-8pct", 30, 5, 8),
         Profile.round_trip("150ms-5pct-burst3", 150, 50, 5, "burst", 3),
         Profile("asym-up5pct-down0.5pct", Impairment(10, 2, 5), Impairment(70, 15, 0.5)),
+        Profile("asym-jitter-up15-down2", Impairment(40, 15, 0), Impairment(10, 2, 0)),
     )
 }
-"""The accuracy matrix (issue 8): clean, low and high delay, high jitter, random and bursty loss, asymmetric."""
+"""The accuracy matrix (issue 8): clean, low and high delay, high jitter, random and bursty loss,
+asymmetric loss and jitter (up ±2, down ±15 ms), and jitter asymmetric the other way round (up ±15,
+down ±2 ms), so that per-direction jitter swapped between up and down cannot pass (issue 12)."""
 
 
 class Impairer:
@@ -425,6 +428,10 @@ class Truth:
     rtt_max_ms: float | None
     jitter_ms: float | None
     """Mean |rtt_i - rtt_(i-1)| over consecutive probes that both round-tripped (RFC 3393 IPDV)."""
+    jitter_up_ms: float | None
+    """The same over the relay's up delays (client → reflector) of those pairs: one-way IPDV."""
+    jitter_down_ms: float | None
+    """The same over the relay's down delays (reflector → client, the reply's delay)."""
     loss_pct: float
     loss_up_pct: float
     loss_down_pct: float
@@ -434,7 +441,8 @@ def probe_outcomes(log: dict, is_probe_packet: Callable[[bytes], bool],
                    same_exchange: Callable[[bytes, bytes], bool] | None = None) -> list[dict]:
     """One record per client probe packet, in send order: what happened to it and its RTT (ms).
 
-    `outcome` is one of up_dropped, not_forwarded, unanswered, down_dropped, round_tripped.
+    `outcome` is one of up_dropped, not_forwarded, unanswered, down_dropped, round_tripped; a
+    round-tripped record also has the delay the relay gave it each way (`up_ms`, `down_ms`).
     """
     if log.get("truncated"):
         raise ValueError("relay log is truncated; no truth can be computed from it")
@@ -445,7 +453,7 @@ def probe_outcomes(log: dict, is_probe_packet: Callable[[bytes], bool],
         if not is_probe_packet(bytes.fromhex(up["head"])):
             continue
         down = replies.get(up["index"])
-        record = {"index": up["index"], "rtt_ms": None, "pair_ok": True}
+        record = {"index": up["index"], "rtt_ms": None, "up_ms": None, "down_ms": None, "pair_ok": True}
         if up["dropped"]:
             record["outcome"] = "up_dropped"
         elif not up["sent"]:
@@ -460,6 +468,7 @@ def probe_outcomes(log: dict, is_probe_packet: Callable[[bytes], bool],
             else:
                 record["outcome"] = "round_tripped"
                 record["rtt_ms"] = (up["delay_ns"] + down["delay_ns"]) / 1e6
+                record["up_ms"], record["down_ms"] = up["delay_ns"] / 1e6, down["delay_ns"] / 1e6
         records.append(record)
     return records
 
@@ -471,7 +480,7 @@ def compute_truth(log: dict, is_probe_packet: Callable[[bytes], bool],
     count = lambda outcome: sum(r["outcome"] == outcome for r in records)  # noqa: E731
     rtts = [r["rtt_ms"] for r in records]
     got = [r for r in rtts if r is not None]
-    ipdv = [abs(b - a) for a, b in zip(rtts, rtts[1:]) if a is not None and b is not None]
+    ipdv = _ipdv_mean([r["rtt_ms"] for r in records])
     sent, up_dropped, down_dropped = len(records), count("up_dropped"), count("down_dropped")
     reached = sent - up_dropped - count("not_forwarded")
     return Truth(
@@ -480,11 +489,22 @@ def compute_truth(log: dict, is_probe_packet: Callable[[bytes], bool],
         pair_mismatches=sum(not r["pair_ok"] for r in records),
         rtt_mean_ms=statistics.fmean(got) if got else None,
         rtt_min_ms=min(got, default=None), rtt_max_ms=max(got, default=None),
-        jitter_ms=statistics.fmean(ipdv) if ipdv else None,
+        jitter_ms=ipdv,
+        jitter_up_ms=_ipdv_mean([r["up_ms"] for r in records]),
+        jitter_down_ms=_ipdv_mean([r["down_ms"] for r in records]),
         loss_pct=100 * (sent - len(got)) / sent if sent else 0.0,
         loss_up_pct=100 * up_dropped / sent if sent else 0.0,
         loss_down_pct=100 * down_dropped / reached if reached else 0.0,
     )
+
+
+def _ipdv_mean(delays_ms: list[float | None]) -> float | None:
+    """Mean |d_i - d_(i-1)| over consecutive probes (send order) that both round-tripped.
+
+    One-way: a probe can only learn a packet's up delay from its reply, so the pairs are those
+    whose round trip completed, as for the round-trip IPDV (and as irtt's send/receive IPDV)."""
+    deltas = [abs(b - a) for a, b in zip(delays_ms, delays_ms[1:]) if a is not None and b is not None]
+    return statistics.fmean(deltas) if deltas else None
 
 
 def is_netcheck_probe(head: bytes) -> bool:

@@ -81,11 +81,19 @@ def run_irtt_client(target: tuple[str, int], interval: str = "20ms", duration: s
     return json.loads(done.stdout)
 
 
+def _percent_or_none(value: float) -> float | None:
+    """irtt splits loss with the server's received count, which can lag by one packet (seen: 1 in
+    250 short, so 0.4 pp too much upstream); downstream then goes negative and irtt prints it as an
+    unsigned wrap-around (7.4e18 %). A percentage outside 0..100 is no figure: None."""
+    return value if 0 <= value <= 100 else None
+
+
 def irtt_figures(doc: dict) -> dict:
     """irtt's result in netcheck's probe vocabulary (ms, percent); only the figures irtt has."""
     stats = doc["stats"]
     ms = lambda ns: ns / 1e6  # noqa: E731  (irtt durations are integer nanoseconds)
     rtt, ipdv = stats["rtt"], stats["ipdv_round_trip"]
+    ipdv_send, ipdv_receive = stats.get("ipdv_send", {}), stats.get("ipdv_receive", {})
     received = stats["packets_received"]
     return {
         "status": "ok" if received else "timeout",
@@ -96,9 +104,11 @@ def irtt_figures(doc: dict) -> dict:
         "rtt_p50_ms": ms(rtt["median"]) if received else None,
         "rtt_max_ms": ms(rtt["max"]) if received else None,
         "jitter_ms": ms(ipdv["mean"]) if ipdv.get("n") else None,
+        "jitter_up_ms": ms(ipdv_send["mean"]) if ipdv_send.get("n") else None,  # from the server's timestamps
+        "jitter_down_ms": ms(ipdv_receive["mean"]) if ipdv_receive.get("n") else None,
         "loss_pct": stats["packet_loss_percent"],
-        "loss_up_pct": stats["upstream_loss_percent"],
-        "loss_down_pct": stats["downstream_loss_percent"],
+        "loss_up_pct": _percent_or_none(stats["upstream_loss_percent"]),
+        "loss_down_pct": _percent_or_none(stats["downstream_loss_percent"]),
         "duplicates": stats["duplicates"],
         "server_packets_received": stats["server_packets_received"],
     }

@@ -23,8 +23,23 @@ SEED = 4  # chosen so that every profile loses packets in both directions within
 DURATION_S = 5
 INTERVAL = "20ms"
 SIZE_BYTES = 160
-METRICS = ("rtt_mean_ms", "jitter_ms", "loss_up_pct", "loss_down_pct")
-MARGIN_OVER_IRTT = {"rtt_mean_ms": 1.0, "jitter_ms": 1.0, "loss_up_pct": 0.5, "loss_down_pct": 0.5}
+METRICS = ("rtt_mean_ms", "jitter_ms", "jitter_up_ms", "jitter_down_ms", "loss_up_pct", "loss_down_pct")
+RTT_TOLERANCE_MS = 1.0
+"""≈ 3× netcheck's median error (0.25–0.32 ms on every profile, worst 0.57 ms in 45 runs): the
+cost of timestamping in Python's event loop, a constant, not a share of the RTT (BENCHMARKS.md)."""
+JITTER_FLOOR_MS = 0.3
+"""Timer noise: netcheck's median jitter error is 0.00–0.05 ms, but an event-loop stall of S ms on
+one packet moves a 250-packet mean IPDV by ≈ 2S/250, and this 2-core machine stalls 20 ms at times
+(the relay's own worst scheduling error, 22 ms): worst error seen 0.28 ms in 45 runs of 9 profiles."""
+JITTER_RELATIVE = 0.02
+"""≈ 3× the worst relative error on the high-jitter profiles (0.6 %)."""
+LOSS_TOLERANCE_PP = 0.5
+"""One packet of a 250-packet run (0.4 pp; 0.42 pp of the 238 that reach the reflector): netcheck's
+loss figures matched the relay's count exactly in every run; irtt's split can be one packet off."""
+MARGIN_OVER_IRTT = {"rtt_mean_ms": 0.75, "jitter_ms": JITTER_FLOOR_MS, "jitter_up_ms": JITTER_FLOOR_MS,
+                    "jitter_down_ms": JITTER_FLOOR_MS, "loss_up_pct": LOSS_TOLERANCE_PP,
+                    "loss_down_pct": LOSS_TOLERANCE_PP}
+"""How much worse than irtt netcheck may be: RTT ≈ 3× the median gap (netcheck 0.3 ms, irtt 0.12 ms)."""
 
 
 @dataclass(frozen=True)
@@ -41,12 +56,14 @@ class Run:
 
 
 def tolerance(metric: str, truth_value: float) -> float:
-    return {
-        "rtt_mean_ms": max(2.0, 0.05 * truth_value),
-        "jitter_ms": max(0.2, 0.15 * truth_value),  # floor: a clean path's jitter (≈ 0.05 ms) is timer noise
-        "loss_up_pct": 1.0,
-        "loss_down_pct": 1.0,
-    }[metric]
+    """The bound the accuracy tests assert on |reported − truth| (see the constants above)."""
+    if metric == "rtt_mean_ms":
+        return RTT_TOLERANCE_MS
+    if metric.startswith("jitter"):
+        return max(JITTER_FLOOR_MS, JITTER_RELATIVE * truth_value)
+    if metric.startswith("loss"):
+        return LOSS_TOLERANCE_PP
+    raise KeyError(metric)
 
 
 def errors(figures: dict, truth: Truth) -> dict[str, float]:
@@ -58,12 +75,12 @@ def errors(figures: dict, truth: Truth) -> dict[str, float]:
     return out
 
 
-def accuracy_failures(figures: dict, truth: Truth) -> list[str]:
+def accuracy_failures(figures: dict, truth: Truth, metrics: tuple[str, ...] = METRICS) -> list[str]:
     return [
         f"{metric}: reported {figures.get(metric)}, truth {getattr(truth, metric):.3f}, "
         f"error {err:.3f} > {tolerance(metric, getattr(truth, metric)):.3f}"
         for metric, err in errors(figures, truth).items()
-        if not err <= tolerance(metric, getattr(truth, metric))
+        if metric in metrics and not err <= tolerance(metric, getattr(truth, metric))
     ]
 
 
