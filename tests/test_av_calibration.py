@@ -19,9 +19,10 @@ from tests.harness.servers import REPO
 HELD_OUT = VideoFormat(960, 540, 24)
 """Fitted on 640x360@30, 1280x720@30 and 320x180@15 at offset 0; never on this format."""
 HELD_OUT_OFFSET_MS = 80.0
-HELD_OUT_BOUND_MS = 15.0
-"""≈ 3× the median held-out error of `python benchmarks/av_calibration.py --runs 5` and above its
-worst run (BENCHMARKS.md, "A/V probe: pipeline offset calibration")."""
+HELD_OUT_BOUND_MS = 8.0
+"""A floor, not 3× the median held-out error (0.0–0.7 ms in `python benchmarks/av_calibration.py
+--runs 5`): the video term moves with the CPU's load (5.2…12.2 ms/Mpx between runs and days, 3.6 ms
+at 0.52 Mpx) and one run's median skew by up to 3.2 ms; BENCHMARKS.md has the spreads."""
 
 
 def test_the_docs_quote_the_calibration_constants_from_the_code() -> None:

