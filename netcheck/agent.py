@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,10 +36,10 @@ from netcheck.points import (
 from netcheck.probes.av_subprocess import run_av_subprocess
 from netcheck.probes.base import run_probe
 from netcheck.probes.system import SystemProbe
-from netcheck.probes.udp import UdpProbe, UdpProbeSettings, failed_result
+from netcheck.probes.udp import KEY_EXPIRED_ERROR, UdpProbe, UdpProbeSettings, failed_result
 from netcheck.results import AvResult, UdpResult
 from netcheck.quality import METRICS, Metric, assess
-from netcheck.server_info import find_reflector
+from netcheck.server_info import ReflectorAddress, find_reflector
 from netcheck.session_events import summary_event, warning_event
 from netcheck.store.local import LocalStore
 
@@ -128,7 +128,8 @@ class Agent:
         self.alerts = AlertTracker(settings.role, self.thresholds)
         self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
                              server=urlsplit(settings.server_url).netloc, session_id=settings.session_id)
-        self._udp_address: tuple[str, int] | None = settings.udp_target
+        self._reflector: ReflectorAddress | None = (ReflectorAddress(*settings.udp_target)
+                                                    if settings.udp_target else None)
         self._av_task: asyncio.Task[AvResult] | None = None
         self._latest_av: AvResult | None = None
         self._new_points = asyncio.Event()
@@ -186,10 +187,15 @@ class Agent:
     async def _run_window(self, index: int) -> WindowReport:
         started = datetime.now(timezone.utc)
         start_s = time.perf_counter()
-        host, port = await self._udp_target()
-        udp = UdpProbe(host, port, self.udp_settings) if port else None
+        reflector = await self._reflector_for_window()
+        host = reflector.host if reflector else urlsplit(self.settings.server_url).hostname or ""
+        udp = (UdpProbe(reflector.host, reflector.port, replace(self.udp_settings, client_key=reflector.client_key))
+               if reflector else None)
         probes = [SystemProbe(host or "127.0.0.1", self.udp_settings.duration_s)] + ([udp] if udp else [])
         measurements = {m.probe: m for m in await asyncio.gather(*(run_probe(probe) for probe in probes))}
+        udp_result = measurements["udp"].result if udp else None
+        if isinstance(udp_result, UdpResult) and udp_result.error == KEY_EXPIRED_ERROR:
+            self._reflector = None  # the next window fetches a fresh key
         if udp is None:
             measurements["udp"] = Measurement("udp", measurements["system"].started_at, 0.0,
                                               failed_result(Status.UNREACHABLE))
@@ -252,15 +258,18 @@ class Agent:
         }
         return Point(AGENT_MEASUREMENT, self.origin.tags(), {**fields, **self.origin.id_fields()}, time_ms)
 
-    async def _udp_target(self) -> tuple[str, int | None]:
-        """The reflector's address, asked of the server once it answers (failure is data: the window says unreachable)."""
-        if self._udp_address is None:
+    async def _reflector_for_window(self) -> ReflectorAddress | None:
+        """The reflector and this agent's key for it, asked of the server when there is none yet or
+        the key runs out within the next window (failure is data: the window says unreachable)."""
+        reflector = self._reflector
+        if reflector is None or reflector.key_expires_within(2 * self.settings.window_s):
             try:
-                self._udp_address = await find_reflector(self.settings.server_url, self.settings.hmac_key)
+                reflector = self._reflector = await find_reflector(self.settings.server_url, self.settings.hmac_key,
+                                                                   self.settings.token)
             except MeasurementError as error:
                 self.on_event(f"server: {error}")
-                return urlsplit(self.settings.server_url).hostname or "", None
-        return self._udp_address
+                return None
+        return reflector
 
     def _start_av(self) -> None:
         if self._av_task is not None and not self._av_task.done():

@@ -47,3 +47,7 @@ AGENT_AV_EVERY_S = Range(0.0, 86400.0, "s")
 AUDIO_OFFSET_MS = Range(-500.0, 500.0, "ms")
 UDP_SIZE_BYTES = Range(64, 1472, "bytes")
 """What the config accepts; the wire's own floor (48 bytes, 64 with an HMAC tag) is checked by the probe."""
+STORE_MAX_POINTS = Range(1000, 100_000_000, "points")
+STORE_RETENTION_DAYS = Range(0.01, 3650.0, "days")
+INFLUX_TIMEOUT_S = Range(0.5, 120.0, "s")
+INFLUX_BATCH_SIZE = Range(1, 50_000, "points")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,8 +54,13 @@ async def run_check(
     thresholds: tuple[Metric, ...] = METRICS,
     av_settings: AvProbeSettings | None = None,
     throughput_settings: ThroughputSettings | None = None,
+    token: str | None = None,
+    on_busy: Callable[[str], None] | None = None,
 ) -> CheckReport:
     """Measure the path to `server_url` and assess it.
+
+    `token`: a check link's token, for a server that measures only with one (sent in a header).
+    `on_busy`: told, in one sentence, when the server is busy and the check waits to retry.
 
     The UDP, A/V and system probes run side by side: the UDP stream then sees the path as it is
     during a video call, and the system probe's window covers both. The throughput probe runs
@@ -62,8 +68,10 @@ async def run_check(
     """
     check_started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     start_s = time.perf_counter()
-    info = await fetch_server_info(server_url)
-    host, port = udp_target or reflector_of(server_url, info, udp_settings.hmac_key)
+    info = await fetch_server_info(server_url, token)
+    reflector = reflector_of(server_url, info, udp_settings.hmac_key, token)
+    host, port = udp_target or (reflector.host, reflector.port)
+    udp_settings = replace(udp_settings, client_key=reflector.client_key)
     run_av = av_settings is not None and info.av
     window_s = expected_duration_s(udp_settings, av_settings if run_av else None)  # the first phase
     ice = av_settings.ice if av_settings is not None else None
@@ -71,13 +79,15 @@ async def run_check(
         UdpProbe(host, port, udp_settings),
         SystemProbe(host, window_s),
         ReachProbe(server_url, (host, port), ice.stun_url if ice else None,
-                   ice if ice is not None and ice.turn_url else None, udp_settings.hmac_key),
+                   ice if ice is not None and ice.turn_url else None, udp_settings.hmac_key,
+                   client_key=reflector.client_key, token=token),
     ]
     if run_av and av_settings is not None:
-        probes.append(AvProbe(server_url, av_settings))
+        probes.append(AvProbe(server_url, replace(av_settings, token=token, on_busy=on_busy)))
     measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))
     if throughput_settings is not None and info.throughput:
-        measurements.append(await run_probe(ThroughputProbe(server_url, (host, port), throughput_settings)))
+        throughput = replace(throughput_settings, client_key=reflector.client_key, token=token, on_busy=on_busy)
+        measurements.append(await run_probe(ThroughputProbe(server_url, (host, port), throughput)))
     by_probe = {measurement.probe: measurement for measurement in measurements}
     assessment = assess({name: m.result for name, m in by_probe.items()}, thresholds)
     return CheckReport(

@@ -207,10 +207,14 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     site = env.get("NETCHECK_SITE") or _optional_str(raw, "site")
 
     hmac_key: bytes | None = None
+    key_source = ""
     if env.get("NETCHECK_HMAC_KEY"):
-        hmac_key = env["NETCHECK_HMAC_KEY"].encode()
+        hmac_key, key_source = env["NETCHECK_HMAC_KEY"].encode(), "NETCHECK_HMAC_KEY"
     elif key_file := _optional_str(raw, "hmac_key_file"):
-        hmac_key = read_secret_file(Path(key_file), "hmac_key_file")
+        hmac_key, key_source = read_secret_file(Path(key_file), "hmac_key_file"), "hmac_key_file"
+    if hmac_key is not None and len(hmac_key) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{key_source}: the HMAC key must be at least {MIN_SECRET_BYTES} bytes "
+                          f"(got {len(hmac_key)}); a short key can be guessed")
     secret = _session_secret(raw, env)
 
     thresholds_raw = raw.get("thresholds", {})
@@ -344,7 +348,7 @@ def _agent_defaults(section: Any) -> AgentDefaults:
 
 
 def _store_limits(section: Any) -> StoreLimits:
-    limits = {"max_points": (1000, 100_000_000), "retention_days": (0.01, 3650.0)}
+    limits = {"max_points": bounds.STORE_MAX_POINTS, "retention_days": bounds.STORE_RETENTION_DAYS}
     defaults = StoreLimits()
     return StoreLimits(**{**defaults.__dict__, **_numbers(section, "store", limits, defaults)})
 
@@ -399,6 +403,6 @@ def _influx_settings(section: Any, env: Mapping[str, str]) -> InfluxSettings | N
         raise ConfigError("influx.bucket: the v2 API needs a bucket (NETCHECK_INFLUX_BUCKET)")
     if api == "v1" and not values.get("database"):
         raise ConfigError("influx.database: the v1 API needs a database (NETCHECK_INFLUX_DATABASE)")
-    limits = {"timeout_s": (0.5, 120.0), "batch_size": (1, 50_000)}
+    limits = {"timeout_s": bounds.INFLUX_TIMEOUT_S, "batch_size": bounds.INFLUX_BATCH_SIZE}
     values.update(_numbers(numbers, "influx", limits, InfluxSettings(url="")))
     return InfluxSettings(**values)

@@ -44,3 +44,35 @@ class Pacer:
         ahead_s = self.sent_bytes / self.bytes_per_s - (time.monotonic() - self.start_s)
         if ahead_s > 0:
             await asyncio.sleep(ahead_s)
+
+
+BUSY_WAIT_BUDGET_S = 60.0
+"""How long a client waits in all for a busy server before it reports `timeout`."""
+MAX_RETRY_AFTER_S = 60
+
+
+class ServerBusy(Exception):
+    """The server answered 429: try again after `retry_after_s` (from its Retry-After header)."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"server busy, retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(headers: Any) -> int:
+    """Retry-After in whole seconds, 1..60 (a hostile or broken value cannot park the client)."""
+    try:
+        value = int(str(headers.get("Retry-After", "5")).strip())
+    except ValueError:
+        value = 5
+    return min(MAX_RETRY_AFTER_S, max(1, value))
+
+
+def busy_message(retry_in_s: int) -> str:
+    """The one sentence the CLI and the page show while waiting."""
+    return f"the clinic's test server is busy, retrying in {retry_in_s} s"
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The Authorization header of a token (never in a URL: URLs end up in access logs)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -45,6 +45,8 @@ class UdpResult:
     loss_burst_max: int
     duplicates: int
     reordered: int
+    error: str | None = None
+    """Why nothing could be measured, when the reflector said so (an expired key)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class AvResult:
     resolution_adapts: bool | None = None
     """True when the senders adapt their resolution to the path (a browser does), False when they send
     a fixed size (aiortc): only an adapting sender's received height says something about the path."""
+    server_cpu_pct: float | None = None
+    """The server's busiest CPU sample during the call: from SERVER_BUSY_CPU_PCT on, what the call
+    lost may be the server's doing, not the client's network (the advice says so)."""
 
 
 @dataclass(frozen=True)

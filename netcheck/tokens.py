@@ -23,7 +23,8 @@ from netcheck.errors import NetcheckError, UsageError
 VERSION = "v1"
 MAX_TOKEN_CHARS = 1024
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-ROLES = ("client", "therapist")
+ROLES = ("client", "therapist", "check")
+"""client and therapist post their leg of a session (and a therapist watches it); check only measures."""
 MIN_TTL_S = 60.0
 MAX_TTL_S = 7 * 86400.0
 CLOCK_SKEW_S = 30.0
@@ -62,7 +63,7 @@ def create_token(secret: bytes, session_id: str, role: str, ttl_s: float, now_s:
         raise UsageError("the secret must not be empty")
     check_session_id(session_id)
     if role not in ROLES:
-        raise UsageError(f"role {role!r}: use client or therapist")
+        raise UsageError(f"role {role!r}: use client, therapist or check")
     if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:  # also refuses NaN
         raise UsageError(f"ttl {ttl_s:g} s outside 1 minute … 7 days")
     now_s = time.time() if now_s is None else now_s
@@ -72,8 +73,9 @@ def create_token(secret: bytes, session_id: str, role: str, ttl_s: float, now_s:
     return f"{signed}.{_signature(secret, signed)}"
 
 
-def verify_token(secret: bytes, token: str, session_id: str, now_s: float | None = None) -> TokenClaims:
-    """The token's claims if it is well formed, signed with `secret`, unexpired and for `session_id`.
+def verify_token(secret: bytes, token: str, session_id: str | None, now_s: float | None = None) -> TokenClaims:
+    """The token's claims if it is well formed, signed with `secret`, unexpired and for `session_id`
+    (for any session when None: the measuring endpoints take any session's token).
 
     Order as in the contract: shape, constant-time signature check, expiry, then session.
     Nothing in the payload is looked at before the signature matched.
@@ -90,7 +92,7 @@ def verify_token(secret: bytes, token: str, session_id: str, now_s: float | None
     now_s = time.time() if now_s is None else now_s
     if now_s > claims.accepted_until_s:
         raise TokenError("expired")
-    if claims.session_id != session_id:
+    if session_id is not None and claims.session_id != session_id:
         raise TokenError("other session")
     return claims
 

@@ -2,13 +2,20 @@
 
 Version 1, big-endian, 48-byte header, then zero padding, then an optional 16-byte HMAC tag:
 
-    magic "NC" | version u8 | kind u8 | flags u8 | reserved 3 bytes
+    magic "NC" | version u8 | kind u8 | flags u8 | key_expiry_min u24
     flow_id u64 | seq u32 | server_rx_count u32
     client_send_ns u64 | server_recv_ns u64 | server_send_ns u64
 
 `flow_id` identifies one probe run, so the reflector can count what it received from it
 (directional loss). A reply is always exactly as long as its request: no amplification.
-Server times are from the server's clock and only their difference (turnaround) is used.
+Server times are from the server's clock; the client uses their difference (turnaround), and
+their differences from packet to packet (one-way jitter).
+
+Authentication (`FLAG_HMAC`): the tag is HMAC-SHA256/128 over everything before it. The key is
+either the server's shared key, or (`FLAG_CLIENT_KEY`) a per-client key the server derived for
+the client's address and an expiry (netcheck/server/udp_keys.py); `key_expiry_min` then carries
+that expiry, in minutes since the Unix epoch modulo 2^24, so that any node holding the secret can
+derive the same key again. A reply to a client key whose expiry has passed is `KIND_KEY_EXPIRED`.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 MAGIC = b"NC"
 VERSION = 1
@@ -24,9 +31,13 @@ KIND_ECHO_REQUEST = 1
 KIND_ECHO_REPLY = 2
 KIND_STATS_REQUEST = 3
 KIND_STATS_REPLY = 4
+KIND_KEY_EXPIRED = 5
+"""The reflector's answer to a packet tagged with an expired client key: fetch a fresh key."""
 FLAG_HMAC = 0x01
+FLAG_CLIENT_KEY = 0x02
+KEY_EXPIRY_MODULUS = 1 << 24
 
-HEADER = struct.Struct("!2sBBB3xQIIQQQ")
+HEADER = struct.Struct("!2sBBB3sQIIQQQ")
 HEADER_BYTES = HEADER.size  # 48
 TAG_BYTES = 16
 MAX_PACKET_BYTES = 1472  # one Ethernet MTU of UDP payload; larger datagrams are dropped
@@ -51,6 +62,25 @@ class Packet:
     server_recv_ns: int = 0
     server_send_ns: int = 0
     flags: int = 0
+    key_expiry_min: int = 0
+    """With FLAG_CLIENT_KEY: the client key's expiry, minutes since the epoch modulo 2^24."""
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A per-client key the server gave this client for its address (GET /v1/info, POST /v1/udp/key)."""
+
+    key: bytes = field(repr=False)
+    expiry_min: int
+    """Minutes since the Unix epoch at which the server stops accepting it."""
+
+
+def signing(hmac_key: bytes | None, client_key: ClientKey | None) -> tuple[bytes | None, int, int]:
+    """(key, flags, key_expiry_min) to encode requests with: the client key when there is one, else
+    the shared key, else nothing (an open reflector)."""
+    if client_key is not None:
+        return client_key.key, FLAG_CLIENT_KEY, client_key.expiry_min
+    return hmac_key, 0, 0
 
 
 def min_size_bytes(authenticated: bool) -> int:
@@ -63,8 +93,9 @@ def encode(packet: Packet, key: bytes | None = None) -> bytes:
     if packet.size_bytes < min_size_bytes(key is not None) or packet.size_bytes > MAX_PACKET_BYTES:
         raise WireError(f"packet size {packet.size_bytes} outside {min_size_bytes(key is not None)}..{MAX_PACKET_BYTES}")
     header = HEADER.pack(
-        MAGIC, VERSION, packet.kind, flags, packet.flow_id, packet.seq, packet.server_rx_count,
-        packet.client_send_ns, packet.server_recv_ns, packet.server_send_ns,
+        MAGIC, VERSION, packet.kind, flags, (packet.key_expiry_min % KEY_EXPIRY_MODULUS).to_bytes(3, "big"),
+        packet.flow_id, packet.seq, packet.server_rx_count, packet.client_send_ns, packet.server_recv_ns,
+        packet.server_send_ns,
     )
     body_len = packet.size_bytes - (TAG_BYTES if key else 0)
     body = header + bytes(body_len - HEADER_BYTES)
@@ -77,12 +108,12 @@ def decode(data: bytes, key: bytes | None = None) -> Packet:
     """Parse and authenticate a datagram; raise WireError for anything malformed or unauthentic."""
     if len(data) < HEADER_BYTES or len(data) > MAX_PACKET_BYTES:
         raise WireError(f"bad length {len(data)}")
-    magic, version, kind, flags, flow_id, seq, rx_count, c_send, s_recv, s_send = HEADER.unpack_from(data)
+    magic, version, kind, flags, expiry, flow_id, seq, rx_count, c_send, s_recv, s_send = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise WireError("bad magic")
     if version != VERSION:
         raise WireError(f"unsupported version {version}")
-    if kind not in (KIND_ECHO_REQUEST, KIND_ECHO_REPLY, KIND_STATS_REQUEST, KIND_STATS_REPLY):
+    if kind not in (KIND_ECHO_REQUEST, KIND_ECHO_REPLY, KIND_STATS_REQUEST, KIND_STATS_REPLY, KIND_KEY_EXPIRED):
         raise WireError(f"unknown kind {kind}")
     if key is not None:
         if not flags & FLAG_HMAC or len(data) < HEADER_BYTES + TAG_BYTES:
@@ -93,7 +124,13 @@ def decode(data: bytes, key: bytes | None = None) -> Packet:
     return Packet(
         kind=kind, flow_id=flow_id, seq=seq, size_bytes=len(data), server_rx_count=rx_count,
         client_send_ns=c_send, server_recv_ns=s_recv, server_send_ns=s_send, flags=flags & ~FLAG_HMAC,
+        key_expiry_min=int.from_bytes(expiry, "big"),
     )
+
+
+def peek(data: bytes) -> Packet:
+    """The header of a datagram, not authenticated: which key to check it with. WireError if malformed."""
+    return decode(data, None)
 
 
 def reply_to(request: Packet, server_rx_count: int, server_recv_ns: int, server_send_ns: int) -> Packet:
@@ -103,6 +140,11 @@ def reply_to(request: Packet, server_rx_count: int, server_recv_ns: int, server_
         request, kind=kind, server_rx_count=server_rx_count,
         server_recv_ns=server_recv_ns, server_send_ns=server_send_ns,
     )
+
+
+def key_expired_reply_to(request: Packet) -> Packet:
+    """The reflector's answer to a request whose client key has expired: same size, same flow and seq."""
+    return replace(request, kind=KIND_KEY_EXPIRED)
 
 
 def _tag(key: bytes, body: bytes) -> bytes:

@@ -17,7 +17,7 @@ CUES = {"facial_expression", "vocal_tone", "conversational_timing", "lip_sync"}
 UDP_FIELDS = [
     "status", "packets_sent", "packets_received", "rtt_min_ms", "rtt_mean_ms", "rtt_p50_ms", "rtt_p95_ms",
     "rtt_max_ms", "jitter_ms", "jitter_rfc3550_ms", "jitter_up_ms", "jitter_down_ms", "loss_pct", "loss_up_pct", "loss_down_pct", "loss_burst_max",
-    "duplicates", "reordered",
+    "duplicates", "reordered", "error",
 ]
 
 
@@ -147,19 +147,28 @@ def test_config_init_path_and_show(run_cli, netcheck_home) -> None:
 
 
 def test_hmac_server_rejects_clients_without_the_key(run_cli, tmp_path) -> None:
-    secured = start_serve(env=subprocess_env(NETCHECK_HMAC_KEY="clinic-secret", NETCHECK_HOME=str(tmp_path)))
+    """A shared key still works as it did; a check without it uses the key /v1/info hands out for
+    its own address (issue 15), so it measures too; an untagged probe gets no answer."""
+    key = "clinic-secret-2026"
+    secured = start_serve(env=subprocess_env(NETCHECK_HMAC_KEY=key, NETCHECK_HOME=str(tmp_path)))
     try:
         unsigned = run_cli("probe", "udp", secured.udp_target, "--duration", "0.5s", "--json")
         assert unsigned.returncode == 5
         assert json.loads(unsigned.stdout)["status"] == "timeout"  # dropped silently, as a hostile packet
         signed = run_cli("probe", "udp", secured.udp_target, "--duration", "0.5s", "--json",
-                         extra_env={"NETCHECK_HMAC_KEY": "clinic-secret"})
+                         extra_env={"NETCHECK_HMAC_KEY": key})
         assert signed.returncode == 0, signed.stderr
         assert json.loads(signed.stdout)["loss_pct"] == 0.0
-        missing_key = run_cli("check", "--server", secured.http_url)
-        assert_one_line_error(missing_key, 2, "requires an HMAC key")
+        keyed = run_cli("check", "--server", secured.http_url, "--quick", "--no-av", "--json")
+        assert keyed.returncode == 0, keyed.stderr
+        assert json.loads(keyed.stdout)["measurements"]["udp"]["loss_pct"] == 0.0
     finally:
         stop(secured.process)
+
+
+def test_a_short_hmac_key_is_refused(run_cli) -> None:
+    assert_one_line_error(run_cli("check", "--local", extra_env={"NETCHECK_HMAC_KEY": "short"}), 2,
+                          "NETCHECK_HMAC_KEY: the HMAC key must be at least 16 bytes")
 
 
 def test_help_and_version(run_cli) -> None:

@@ -46,10 +46,13 @@ def test_bad_files_name_the_key(tmp_path: Path, text: str, message: str) -> None
 
 def test_hmac_key_file_must_be_private(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
-    key_file.write_text("secret\n")
+    key_file.write_text("secret-0123456789\n")
     key_file.chmod(0o644)
     env = write(tmp_path, f'hmac_key_file = "{key_file}"\n')
     with pytest.raises(ConfigError, match="hmac_key_file: .* must not be readable by others"):
         load_config(env)
     key_file.chmod(0o600)
-    assert load_config(env).hmac_key == b"secret"
+    assert load_config(env).hmac_key == b"secret-0123456789"
+    key_file.write_text("secret\n")
+    with pytest.raises(ConfigError, match="hmac_key_file: the HMAC key must be at least 16 bytes"):
+        load_config(env)

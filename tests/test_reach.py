@@ -171,20 +171,24 @@ def test_a_closed_udp_port_is_unreachable(server: ServerProcess, closed_port: in
     assert took_s < 1.0, fields
 
 
-def test_hmac_key_is_used_and_required() -> None:
+def test_the_shared_key_or_the_servers_per_client_key_is_used_and_one_is_required() -> None:
     key = b"k" * 32
 
-    async def both() -> tuple[ReachResult, ReachResult]:
-        running = await start_server(LOOPBACK, 0, 0, hmac_key=key)
+    async def three() -> tuple[ReachResult, ReachResult, ReachResult]:
+        keyed = await start_server(LOOPBACK, 0, 0, hmac_key=key, open_reflector=False)
         try:
-            return (await ReachProbe(running.url, None, None, None, hmac_key=key).run(),
-                    await ReachProbe(running.url, None, None, None).run())
+            with_key = await ReachProbe(keyed.url, None, None, None, hmac_key=key).run()
+            with_client_key = await ReachProbe(keyed.url, None, None, None).run()  # /v1/info hands one out
+            untagged = await ReachProbe(keyed.url, (LOOPBACK, keyed.udp_port), None, None).run()
         finally:
-            await running.close()
+            await keyed.close()
+        return with_key, with_client_key, untagged
 
-    with_key, without_key = asyncio.run(both())
+    with_key, with_client_key, untagged = asyncio.run(three())
     assert with_key.udp_status == "ok" and with_key.udp_packets_received == 5, result_fields(with_key)
-    assert without_key.udp_status == "error" and "HMAC" in without_key.error, result_fields(without_key)
+    assert with_client_key.udp_status == "ok" and with_client_key.udp_packets_received == 5, \
+        result_fields(with_client_key)
+    assert untagged.udp_status == "blocked" and untagged.udp_packets_received == 0, result_fields(untagged)
 
 
 # --- the server unreachable ----------------------------------------------------------------

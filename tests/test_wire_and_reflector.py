@@ -56,7 +56,8 @@ def test_reflector_drops_replies_oversized_and_unauthenticated_packets() -> None
     reply = reflector.answer(echo_request(key=KEY), "192.0.2.1", 3) or b""
     assert reflector.answer(reply, "192.0.2.1", 4) is None  # a reply is not a request: no ping-pong loops
     assert reflector.answer(b"NC" + b"\x01" * 2000, "192.0.2.1", 5) is None
-    assert reflector.counters.dropped_malformed == 3
+    assert reflector.counters.dropped_malformed == 2  # a reply, and 2000 bytes
+    assert reflector.counters.dropped_unauthenticated == 1  # no tag
 
 
 def test_rate_limit_per_source() -> None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import IceSettings
-from netcheck.httpio import BodyTooLarge, read_bounded
+from netcheck.httpio import (
+    BUSY_WAIT_BUDGET_S, BodyTooLarge, ServerBusy, bearer, busy_message, read_bounded, retry_after_s,
+)
 from netcheck import bounds
 from netcheck.model import Status
 from netcheck.results import AvDirection, AvResult
@@ -33,6 +36,10 @@ class AvProbeSettings:
     video: VideoFormat = VideoFormat(640, 360, 30)
     audio_offset_ms: float = 0.0
     ice: IceSettings = IceSettings()
+    token: str | None = field(default=None, repr=False)
+    """A check link's token, for a server that measures only with one."""
+    on_busy: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    """Told in one sentence when the server is busy and the probe waits to retry."""
 
     def validate(self) -> None:
         bounds.AV_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
@@ -76,14 +83,29 @@ class AvProbe:
 
         from netcheck.av.peer import turn_transport
 
-        first = await self._call(self.settings)
+        first = await self._call_when_admitted(self.settings)
         ice = self.settings.ice
         if first.status not in (Status.BLOCKED, Status.TIMEOUT) or not ice.turn_url or turn_transport(ice.turn_url) != "udp":
             return first
-        over_tcp = await self._call(replace(self.settings, ice=ice.with_turn_transport("tcp")))
+        over_tcp = await self._call_when_admitted(replace(self.settings, ice=ice.with_turn_transport("tcp")))
         if over_tcp.status == Status.OK:
             return replace(over_tcp, udp_blocked=True)
         return replace(first, error=f"{first.error}; TURN over TCP failed too: {over_tcp.error}")
+
+    async def _call_when_admitted(self, settings: AvProbeSettings) -> AvResult:
+        """One call; while the server answers busy (429), wait as it says and try again, for at most
+        BUSY_WAIT_BUDGET_S in all."""
+        deadline_s = time.monotonic() + BUSY_WAIT_BUDGET_S
+        while True:
+            try:
+                return await self._call(settings)
+            except ServerBusy as busy:
+                if time.monotonic() + busy.retry_after_s > deadline_s:
+                    return failed_result(Status.TIMEOUT, f"the clinic's test server stayed busy for "
+                                         f"{BUSY_WAIT_BUDGET_S:g} s: try again later")
+                if settings.on_busy is not None:
+                    settings.on_busy(busy_message(busy.retry_after_s))
+                await asyncio.sleep(busy.retry_after_s)
 
     async def _call(self, settings: AvProbeSettings) -> AvResult:
         import aiohttp
@@ -103,7 +125,7 @@ class AvProbe:
         pc.addTrack(MarkedVideoTrack(clock, settings.video))
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with aiohttp.ClientSession(timeout=timeout, headers=bearer(settings.token)) as http:
                 try:  # gathering waits for TURN allocations, which a firewall can leave unanswered
                     await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), GATHER_TIMEOUT_S)
                 except asyncio.TimeoutError:
@@ -140,6 +162,8 @@ class AvProbe:
         url = f"{self.server_url}{path}"
         try:
             async with http.post(url, json=body) as response:
+                if response.status == 429:
+                    raise ServerBusy(retry_after_s(response.headers))
                 data = await read_bounded(response, MAX_ANSWER_BYTES)
                 if response.status != 200:
                     reason = _error_text(data) or f"HTTP {response.status}"
@@ -206,7 +230,15 @@ class AvProbe:
             duration_s=round(window_end_s - first_frame_s, 3),
             error=None,
             resolution_adapts=False,  # aiortc sends the size it is given
+            server_cpu_pct=_cpu_pct(report.get("server_cpu_max_pct")),
         )
+
+
+def _cpu_pct(value: object) -> float | None:
+    """The server's CPU figure, if it is a plausible one (the server may be older, or hostile)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        return None
+    return float(value)
 
 
 def _error_text(data: bytes) -> str | None:

@@ -31,6 +31,7 @@ from netcheck.errors import ConfigError, MeasurementError, UsageError
 from netcheck.model import Status
 from netcheck.results import ReachResult, SubStatus
 from netcheck.probes.udp import ReplyCollector
+from netcheck.wire import ClientKey
 
 RUN_BUDGET_S = 3.5
 """Every part ends by then (TURN's deallocation may add up to `TURN_DELETE_TIMEOUT_S`)."""
@@ -107,7 +108,10 @@ class ReachProbe:
     name = "reach"
 
     def __init__(self, server_url: str, udp_target: tuple[str, int] | None, stun_url: str | None,
-                 turn: IceSettings | None, hmac_key: bytes | None = None) -> None:
+                 turn: IceSettings | None, hmac_key: bytes | None = None, client_key: ClientKey | None = None,
+                 token: str | None = None) -> None:
+        """`udp_target` and `client_key`: the reflector and this client's key for it, when the caller
+        has them; otherwise the probe asks the server (with `token`, for one that requires it)."""
         parts = urlsplit(server_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"bad server URL {server_url!r}: use http(s)://HOST[:PORT]")
@@ -127,6 +131,8 @@ class ReachProbe:
         else:
             self.turn = None
         self.hmac_key = hmac_key
+        self.client_key = client_key
+        self.token = token
 
     async def run(self) -> ReachResult:
         # Imported here, not at the top (import cost of every netcheck command), and before any
@@ -209,32 +215,37 @@ class ReachProbe:
         if target is None:
             try:
                 timeout_s = _within(INFO_TIMEOUT_S, deadline_s - ECHO_INTERVAL_S * ECHO_PACKETS - ECHO_GRACE_S)
-                info = await asyncio.wait_for(fetch_server_info(self.server_url), timeout_s)
+                info = await asyncio.wait_for(fetch_server_info(self.server_url, self.token), timeout_s)
             except (MeasurementError, asyncio.TimeoutError) as error:
                 _, tcp, _ = await http_path
                 reason = str(error) or f"no answer within {timeout_s:.1f} s"
                 return _EchoOutcome("unreachable" if tcp.status != "ok" else "error",
                                     note=f"UDP reflector's port (GET /v1/info): {reason}")
             try:
-                target = reflector_of(self.server_url, info, self.hmac_key)
+                reflector = reflector_of(self.server_url, info, self.hmac_key, self.token)
             except ConfigError as error:
                 return _EchoOutcome("error", note=f"UDP reflector: {error}")
+            target, client_key = (reflector.host, reflector.port), reflector.client_key
+        else:
+            client_key = self.client_key
         resolved, address = await _resolve(target[0], target[1], socket.SOCK_DGRAM, "UDP reflector", deadline_s)
         if address is None:
             return _EchoOutcome("unreachable", note=resolved.note)
-        return await self._echo(address, deadline_s)
+        return await self._echo(address, deadline_s, client_key)
 
-    async def _echo(self, address: tuple[int, tuple], deadline_s: float) -> _EchoOutcome:
+    async def _echo(self, address: tuple[int, tuple], deadline_s: float,
+                    client_key: ClientKey | None) -> _EchoOutcome:
         loop = asyncio.get_running_loop()
         family, sockaddr = address
         flow_id = secrets.randbits(64)
-        collector = ReplyCollector(flow_id, ECHO_PACKETS, self.hmac_key)
+        key, flags, key_expiry_min = wire.signing(self.hmac_key, client_key)
+        collector = ReplyCollector(flow_id, ECHO_PACKETS, key)
         try:
             transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=sockaddr[:2],
                                                                family=family)
         except OSError as error:
             return _EchoOutcome("unreachable", note=f"UDP reflector: {_os_reason(error)}")
-        size_bytes = wire.min_size_bytes(self.hmac_key is not None)
+        size_bytes = wire.min_size_bytes(key is not None)
         send_ns: list[int] = []
         try:
             start_s = time.monotonic()
@@ -244,8 +255,8 @@ class ReachProbe:
                     await asyncio.sleep(delay_s)
                 send_ns.append(time.monotonic_ns())
                 packet = wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_id, seq=seq, size_bytes=size_bytes,
-                                     client_send_ns=send_ns[-1])
-                transport.sendto(wire.encode(packet, self.hmac_key))
+                                     client_send_ns=send_ns[-1], flags=flags, key_expiry_min=key_expiry_min)
+                transport.sendto(wire.encode(packet, key))
                 if collector.finished.is_set():
                     break
             try:

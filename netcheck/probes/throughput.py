@@ -20,13 +20,16 @@ import secrets
 import socket
 import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from netcheck import bounds
+from netcheck.httpio import BUSY_WAIT_BUDGET_S, ServerBusy, bearer, busy_message, retry_after_s
 from netcheck.model import Status
 from netcheck.results import ThroughputResult
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
 from netcheck.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.wire import ClientKey
 
 RAMP_S = 1.0
 BIN_S = 0.25
@@ -48,7 +51,11 @@ class ThroughputSettings:
     duration_s: float = 4.0
     """Both phases together, ramps included."""
     streams: int = 4
-    hmac_key: bytes | None = None
+    hmac_key: bytes | None = field(default=None, repr=False)
+    client_key: ClientKey | None = None
+    """The reflector's key for this client, for the loaded-RTT stream."""
+    token: str | None = field(default=None, repr=False)
+    on_busy: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> None:
         bounds.THROUGHPUT_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
@@ -130,10 +137,28 @@ class ThroughputProbe:
         self.settings = settings
 
     async def run(self) -> ThroughputResult:
+        """Both directions; while the server answers busy (429), wait as it says and start again, for
+        at most BUSY_WAIT_BUDGET_S in all."""
+        deadline_s = time.monotonic() + BUSY_WAIT_BUDGET_S
+        while True:
+            try:
+                return await self._measure()
+            except ServerBusy as busy:
+                if time.monotonic() + busy.retry_after_s > deadline_s:
+                    return failed_result(Status.TIMEOUT, f"the clinic's test server stayed busy for "
+                                         f"{BUSY_WAIT_BUDGET_S:g} s: try again later")
+                if self.settings.on_busy is not None:
+                    self.settings.on_busy(busy_message(busy.retry_after_s))
+                await asyncio.sleep(busy.retry_after_s)
+
+    def _udp_settings(self, duration_s: float) -> UdpProbeSettings:
+        return UdpProbeSettings(interval_ms=20.0, duration_s=duration_s, hmac_key=self.settings.hmac_key,
+                                client_key=self.settings.client_key)
+
+    async def _measure(self) -> ThroughputResult:
         import aiohttp
 
-        udp = UdpProbeSettings(interval_ms=20.0, duration_s=IDLE_UDP_S, hmac_key=self.settings.hmac_key)
-        idle = await UdpProbe(*self.udp_target, udp).run() if self.udp_target else None
+        idle = await UdpProbe(*self.udp_target, self._udp_settings(IDLE_UDP_S)).run() if self.udp_target else None
         phase_s = self.settings.duration_s / 2
         try:
             down_mbps, bytes_down, loaded_down = await self._phase(self._download, phase_s)
@@ -165,7 +190,8 @@ class ThroughputProbe:
         phase = _Phase()
         connector = aiohttp.TCPConnector(limit=0, force_close=True, socket_factory=phase.make_socket)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=HTTP_TIMEOUT_S, sock_read=HTTP_TIMEOUT_S)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                         headers=bearer(self.settings.token)) as http:
             return await self._load(http, phase, transfer, max_s)
 
     async def _load(self, http, phase: _Phase, transfer, max_s: float) -> tuple[float | None, int, float | None]:
@@ -185,12 +211,14 @@ class ThroughputProbe:
 
         try:
             await asyncio.sleep(RAMP_S)
+            for stream in streams:  # a busy server refuses at once: start again when it has room
+                if stream.done() and isinstance(stream.exception(), ServerBusy):
+                    raise stream.exception()  # type: ignore[misc]
             if all(stream.done() for stream in streams):
                 for stream in streams:
                     stream.result()  # surfaces the connection error
             if self.udp_target:
-                udp = UdpProbeSettings(interval_ms=20.0, duration_s=LOADED_UDP_S, hmac_key=self.settings.hmac_key)
-                loaded_udp = asyncio.ensure_future(UdpProbe(*self.udp_target, udp).run())
+                loaded_udp = asyncio.ensure_future(UdpProbe(*self.udp_target, self._udp_settings(LOADED_UDP_S)).run())
             samples.append((time.monotonic() - start_s, count_now()))
             while time.monotonic() - start_s < max_s:
                 await asyncio.sleep(BIN_S)
@@ -219,6 +247,8 @@ class ThroughputProbe:
         url = f"{self.server_url}/v1/throughput/download?bytes={REQUEST_BYTES}&test={test_id}"
         while not phase.stop.is_set():
             async with http.get(url) as response:
+                if response.status == 429:
+                    raise ServerBusy(retry_after_s(response.headers))
                 response.raise_for_status()
                 async for chunk in response.content.iter_any():  # count bytes as they arrive
                     phase.total_bytes += len(chunk)
@@ -240,6 +270,8 @@ class ThroughputProbe:
         url = f"{self.server_url}/v1/throughput/upload/{test_id}"
         while not phase.stop.is_set():
             async with http.post(url, data=body()) as response:
+                if response.status == 429:
+                    raise ServerBusy(retry_after_s(response.headers))
                 if response.status != 413:  # 413: this request reached the server's size bound; send another
                     response.raise_for_status()
 

@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netcheck import bounds, stats, wire
 from netcheck.errors import UsageError
@@ -20,6 +20,7 @@ from netcheck.results import UdpResult
 
 RESOLVE_TIMEOUT_S = 2.0
 STATS_ATTEMPTS = 3
+KEY_EXPIRED_ERROR = "the reflector's key for this address has expired: fetch a fresh one (GET /v1/info)"
 MAX_REPLIES_PER_PACKET = 4
 """A hostile or broken reflector may flood duplicates; beyond this many replies to one packet they are ignored."""
 
@@ -29,30 +30,36 @@ class UdpProbeSettings:
     interval_ms: float = 20.0
     duration_s: float = 3.0
     size_bytes: int = 160
-    hmac_key: bytes | None = None
+    hmac_key: bytes | None = field(default=None, repr=False)
+    """The server's shared key, where the client was given it."""
+    client_key: wire.ClientKey | None = None
+    """The per-client key the server issued for this address (server_info); used before the shared key."""
 
     def validate(self) -> None:
         bounds.UDP_INTERVAL_MS.check(self.interval_ms, "interval", f"{self.interval_ms:g} ms")
         bounds.UDP_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
         if self.duration_s * 1000.0 < self.interval_ms:
             raise UsageError("duration is shorter than one interval")
-        low = wire.min_size_bytes(self.hmac_key is not None)
+        low = wire.min_size_bytes(self.signing()[0] is not None)
         if not low <= self.size_bytes <= wire.MAX_PACKET_BYTES:
             raise UsageError(f"packet size {self.size_bytes} outside {low}..{wire.MAX_PACKET_BYTES} bytes")
+
+    def signing(self) -> tuple[bytes | None, int, int]:
+        return wire.signing(self.hmac_key, self.client_key)
 
     @property
     def packet_count(self) -> int:
         return max(1, round(self.duration_s * 1000.0 / self.interval_ms))
 
 
-def failed_result(status: Status, packets_sent: int = 0) -> UdpResult:
+def failed_result(status: Status, packets_sent: int = 0, error: str | None = None) -> UdpResult:
     """A result for a run that got no answer at all."""
     return UdpResult(
         status=status, packets_sent=packets_sent, packets_received=0, rtt_min_ms=None, rtt_mean_ms=None,
         rtt_p50_ms=None, rtt_p95_ms=None, rtt_max_ms=None, jitter_ms=None, jitter_rfc3550_ms=None,
         jitter_up_ms=None, jitter_down_ms=None,
         loss_pct=100.0 if packets_sent else None, loss_up_pct=None, loss_down_pct=None,
-        loss_burst_max=packets_sent, duplicates=0, reordered=0,
+        loss_burst_max=packets_sent, duplicates=0, reordered=0, error=error,
     )
 
 
@@ -69,6 +76,8 @@ class ReplyCollector(asyncio.DatagramProtocol):
         self.replies_per_seq: dict[int, int] = {}
         self.stats_rx_count: int | None = None
         self.refused = False
+        self.key_expired = False
+        """The reflector answered that our client key has expired."""
         self.finished = asyncio.Event()
         """Every packet answered, or the port refused (ICMP): nothing more to wait for."""
         self.stats_back = asyncio.Event()
@@ -92,6 +101,9 @@ class ReplyCollector(asyncio.DatagramProtocol):
         elif packet.kind == wire.KIND_STATS_REPLY:
             self.stats_rx_count = packet.server_rx_count
             self.stats_back.set()
+        elif packet.kind == wire.KIND_KEY_EXPIRED:
+            self.key_expired = True
+            self.finished.set()
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):
@@ -135,7 +147,8 @@ class UdpProbe:
         family, _, _, _, address = infos[0]
         settings = self.settings
         flow_id = secrets.randbits(64)
-        collector = ReplyCollector(flow_id, settings.packet_count, settings.hmac_key)
+        key, _, _ = settings.signing()
+        collector = ReplyCollector(flow_id, settings.packet_count, key)
         try:
             transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address[:2], family=family)
         except OSError:
@@ -154,14 +167,15 @@ class UdpProbe:
         send_ns: list[int] = []
         start_ns = time.monotonic_ns()
         interval_ns = int(settings.interval_ms * 1e6)
+        key, flags, key_expiry_min = settings.signing()
         for seq in range(settings.packet_count):
             delay_s = (start_ns + seq * interval_ns - time.monotonic_ns()) / 1e9
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             now_ns = time.monotonic_ns()
-            packet = wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_id, seq=seq,
-                                 size_bytes=settings.size_bytes, client_send_ns=now_ns)
-            transport.sendto(wire.encode(packet, settings.hmac_key))
+            packet = wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_id, seq=seq, size_bytes=settings.size_bytes,
+                                 client_send_ns=now_ns, flags=flags, key_expiry_min=key_expiry_min)
+            transport.sendto(wire.encode(packet, key))
             send_ns.append(now_ns)
         return send_ns
 
@@ -184,10 +198,11 @@ class UdpProbe:
             return
         rtt_max_s = max(recv - send_ns[seq] for recv, seq, _ in collector.echo_replies) / 1e9
         wait_s = min(0.5, max(0.1, 2.0 * rtt_max_s))
+        key, flags, key_expiry_min = self.settings.signing()
         request = wire.Packet(kind=wire.KIND_STATS_REQUEST, flow_id=flow_id, seq=0,
-                              size_bytes=self.settings.size_bytes)
+                              size_bytes=self.settings.size_bytes, flags=flags, key_expiry_min=key_expiry_min)
         for _ in range(STATS_ATTEMPTS):
-            transport.sendto(wire.encode(request, self.settings.hmac_key))
+            transport.sendto(wire.encode(request, key))
             try:
                 await asyncio.wait_for(collector.stats_back.wait(), wait_s)
                 return
@@ -198,6 +213,8 @@ class UdpProbe:
 def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
     """Turn send times and collected replies into the probe's figures."""
     sent = len(send_ns)
+    if collector.key_expired and not collector.echo_replies:
+        return failed_result(Status.ERROR, sent, KEY_EXPIRED_ERROR)
     if not collector.echo_replies:
         return failed_result(Status.UNREACHABLE if collector.refused else Status.TIMEOUT, sent)
     rtt_by_seq: list[float | None] = [None] * sent
@@ -242,4 +259,5 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
         loss_burst_max=stats.loss_burst_max([rtt is not None for rtt in rtt_by_seq]),
         duplicates=duplicates,
         reordered=stats.count_reordered(seqs_in_arrival_order),
+        error=None,
     )

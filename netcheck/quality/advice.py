@@ -13,6 +13,8 @@ VIDEO_LOSS_CAUSE_PCT = 2.0
 """Video packet loss from which loss, not the sender, is the likely cause of a poor picture."""
 LOW_VIDEO_BITRATE_KBPS = 400.0
 """Below this the encoder was starved: 360p needs about 500 kbps."""
+SERVER_BUSY_CPU_PCT = 85.0
+"""The clinic's server's CPU from which its own encoding, not the path, may have cost the call frames."""
 QUEUED_RTT_MS = 400.0
 """A call's RTT this high on a link that idles fast means packets wait in a full queue."""
 DIRECTION_WORDS = {"upstream": "from you to the clinic", "downstream": "from the clinic to you"}
@@ -51,12 +53,14 @@ def metric_advice(verdict: MetricVerdict, metric: Metric, video_cause: VideoCaus
 
 
 def video_cause(direction_name: str, direction: AvDirection, system: SystemResult | None,
-                limits: SystemLimits) -> VideoCause:
+                limits: SystemLimits, server_busy: bool = False) -> VideoCause:
     """The likeliest reason for a poor picture in one direction: bandwidth, loss, or a busy computer.
 
     Network signs come first: a full link also keeps the CPU busy with retransmissions and
     keyframes, while a busy computer on a clean network shows no loss and no queueing.
     """
+    if server_busy:  # measured while the clinic's server was short of CPU: not the client's network
+        return VideoCause(direction_name, "the clinic's test server was busy", "run the check again in a minute")
     # a full link also loses packets (its queue overflows), so its signs are looked for first
     starved = direction.video_bitrate_kbps is not None and direction.video_bitrate_kbps < LOW_VIDEO_BITRATE_KBPS
     queued = direction.rtt_ms is not None and direction.rtt_ms >= QUEUED_RTT_MS

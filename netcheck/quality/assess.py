@@ -10,6 +10,7 @@ from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, Pr
 from netcheck.results import AvDirection, AvResult, ReachResult, SystemResult, ThroughputResult, UdpResult
 from netcheck.quality import emodel
 from netcheck.quality.advice import (
+    SERVER_BUSY_CPU_PCT,
     bufferbloat_advice,
     metric_advice,
     path_advice,
@@ -201,7 +202,8 @@ def assess(
         for metric in verdict.metrics:
             cause = None
             if isinstance(av, AvResult) and metric.cue == Cue.FACIAL_EXPRESSION and metric.direction is not None:
-                cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits)
+                cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits,
+                                    server_busy=(av.server_cpu_pct or 0.0) >= SERVER_BUSY_CPU_PCT)
             if line := metric_advice(metric, _registry_row(thresholds, metric.metric), cause):
                 advice.append(line)
     for name, result in measurements.items():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import socket
 import ssl
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -12,11 +16,21 @@ from aiohttp import web
 from netcheck import __version__, wire
 from netcheck.av.peer import IceSettings
 from netcheck.server.hub import HubLimits, SessionHub, register_disabled
-from netcheck.server.media import MediaPeerHub
+from netcheck.server.access import MeasuringAccess
+from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
+from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
-from netcheck.server.throughput import ThroughputEndpoints
+from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
+from netcheck.server.udp_keys import ClientKeys
 
 MAX_REQUEST_BYTES = 64 * 1024
+AV_SESSIONS_PER_CLIENT = 1
+"""A check runs one call; a second at once from the same client is a script, not a person."""
+AV_SESSION_EXPECTED_S = 10.0
+"""A check's call: ICE, a few seconds of media, the report."""
+THROUGHPUT_STREAMS_PER_CLIENT = 8
+"""A check opens 4 per direction, one direction at a time; 8 leaves room for the switch."""
+THROUGHPUT_STREAM_EXPECTED_S = 8.0
 
 
 @dataclass
@@ -47,50 +61,112 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub,
-              hub: SessionHub | None = None) -> web.Application:
+@dataclass
+class Capacity:
+    """The server's measuring capacity, shared out fairly (admission.py)."""
+
+    access: MeasuringAccess
+    av: FairShare
+    throughput: FairShare
+    cpu: CpuHeadroom
+
+
+def default_capacity(access: MeasuringAccess) -> Capacity:
+    return Capacity(
+        access=access,
+        av=FairShare("A/V sessions", per_client=AV_SESSIONS_PER_CLIENT, total=MAX_SESSIONS,
+                     expected_hold_s=AV_SESSION_EXPECTED_S),
+        throughput=FairShare("throughput streams", per_client=THROUGHPUT_STREAMS_PER_CLIENT, total=MAX_STREAMS,
+                             expected_hold_s=THROUGHPUT_STREAM_EXPECTED_S),
+        cpu=CpuHeadroom(),
+    )
+
+
+def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: SessionHub | None = None,
+              keys: ClientKeys | None = None, capacity: Capacity | None = None) -> web.Application:
+    capacity = capacity or default_capacity(MeasuringAccess(None))
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     media.routes(app)
-    ThroughputEndpoints().routes(app)
+    ThroughputEndpoints(capacity.access, capacity.throughput).routes(app)
     if hub is not None:
         hub.routes(app)
     else:
         register_disabled(app)
 
-    async def info(_request: web.Request) -> web.Response:
+    def udp_key_fields(request: web.Request) -> dict[str, object]:
+        """A key for the requester's address (the TCP connection proves it), when it may measure."""
+        if keys is None:
+            return {}
+        try:
+            capacity.access.caller(request)
+        except web.HTTPUnauthorized:
+            return {}
+        issued = keys.issue(request.remote or "", time.time())
+        return {"udp_key": base64.urlsafe_b64encode(issued.key).decode("ascii").rstrip("="),
+                "udp_key_expiry_min": issued.expiry_min, "udp_key_ttl_s": round(issued.ttl_s, 1)}
+
+    async def info(request: web.Request) -> web.Response:
         return web.json_response({
             "service": "netcheck",
             "version": __version__,
             "wire_version": wire.VERSION,
             "udp_port": udp_port,
             "hmac_required": hmac_required,
+            "udp_key_required": keys is not None,
+            "token_required": capacity.access.require_token,
             "av": True,
             "throughput": True,
             "sessions": hub is not None,
-        })
+            **udp_key_fields(request),
+        }, headers={"Cache-Control": "no-store"})
+
+    async def udp_key(request: web.Request) -> web.Response:
+        capacity.access.caller(request)  # 401 when a token is required and missing or wrong
+        return web.json_response(udp_key_fields(request), headers={"Cache-Control": "no-store"})
+
+    async def sample_cpu(app: web.Application) -> AsyncIterator[None]:
+        async def every_second() -> None:
+            while True:
+                capacity.cpu.sample()
+                media.note_cpu(capacity.cpu.cpu_pct)
+                await asyncio.sleep(CPU_SAMPLE_S)
+
+        task = asyncio.ensure_future(every_second())
+        yield
+        task.cancel()
 
     app.router.add_get("/v1/info", info)
+    app.router.add_post("/v1/udp/key", udp_key)
+    app.cleanup_ctx.append(sample_cpu)
     return app
 
 
 async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
-    hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None,
+    hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
+    open_reflector: bool = True,  # FLIP: False once the clients fetch keys
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
-    With a `secret` the session hub (docs/session-hub.md) is on; without one its paths answer 404.
+    With a `secret` the session hub (docs/session-hub.md) is on and the reflector's client keys are
+    derived from it (so every node with the same secret verifies them); without one they come from
+    a random secret of this process. `require_token`: every measuring endpoint needs a valid token.
+    `open_reflector`: also answer untagged datagrams (a LAN or a test bench; never on the internet).
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps)
+    keys = ClientKeys(secret or os.urandom(32))
+    access = MeasuringAccess(secret, require_token)
+    reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps, client_keys=keys, open_reflector=open_reflector)
     transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
     _enlarge_receive_buffer(transport)
     bound_udp_port = transport.get_extra_info("sockname")[1]
-    media = MediaPeerHub(ice)
+    capacity = default_capacity(access)
+    media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = SessionHub(secret, hub_limits) if secret else None
-    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media, hub), access_log=None)
+    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity),
+                           access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, bind, http_port, ssl_context=tls)

@@ -22,6 +22,8 @@ from netcheck.server.reflector import SourceRateLimiter
 from netcheck.tokens import TokenClaims, TokenError, verify_token
 
 EVENTS_PATH = "/v1/sessions/{session_id}/events"
+LEGS = ("client", "therapist")
+"""The roles whose tokens post a leg of a session."""
 LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 READ_CHUNK_BYTES = 16 * 1024
 WRITE_BATCH_BYTES = 64 * 1024
@@ -105,6 +107,8 @@ class SessionHub:
     async def post_events(self, request: web.Request) -> web.Response:
         try:
             claims = self._authorize(request)
+            if claims.role not in LEGS:
+                raise _Refusal(403, "a check token measures only: it cannot post a session's events")
             session = self._session(claims.session_id)
             if not session.post_limiter.allow(claims.role, time.monotonic()):
                 raise _Refusal(429, f"too many posts: at most {self.limits.post_rate_per_s:g} per second per leg",

@@ -17,10 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from netcheck.av.peer import IceSettings
+from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.server.admission import Busy, CpuHeadroom, FairShare, Slot
 
 MAX_SESSIONS = 4
 """Each session encodes and decodes video; two cores carry about four."""
 MAX_SESSION_S = 60.0
+CPU_BUSY_RETRY_S = 5
+"""A busy CPU usually has room again once a running call has ended: a few seconds."""
 
 
 @dataclass
@@ -32,16 +36,31 @@ class MediaSession:
     video: Any
     created_s: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = None
+    slot: Slot | None = None
+    """Its place in the A/V fair share, released when the session ends."""
+    cpu_max_pct: float = 0.0
+    """The server's busiest CPU sample while the session ran: measurements taken while the server
+    itself was short of CPU are marked as such (the report's `server_cpu_max_pct`)."""
 
 
 class MediaPeerHub:
     """All media sessions of one server."""
 
-    def __init__(self, ice: IceSettings, max_sessions: int = MAX_SESSIONS, max_session_s: float = MAX_SESSION_S) -> None:
+    def __init__(self, ice: IceSettings, max_sessions: int = MAX_SESSIONS, max_session_s: float = MAX_SESSION_S,
+                 access: MeasuringAccess | None = None, share: FairShare | None = None,
+                 cpu: CpuHeadroom | None = None) -> None:
         self.ice = ice
         self.max_sessions = max_sessions
         self.max_session_s = max_session_s
+        self.access = access or MeasuringAccess(None)
+        self.share = share or FairShare("A/V sessions", per_client=max_sessions, total=max_sessions,
+                                        expected_hold_s=10.0)
+        self.cpu = cpu
         self.sessions: dict[str, MediaSession] = {}
+
+    def note_cpu(self, cpu_pct: float) -> None:
+        for session in self.sessions.values():
+            session.cpu_max_pct = max(session.cpu_max_pct, cpu_pct)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/av/offer", self.handle_offer)
@@ -57,6 +76,7 @@ class MediaPeerHub:
         from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
         from netcheck.errors import UsageError
 
+        caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
         try:
             body = json.loads(await request.read())
             sdp, video, audio_offset_ms = parse_offer_request(body)
@@ -64,14 +84,18 @@ class MediaPeerHub:
             return _error(413, "offer too large")
         except (ValueError, UsageError) as error:
             return _error(400, f"bad offer: {error}")
-        if len(self.sessions) >= self.max_sessions:
-            return _error(503, "media peer busy: too many sessions, retry in a minute")
+        if self.cpu is not None and self.cpu.busy:
+            return busy_response(CPU_BUSY_RETRY_S, f"CPU {self.cpu.cpu_pct:.0f} %")
+        slot = self.share.acquire(caller.client)
+        if isinstance(slot, Busy):
+            return busy_response(slot.retry_after_s, slot.reason)
 
         restrict_host_candidates()
         pc = RTCPeerConnection(rtc_configuration(self.ice))
         clock = MediaClock()
         recorder = TrackRecorder()
-        session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video)
+        session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video, slot=slot,
+                               cpu_max_pct=self.cpu.cpu_pct if self.cpu is not None else 0.0)
         pc.on("track", recorder.follow)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -92,6 +116,7 @@ class MediaPeerHub:
         from netcheck.av.figures import received_fields, sent_fields
         from netcheck.av.peer import inbound_figures, outbound_figures
 
+        self.access.caller(request)
         session = self.sessions.get(request.match_info["session_id"])
         if session is None:
             return _error(404, "no such session (ended or expired)")
@@ -101,6 +126,7 @@ class MediaPeerHub:
                 "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),
                                             session.video, window_end_s),
                 "sent": sent_fields(await outbound_figures(session.pc, session.clock.start_s)),
+                "server_cpu_max_pct": round(session.cpu_max_pct, 1),
             }
         finally:
             await self.end(session.session_id)
@@ -118,6 +144,8 @@ class MediaPeerHub:
 async def _close(session: MediaSession) -> None:
     if session.expiry is not None:
         session.expiry.cancel()
+    if session.slot is not None:
+        session.slot.release()
     await session.recorder.stop()
     await session.pc.close()
 

@@ -1,8 +1,10 @@
-"""UDP reflector: answers well-formed probe packets, counts what each flow sent it.
+"""UDP reflector: answers authenticated probe packets, counts what each flow sent it.
 
 Hostile peers are assumed: malformed, oversized or unauthenticated datagrams are dropped
 silently, replies are never larger than requests, every source is rate-limited and every
-table is bounded.
+table is bounded. A datagram is authentic when it carries a valid per-client key bound to its
+source address (udp_keys.py), or the server's shared HMAC key; an open reflector (`serve
+--open-reflector`, for a LAN or a test bench) also answers untagged datagrams.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from netcheck import wire
+from netcheck.server.udp_keys import ClientKeys, full_expiry_min
 
 MAX_FLOWS = 4096
 MAX_SEQS_PER_FLOW = 65536
@@ -27,8 +30,12 @@ class ReflectorCounters:
     received: int = 0
     answered: int = 0
     dropped_malformed: int = 0
+    dropped_unauthenticated: int = 0
+    """No key, a key for another address, a forged or replayed-from-elsewhere tag."""
     dropped_rate_limited: int = 0
     dropped_flow_limit: int = 0
+    key_expired: int = 0
+    """Answered with KIND_KEY_EXPIRED: the right address, an expired key."""
 
 
 class SourceRateLimiter:
@@ -94,8 +101,11 @@ class FlowTable:
 class Reflector(asyncio.DatagramProtocol):
     """The asyncio protocol behind `netcheck serve`'s UDP port."""
 
-    def __init__(self, hmac_key: bytes | None = None, rate_pps: float = 1000.0, burst_pkts: float = 200.0) -> None:
+    def __init__(self, hmac_key: bytes | None = None, rate_pps: float = 1000.0, burst_pkts: float = 200.0,
+                 client_keys: ClientKeys | None = None, open_reflector: bool = True) -> None:
         self.hmac_key = hmac_key
+        self.client_keys = client_keys
+        self.open_reflector = open_reflector
         self.limiter = SourceRateLimiter(rate_pps, burst_pkts)
         self.flows = FlowTable()
         self.counters = ReflectorCounters()
@@ -112,28 +122,49 @@ class Reflector(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
             self.counters.answered += 1
 
-    def answer(self, data: bytes, source: str, recv_ns: int) -> bytes | None:
+    def answer(self, data: bytes, source: str, recv_ns: int, wall_s: float | None = None) -> bytes | None:
         """The reply datagram for `data` from `source`, or None to drop it. No I/O: fuzzable."""
         now_s = recv_ns / 1e9
         if not self.limiter.allow(source, now_s):
             self.counters.dropped_rate_limited += 1
             return None
         try:
-            request = wire.decode(data, self.hmac_key)
+            header = wire.peek(data)
         except wire.WireError:
             self.counters.dropped_malformed += 1
             return None
-        if request.kind == wire.KIND_ECHO_REQUEST:
-            rx_count = self.flows.record(source, request.flow_id, request.seq, now_s)
-        elif request.kind == wire.KIND_STATS_REQUEST:
-            rx_count = self.flows.count(source, request.flow_id, now_s)
-        else:
+        key, expired = self._key_for(header, source, time.time() if wall_s is None else wall_s)
+        if key is None and not (self.open_reflector and not header.flags & wire.FLAG_CLIENT_KEY):
+            self.counters.dropped_unauthenticated += 1
+            return None
+        try:
+            request = wire.decode(data, key)
+        except wire.WireError:
+            self.counters.dropped_unauthenticated += 1
+            return None
+        if request.kind not in (wire.KIND_ECHO_REQUEST, wire.KIND_STATS_REQUEST):
             self.counters.dropped_malformed += 1
             return None
+        if expired:  # the right address with an old key: say so (same size, to that address only)
+            self.counters.key_expired += 1
+            return wire.encode(wire.key_expired_reply_to(request), key)
+        if request.kind == wire.KIND_ECHO_REQUEST:
+            rx_count = self.flows.record(source, request.flow_id, request.seq, now_s)
+        else:
+            rx_count = self.flows.count(source, request.flow_id, now_s)
         if rx_count is None:
             self.counters.dropped_flow_limit += 1
             return None
         reply = wire.reply_to(request, rx_count, recv_ns, time.monotonic_ns())
-        encoded = wire.encode(reply, self.hmac_key)
+        encoded = wire.encode(reply, key)
         assert len(encoded) == len(data), "a reply must never be larger than its request"
         return encoded
+
+    def _key_for(self, header: wire.Packet, source: str, wall_s: float) -> tuple[bytes | None, bool]:
+        """(the key `header` claims for `source`, whether it expired); (None, False) for no usable key."""
+        if header.flags & wire.FLAG_CLIENT_KEY:
+            if self.client_keys is None:
+                return None, False
+            expiry_min = full_expiry_min(header.key_expiry_min, wall_s)
+            return self.client_keys.key_for(source, expiry_min), self.client_keys.expired(expiry_min, wall_s)
+        return self.hmac_key, False

@@ -18,6 +18,8 @@ from collections import OrderedDict
 from aiohttp import web
 
 from netcheck.httpio import MAX_STREAM_MBPS, Pacer
+from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.server.admission import Busy, FairShare
 from netcheck.tcp_info import delivered_bytes, tcp_info_available
 
 CHUNK_BYTES = 64 * 1024
@@ -29,10 +31,21 @@ MAX_SAMPLES = 4000
 LINGER_S = 1.0
 """How long a download stream's socket is still read after the stream ended."""
 TEST_ID = re.compile(r"^[0-9a-f]{16,64}$")
+STREAM_LIFETIME_S = 60.0
+"""No stream lives longer: the longest test is 60 s in all."""
+IDLE_TIMEOUT_S = 10.0
+"""A download the client stops reading, or an upload that stops sending, is cut after this."""
+TRICKLE_GRACE_S = 5.0
+MIN_UPLOAD_BYTES_PER_S = 4000
+"""After the grace period an upload must average 32 kbit/s (a slow uplink does ten times that): an
+upload that trickles only to hold a stream is cut."""
 
 
 class ThroughputEndpoints:
-    def __init__(self) -> None:
+    def __init__(self, access: MeasuringAccess | None = None, share: FairShare | None = None) -> None:
+        self.access = access or MeasuringAccess(None)
+        self.share = share or FairShare("throughput streams", per_client=MAX_STREAMS, total=MAX_STREAMS,
+                                        expected_hold_s=8.0)
         self.active_streams = 0
         self.uploaded: OrderedDict[str, UploadRecord] = OrderedDict()
         self.downloaded: OrderedDict[str, DownloadRecord] = OrderedDict()
@@ -54,8 +67,9 @@ class ThroughputEndpoints:
         test_id = request.query.get("test")
         if test_id is not None and not TEST_ID.match(test_id):
             return web.json_response({"error": "bad test id"}, status=400)
-        if self.active_streams >= MAX_STREAMS:
-            return web.json_response({"error": "too many throughput streams"}, status=503)
+        slot = self.share.acquire(self.access.caller(request).client)
+        if isinstance(slot, Busy):
+            return busy_response(slot.retry_after_s, slot.reason)
         self.active_streams += 1
         record = self._download_record(test_id) if test_id is not None and tcp_info_available() else None
         stream = record.join(request.transport.get_extra_info("socket")) if record and request.transport else None
@@ -66,18 +80,26 @@ class ThroughputEndpoints:
             await response.prepare(request)
             remaining = size
             pacer = Pacer(MAX_STREAM_MBPS)
+            ends_s = time.monotonic() + STREAM_LIFETIME_S
             try:
-                while remaining > 0:
+                while remaining > 0 and time.monotonic() < ends_s:
                     piece = self._payload if remaining >= CHUNK_BYTES else self._payload[:remaining]
-                    await response.write(piece)
+                    await asyncio.wait_for(response.write(piece), IDLE_TIMEOUT_S)
                     remaining -= len(piece)
                     await pacer.sent(len(piece))
-                await response.write_eof()
+                if remaining == 0:
+                    await response.write_eof()
+                elif request.transport is not None:  # lived its lifetime: end it short, as a cut
+                    request.transport.close()
             except ConnectionError:  # the client ends its streams by closing them: the usual way out
                 pass
+            except asyncio.TimeoutError:  # not read for IDLE_TIMEOUT_S: the client is gone or holding on
+                if request.transport is not None:
+                    request.transport.close()
             return response
         finally:
             self.active_streams -= 1
+            slot.release()
             if record is not None and stream is not None:
                 record.leave(stream)
 
@@ -85,26 +107,40 @@ class ThroughputEndpoints:
         test_id = request.match_info["test_id"]
         if not TEST_ID.match(test_id):
             return web.json_response({"error": "bad test id"}, status=400)
-        if self.active_streams >= MAX_STREAMS:
-            return web.json_response({"error": "too many throughput streams"}, status=503)
+        slot = self.share.acquire(self.access.caller(request).client)
+        if isinstance(slot, Busy):
+            return busy_response(slot.retry_after_s, slot.reason)
         self.active_streams += 1
         try:
             self._count(test_id, 0)
             request_bytes = 0
+            started_s = time.monotonic()
             try:
-                async for chunk in request.content.iter_any():  # as it arrives: 64 KiB pieces are 1 s apart on a slow link
+                while True:  # as it arrives: 64 KiB pieces are 1 s apart on a slow link
+                    chunk = await asyncio.wait_for(request.content.readany(), IDLE_TIMEOUT_S)
+                    if not chunk:
+                        break
                     self._count(test_id, len(chunk))
                     request_bytes += len(chunk)
                     if request_bytes > MAX_TRANSFER_BYTES:  # a client that wants more sends another request
                         return web.json_response({"error": "upload too large"}, status=413)
+                    elapsed_s = time.monotonic() - started_s
+                    if elapsed_s > STREAM_LIFETIME_S:
+                        return web.json_response({"error": "upload longer than a test may last"}, status=408)
+                    if elapsed_s > TRICKLE_GRACE_S and request_bytes < MIN_UPLOAD_BYTES_PER_S * elapsed_s:
+                        return web.json_response({"error": "upload too slow: cut"}, status=408)
+            except asyncio.TimeoutError:
+                return web.json_response({"error": f"no upload data for {IDLE_TIMEOUT_S:g} s: cut"}, status=408)
             except ConnectionError:
                 pass
             return web.json_response({"bytes": self.uploaded[test_id].total_bytes})
         finally:
             self.active_streams -= 1
+            slot.release()
 
     async def upload_count(self, request: web.Request) -> web.Response:
         """What arrived of an upload test over time: [[seconds since its first byte, bytes so far], …]."""
+        self.access.caller(request)
         record = self.uploaded.get(request.match_info["test_id"])
         if record is None:
             return web.json_response({"error": "no such upload test"}, status=404)
@@ -112,6 +148,7 @@ class ThroughputEndpoints:
 
     async def download_count(self, request: web.Request) -> web.Response:
         """What reached the client of a download test over time, by the kernel's acknowledgements."""
+        self.access.caller(request)
         record = self.downloaded.get(request.match_info["test_id"])
         if record is None:
             return web.json_response({"error": "no such download test"}, status=404)

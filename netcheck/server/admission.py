@@ -1,0 +1,107 @@
+"""Fair shares of the server's measuring capacity: per client, in all, and only while the CPU has room.
+
+A public check link is reachable by anyone, so no client may take what another needs: each kind
+of slot (A/V sessions, throughput streams, in-call data channels) has a per-client share and a
+total, and A/V sessions (which encode and decode video) are admitted only while the server has
+CPU headroom. A client that must wait is told how long (`429` with `Retry-After`); the CLI and
+the page say so and retry. A client is its session (with a token) or its source address.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+RETRY_AFTER_MIN_S = 1
+RETRY_AFTER_MAX_S = 60
+CPU_BUSY_PCT = 85.0
+"""Share of all cores in use from which a new A/V session would slow everyone's measurements."""
+CPU_SAMPLE_S = 1.0
+
+
+@dataclass
+class Slot:
+    """One admitted stream or session; release it exactly once when it ends."""
+
+    share: FairShare
+    client: str
+    started_s: float
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.share.release(self)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Not now: how long to wait, and why, for the 429 body."""
+
+    retry_after_s: int
+    reason: str
+
+
+@dataclass
+class FairShare:
+    """Concurrent slots of one kind, `per_client` for each client and `total` for all."""
+
+    kind: str
+    per_client: int
+    total: int
+    expected_hold_s: float
+    """How long a slot is usually held: the wait a busy client is told is derived from it."""
+    clock: Callable[[], float] = time.monotonic
+    slots: list[Slot] = field(default_factory=list)
+
+    def acquire(self, client: str) -> Slot | Busy:
+        now_s = self.clock()
+        mine = [slot for slot in self.slots if slot.client == client]
+        if len(mine) >= self.per_client:
+            return Busy(self._wait_s(mine, now_s), f"at most {self.per_client} {self.kind} per client")
+        if len(self.slots) >= self.total:
+            return Busy(self._wait_s(self.slots, now_s), f"all {self.total} {self.kind} are in use")
+        slot = Slot(self, client, now_s)
+        self.slots.append(slot)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        if slot in self.slots:
+            self.slots.remove(slot)
+
+    def in_use(self, client: str | None = None) -> int:
+        return len(self.slots) if client is None else sum(slot.client == client for slot in self.slots)
+
+    def _wait_s(self, held: list[Slot], now_s: float) -> int:
+        """Until the first of `held` is expected to end (at least 1 s, at most a minute)."""
+        first_end_s = min(slot.started_s + self.expected_hold_s for slot in held)
+        return min(RETRY_AFTER_MAX_S, max(RETRY_AFTER_MIN_S, math.ceil(first_end_s - now_s)))
+
+
+class CpuHeadroom:
+    """The server's CPU use, sampled once a second by `sample()` (the server calls it on a timer)."""
+
+    def __init__(self, busy_pct: float = CPU_BUSY_PCT) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.busy_pct = busy_pct
+        self.cpu_pct = 0.0
+        self._psutil.cpu_percent(None)
+
+    def sample(self) -> float:
+        self.cpu_pct = float(self._psutil.cpu_percent(None))
+        return self.cpu_pct
+
+    @property
+    def busy(self) -> bool:
+        return self.cpu_pct >= self.busy_pct
+
+
+def client_of(remote: str | None, session_id: str | None) -> str:
+    """Whose share a request takes: its session's with a token, else its source address's."""
+    from netcheck.server.udp_keys import normalized_address
+
+    return f"session:{session_id}" if session_id else f"address:{normalized_address(remote or '?')}"

@@ -1,0 +1,88 @@
+"""Per-client keys for the UDP reflector: it answers only datagrams that prove their source.
+
+A client gets a key over HTTP(S) — a TCP exchange, so the address the key is bound to is proven —
+and tags every datagram with it (wire.FLAG_CLIENT_KEY). The key is derived, not stored:
+HMAC-SHA256(secret, address | expiry minute), so any node holding the same secret verifies it and
+a restart forgets nothing. A datagram from another address, or one replayed from there, fails the
+tag and gets no answer: the reflector cannot be aimed at a victim (irtt's handshake and QUIC's
+address validation solve the same problem). Only a datagram from the address a key was given to,
+with its tag intact, is answered — at most as large as it came.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from netcheck import wire
+
+KEY_TTL_S = 600.0
+"""A check needs seconds; an agent refreshes its key before it runs out (server_info.ReflectorAccess)."""
+EXPIRED_GRACE_S = 60.0
+"""A key is still accepted this long after its expiry: the client's refresh may be a window late."""
+KEY_CACHE_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: bytes
+    expiry_min: int
+    """Minutes since the Unix epoch at which the key expires (full value; the wire carries it mod 2^24)."""
+    ttl_s: float
+
+
+def normalized_address(address: str) -> str:
+    """The address a key is bound to, written one way: IPv4-mapped IPv6 as IPv4, IPv6 compressed."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+def derive_key(secret: bytes, address: str, expiry_min: int) -> bytes:
+    message = f"netcheck-udp-key|v1|{normalized_address(address)}|{expiry_min}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def full_expiry_min(wrapped: int, now_s: float) -> int:
+    """The expiry minute nearest to now whose value modulo 2^24 is `wrapped` (the wire's 24 bits)."""
+    now_min = int(now_s // 60)
+    base = now_min - now_min % wire.KEY_EXPIRY_MODULUS + wrapped
+    candidates = (base - wire.KEY_EXPIRY_MODULUS, base, base + wire.KEY_EXPIRY_MODULUS)
+    return min(candidates, key=lambda candidate: abs(candidate - now_min))
+
+
+class ClientKeys:
+    """Issues keys for addresses and finds the key a datagram claims, bounded in what it caches."""
+
+    def __init__(self, secret: bytes, ttl_s: float = KEY_TTL_S) -> None:
+        if len(secret) < 16:
+            raise ValueError("the reflector's key secret must be at least 16 bytes")
+        self.secret = secret
+        self.ttl_s = ttl_s
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def issue(self, address: str, now_s: float) -> IssuedKey:
+        expiry_min = math.ceil((now_s + self.ttl_s) / 60.0)
+        return IssuedKey(self.key_for(address, expiry_min), expiry_min, expiry_min * 60.0 - now_s)
+
+    def key_for(self, address: str, expiry_min: int) -> bytes:
+        cache_key = (address, expiry_min)
+        key = self._cache.get(cache_key)
+        if key is None:
+            key = derive_key(self.secret, address, expiry_min)
+            self._cache[cache_key] = key
+            if len(self._cache) > KEY_CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return key
+
+    @staticmethod
+    def expired(expiry_min: int, now_s: float) -> bool:
+        return now_s > expiry_min * 60.0 + EXPIRED_GRACE_S

@@ -1,0 +1,148 @@
+"""A server that can face the internet (issue 15): fair shares with 429 + Retry-After, and
+`serve --require-token` refusing every measuring endpoint without a valid token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from netcheck.model import Status
+from netcheck.probes.av import AvProbe, AvProbeSettings
+from netcheck.server.admission import Busy, FairShare, Slot
+from netcheck.server.app import start_server
+from netcheck.tokens import create_token
+
+SECRET = b"k" * 32
+
+
+# --- fair shares ---------------------------------------------------------------------------------
+
+def test_a_fair_share_caps_each_client_and_the_total_and_says_how_long_to_wait() -> None:
+    now = [100.0]
+    share = FairShare("streams", per_client=2, total=3, expected_hold_s=8.0, clock=lambda: now[0])
+    first, second = share.acquire("a"), share.acquire("a")
+    assert isinstance(first, Slot) and isinstance(second, Slot)
+    refused = share.acquire("a")
+    assert isinstance(refused, Busy) and refused.retry_after_s == 8 and "per client" in refused.reason
+    now[0] = 103.0
+    assert isinstance(share.acquire("b"), Slot)  # another client still gets in ...
+    full = share.acquire("c")
+    assert isinstance(full, Busy) and full.retry_after_s == 5 and "in use" in full.reason  # ... until all are taken
+    first.release()
+    first.release()  # releasing twice is harmless
+    assert isinstance(share.acquire("c"), Slot)
+    now[0] = 500.0
+    late = share.acquire("c")
+    assert isinstance(late, Busy) and late.retry_after_s == 1  # overdue holders: ask again soon, not never
+
+
+def test_a_second_call_from_the_same_client_waits_its_turn_and_then_runs() -> None:
+    """One A/V session per client: the second probe is told 429 + Retry-After, says so in one
+    sentence, waits, and completes once the first call has ended."""
+    messages: list[str] = []
+
+    async def scenario():
+        server = await start_server("127.0.0.1", 0, 0)
+        try:
+            first = asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=2.0)).run())
+            await asyncio.sleep(1.0)  # the first call holds the client's share
+            started_s = time.monotonic()
+            second = await AvProbe(server.url, AvProbeSettings(duration_s=0.5, on_busy=messages.append)).run()
+            return await first, second, time.monotonic() - started_s
+        finally:
+            await server.close()
+
+    first, second, waited_s = asyncio.run(scenario())
+    assert first.status == Status.OK, first.error
+    assert second.status == Status.OK, second.error
+    assert messages and messages[0].startswith("the clinic's test server is busy, retrying in ")
+    assert waited_s >= 1.0
+
+
+# --- serve --require-token -------------------------------------------------------------------------
+
+TOKEN_CASES = {
+    "missing": None,
+    "malformed": "Bearer not-a-token",
+    "wrong scheme": "Basic dXNlcjpwYXNz",
+    "bad signature": "Bearer " + create_token(b"x" * 32, "s1", "client", 600),
+    "expired": "Bearer " + create_token(SECRET, "s1", "client", 60, now_s=time.time() - 3600),
+}
+VALID = {
+    "client": "Bearer " + create_token(SECRET, "s1", "client", 600),
+    "check": "Bearer " + create_token(SECRET, "check-42", "check", 600),
+}
+ENDPOINTS = [
+    ("POST", "/v1/udp/key", None),
+    ("POST", "/v1/av/offer", {"type": "offer", "sdp": "v=0"}),
+    ("POST", "/v1/av/sessions/0123456789abcdef/report", {}),
+    ("GET", "/v1/throughput/download?bytes=1000", None),
+    ("POST", "/v1/throughput/upload/0123456789abcdef0123", b"x" * 100),
+    ("GET", "/v1/throughput/upload/0123456789abcdef0123", None),
+    ("GET", "/v1/throughput/download/0123456789abcdef0123", None),
+]
+
+
+def request_all(require_token: bool, authorization: str | None) -> dict[str, tuple[int, dict]]:
+    async def scenario() -> dict[str, tuple[int, dict]]:
+        server = await start_server("127.0.0.1", 0, 0, secret=SECRET, require_token=require_token)
+        answers: dict[str, tuple[int, dict]] = {}
+        headers = {"Authorization": authorization} if authorization else {}
+        try:
+            async with aiohttp.ClientSession(headers=headers) as http:
+                for method, path, body in ENDPOINTS:
+                    kwargs = {"json": body} if isinstance(body, dict) else {"data": body} if body else {}
+                    async with http.request(method, server.url + path, **kwargs) as response:
+                        await response.read()
+                        answers[path] = (response.status, dict(response.headers))
+                async with http.get(server.url + "/v1/info") as response:
+                    answers["/v1/info"] = (response.status, await response.json())
+        finally:
+            await server.close()
+        return answers
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("case", TOKEN_CASES)
+def test_require_token_refuses_every_measuring_endpoint_without_a_valid_token(case: str) -> None:
+    answers = request_all(require_token=True, authorization=TOKEN_CASES[case])
+    for method, path, _ in ENDPOINTS:
+        status, headers = answers[path]
+        assert status == 401, (method, path, status)
+        assert headers.get("WWW-Authenticate") == "Bearer"
+    status, info = answers["/v1/info"]
+    assert status == 200 and info["token_required"] is True
+    assert "udp_key" not in info  # no key for the UDP reflector either: it answers no datagram of theirs
+
+
+@pytest.mark.parametrize("role", VALID)
+def test_require_token_lets_a_valid_token_of_any_measuring_role_through(role: str) -> None:
+    answers = request_all(require_token=True, authorization=VALID[role])
+    for method, path, _ in ENDPOINTS:
+        assert answers[path][0] != 401, (method, path, answers[path][0])
+    assert answers["/v1/throughput/download?bytes=1000"][0] == 200
+    assert answers["/v1/info"][1]["udp_key"]
+
+
+def test_without_require_token_anyone_measures_but_a_wrong_token_is_still_refused() -> None:
+    anonymous = request_all(require_token=False, authorization=None)
+    assert anonymous["/v1/throughput/download?bytes=1000"][0] == 200 and anonymous["/v1/info"][1]["udp_key"]
+    wrong = request_all(require_token=False, authorization=TOKEN_CASES["bad signature"])
+    assert wrong["/v1/throughput/download?bytes=1000"][0] == 401
+
+
+def test_a_check_token_cannot_post_to_a_sessions_hub() -> None:
+    async def scenario() -> int:
+        server = await start_server("127.0.0.1", 0, 0, secret=SECRET)
+        try:
+            async with aiohttp.ClientSession(headers={"Authorization": VALID["check"]}) as http:
+                async with http.post(server.url + "/v1/sessions/check-42/events", json=[]) as response:
+                    return response.status
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == 403
