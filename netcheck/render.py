@@ -158,6 +158,7 @@ def render_check(report: Mapping[str, Any], console: Console) -> None:
 
 
 DELAY_NAMES = {
+    "before_load": "idle RTT before the speed test",
     "idle": "idle RTT p95",
     "during_call": "RTT p95 during the call",
     "loaded_down": "RTT p95 under download load",
@@ -187,9 +188,9 @@ def _render_delays(report: Mapping[str, Any], deciding: str | None, console: Con
     udp, throughput = measurements.get("udp", {}), measurements.get("throughput", {})
     rows: list[tuple[str, str, Any]] = []
     if throughput.get("status") == "ok" and throughput.get("idle_rtt_ms") is not None:
-        rows.append(("before_load", "idle RTT before the speed test", throughput["idle_rtt_ms"]))
+        rows.append(("before_load", DELAY_NAMES["before_load"], throughput["idle_rtt_ms"]))
     if udp.get("status") == "ok":
-        kind = "during_call" if measurements.get("av", {}).get("status") == "ok" else "idle"
+        kind = _delay_kind("udp.rtt_p95_ms", measurements)
         rows.append((kind, DELAY_NAMES[kind], udp.get("rtt_p95_ms")))
     if throughput.get("status") == "ok":
         rows.append(("loaded_down", DELAY_NAMES["loaded_down"], throughput.get("loaded_rtt_down_ms")))
