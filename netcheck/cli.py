@@ -243,9 +243,10 @@ def probe_throughput(
         if not server_url:
             raise UsageError("no server: pass --server URL, set NETCHECK_SERVER, or use --backend speedtest")
 
-        target = (parse_host_port(udp_target, "--udp-target") if udp_target
-                  else asyncio.run(find_reflector(server_url, config.hmac_key)))
-        settings = ThroughputSettings(duration_s, streams, config.hmac_key)
+        # the reflector's key signs the loaded-RTT stream, also when --udp-target says where to send it
+        reflector = asyncio.run(find_reflector(server_url, config.hmac_key))
+        target = parse_host_port(udp_target, "--udp-target") if udp_target else (reflector.host, reflector.port)
+        settings = ThroughputSettings(duration_s, streams, config.hmac_key, client_key=reflector.client_key)
         probe = ThroughputProbe(server_url, target, settings)
     return finish_probe(asyncio.run(probe.run()), json_output, partial(render_fields, "Throughput"),
                         "throughput probe")
