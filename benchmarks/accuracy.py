@@ -37,7 +37,7 @@ def _spread(values: list[float]) -> str:
     if not finite:
         return "—"
     text = f"{statistics.median(finite):.2f} ({min(finite):.2f}–{max(finite):.2f})"
-    return text if len(finite) == len(values) else f"{text}, {len(values) - len(finite)} missing"
+    return text if len(finite) == len(values) else f"{text}; {len(values) - len(finite)} run(s) without a figure"
 
 
 def table(runs: dict[str, list[tuple[Run, Run | None]]]) -> str:

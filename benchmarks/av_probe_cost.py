@@ -3,7 +3,9 @@
 The real CLI runs as a subprocess against a real `netcheck serve` on loopback; os.wait4 gives the
 client's own CPU time and peak RSS.
 
-    python benchmarks/av_probe_cost.py [--runs 3]
+    python benchmarks/av_probe_cost.py [--runs 5]
+
+Each cell: median (min–max) over the runs.
 """
 
 from __future__ import annotations
@@ -41,18 +43,25 @@ def one_run(server_url: str, extra: list[str]) -> tuple[float, float, float, flo
     return wall_s, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, first_frame_ms
 
 
+def cell(values: list[float], digits: int) -> str:
+    """median (min–max)"""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
     server = start_serve()
     try:
-        print("| probe | runs | wall s (median) | first frame ms | CPU s | CPU % of one core | peak RSS MiB |")
+        print("| probe | runs | wall s | first frame ms | CPU s | CPU % of one core | peak RSS MiB |")
         print("|---|---|---:|---:|---:|---:|---:|")
         for name, extra in CASES.items():
             results = [one_run(server.http_url, extra) for _ in range(runs)]
-            wall, cpu, rss, first = (statistics.median(column) for column in zip(*results))
-            print(f"| {name} | {runs} | {wall:.2f} | {first:.0f} | {cpu:.2f} | {100 * cpu / wall:.0f} | {rss:.0f} |")
+            wall, cpu, rss, first = (list(column) for column in zip(*results))
+            share = [100 * c / w for c, w in zip(cpu, wall)]
+            print(f"| {name} | {runs} | {cell(wall, 2)} | {cell(first, 0)} | {cell(cpu, 2)} | {cell(share, 0)} "
+                  f"| {cell(rss, 0)} |", flush=True)
     finally:
         stop(server.process)
 

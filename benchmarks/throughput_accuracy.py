@@ -2,8 +2,8 @@
 
     python benchmarks/throughput_accuracy.py [--duration 6s] [--runs 5]
 
-Each cell is the median of the runs with the range of their errors: one run says little about a
-TCP measurement on a full queue.
+Each throughput cell is the median of the runs with the range of their errors, bufferbloat the
+median with its range: one run says little about a TCP measurement on a full queue.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def cell(expected: float, measured: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", default="6s")
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
     arguments = parser.parse_args()
     print("| link (Mbit/s) | down: cap × goodput → measured | up: cap × goodput → measured | idle RTT ms "
           "| loaded down / up ms | bufferbloat ms |\n|---|---|---|---:|---|---:|")
@@ -61,12 +61,17 @@ def main() -> None:
             continue
         expect_down, expect_up = down.rate_kbit / 1000 * TCP_GOODPUT, up.rate_kbit / 1000 * TCP_GOODPUT
 
-        def median_of(key: str) -> float:
-            return round(statistics.median(result[key] for result in results), 2)
+        def median_of(key: str) -> str:
+            return f"{statistics.median(result[key] for result in results):.1f}"
+
+        def spread_of(key: str) -> str:
+            values = [result[key] for result in results]
+            return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
 
         print(f"| {name} | {cell(expect_down, [r['download_mbps'] for r in results])} "
               f"| {cell(expect_up, [r['upload_mbps'] for r in results])} | {median_of('idle_rtt_ms')} "
-              f"| {median_of('loaded_rtt_down_ms')} / {median_of('loaded_rtt_up_ms')} | {median_of('bufferbloat_ms')} |")
+              f"| {median_of('loaded_rtt_down_ms')} / {median_of('loaded_rtt_up_ms')} | {spread_of('bufferbloat_ms')} |",
+              flush=True)
 
 
 if __name__ == "__main__":
