@@ -78,7 +78,8 @@ def test_0_6_pct_loss_each_way_with_jitter_keeps_vocal_tone_good(run_cli, server
 
 def test_2_pct_loss_upstream_is_fair_and_the_advice_names_the_upload(run_cli, server, tmp_path) -> None:
     profile = Profile("2pct-up", Impairment(1, 0, 2), Impairment(1, 0, 0))
-    code, report, truth = check_through(run_cli, server, profile, 5, tmp_path)
+    code, report, truth = check_through(run_cli, server, profile, 10, tmp_path)  # 3 of 150: one packet either
+    # way from the band's edges, so a reach packet taking one of the relay's draws cannot move it out
     assert 1.0 <= truth.loss_up_pct <= 3.0 and truth.loss_down_pct == 0.0, truth
     vocal = report["cues"]["vocal_tone"]
     assert vocal["level"] == "fair" and vocal["deciding_metric"] == "loss_one_way_pct", vocal

@@ -63,8 +63,9 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measu
             metrics["bandwidth_mbps"] = Measured(bandwidth, f"throughput.{bandwidth_from}")
         loaded = [(value, name) for value, name in ((throughput.loaded_rtt_down_ms, "loaded_rtt_down_ms"),
                                                       (throughput.loaded_rtt_up_ms, "loaded_rtt_up_ms")) if value is not None]
-        if loaded:  # DESIGN §5: timing is judged under load when load was measured
-            rtt, rtt_from = max(loaded)
+        idle = metrics.get("rtt_p95_ms")
+        if loaded and (idle is None or max(loaded)[0] >= idle.value):  # DESIGN §5: timing under load when
+            rtt, rtt_from = max(loaded)                                  # measured, the worst delay a session sees
             metrics["rtt_p95_ms"] = Measured(rtt, f"throughput.{rtt_from} (RTT p95 under load)")
     return metrics
 
