@@ -22,13 +22,22 @@ from netcheck.cli_dashboards import dashboards_app
 from netcheck.cli_watch import watch
 from netcheck.cli_session import session_app, token_app
 from netcheck.cli_common import (
-    JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnPassOption, TurnUserOption, ice_settings, print_json,
+    JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnUserOption, ice_settings, note_busy, print_json,
     open_store, server_url_from, stderr_console, stdout_console, stop_on_signals,
 )
 from netcheck.parse import parse_duration_s, parse_host_port
 
 EXIT_BY_RECOMMENDATION = {"video": 0, "audio_only": 3, "phone": 4, "unknown": 5}
 EXIT_COULD_NOT_MEASURE = 5
+
+
+def is_loopback(bind: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return bind == "localhost"
 
 
 def finish_probe(result: Any, json_output: bool, render: Any, what: str) -> int:
@@ -95,7 +104,6 @@ def check(
     stun: StunOption = None,
     turn: TurnOption = None,
     turn_user: TurnUserOption = None,
-    turn_pass: TurnPassOption = None,
     relay_only: RelayOnlyFlag = False,
     role: Annotated[Role, typer.Option(help="Who checks (a tag on the stored metrics).")] = Role.client,
 ) -> int:
@@ -126,13 +134,14 @@ def check(
         hmac_key=config.hmac_key,
     )
     settings.validate()
-    ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
+    ice = ice_settings(stun, turn, turn_user, relay_only, config)
     av_settings = None if no_av else AvProbeSettings(
         duration_s=defaults.quick_av_duration_s if quick else defaults.av_duration_s,
         video=parse_video_format(defaults.av_video), ice=ice)
     throughput_settings = None if quick else ThroughputSettings(defaults.throughput_duration_s, 4, config.hmac_key)
     job = run_local_check(settings, config.thresholds, av_settings, throughput_settings) if local else run_check(
-        server_url or "", settings, target, config.thresholds, av_settings, throughput_settings)
+        server_url or "", settings, target, config.thresholds, av_settings, throughput_settings,
+        token=config.token, on_busy=note_busy)
 
     async def measure() -> Any:
         if json_output:
@@ -155,6 +164,7 @@ def check(
 @probe_app.command("udp")
 def probe_udp(
     target: Annotated[str, typer.Argument(help="HOST:PORT of a netcheck UDP reflector.")],
+    server: Annotated[Optional[str], typer.Option(help="The reflector's netcheck server URL, which hands out this client's key (else NETCHECK_SERVER or the config; none: untagged packets, which only an open reflector answers).")] = None,
     interval: Annotated[str, typer.Option(help="Time between packets, e.g. 20ms.")] = "20ms",
     duration: Annotated[str, typer.Option(help="How long to send, e.g. 3s.")] = "3s",
     size: Annotated[int, typer.Option(help="Packet size in bytes (UDP payload).")] = 160,
@@ -166,13 +176,18 @@ def probe_udp(
     from netcheck.config import load_config
     from netcheck.probes.udp import UdpProbe, UdpProbeSettings
     from netcheck.render import render_fields
+    from netcheck.server_info import find_reflector
 
     host, port = parse_host_port(target)
+    config = load_config()
+    server_url = server_url_from(server, config, required=False)
+    reflector = asyncio.run(find_reflector(server_url, config.hmac_key, config.token)) if server_url else None
     settings = UdpProbeSettings(
         interval_ms=parse_duration_s(interval, "--interval") * 1000.0,
         duration_s=parse_duration_s(duration, "--duration"),
         size_bytes=size,
-        hmac_key=load_config().hmac_key,
+        hmac_key=config.hmac_key,
+        client_key=reflector.client_key if reflector else None,
     )
     result = asyncio.run(UdpProbe(host, port, settings).run())
     return finish_probe(result, json_output, partial(render_fields, f"UDP probe to {target}"), "UDP probe")
@@ -187,7 +202,6 @@ def probe_av(
     stun: StunOption = None,
     turn: TurnOption = None,
     turn_user: TurnUserOption = None,
-    turn_pass: TurnPassOption = None,
     relay_only: RelayOnlyFlag = False,
     json_output: JsonFlag = False,
 ) -> int:
@@ -205,7 +219,8 @@ def probe_av(
     duration_s = parse_duration_s(duration, "--duration")
     bounds.AV_DURATION_S.check(duration_s, "--duration", repr(duration))
     settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
-                               ice_settings(stun, turn, turn_user, turn_pass, relay_only))
+                               ice_settings(stun, turn, turn_user, relay_only, config), token=config.token,
+                               on_busy=note_busy)
     return finish_probe(asyncio.run(AvProbe(server_url, settings).run()), json_output, render_av, "A/V probe")
 
 
@@ -244,9 +259,10 @@ def probe_throughput(
             raise UsageError("no server: pass --server URL, set NETCHECK_SERVER, or use --backend speedtest")
 
         # the reflector's key signs the loaded-RTT stream, also when --udp-target says where to send it
-        reflector = asyncio.run(find_reflector(server_url, config.hmac_key))
+        reflector = asyncio.run(find_reflector(server_url, config.hmac_key, config.token))
         target = parse_host_port(udp_target, "--udp-target") if udp_target else (reflector.host, reflector.port)
-        settings = ThroughputSettings(duration_s, streams, config.hmac_key, client_key=reflector.client_key)
+        settings = ThroughputSettings(duration_s, streams, config.hmac_key, client_key=reflector.client_key,
+                                      token=config.token, on_busy=note_busy)
         probe = ThroughputProbe(server_url, target, settings)
     return finish_probe(asyncio.run(probe.run()), json_output, partial(render_fields, "Throughput"),
                         "throughput probe")
@@ -259,7 +275,6 @@ def probe_reach(
     stun: StunOption = None,
     turn: TurnOption = None,
     turn_user: TurnUserOption = None,
-    turn_pass: TurnPassOption = None,
     json_output: JsonFlag = False,
 ) -> int:
     """Reachability: DNS, TCP and TLS times, UDP blocked or not, STUN RTT, TURN over UDP and TCP."""
@@ -272,8 +287,9 @@ def probe_reach(
     config = load_config()
     server_url = server_url_from(server, config)
     target = parse_host_port(udp_target, "--udp-target") if udp_target else None
-    ice = ice_settings(stun, turn, turn_user, turn_pass, False)
-    result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key).run())
+    ice = ice_settings(stun, turn, turn_user, False, config)
+    result = asyncio.run(ReachProbe(server_url, target, stun, ice if turn else None, config.hmac_key,
+                                    token=config.token).run())
     return finish_probe(result, json_output, partial(render_fields, f"Reachability of {server_url}"), "server")
 
 
@@ -305,10 +321,11 @@ def serve(
     stun: StunOption = None,
     turn: TurnOption = None,
     turn_user: TurnUserOption = None,
-    turn_pass: TurnPassOption = None,
     relay_only: RelayOnlyFlag = False,
     tls_cert: Annotated[Optional[str], typer.Option(help="PEM certificate chain: serve the HTTP API over HTTPS.")] = None,
     tls_key: Annotated[Optional[str], typer.Option(help="PEM private key of --tls-cert.")] = None,
+    require_token: Annotated[bool, typer.Option("--require-token", help="Measure only for clients with a valid token (check links): UDP keys, A/V, throughput, checks. Needs NETCHECK_SECRET.")] = False,
+    open_reflector: Annotated[bool, typer.Option("--open-reflector", help="Also answer untagged UDP probe packets (a LAN or a test bench; never on an address the internet reaches).")] = False,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
     import asyncio
@@ -332,12 +349,18 @@ def serve(
             raise UsageError(f"cannot use --tls-cert/--tls-key: {getattr(error, 'strerror', None) or error}") from None
     config = load_config()
     hmac_key = config.hmac_key
-    ice = ice_settings(stun, turn, turn_user, turn_pass, relay_only)
+    ice = ice_settings(stun, turn, turn_user, relay_only, config)
+    if require_token and not config.secret:
+        raise UsageError("--require-token needs NETCHECK_SECRET (or secret_file) to verify the tokens")
+    if tls is None and not is_loopback(bind):
+        print(f"netcheck: warning: serving plain HTTP on {bind}: the UDP keys{' and tokens' if config.secret else ''} "
+              "it hands out cross the network readable; use --tls-cert/--tls-key beyond a trusted LAN",
+              file=sys.stderr, flush=True)
 
     async def run_until_stopped() -> None:
         try:
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
-                                        tls=tls)
+                                        tls=tls, require_token=require_token, open_reflector=open_reflector)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind

@@ -36,10 +36,6 @@ def agent(
     once: Annotated[bool, typer.Option("--once", help="Run one window, deliver, exit.")] = False,
     udp_target: Annotated[Optional[str], typer.Option(help="HOST:PORT of the UDP reflector, overriding what the server says.")] = None,
     av_every: Annotated[Optional[str], typer.Option(help="Run the small A/V probe this often, e.g. 5m; 0 = never (config agent.av_every_s).")] = None,
-    token: Annotated[Optional[str], typer.Option(
-        envvar="NETCHECK_TOKEN", show_envvar=True,
-        help="Session token (netcheck token create): windows and warnings go to the therapist's view. "
-             "Prefer the environment variable.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per window on stdout.")] = False,
 ) -> int:
     """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
@@ -61,6 +57,7 @@ def agent(
     av_every_s = parse_duration_s(av_every, "--av-every") if av_every else defaults.av_every_s
     if session is not None and not (0 < len(session) <= 128 and session.isprintable()):
         raise UsageError("--session must be 1..128 printable characters (an opaque id, no names)")
+    token = config.token  # NETCHECK_TOKEN or token_file: measuring, and with --session the hub
     settings = AgentSettings(
         server_url=server_url, role=role.value, session_id=session, site=config.site, window_s=window_s,
         udp_rate_pps=defaults.udp_rate_pps, udp_size_bytes=defaults.udp_size_bytes,
@@ -69,8 +66,6 @@ def agent(
         av_video=defaults.av_video, av_audio_offset_ms=defaults.av_audio_offset_ms, duration_s=duration_s,
         once=once, thresholds=config.thresholds, token=token,
     )
-    if token and not session:
-        raise UsageError("--token needs --session: the token is for one session")
     settings.udp_settings()  # validates rate, size and window together
 
     def event(message: str) -> None:

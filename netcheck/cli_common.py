@@ -19,21 +19,26 @@ if TYPE_CHECKING:
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
 StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
 TurnOption = Annotated[Optional[str], typer.Option("--turn", help="TURN server, turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT.")]
-TurnUserOption = Annotated[Optional[str], typer.Option("--turn-user", help="TURN user name.")]
-TurnPassOption = Annotated[Optional[str], typer.Option(
-    "--turn-pass", envvar="NETCHECK_TURN_PASSWORD", show_envvar=True,
-    help="TURN password; prefer the environment variable, argv is visible to other users.")]
+TurnUserOption = Annotated[Optional[str], typer.Option(
+    "--turn-user", help="TURN user name (its password: NETCHECK_TURN_PASSWORD or turn_password_file, never a flag).")]
 RelayOnlyFlag = Annotated[bool, typer.Option("--relay-only", help="Use only TURN-relayed ICE candidates.")]
 
 
-def ice_settings(stun: str | None, turn: str | None, turn_user: str | None, turn_pass: str | None,
-                 relay_only: bool) -> Any:
+def ice_settings(stun: str | None, turn: str | None, turn_user: str | None, relay_only: bool, config: Any) -> Any:
+    """STUN/TURN from the flags; the TURN password from the environment or a 0600 file (config)."""
     from netcheck.av.peer import IceSettings
 
-    ice = IceSettings(stun, turn, turn_user, turn_pass, relay_only)
+    ice = IceSettings(stun, turn, turn_user, config.turn_password, relay_only)
     ice.validate()
     return ice
 
+
+
+def note_busy(message: str) -> None:
+    """While the clinic's server is busy and a probe waits: one line on stderr, then it retries."""
+    import sys
+
+    print(f"netcheck: {message}", file=sys.stderr, flush=True)
 
 
 def stdout_console() -> Any:

@@ -27,9 +27,6 @@ NOTIFY_DRAIN_S = 1.5
 def watch(
     session: Annotated[str, typer.Option(help="The session to watch: the id your therapist token was made for.")],
     server: Annotated[Optional[str], typer.Option(help="The clinic's netcheck server URL (else config or NETCHECK_SERVER).")] = None,
-    token: Annotated[Optional[str], typer.Option(
-        envvar="NETCHECK_TOKEN", show_envvar=True,
-        help="A therapist token (`netcheck token create --role therapist`); prefer the environment variable, argv is visible to other users.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print each event as one JSON line instead of the live view.")] = False,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="No desktop notifications (nor the bell and warning lines that replace them).")] = False,
 ) -> int:
@@ -41,7 +38,7 @@ def watch(
 
     config = load_config()
     server_url = server_url_from(server, config) or ""
-    token = (token or "").strip()
+    token = config.token or ""
     if not token:
         raise UsageError("no token: set NETCHECK_TOKEN to a therapist token (`netcheck token create --role therapist`)")
     check_watch_args(session, token)

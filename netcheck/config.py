@@ -45,6 +45,11 @@ CONFIG_TEMPLATE = """\
 # the hub is off. Never on the command line.
 # secret_file = ""
 
+# This client's session or check token (mode 0600 file), or NETCHECK_TOKEN. Never on the command line.
+# token_file = ""
+# The TURN server's password (mode 0600 file), or NETCHECK_TURN_PASSWORD.
+# turn_password_file = ""
+
 [check]
 # udp_interval_ms = 20
 # udp_duration_s = 3.0
@@ -158,6 +163,10 @@ class Config:
     hmac_key: bytes | None = field(default=None, repr=False)
     secret: bytes | None = field(default=None, repr=False)
     """Signs and checks session tokens (netcheck/tokens.py); None: the session hub is off."""
+    token: str | None = field(default=None, repr=False)
+    """This client's session or check token (NETCHECK_TOKEN or `token_file`): sent in a header."""
+    turn_password: str | None = field(default=None, repr=False)
+    """The TURN server's password (NETCHECK_TURN_PASSWORD or `turn_password_file`)."""
     check: CheckDefaults = CheckDefaults()
     thresholds: tuple[Metric, ...] = METRICS
     agent: AgentDefaults = AgentDefaults()
@@ -191,7 +200,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = config_path(env)
     raw = _read_toml(path)
-    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "check", "thresholds", "agent", "store",
+    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "check", "thresholds", "agent", "store",
                           "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
@@ -216,6 +225,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{key_source}: the HMAC key must be at least {MIN_SECRET_BYTES} bytes "
                           f"(got {len(hmac_key)}); a short key can be guessed")
     secret = _session_secret(raw, env)
+    token = _text_secret(raw, env, "NETCHECK_TOKEN", "token_file")
+    turn_password = _text_secret(raw, env, "NETCHECK_TURN_PASSWORD", "turn_password_file")
 
     thresholds_raw = raw.get("thresholds", {})
     if not isinstance(thresholds_raw, Mapping):
@@ -227,6 +238,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         site=site or None,
         hmac_key=hmac_key,
         secret=secret,
+        token=token,
+        turn_password=turn_password,
         check=_check_defaults(raw.get("check", {})),
         thresholds=apply_overrides(METRICS, thresholds_raw),
         agent=_agent_defaults(raw.get("agent", {})),
@@ -252,6 +265,16 @@ def read_secret_file(path: Path, key: str) -> bytes:
 
 MIN_SECRET_BYTES = 16
 """Anyone holding a token can try secrets offline; a short one would be guessed."""
+
+
+def _text_secret(raw: Mapping[str, Any], env: Mapping[str, str], variable: str, file_key: str) -> str | None:
+    """A secret that is text (a token, a password): the environment variable, else the 0600 file the
+    config names. Never a command-line flag: argv is visible to every user of the machine."""
+    if env.get(variable, "").strip():
+        return env[variable].strip()
+    if path := _optional_str(raw, file_key):
+        return read_secret_file(Path(path), file_key).decode("utf-8", "replace").strip() or None
+    return None
 
 
 def _session_secret(raw: Mapping[str, Any], env: Mapping[str, str]) -> bytes | None:

@@ -78,7 +78,8 @@ def test_udp_target_that_does_not_answer_is_exit_5(run_cli, server: ServerProces
 
 
 def test_probe_udp_json_has_exactly_the_contract_fields(run_cli, server: ServerProcess) -> None:
-    result = run_cli("probe", "udp", server.udp_target, "--duration", "1s", "--interval", "10ms", "--json")
+    result = run_cli("probe", "udp", server.udp_target, "--server", server.http_url, "--duration", "1s",
+                     "--interval", "10ms", "--json")
     assert result.returncode == 0, result.stderr
     fields = json.loads(result.stdout)
     assert list(fields) == UDP_FIELDS
@@ -183,7 +184,8 @@ def test_ipv6_server_and_probe(run_cli) -> None:
     try:
         http_line, udp_line = process.stdout.readline().split(), process.stdout.readline().split()
         assert http_line[0] == "http" and udp_line[0] == "udp" and udp_line[1].startswith("[::1]:")
-        probe = run_cli("probe", "udp", udp_line[1], "--duration", "0.5s", "--json")
+        probe = run_cli("probe", "udp", udp_line[1], "--server", f"http://{http_line[1]}", "--duration", "0.5s",
+                        "--json")
         assert probe.returncode == 0, probe.stderr
         assert json.loads(probe.stdout)["packets_received"] == 25
         check = run_cli("check", "--server", f"http://{http_line[1]}", "--quick", "--json", "--no-av")

@@ -72,7 +72,11 @@ def test_wall_clock_jumps_do_not_bend_the_figures(server) -> None:  # type: igno
     def jumping_time() -> float:
         return real_time() + next(jumps)
 
+    from netcheck.server_info import find_reflector
+
+    key = asyncio.run(find_reflector(server.http_url, None)).client_key  # before the clock starts jumping
     with mock.patch("time.time", jumping_time):
-        result = asyncio.run(UdpProbe(server.udp_host, server.udp_port, UdpProbeSettings(duration_s=1.0)).run())
+        result = asyncio.run(UdpProbe(server.udp_host, server.udp_port,
+                                      UdpProbeSettings(duration_s=1.0, client_key=key)).run())
     assert result.status.value == "ok" and result.loss_pct == 0.0
     assert result.rtt_max_ms is not None and 0 <= result.rtt_min_ms <= result.rtt_max_ms < 100

@@ -183,7 +183,7 @@ def test_full_check_names_each_delay_and_the_one_that_decided(terminal: Terminal
 @pytest.mark.parametrize("width", WIDTHS)
 def test_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tmp_path: Path) -> None:
     env = subprocess_env(NETCHECK_HOME=str(tmp_path))
-    for args in (["probe", "udp", server.udp_target, "--duration", "1s"], ["probe", "system", "--duration", "0.5s"],
+    for args in (["probe", "udp", server.udp_target, "--server", server.http_url, "--duration", "1s"], ["probe", "system", "--duration", "0.5s"],
                  ["probe", "reach", "--server", server.http_url]):
         screen, code = terminal.run(width, args, env)
         assert code == 0, screen

@@ -13,7 +13,7 @@ from netcheck.server.app import start_server
 
 
 async def probe_local_server(settings: UdpProbeSettings, rate_pps: float = 1000.0):
-    server = await start_server("127.0.0.1", 0, 0, rate_pps=rate_pps)
+    server = await start_server("127.0.0.1", 0, 0, rate_pps=rate_pps, open_reflector=True)  # untagged: a probe test
     try:
         return await UdpProbe("127.0.0.1", server.udp_port, settings).run(), server.reflector.counters
     finally:

@@ -37,7 +37,7 @@ def test_tampered_or_unsigned_packets_are_rejected_when_a_key_is_set() -> None:
 
 
 def test_reflector_answers_with_the_same_size_and_counts_the_flow() -> None:
-    reflector = Reflector()
+    reflector = Reflector(open_reflector=True)
     for seq in (0, 1, 1, 3):  # a duplicate of 1 is counted once
         reply = reflector.answer(echo_request(seq=seq), "192.0.2.1", 1_000_000 * (seq + 1))
         assert reply is not None and len(reply) == 160

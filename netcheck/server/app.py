@@ -145,7 +145,7 @@ async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
-    open_reflector: bool = True,  # FLIP: False once the clients fetch keys
+    open_reflector: bool = False,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 

@@ -102,7 +102,7 @@ class Reflector(asyncio.DatagramProtocol):
     """The asyncio protocol behind `netcheck serve`'s UDP port."""
 
     def __init__(self, hmac_key: bytes | None = None, rate_pps: float = 1000.0, burst_pkts: float = 200.0,
-                 client_keys: ClientKeys | None = None, open_reflector: bool = True) -> None:
+                 client_keys: ClientKeys | None = None, open_reflector: bool = False) -> None:
         self.hmac_key = hmac_key
         self.client_keys = client_keys
         self.open_reflector = open_reflector
