@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.harness.netns import ClientNamespace, Tbf
@@ -12,18 +10,38 @@ from tests.harness.throughput_runs import MEGABIT, TCP_GOODPUT, netcheck_in, ser
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 
-@pytest.fixture
-def capped_8_2() -> Iterator[ClientNamespace]:
-    with ClientNamespace(up=Tbf(2 * MEGABIT), down=Tbf(8 * MEGABIT)) as namespace:
-        yield namespace
+LINKS = {"8/2": (8 * MEGABIT, 2 * MEGABIT), "1/0.5": (MEGABIT, MEGABIT // 2)}
+"""down, up kbit/s of the tbf caps (100 ms queues)."""
+
+BOUNDS_PCT = {
+    # (link, --duration): (download, upload) = how far below cap × goodput a run may read, in %.
+    # About 3× the median shortfall of `python benchmarks/throughput_accuracy.py --runs 5` and above
+    # the worst of its runs (BENCHMARKS.md has the medians and ranges); 8/2 at 10 s reads 0.4 %
+    # low (median) but 1.5–2.1 % in 2 runs of 10, so its download bound is that worst plus 1 %.
+    ("8/2", "10s"): (3.0, 7.0),
+    ("8/2", "4s"): (10.0, 8.0),
+    ("1/0.5", "4s"): (20.0, 25.0),
+}
+ABOVE_PCT = 3.0
+"""A run may read this much above cap × goodput: the tbf bucket's initial burst and window edges;
+more than that is a counting error, not the link."""
 
 
-def test_8_down_2_up_is_measured_within_10_percent(capped_8_2, tmp_path) -> None:
-    code, result, stderr = throughput_in(capped_8_2, tmp_path, "--duration", "10s")
+@pytest.mark.parametrize(("link", "duration"), list(BOUNDS_PCT))
+def test_throughput_is_measured_close_to_the_tbf_cap(link: str, duration: str, tmp_path) -> None:
+    """8/2 Mbit/s at 10 s, and the check's own 4 s window (2 s per direction) on 8/2 and on a slow
+    1/0.5 Mbit/s link, where the loaded-RTT probe's own 36 kbit/s is 7 % of the uplink."""
+    down_kbit, up_kbit = LINKS[link]
+    with ClientNamespace(up=Tbf(up_kbit), down=Tbf(down_kbit)) as namespace:
+        code, result, stderr = throughput_in(namespace, tmp_path, "--duration", duration)
     assert code == 0, stderr
-    assert result["download_mbps"] == pytest.approx(8 * TCP_GOODPUT, rel=0.10), result
-    assert result["upload_mbps"] == pytest.approx(2 * TCP_GOODPUT, rel=0.10), result
-    assert result["bytes_down"] > 1e6 and result["bytes_up"] > 2e5
+    below_down, below_up = BOUNDS_PCT[link, duration]
+    for measured, cap_kbit, below in ((result["download_mbps"], down_kbit, below_down),
+                                      (result["upload_mbps"], up_kbit, below_up)):
+        expected = cap_kbit / 1000 * TCP_GOODPUT
+        error_pct = 100 * (measured / expected - 1)
+        assert -below <= error_pct <= ABOVE_PCT, (link, duration, measured, expected, f"{error_pct:+.1f} %", result)
+    assert result["bytes_down"] > 0 and result["bytes_up"] > 0
 
 
 def test_deep_queue_shows_bufferbloat(tmp_path) -> None:
@@ -31,7 +49,8 @@ def test_deep_queue_shows_bufferbloat(tmp_path) -> None:
     with ClientNamespace(up=deep, down=Tbf(8 * MEGABIT, limit_bytes=8 * MEGABIT * 1000 // 8)) as namespace:
         code, result, stderr = throughput_in(namespace, tmp_path)
     assert code == 0, stderr
-    assert result["bufferbloat_ms"] >= 100, result
+    # The uplink's queue is one second long and TCP fills it: 997 ms (996.5–997.7) in 5 runs.
+    assert result["bufferbloat_ms"] == pytest.approx(1000, abs=10), result
     assert result["loaded_rtt_up_ms"] >= 300, result
 
 
@@ -40,7 +59,9 @@ def test_shallow_queue_keeps_bufferbloat_small(tmp_path) -> None:
     with ClientNamespace(up=Tbf(8 * MEGABIT, **shallow), down=Tbf(8 * MEGABIT, **shallow)) as namespace:
         code, result, stderr = throughput_in(namespace, tmp_path)
     assert code == 0, stderr
-    assert result["bufferbloat_ms"] < 30, result
+    # 6 kB at 8 Mbit/s holds at most 6 ms (measured 4.3 ms, 3.8–4.3 in 5 runs); 3 ms for the timer
+    # noise of the idle and loaded RTTs.
+    assert result["bufferbloat_ms"] < 9, result
 
 
 def test_check_on_a_bloated_link_says_why_the_timing_suffers(tmp_path) -> None:
