@@ -365,3 +365,13 @@ def test_a_missing_value_taken_for_zero_would_be_caught() -> None:
     cue = assess({"udp": dataclasses.replace(rough, loss_up_pct=None, loss_down_pct=None, loss_pct=None)}).cues[
         Cue.VOCAL_TONE]
     assert cue.level == Level.POOR and cue.deciding is not None and cue.deciding.metric == "jitter_one_way_ms"
+
+
+def test_a_call_measured_while_the_server_was_busy_is_not_blamed_on_the_clients_network() -> None:
+    choppy = dataclasses.replace(CLEAN_AV, server_cpu_pct=97.0,
+                                 downstream=dataclasses.replace(CLEAN_DIRECTION, video_fps=12.0))
+    advice = assess({"udp": CLEAN_UDP, "av": choppy}).advice
+    assert any("because the clinic's test server was busy" in line and "run the check again" in line
+               for line in advice), advice
+    calm = dataclasses.replace(choppy, server_cpu_pct=20.0)
+    assert not any("test server was busy" in line for line in assess({"udp": CLEAN_UDP, "av": calm}).advice)

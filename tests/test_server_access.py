@@ -146,3 +146,18 @@ def test_a_check_token_cannot_post_to_a_sessions_hub() -> None:
             await server.close()
 
     assert asyncio.run(scenario()) == 403
+
+
+def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
+    async def scenario() -> tuple[int, str | None, dict]:
+        server = await start_server("127.0.0.1", 0, 0)
+        server.media.cpu.busy_pct = 0.0  # a FAKE busy CPU: every sample counts as short of headroom
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(server.url + "/v1/av/offer", json={"type": "offer", "sdp": "v=0"}) as response:
+                    return response.status, response.headers.get("Retry-After"), await response.json()
+        finally:
+            await server.close()
+
+    status, retry_after, body = asyncio.run(scenario())
+    assert status == 429 and retry_after == "5" and "CPU" in body["error"]

@@ -77,6 +77,8 @@ class MediaPeerHub:
         from netcheck.errors import UsageError
 
         caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
+        if self.cpu is not None and self.cpu.busy:
+            return busy_response(CPU_BUSY_RETRY_S, f"CPU {self.cpu.cpu_pct:.0f} %")
         try:
             body = json.loads(await request.read())
             sdp, video, audio_offset_ms = parse_offer_request(body)
@@ -84,8 +86,6 @@ class MediaPeerHub:
             return _error(413, "offer too large")
         except (ValueError, UsageError) as error:
             return _error(400, f"bad offer: {error}")
-        if self.cpu is not None and self.cpu.busy:
-            return busy_response(CPU_BUSY_RETRY_S, f"CPU {self.cpu.cpu_pct:.0f} %")
         slot = self.share.acquire(caller.client)
         if isinstance(slot, Busy):
             return busy_response(slot.retry_after_s, slot.reason)
