@@ -18,12 +18,13 @@ token_app = typer.Typer(help="Session tokens for the hub (`netcheck serve` with 
 class TokenRole(str, Enum):
     client = "client"
     therapist = "therapist"
+    check = "check"
 
 
 @token_app.command("create")
 def create(
     session: Annotated[str, typer.Option(help="Opaque session id: 1–128 of A-Z a-z 0-9 . _ - (no names).")],
-    role: Annotated[TokenRole, typer.Option(help="client: may post its leg's events; therapist: may also watch.")],
+    role: Annotated[TokenRole, typer.Option(help="client: measures and posts its leg's events; therapist: may also watch; check: only measures (a check link).")],
     ttl: Annotated[str, typer.Option(help="How long the token is valid, 1m … 7d, e.g. 2h.")] = "2h",
 ) -> int:
     """Print a token for one session and role, alone on stdout (signed with NETCHECK_SECRET or secret_file)."""
