@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.runs):
             for name in names:
                 seed = args.seed + k
-                ours = measure_netcheck(PROFILES[name], seed, netcheck.udp, Path(tmp), args.duration)
+                ours = measure_netcheck(PROFILES[name], seed, netcheck.udp, Path(tmp), args.duration,
+                                        netcheck.http_url)
                 theirs = None if irtt is None else measure_irtt(PROFILES[name], seed, irtt.address, Path(tmp),
                                                                 args.duration)
                 runs[name].append((ours, theirs))

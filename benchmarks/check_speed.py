@@ -52,7 +52,7 @@ def main() -> None:
                 "check --no-av": ["check", "--server", server.http_url, "--json", "--no-av"],
                 "check --local": ["check", "--local", "--json"],
                 "--help": ["--help"],
-                "probe udp": ["probe", "udp", server.udp_target, "--json"],
+                "probe udp": ["probe", "udp", server.udp_target, "--server", server.http_url, "--json"],
                 "probe av": ["probe", "av", "--server", server.http_url, "--json"],
                 "probe throughput": ["probe", "throughput", "--server", server.http_url, "--json"],
                 "probe reach": ["probe", "reach", "--server", server.http_url, "--json"],

@@ -111,7 +111,7 @@ def percentiles(values_us: list[float]) -> dict:
 
 
 def run_netcheck(steps: list[int], seconds: float) -> list[dict]:
-    server = start_serve("--rate-limit-pps", "1000")
+    server = start_serve("--rate-limit-pps", "1000", "--open-reflector")  # the generator sends untagged packets
     results = []
     try:
         for clients in steps:

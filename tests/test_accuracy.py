@@ -33,7 +33,7 @@ def netcheck_reflector():
     if not CLI.exists():
         pytest.fail(f"{CLI} is missing")
     with NetcheckServer() as server:
-        yield server.udp
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def runs(netcheck_reflector, tmp_path_factory):
     def get(tool: str, name: str, request: pytest.FixtureRequest | None = None) -> Run:
         if (tool, name) not in cache:
             if tool == "netcheck":
-                cache[tool, name] = measure_netcheck(PROFILES[name], SEED, netcheck_reflector, workdir)
+                cache[tool, name] = measure_netcheck(PROFILES[name], SEED, netcheck_reflector.udp, workdir,
+                                                     server_url=netcheck_reflector.http_url)
             else:
                 if not irtt_address:
                     assert request is not None, "an irtt run needs the test's request, for the irtt fixture"

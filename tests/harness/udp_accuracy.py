@@ -90,13 +90,15 @@ def accuracy_failures(figures: dict, truth: Truth, metrics: tuple[str, ...] = ME
 
 
 class NetcheckServer:
-    """`netcheck serve` on free loopback ports; `.udp` is its reflector's address."""
+    """`netcheck serve` on free loopback ports; `.udp` is its reflector's address, `.http_url` the server
+    that hands out the reflector's key (the probe asks it with --server, as every client does)."""
 
     def __enter__(self) -> NetcheckServer:
         self.proc = subprocess.Popen(
             [sys.executable, str(CLI), "serve", "--bind", "127.0.0.1", "--http-port", "0", "--udp-port", "0"],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
         try:
+            self.http_url = "http://" + read_line(self.proc, "http ", 30).split()[1]
             self.udp = parse_hostport(read_line(self.proc, "udp ", 30).split()[1])
         except BaseException:
             self.__exit__()
@@ -114,8 +116,11 @@ class NetcheckServer:
         self.proc.stdout.close()
 
 
-def run_netcheck_probe(target: tuple[str, int], duration_s: float) -> dict:
-    cmd = [sys.executable, str(CLI), "probe", "udp", f"{target[0]}:{target[1]}", "--interval", INTERVAL,
+def run_netcheck_probe(target: tuple[str, int], duration_s: float, server_url: str | None = None) -> dict:
+    """`probe udp` to `target` (the relay); with `server_url` it signs with the key that server hands out
+    for 127.0.0.1, which is also the address the relay forwards from."""
+    key_from = ["--server", server_url] if server_url else []
+    cmd = [sys.executable, str(CLI), "probe", "udp", f"{target[0]}:{target[1]}", *key_from, "--interval", INTERVAL,
            "--duration", f"{duration_s:g}s", "--size", str(SIZE_BYTES), "--json"]
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=duration_s + 60)
     if done.returncode != 0:
@@ -124,10 +129,10 @@ def run_netcheck_probe(target: tuple[str, int], duration_s: float) -> dict:
 
 
 def measure_netcheck(profile: Profile, seed: int, reflector: tuple[str, int], workdir: Path,
-                     duration_s: float = DURATION_S) -> Run:
+                     duration_s: float = DURATION_S, server_url: str | None = None) -> Run:
     with RelayProcess(reflector, profile, seed, workdir / f"relay-netcheck-{profile.name}.json",
                       head_bytes=24) as relay:
-        figures = run_netcheck_probe(relay.address, duration_s)
+        figures = run_netcheck_probe(relay.address, duration_s, server_url)
         log = relay.stop()
     return _run("netcheck", profile, figures, log, compute_truth(log, is_netcheck_probe, netcheck_same_exchange))
 
