@@ -22,6 +22,7 @@ from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
+from netcheck.server.web import StaticPages
 
 MAX_REQUEST_BYTES = 64 * 1024
 AV_SESSIONS_PER_CLIENT = 1
@@ -87,6 +88,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     capacity = capacity or default_capacity(MeasuringAccess(None))
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     media.routes(app)
+    StaticPages().routes(app)
     ThroughputEndpoints(capacity.access, capacity.throughput).routes(app)
     if hub is not None:
         hub.routes(app)

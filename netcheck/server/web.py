@@ -1,0 +1,75 @@
+"""The browser check's static files: `GET /check` and `GET /web/<file>` from the package's `netcheck/web/`.
+
+Only plain names ending in .html, .css or .js that are files directly in that folder are served:
+no sub-folders, no dot-files, no `..`, nothing the name pattern does not allow. Every answer
+carries a Content-Security-Policy that keeps the page to this server (no third party, so it works
+on a clinic LAN without internet) and `Cache-Control: no-cache` (a clinic's update reaches the
+next check). Tokens never reach these routes: the page reads them from the URL fragment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+CHECK_PAGE = "check.html"
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(html|css|js)$")
+"""The allow-list: a plain name and one of three extensions; no path separators, no dots before it."""
+CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",  # ES modules need a JavaScript MIME type (HTML spec)
+}
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+                           "connect-src 'self'; worker-src 'self' blob:")
+MAX_FILE_BYTES = 1 << 20
+"""The page's files are small; anything bigger is not one of them."""
+
+
+def static_headers(content_type: str) -> dict[str, str]:
+    return {"Content-Type": content_type, "Cache-Control": "no-cache",
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}
+
+
+def resolve(name: str, web_dir: Path = WEB_DIR) -> Path | None:
+    """The file `name` names in `web_dir`, or None when the allow-list refuses it or it is not there."""
+    if not FILE_NAME.match(name):
+        return None
+    path = web_dir / name
+    try:
+        if path.resolve().parent != web_dir.resolve() or not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+            return None
+    except OSError:
+        return None
+    return path
+
+
+class StaticPages:
+    """Serves the check page and its files; register with `routes(app)`."""
+
+    def __init__(self, web_dir: Path = WEB_DIR) -> None:
+        self.web_dir = web_dir
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/check", self.check_page)
+        app.router.add_get("/web/{name}", self.web_file)
+
+    async def check_page(self, request: web.Request) -> web.Response:
+        return self._serve(CHECK_PAGE)
+
+    async def web_file(self, request: web.Request) -> web.Response:
+        return self._serve(request.match_info["name"])
+
+    def _serve(self, name: str) -> web.Response:
+        path = resolve(name, self.web_dir)
+        if path is None:
+            return web.json_response({"error": "no such file"}, status=404, headers={"Cache-Control": "no-cache"})
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return web.json_response({"error": "no such file"}, status=404)
+        return web.Response(body=body, headers=static_headers(CONTENT_TYPES[name.rsplit(".", 1)[1]]))
