@@ -19,6 +19,8 @@ from aiohttp import web
 from netcheck.av.peer import IceSettings
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.admission import Busy, CpuHeadroom, FairShare, Slot
+from netcheck.server.voice_channel import LABEL as VOICE_LABEL
+from netcheck.server.voice_channel import VoiceChannelLog
 
 MAX_SESSIONS = 4
 """Each session encodes and decodes video; two cores carry about four."""
@@ -41,6 +43,10 @@ class MediaSession:
     cpu_max_pct: float = 0.0
     """The server's busiest CPU sample while the session ran: measurements taken while the server
     itself was short of CPU are marked as such (the report's `server_cpu_max_pct`)."""
+    client: str = ""
+    """Who started it (admission.client_of): only they may end it with a browser check."""
+    voice: VoiceChannelLog | None = None
+    """The voice-path data channel's log, once the page opened one (one per session)."""
 
 
 class MediaPeerHub:
@@ -95,8 +101,9 @@ class MediaPeerHub:
         clock = MediaClock()
         recorder = TrackRecorder()
         session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video, slot=slot,
-                               cpu_max_pct=self.cpu.cpu_pct if self.cpu is not None else 0.0)
+                               cpu_max_pct=self.cpu.cpu_pct if self.cpu is not None else 0.0, client=caller.client)
         pc.on("track", recorder.follow)
+        pc.on("datachannel", lambda channel: _answer_voice(session, channel))
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             pc.addTrack(MarkedAudioTrack(clock, video, audio_offset_ms))
@@ -113,24 +120,27 @@ class MediaPeerHub:
 
     async def handle_report(self, request: web.Request) -> web.Response:
         """The server's view of the session, then the session ends."""
-        from netcheck.av.figures import received_fields, sent_fields
-        from netcheck.av.peer import inbound_figures, outbound_figures
-
         self.access.caller(request)
         session = self.sessions.get(request.match_info["session_id"])
         if session is None:
             return _error(404, "no such session (ended or expired)")
-        window_end_s = time.monotonic()
         try:
-            report = {
-                "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),
-                                            session.video, window_end_s),
-                "sent": sent_fields(await outbound_figures(session.pc, session.clock.start_s)),
-                "server_cpu_max_pct": round(session.cpu_max_pct, 1),
-            }
+            report = await server_view(session)
         finally:
             await self.end(session.session_id)
         return web.json_response(report)
+
+    async def finish(self, session_id: str, client: str) -> tuple[dict[str, Any], VoiceChannelLog | None] | None:
+        """End `client`'s session `session_id` and return the server's view of it and its voice log;
+        None when there is no such session of theirs (ended, expired, or someone else's)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.client != client:
+            return None
+        try:
+            view = await server_view(session)
+        finally:
+            await self.end(session_id)
+        return view, session.voice
 
     async def end(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)
@@ -139,6 +149,38 @@ class MediaPeerHub:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.end(session_id) for session_id in list(self.sessions)))
+
+
+async def server_view(session: MediaSession) -> dict[str, Any]:
+    """What the server saw of a session: the upstream it received, the downstream it sent, its CPU."""
+    from netcheck.av.figures import received_fields, sent_fields
+    from netcheck.av.peer import inbound_figures, outbound_figures
+
+    window_end_s = time.monotonic()
+    return {
+        "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),
+                                    session.video, window_end_s),
+        "sent": sent_fields(await outbound_figures(session.pc, session.clock.start_s)),
+        "server_cpu_max_pct": round(session.cpu_max_pct, 1),
+    }
+
+
+def _answer_voice(session: MediaSession, channel: Any) -> None:
+    """Echo the voice-path probe on the page's "netcheck-voice" channel; other channels are left
+    unanswered, and a second voice channel in the same session too (one log per call)."""
+    if channel.label != VOICE_LABEL or session.voice is not None:
+        return
+    log = session.voice = VoiceChannelLog()
+
+    def on_message(data: object) -> None:
+        if not isinstance(data, bytes):
+            log.ignored += 1
+            return
+        reply = log.answer(data, time.monotonic() * 1000.0)
+        if reply is not None and channel.readyState == "open":
+            channel.send(reply)
+
+    channel.on("message", on_message)
 
 
 async def _close(session: MediaSession) -> None:
