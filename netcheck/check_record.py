@@ -28,7 +28,8 @@ def save_check(config: Any, check_report: Any, report: dict[str, Any], local: bo
     try:
         with open_store(config) as store:
             origin = Origin(agent=store.agent_id(), kind="check", role=role, site=config.site,
-                            server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"])
+                            server="local" if local else urlsplit(report["server"]).netloc, check_id=report["check_id"],
+                            client="cli")
             time_ms = int(datetime.fromisoformat(report["started_at"]).timestamp() * 1000)
             store.save_check(report, report_points(check_report.measurements, check_report.assessment, origin, time_ms))
         return True

@@ -333,6 +333,7 @@ def serve(
 
     from netcheck.config import load_config
     from netcheck.server.app import start_server, tls_context
+    from netcheck.server.checks import CheckSettings
 
     for name, port in (("--http-port", http_port), ("--udp-port", udp_port)):
         if not 0 <= port <= 65535:
@@ -357,10 +358,17 @@ def serve(
               "it hands out cross the network readable; use --tls-cert/--tls-key beyond a trusted LAN",
               file=sys.stderr, flush=True)
 
+    def delivery_event(message: str) -> None:
+        print(f"netcheck: {message}", file=sys.stderr, flush=True)
+
+    checks = CheckSettings(config.store_path, config.thresholds, config.site, config.influx, config.store.max_points,
+                           config.store.retention_days, delivery_event)  # browser checks: the same store and outbox
+
     async def run_until_stopped() -> None:
         try:
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
-                                        tls=tls, require_token=require_token, open_reflector=open_reflector)
+                                        tls=tls, require_token=require_token, open_reflector=open_reflector,
+                                        checks=checks)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind

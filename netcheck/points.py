@@ -4,7 +4,7 @@ A `Point` is what the outbox keeps and the InfluxDB writer sends. This module de
 types; it knows nothing of line protocol (store/influx.py) or of SQLite (store/outbox.py).
 
 Rules, as Telegraf keeps them: tags are few and low-cardinality (`role`, `site`, `agent`,
-`server`, `kind`, `status`); every field has one type forever, and units are in field names;
+`server`, `kind`, `status`, `client`); every field has one type forever, and units are in field names;
 `session_id` and `check_id` are fields, never tags; missing values are left out, never zero.
 """
 
@@ -62,10 +62,12 @@ class Origin:
     """The server's host[:port], not its full URL."""
     session_id: str | None = None
     check_id: str | None = None
+    client: str | None = None
+    """`cli` or `browser` for a check (DESIGN §10: one schema, told apart by this tag); None for agent windows."""
 
     def tags(self) -> dict[str, str]:
         tags = {"agent": self.agent, "kind": self.kind, "role": self.role, "site": self.site,
-                "server": self.server}
+                "server": self.server, "client": self.client}
         return {key: value for key, value in tags.items() if value}
 
     def id_fields(self) -> dict[str, FieldValue]:

@@ -83,6 +83,8 @@ ENDPOINTS = [
     ("POST", "/v1/throughput/upload/0123456789abcdef0123", b"x" * 100),
     ("GET", "/v1/throughput/upload/0123456789abcdef0123", None),
     ("GET", "/v1/throughput/download/0123456789abcdef0123", None),
+    ("POST", "/v1/checks", {"devices": {}}),
+    ("GET", "/v1/checks/0123456789abcdef0123456789abcdef", None),
 ]
 
 

@@ -14,6 +14,7 @@ from netcheck.dashboards.grafana import (
 SITE = '"site" =~ /^$site$/'
 AGENT = '"agent" =~ /^$agent$/'
 ROLE = '"role" =~ /^$role$/'
+CLIENT = '"client" =~ /^$client$/'
 SESSION = "\"session_id\" = '$session'"
 CUES = ("facial_expression", "vocal_tone", "conversational_timing", "lip_sync")
 RECOMMENDATIONS = (("video", 0), ("audio_only", 1), ("phone", 2))
@@ -110,8 +111,9 @@ def session() -> dict[str, Any]:
 
 
 def checks() -> dict[str, Any]:
-    """Pre-session checks: each check's verdict, cue levels and deciding figures; by site, role, agent."""
-    where = f"WHERE $timeFilter AND \"kind\" = 'check' AND {SITE} AND {ROLE} AND {AGENT}"
+    """Pre-session checks: each check's verdict, cue levels and deciding figures; by site, role, agent, and
+    client (`cli` or `browser`: the same schema, told apart by this tag)."""
+    where = f"WHERE $timeFilter AND \"kind\" = 'check' AND {SITE} AND {ROLE} AND {CLIENT} AND {AGENT}"
     levels = ", ".join(f'"{cue}_level" AS "{cue}"' for cue in CUES)
 
     def figure_panel(title: str, measurement: str, fields: tuple[str, ...], metric: str,
@@ -124,9 +126,9 @@ def checks() -> dict[str, Any]:
     panels = [
         panel("table", "Checks: verdict and cue levels", [
             target("A", f'SELECT "recommendation" AS "recommendation", "video_setting" AS "video_setting", {levels}, '
-                        f'"check_id" AS "check_id" FROM "netcheck_assessment" {where} GROUP BY "site", "role", "agent"',
+                        f'"check_id" AS "check_id" FROM "netcheck_assessment" {where} GROUP BY "site", "role", "client", "agent"',
                    table=True),
-        ], (0, 0, 24, 9), "One row per check, newest last."),
+        ], (0, 0, 24, 9), "One row per check, newest last; `client` says whether it ran in the browser or the CLI."),
         figure_panel("Delay (RTT p95)", "netcheck_udp", ("rtt_p95_ms",), "rtt_p95_ms", (0, 9, 8, 8),
                      "Each check's UDP voice stream."),
         figure_panel("Packet loss, one way", "netcheck_udp", ("loss_up_pct", "loss_down_pct"), "loss_one_way_pct",
@@ -143,7 +145,8 @@ def checks() -> dict[str, Any]:
     checks_only = "\"kind\" = 'check'"
     variables = [tag_variable("site", "Site", "site", where=checks_only),
                  tag_variable("role", "Role", "role", where=f"{checks_only} AND {SITE}"),
-                 tag_variable("agent", "Agent", "agent", where=f"{checks_only} AND {SITE} AND {ROLE}")]
+                 tag_variable("client", "Client", "client", where=f"{checks_only} AND {SITE} AND {ROLE}"),
+                 tag_variable("agent", "Agent", "agent", where=f"{checks_only} AND {SITE} AND {ROLE} AND {CLIENT}")]
     return dashboard("netcheck-checks", "netcheck — Pre-session checks",
                      "Each pre-session check: verdict, cue levels and the figures that decided them.", panels,
                      variables, time_from="now-7d")

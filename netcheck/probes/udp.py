@@ -217,6 +217,36 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
         return failed_result(Status.ERROR, sent, KEY_EXPIRED_ERROR)
     if not collector.echo_replies:
         return failed_result(Status.UNREACHABLE if collector.refused else Status.TIMEOUT, sent)
+    echoes = [EchoTiming(seq=seq, rtt_ms=reply_rtt_ms(recv_ns, send_ns[seq], packet),
+                         up_delay_ms=(packet.server_recv_ns - send_ns[seq]) / 1e6,
+                         down_delay_ms=(recv_ns - packet.server_send_ns) / 1e6,
+                         server_rx_count=packet.server_rx_count)
+              for recv_ns, seq, packet in collector.echo_replies]
+    return summarise_echoes(sent, echoes, collector.stats_rx_count)
+
+
+@dataclass(frozen=True)
+class EchoTiming:
+    """One echo reply as the statistics need it: the UDP probe's datagrams and the browser check's
+    data channel (netcheck/browser_check.py) both become these, so both report by one definition."""
+
+    seq: int
+    rtt_ms: float
+    """The round trip without the time the server held the request."""
+    up_delay_ms: float
+    """Server receive time − client send time: one-way delay plus the clocks' constant offset."""
+    down_delay_ms: float
+    """Client receive time − server send time."""
+    server_rx_count: int
+    """How many distinct requests the server had received when it answered this one."""
+
+
+def summarise_echoes(sent: int, echoes: list[EchoTiming], stats_rx_count: int | None) -> UdpResult:
+    """The probe's figures from `sent` requests (seqs 0..sent−1) and their replies in arrival order.
+
+    `stats_rx_count`: what the server said it received in all (authoritative); None when the stats
+    exchange was lost. Needs at least one echo (a run without any is a failed_result).
+    """
     rtt_by_seq: list[float | None] = [None] * sent
     up_delay_by_seq: list[float | None] = [None] * sent
     down_delay_by_seq: list[float | None] = [None] * sent
@@ -224,21 +254,21 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
     seqs_in_arrival_order: list[int] = []
     duplicates = 0
     max_rx_count_seen = 0
-    for recv_ns, seq, packet in collector.echo_replies:
-        max_rx_count_seen = max(max_rx_count_seen, packet.server_rx_count)
+    for echo in echoes:
+        seq = echo.seq
+        max_rx_count_seen = max(max_rx_count_seen, echo.server_rx_count)
         if rtt_by_seq[seq] is not None:
             duplicates += 1
             continue
-        rtt_ms = reply_rtt_ms(recv_ns, send_ns[seq], packet)
-        rtt_by_seq[seq] = rtt_ms
-        up_delay_by_seq[seq] = (packet.server_recv_ns - send_ns[seq]) / 1e6
-        down_delay_by_seq[seq] = (recv_ns - packet.server_send_ns) / 1e6
-        rtt_in_arrival_order.append(rtt_ms)
+        rtt_by_seq[seq] = echo.rtt_ms
+        up_delay_by_seq[seq] = echo.up_delay_ms
+        down_delay_by_seq[seq] = echo.down_delay_ms
+        rtt_in_arrival_order.append(echo.rtt_ms)
         seqs_in_arrival_order.append(seq)
     received = len(rtt_in_arrival_order)
     # The stats reply is authoritative; if all its attempts were lost, the highest count echoed
     # in a reply is a lower bound of what the reflector received.
-    server_rx = collector.stats_rx_count if collector.stats_rx_count is not None else max_rx_count_seen
+    server_rx = stats_rx_count if stats_rx_count is not None else max_rx_count_seen
     server_rx = min(sent, max(server_rx, received))
     return UdpResult(
         status=Status.OK,

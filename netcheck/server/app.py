@@ -18,6 +18,7 @@ from netcheck.av.peer import IceSettings
 from netcheck.server.hub import HubLimits, SessionHub, register_disabled
 from netcheck.server.access import MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
+from netcheck.server.checks import CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
@@ -48,6 +49,8 @@ class RunningServer:
     hub: SessionHub | None = None
     """None: no secret, the session hub is off."""
     tls: bool = False
+    checks: CheckEndpoints | None = None
+    """The browser checks' endpoints, with the store and the deliverer they hold."""
 
     @property
     def url(self) -> str:
@@ -60,6 +63,8 @@ class RunningServer:
         if self.hub is not None:  # before cleanup, which would wait up to a minute for open SSE streams
             await self.hub.close()
         await self.runner.cleanup()
+        if self.checks is not None:
+            await self.checks.close()
 
 
 @dataclass
@@ -84,12 +89,17 @@ def default_capacity(access: MeasuringAccess) -> Capacity:
 
 
 def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: SessionHub | None = None,
-              keys: ClientKeys | None = None, capacity: Capacity | None = None) -> web.Application:
+              keys: ClientKeys | None = None, capacity: Capacity | None = None,
+              checks: CheckSettings | None = None) -> tuple[web.Application, CheckEndpoints]:
+    """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     media.routes(app)
     StaticPages().routes(app)
-    ThroughputEndpoints(capacity.access, capacity.throughput).routes(app)
+    throughput = ThroughputEndpoints(capacity.access, capacity.throughput)
+    throughput.routes(app)
+    check_endpoints = CheckEndpoints(checks, capacity.access, media, throughput)
+    check_endpoints.routes(app)
     if hub is not None:
         hub.routes(app)
     else:
@@ -140,14 +150,14 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/udp/key", udp_key)
     app.cleanup_ctx.append(sample_cpu)
-    return app
+    return app, check_endpoints
 
 
 async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
-    open_reflector: bool = False,
+    open_reflector: bool = False, checks: CheckSettings | None = None,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -155,6 +165,8 @@ async def start_server(
     derived from it (so every node with the same secret verifies them); without one they come from
     a random secret of this process. `require_token`: every measuring endpoint needs a valid token.
     `open_reflector`: also answer untagged datagrams (a LAN or a test bench; never on the internet).
+    `checks`: where browser checks are stored (the config's store for `serve`); without it
+    `POST /v1/checks` answers 503. Raises StoreError when that store cannot be opened.
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -167,18 +179,21 @@ async def start_server(
     capacity = default_capacity(access)
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = SessionHub(secret, hub_limits) if secret else None
-    runner = web.AppRunner(build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity),
-                           access_log=None)
+    app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks)
+    runner = web.AppRunner(app, access_log=None)
     try:
+        check_endpoints.open()
         await runner.setup()
         site = web.TCPSite(runner, bind, http_port, ssl_context=tls)
         await site.start()
     except BaseException:
         transport.close()
         await runner.cleanup()
+        await check_endpoints.close()
         raise
     bound_http_port = runner.addresses[0][1]
-    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None)
+    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None,
+                         check_endpoints)
 
 
 REFLECTOR_RCVBUF_BYTES = 4 * 1024 * 1024

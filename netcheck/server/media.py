@@ -49,6 +49,17 @@ class MediaSession:
     """The voice-path data channel's log, once the page opened one (one per session)."""
 
 
+@dataclass(frozen=True)
+class FinishedSession:
+    """A session ended by a browser check, and what the server recorded of it."""
+
+    view: dict[str, Any]
+    """As the report endpoint answers: `received`, `sent`, `server_cpu_max_pct`."""
+    voice: VoiceChannelLog | None
+    age_s: float
+    """From the offer to the end."""
+
+
 class MediaPeerHub:
     """All media sessions of one server."""
 
@@ -130,7 +141,7 @@ class MediaPeerHub:
             await self.end(session.session_id)
         return web.json_response(report)
 
-    async def finish(self, session_id: str, client: str) -> tuple[dict[str, Any], VoiceChannelLog | None] | None:
+    async def finish(self, session_id: str, client: str) -> FinishedSession | None:
         """End `client`'s session `session_id` and return the server's view of it and its voice log;
         None when there is no such session of theirs (ended, expired, or someone else's)."""
         session = self.sessions.get(session_id)
@@ -140,7 +151,7 @@ class MediaPeerHub:
             view = await server_view(session)
         finally:
             await self.end(session_id)
-        return view, session.voice
+        return FinishedSession(view, session.voice, time.monotonic() - session.created_s)
 
     async def end(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)

@@ -228,6 +228,12 @@ class LocalStore:
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
 
+    def get_check(self, check_id: str) -> dict[str, Any] | None:
+        """One stored check report by its id, or None."""
+        row = self._read(lambda: self._db.execute(
+            "SELECT report_json FROM checks WHERE check_id = ?", (check_id,)).fetchone())
+        return json.loads(row[0]) if row else None
+
     def list_checks(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest checks first, as their stored reports."""
         rows = self._read(lambda: self._db.execute(

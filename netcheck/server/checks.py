@@ -1,0 +1,217 @@
+"""`POST /v1/checks` and `GET /v1/checks/{check_id}`: the browser check's verdict, stored like a CLI check.
+
+The page posts what it measured (netcheck/browser_check.py validates it); the server ends the call
+it names, adds its own view of the call, the voice channel and the throughput tests, assesses with
+the clinic's thresholds (netcheck/browser_report.py), stores the check in its local store with its
+points (`client=browser`) and, when InfluxDB is configured, delivers them from the same outbox as
+the agent does. Posting is bounded: 256 kB, a handful of checks per client per minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from netcheck.browser_check import MAX_BODY_BYTES, BodyError, parse_body
+from netcheck.browser_report import ServerView, build_check
+from netcheck.errors import StoreError
+from netcheck.points import Origin, report_points
+from netcheck.quality import METRICS, Metric
+from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.server.media import MediaPeerHub
+from netcheck.server.throughput import ThroughputEndpoints
+from netcheck.store.local import LocalStore
+
+CHECK_ID = re.compile(r"^[0-9a-f]{32}$")
+CHECKS_BURST = 5
+CHECK_EVERY_S = 20.0
+"""A check takes about 30 s: five at once, then one every 20 s per client, is a person pressing
+"run again", not a script filling the store."""
+MAX_RATE_CLIENTS = 4096
+ATTACHING_ROLES = ("client", "therapist")
+"""Tokens of a session's legs attach the check to that session; a `check` token only measures."""
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Where the server keeps browser checks and how it judges them (`netcheck serve`: from the config)."""
+
+    store_path: Path
+    thresholds: tuple[Metric, ...] = METRICS
+    site: str | None = None
+    influx: Any = None
+    """config.InfluxSettings, or None: points stay in the store."""
+    max_points: int = 200_000
+    retention_days: float = 30.0
+    on_event: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    """Told, in one sentence, about delivery (InfluxDB unreachable, back again)."""
+
+
+class CheckRate:
+    """Per-client token buckets (bounded in number: the oldest clients are forgotten first)."""
+
+    def __init__(self, burst: int = CHECKS_BURST, every_s: float = CHECK_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.every_s, self.clock = burst, every_s, clock
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, client: str) -> int:
+        """0 when admitted, else the seconds to wait."""
+        now_s = self.clock()
+        tokens, last_s = self.buckets.pop(client, (float(self.burst), now_s))
+        tokens = min(float(self.burst), tokens + (now_s - last_s) / self.every_s)
+        admitted = tokens >= 1.0
+        self.buckets[client] = (tokens - 1.0 if admitted else tokens, now_s)
+        while len(self.buckets) > MAX_RATE_CLIENTS:
+            self.buckets.popitem(last=False)
+        return 0 if admitted else max(1, int((1.0 - tokens) * self.every_s) + 1)
+
+
+class CheckEndpoints:
+    def __init__(self, settings: CheckSettings | None, access: MeasuringAccess, media: MediaPeerHub,
+                 throughput: ThroughputEndpoints) -> None:
+        self.settings = settings
+        self.access = access
+        self.media = media
+        self.throughput = throughput
+        self.rate = CheckRate()
+        self.store: LocalStore | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._delivery: asyncio.Task | None = None
+        self._deliverer: Any = None
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/checks", self.post_check)
+        app.router.add_get("/v1/checks/{check_id}", self.get_check)
+
+    def open(self) -> None:
+        """Open the store and start delivering (when InfluxDB is configured); StoreError when it cannot."""
+        if self.settings is None:
+            return
+        self.store = LocalStore(self.settings.store_path, self.settings.max_points, self.settings.retention_days)
+        if self.settings.influx is not None:
+            from netcheck.delivery import Deliverer
+            from netcheck.store.influx import make_writer
+
+            self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
+                                        self.settings.on_event)
+            self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._delivery is not None:
+            try:
+                await asyncio.wait_for(self._delivery, 5.0)
+            except asyncio.TimeoutError:
+                self._delivery.cancel()
+            self._deliverer.close()
+            self._delivery = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    async def post_check(self, request: web.Request) -> web.Response:
+        caller = self.access.caller(request)  # 401 first: a refused caller costs nothing
+        if self.store is None:
+            return _error(503, "this server keeps no checks (it was started without a store)")
+        raw = await _read_bounded(request, MAX_BODY_BYTES)
+        if raw is None:
+            return _error(413, f"body larger than {MAX_BODY_BYTES // 1024} kB")
+        try:
+            body = parse_body(raw)
+        except BodyError as error:
+            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+        wait_s = self.rate.take(caller.client)  # only a check that would be stored takes from the rate
+        if wait_s:
+            return busy_response(wait_s, "too many checks from this client")
+        call = voice = None
+        age_s = 0.0
+        if body["av_session_id"] is not None:
+            finished = await self.media.finish(body["av_session_id"], caller.client)
+            if finished is None:
+                return web.json_response({"error": "av_session_id: no call of yours with this id (ended, expired, "
+                                                   "or started by another client)", "field": "av_session_id"},
+                                         status=400)
+            call, voice, age_s = finished.view, finished.voice, finished.age_s
+        tp = body["throughput"] or {}
+        view = ServerView(
+            call=call,
+            voice_arrivals={a.seq: (a.server_recv_ms, a.server_send_ms) for a in voice.arrivals} if voice else None,
+            upload=self._upload(tp.get("upload_test_id")), download=self._download(tp.get("download_test_id")),
+        )
+        claims = caller.claims
+        session_id = claims.session_id if claims is not None and claims.role in ATTACHING_ROLES else None
+        now = datetime.now(timezone.utc)
+        started_at = (now - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
+        check = build_check(body, view, uuid.uuid4().hex, started_at, round(age_s, 3), _server_url(request),
+                            session_id, self.settings.thresholds if self.settings else METRICS)
+        origin = Origin(agent=self.store.agent_id(), kind="check",
+                        role=claims.role if claims is not None and claims.role in ATTACHING_ROLES else "client",
+                        site=self.settings.site if self.settings else None,
+                        server=_server_url(request).split("://", 1)[1], session_id=session_id,
+                        check_id=check.report["check_id"], client="browser")
+        time_ms = int((now - timedelta(seconds=age_s)).timestamp() * 1000)
+        try:
+            self.store.save_check(check.report, report_points(check.measurements, check.assessment, origin, time_ms))
+        except StoreError as error:
+            return _error(503, f"the check could not be stored: {error}"[:300])
+        self._wake.set()
+        return web.json_response(check.report, status=201, headers={"Cache-Control": "no-store"})
+
+    async def get_check(self, request: web.Request) -> web.Response:
+        self.access.caller(request)
+        check_id = request.match_info["check_id"]
+        if self.store is None:
+            return _error(503, "this server keeps no checks (it was started without a store)")
+        report = self.store.get_check(check_id) if CHECK_ID.match(check_id) else None
+        if report is None or report.get("client") != "browser":
+            return _error(404, "no such check")
+        return web.json_response(report, headers={"Cache-Control": "no-store"})
+
+    def _upload(self, test_id: str | None) -> tuple[list[tuple[float, int]], int] | None:
+        record = self.throughput.uploaded.get(test_id) if test_id else None
+        return (list(record.samples), record.total_bytes) if record is not None else None
+
+    def _download(self, test_id: str | None) -> tuple[list[tuple[float, int]], int] | None:
+        record = self.throughput.downloaded.get(test_id) if test_id else None
+        return (list(record.samples), record.total_bytes()) if record is not None else None
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than `limit` (no more than limit + 64 kB is ever read)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def _server_url(request: web.Request) -> str:
+    """This server as the check's `server`: the address the connection came in on, not the Host header
+    (which the client chooses, and which would become an InfluxDB tag)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    host, port = (sockname[0], sockname[1]) if sockname else ("unknown", 0)
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"{'https' if request.secure else 'http'}://{host}:{port}"
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
