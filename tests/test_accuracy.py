@@ -73,8 +73,11 @@ def _assert_truth_is_sound(run: Run) -> None:
     t = run.truth
     assert t.pair_mismatches == 0, "a reply did not match the relay's FIFO pairing"
     assert t.unanswered == 0 and t.not_forwarded == 0, t
-    # irtt may stop a few packets short of duration × rate (seen: 247 of 250); the relay saw every one it sent
-    assert abs(t.probes_sent - DURATION_S * 50) <= 5, t
+    # The truth covers exactly the probes the tool counted. irtt may send fewer than duration × rate:
+    # it stops a few short (247 of 250), and a starved irtt client (load average 4.5 on the 2 cores)
+    # skipped sends it was late for (238–244 of 250); the figures still describe those it sent.
+    assert run.figures["packets_sent"] == t.probes_sent, (run.figures["packets_sent"], t)
+    assert t.probes_sent >= 0.9 * DURATION_S * 50, t
 
 
 # --- the tests ------------------------------------------------------------------------------------
@@ -127,7 +130,9 @@ def test_one_way_jitter_tells_the_directions_apart(runs, name):
         assert abs(run.figures[metric] - truth) <= max(floor_ms, relative * truth), (metric, run.figures[metric], truth)
     rougher, calmer = ("jitter_up_ms", "jitter_down_ms") if profile.up.jitter_ms > profile.down.jitter_ms \
         else ("jitter_down_ms", "jitter_up_ms")
-    assert run.figures[rougher] > 3 * run.figures[calmer], run.figures
+    # ±15 vs ±2 ms gives ≈ 7.5×; the calm side reads higher on a loaded machine (the relay's own
+    # send timing: 2.8 instead of 1.35 ms at load average 4.5), so 2× is the margin against a swap.
+    assert run.figures[rougher] > 2 * run.figures[calmer], run.figures
 
 
 @pytest.mark.parametrize("name", ASYMMETRIC_JITTER)
