@@ -1,0 +1,217 @@
+// The check, step by step (≤ 30 s): devices → call → voice path → speed → the server's verdict.
+// State for automation (docs/browser-check.md): document.body.dataset.state, window.netcheckResult,
+// #verdict[data-recommendation], [data-device][data-finding].
+
+import { applyTexts, fill } from "./texts.js";
+import { Api, ServerError } from "./api.js";
+import { checkDevices } from "./devices.js";
+import { Call, DEFAULT_FORMAT, parseFormat, showDownstream } from "./call.js";
+import { VoiceProbe } from "./voice.js";
+import { runSpeed } from "./speed.js";
+import { selectedPath } from "./path.js";
+import { showVerdict } from "./verdict.js";
+
+const STEPS = ["devices", "call", "voice", "speed", "verdict"];
+const CALL_WATCH_MS = 6000;
+/** The call's figures settle within a few seconds; lip sync keeps counting markers through the voice step. */
+const VOICE_MS = 3200;
+const MAX_AUDIO_OFFSET_MS = 1000;
+
+const $ = (id) => document.getElementById(id);
+
+function setState(state) {
+  document.body.dataset.state = state;
+  const step = STEPS.indexOf(state);
+  if (step >= 0) {
+    $("progress").value = step;
+    $("step-label").textContent = fill("step_label", { step: step + 1, steps: STEPS.length, name: fill(`step_${state}`) });
+  } else if (state === "done") {
+    $("progress").value = STEPS.length;
+    $("step-label").textContent = fill("step_done");
+  } else if (state === "error") {
+    $("step-label").textContent = fill("step_error");
+  }
+}
+
+function status(key, values) {
+  $("status").textContent = key ? fill(key, values) : "";
+}
+
+function showBusy(seconds) {
+  const busy = $("busy");
+  busy.dataset.busy = String(seconds !== null);
+  busy.hidden = seconds === null;
+  if (seconds !== null) busy.textContent = fill("busy", { seconds });
+}
+
+/** The token travels in the fragment (never to the server's logs) and then only in a header. */
+function takeToken() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (token) history.replaceState(null, "", location.pathname + location.search);
+  return token;
+}
+
+function settings() {
+  const query = new URLSearchParams(location.search);
+  const offset = Number(query.get("audio_offset_ms") ?? 0);
+  return {
+    audioOffsetMs: Number.isFinite(offset) && Math.abs(offset) <= MAX_AUDIO_OFFSET_MS ? offset : 0,
+    format: parseFormat(query.get("video")) ?? parseFormat(DEFAULT_FORMAT),
+  };
+}
+
+function showPath(path) {
+  $("fig-path").textContent = path
+    ? fill("path.protocol", { kind: fill(`path.${path.candidate_type}`), protocol: (path.relay_protocol ?? path.protocol).toUpperCase() })
+    : fill("not_measured");
+}
+
+function showSpeed(throughput) {
+  const mbps = (value) => (value === null || value === undefined ? fill("not_measured") : fill("fig_mbps_value", { value }));
+  $("fig-download").textContent = mbps(throughput.download_mbps);
+  $("fig-upload").textContent = mbps(throughput.upload_mbps);
+  const ms = (value) => (value === null || value === undefined ? "–" : value.toFixed(0));
+  $("fig-delay").textContent = fill("fig_delay_loaded_value", {
+    idle: ms(throughput.idle_rtt_ms), down: ms(throughput.loaded_rtt_down_ms), up: ms(throughput.loaded_rtt_up_ms),
+  });
+}
+
+function noteMissing(keys) {
+  $("not-measured").replaceChildren(...keys.map((key) => {
+    const li = document.createElement("li");
+    li.textContent = fill(key);
+    li.dataset.missing = key;
+    return li;
+  }));
+}
+
+function resetView() {
+  for (const id of ["call", "verdict", "error"]) $(id).hidden = true;
+  $("verdict").dataset.recommendation = "";
+  for (const output of document.querySelectorAll("#call-figures output")) output.textContent = "…";
+  noteMissing([]);
+  delete window.netcheckResult;
+}
+
+let api = null;
+let running = false;
+
+async function run() {
+  if (running) return;
+  running = true;
+  resetView();
+  $("start").hidden = true;
+  $("run-again").disabled = true;
+  $("progress-line").hidden = false;
+  const { audioOffsetMs, format } = settings();
+  let call = null;
+  let stream = null;
+  try {
+    const audioContext = new AudioContext({ latencyHint: "interactive" });
+    await audioContext.resume();
+
+    setState("devices");
+    $("devices").hidden = false;
+    const checked = await checkDevices(audioContext);
+    stream = checked.stream;
+    const { devices, speakers } = checked;
+
+    setState("call");
+    $("call").hidden = false;
+    status("call_connecting");
+    call = new Call(api, { stream, audioOffsetMs, format, audioContext });
+    let connected = false;
+    try {
+      connected = await call.connect();
+    } catch (error) {
+      if (error instanceof ServerError && (error.status === 401 || error.status === 429)) throw error;
+      connected = false;
+    }
+    if (connected) {
+      status("call_measuring");
+      await call.watch(CALL_WATCH_MS, showDownstream);
+    } else {
+      status("call_failed");
+    }
+
+    setState("voice");
+    let voice = null;
+    if (connected) {
+      const probe = new VoiceProbe(call.channel);
+      if (await probe.open()) {
+        status("voice_measuring");
+        await probe.run(VOICE_MS);
+        voice = probe;
+      }
+    }
+    const downstream = connected ? await call.downstream() : null;
+    if (downstream) {
+      // not during the speed test: a saturated link (or CPU) moves both buffers by 100 ms and more
+      downstream.av_skew_ms = await call.finishLipSync();
+      window.netcheckDiagnostics = call.diagnostics;
+    }
+    showDownstream(downstream);
+    const path = connected ? await selectedPath(call.pc) : null;
+    showPath(path);
+    noteMissing(call.missing());
+
+    setState("speed");
+    const throughput = await runSpeed(api, voice, (phase, figures) => {
+      if (phase === "download") status("speed_download");
+      if (phase === "upload") {
+        status("speed_upload");
+        showSpeed({ download_mbps: figures.mbps });
+      }
+    });
+    showSpeed(throughput);
+
+    setState("verdict");
+    status("verdict_waiting");
+    devices.speakers = speakers.answer;
+    const result = await api.json("/v1/checks", {
+      av_session_id: call.sessionId,
+      audio_offset_ms: audioOffsetMs,
+      devices,
+      downstream,
+      voice: voice ? voice.report() : null,
+      throughput,
+      path,
+    });
+    window.netcheckResult = result;
+    showVerdict(result, devices);
+    status(null);
+    setState("done");
+  } catch (error) {
+    const box = $("error");
+    if (error instanceof ServerError && error.status === 401) box.textContent = fill("error_token");
+    else if (error instanceof ServerError && error.status === 429) box.textContent = fill("busy", { seconds: "…" });
+    else box.textContent = fill("error_server", { detail: error?.message ?? String(error) });
+    box.hidden = false;
+    status(null);
+    setState("error");
+  } finally {
+    call?.close();
+    for (const track of stream?.getTracks() ?? []) track.stop();
+    $("run-again").disabled = false;
+    if (document.body.dataset.state === "error") {
+      $("start").textContent = fill("run_again");
+      $("start").hidden = false;
+    }
+    running = false;
+  }
+}
+
+function init() {
+  applyTexts();
+  if (!window.isSecureContext) {
+    $("insecure").textContent = fill("insecure_context");
+    $("insecure").hidden = false;
+  }
+  api = new Api(takeToken(), showBusy);
+  $("start").addEventListener("click", run);
+  $("run-again").addEventListener("click", run);
+  $("start").disabled = false;
+  document.body.dataset.ready = "true";
+}
+
+init();

@@ -1,0 +1,143 @@
+// Step 4: speed and delay under load, as the CLI measures them: 4 streams per direction against
+// the throughput endpoints, about 2 s each, while the voice channel keeps echoing, so the delay a
+// voice sees on a loaded link (bufferbloat) is measured too. The server counts what crossed the
+// link by the test ids; the page's own figures are its fallback.
+
+const STREAMS = 4;
+const PHASE_MS = 2000;
+const RAMP_MS = 500;
+/** Slow start: the first half second is not measured (bytes nor delay). */
+const DOWNLOAD_BYTES = 1 << 30;
+const UPLOAD_CHUNK_BYTES = 1 << 20;
+const STREAM_MBPS = 50;
+/** Each upload stream is paced to 50 Mbit/s, as the CLI paces its own (netcheck/httpio.py) and the server
+ * its downloads: 4 streams measure up to 200 Mbit/s, plenty for a video session, without a loopback or
+ * LAN test starving the server's CPU (which would read as delay under load). */
+
+const uploadBodies = [];
+
+/** One request body per stream, sent again and again while the phase lasts. A Blob: Chromium 156 sent an
+ * ArrayBuffer body at about 100 Mbit/s on loopback and a Blob at 2,600 (a streamed body needs HTTP/2). */
+function payload(stream) {
+  if (!uploadBodies[stream]) {
+    const bytes = new Uint8Array(UPLOAD_CHUNK_BYTES);
+    for (let offset = 0; offset < bytes.length; offset += 65536) {
+      crypto.getRandomValues(bytes.subarray(offset, offset + 65536));  // incompressible
+    }
+    uploadBodies[stream] = new Blob([bytes], { type: "application/octet-stream" });
+  }
+  return uploadBodies[stream];
+}
+
+function testId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+export function percentile(values, fraction) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * fraction;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
+}
+
+function round(value, digits = 2) {
+  if (value === null || !Number.isFinite(value)) return null;
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+/** Mbit/s from the server's [[seconds, bytes so far], …] samples, after the ramp. */
+function rateFromSamples(samples) {
+  if (!Array.isArray(samples) || samples.length < 2) return null;
+  const after = samples.filter(([seconds]) => seconds >= RAMP_MS / 1000);
+  const [first, last] = after.length >= 2 ? [after[0], after[after.length - 1]] : [samples[0], samples[samples.length - 1]];
+  const seconds = last[0] - first[0];
+  return seconds > 0 ? ((last[1] - first[1]) * 8) / seconds / 1e6 : null;
+}
+
+async function serverCount(api, path) {
+  try {
+    const response = await api.fetch(path, { cache: "no-store" });
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+async function downloadStream(api, id, signal, counter) {
+  try {
+    const response = await api.fetch(`/v1/throughput/download?bytes=${DOWNLOAD_BYTES}&test=${id}`, { signal, cache: "no-store" });
+    if (!response.ok || !response.body) return;
+    const reader = response.body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      counter.bytes += value.byteLength;
+    }
+  } catch {
+    /* aborted at the end of the phase: the usual way out */
+  }
+}
+
+async function uploadStream(api, id, signal, deadlineMs, stream) {
+  const body = payload(stream);
+  const startMs = performance.now();
+  for (let sent = 0; performance.now() < deadlineMs && !signal.aborted; sent += body.size) {
+    const dueMs = startMs + (sent * 8) / (STREAM_MBPS * 1000);
+    if (dueMs > performance.now()) await new Promise((resolve) => setTimeout(resolve, dueMs - performance.now()));
+    if (performance.now() >= deadlineMs || signal.aborted) return;
+    try {
+      const response = await api.fetch(`/v1/throughput/upload/${id}`, {
+        method: "POST", body, signal, headers: { "Content-Type": "application/octet-stream" },
+      });
+      await response.arrayBuffer();
+    } catch {
+      return;
+    }
+  }
+}
+
+async function phase(api, voice, direction) {
+  const id = testId();
+  const stopEchoes = voice ? voice.startLoad() : null;
+  const controller = new AbortController();
+  const startMs = performance.now();
+  const deadlineMs = startMs + PHASE_MS;
+  const counter = { bytes: 0 };
+  let rampBytes = 0;
+  const rampTimer = setTimeout(() => { rampBytes = counter.bytes; }, RAMP_MS);
+  const streams = Array.from({ length: STREAMS }, (_, stream) => direction === "download"
+    ? downloadStream(api, id, controller.signal, counter)
+    : uploadStream(api, id, controller.signal, deadlineMs, stream));
+  await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
+  const measuredBytes = counter.bytes - rampBytes;
+  controller.abort();
+  clearTimeout(rampTimer);
+  await Promise.all(streams);
+  if (stopEchoes) await stopEchoes();
+  const rtts = voice ? voice.loadRttsBetween(startMs + RAMP_MS, deadlineMs) : [];
+  const count = await serverCount(api, `/v1/throughput/${direction === "download" ? "download" : "upload"}/${id}`);
+  let mbps = rateFromSamples(count?.samples);
+  if (mbps === null && direction === "download") mbps = (measuredBytes * 8) / ((PHASE_MS - RAMP_MS) / 1000) / 1e6;
+  return { id, mbps: round(mbps), loadedRttMs: round(percentile(rtts, 0.95)) };
+}
+
+/** The contract's `throughput`; `voice` (may be null) times the delay under load. */
+export async function runSpeed(api, voice, onPhase) {
+  onPhase("download", null);
+  const down = await phase(api, voice, "download");
+  onPhase("upload", down);
+  const up = await phase(api, voice, "upload");
+  onPhase("done", up);
+  return {
+    download_test_id: down.id,
+    upload_test_id: up.id,
+    download_mbps: down.mbps,
+    upload_mbps: up.mbps,
+    idle_rtt_ms: voice ? round(percentile(voice.idleRtts(), 0.95)) : null,
+    loaded_rtt_down_ms: down.loadedRttMs,
+    loaded_rtt_up_ms: up.loadedRttMs,
+  };
+}

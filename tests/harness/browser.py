@@ -1,0 +1,222 @@
+"""Headless Chromium for the browser check's tests: fake devices fed with netcheck's own markers.
+
+    files = marked_media(tmp_path, audio_offset_ms=0)      # y4m + wav: ground truth for the upstream
+    with chromium(video_file=files.video, audio_file=files.audio) as browser:
+        page = browser.new_page()
+        page.goto(f"{server.http_url}/check?audio_offset_ms=-60")
+        run_check(page)                                    # clicks Start, waits for done or error
+
+Debian's /usr/bin/chromium, driven by Playwright for Python (`playwright install` cannot download
+browsers here and is not needed). The camera and microphone are Chromium's fake devices; with
+files they play the y4m and wav in a loop: every frame carries its index (markers.paint_code) and
+the wav carries a 1 kHz burst at each marker frame's time minus `audio_offset_ms`, exactly as the
+server's own marked tracks do, so the server's upstream lip sync has a known truth too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from netcheck.av import markers
+from netcheck.av.markers import AUDIO_RATE_HZ, VideoFormat
+
+CHROMIUM = "/usr/bin/chromium"
+FAKE_DEVICES_ARG = "--use-fake-device-for-media-stream=fps=30"
+"""Chromium's fake camera (a moving test pattern, any asked size; 20 fps unless told) and microphone (a beep a second)."""
+FAKE_UI_ARG = "--use-fake-ui-for-media-stream"
+NO_CAMERA_ARG = "--use-fake-device-for-media-stream=device-count=0"
+"""Chromium's fake capture factory with no video device: the page finds no camera (the fake microphone stays)."""
+CHECK_TIMEOUT_MS = 60_000
+"""A check takes ≤ 30 s; the busy case waits for another check's call to end first."""
+
+
+@dataclass(frozen=True)
+class MarkedMedia:
+    video: Path
+    audio: Path
+    format: VideoFormat
+    audio_offset_ms: float
+
+
+def write_y4m(path: Path, video: VideoFormat, seconds: float) -> Path:
+    """A y4m file whose every frame carries its index code over the markers' moving background."""
+    frames = round(seconds * video.fps)
+    width, height = video.width, video.height
+    background = markers.background_luma(width, height)
+    chroma = bytes((128,)) * ((width // 2) * (height // 2))
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{video.fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for index in range(frames):
+            scroll = (index % 64) * width
+            luma = bytearray(background[scroll:scroll + width * height])
+            markers.paint_code(luma, width, width, index)
+            out.write(b"FRAME\n")
+            out.write(luma)
+            out.write(chroma)
+            out.write(chroma)
+    return path
+
+
+def write_wav(path: Path, video: VideoFormat, seconds: float, audio_offset_ms: float = 0.0,
+              silent: bool = False) -> Path:
+    """Mono 48 kHz s16: silence with the markers' bursts (none when `silent`), as long as the y4m loop."""
+    count = round(seconds * AUDIO_RATE_HZ)
+    starts = [] if silent else [start for start in markers.burst_start_samples(video, audio_offset_ms, 1000)
+                                if start < count]
+    samples = markers.audio_samples(0, count, starts)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(AUDIO_RATE_HZ)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def marked_media(folder: Path, video: VideoFormat = VideoFormat(640, 360, 30), seconds: float = 2.0,
+                 audio_offset_ms: float = 0.0) -> MarkedMedia:
+    """A y4m and a wav that loop together (same length, a whole number of marker periods)."""
+    return MarkedMedia(write_y4m(folder / "camera.y4m", video, seconds),
+                       write_wav(folder / "microphone.wav", video, seconds, audio_offset_ms),
+                       video, audio_offset_ms)
+
+
+def silent_wav(folder: Path, seconds: float = 2.0) -> Path:
+    return write_wav(folder / "silence.wav", VideoFormat(640, 360, 30), seconds, silent=True)
+
+
+def chromium_args(*, fake_ui: bool = True, video_file: Path | None = None, audio_file: Path | None = None,
+                  no_camera: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+    args = ["--no-sandbox"]
+    args.append(NO_CAMERA_ARG if no_camera else FAKE_DEVICES_ARG)
+    if fake_ui:
+        args.append(FAKE_UI_ARG)
+    if video_file is not None:
+        args.append(f"--use-file-for-fake-video-capture={video_file}")
+    if audio_file is not None:
+        args.append(f"--use-file-for-fake-audio-capture={audio_file}")
+    return [*args, *extra]
+
+
+@contextlib.contextmanager
+def chromium(executable: str = CHROMIUM, **options) -> Iterator:
+    """A headless Chromium (Playwright Browser) with fake devices; options as `chromium_args`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=chromium_args(**options))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def run_check(page, timeout_ms: int = CHECK_TIMEOUT_MS) -> str:
+    """Press Start and wait until the page says done or error; returns that state."""
+    page.wait_for_selector("body[data-ready='true']")
+    page.click("#start")
+    # a selector, not wait_for_function: the page's CSP (no 'unsafe-eval') refuses evaluated strings
+    page.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached", timeout=timeout_ms)
+    return page.get_attribute("body", "data-state")
+
+
+def result(page) -> dict | None:
+    return page.evaluate("window.netcheckResult ?? null")
+
+
+SCREEN_WIDTHS = {1280: 900, 360: 740}
+"""Viewport widths the page is shown at (a laptop, a small phone) and their heights."""
+
+
+def overflows_horizontally(page) -> bool:
+    """True when something is wider than the viewport (cut off, or only reachable by scrolling sideways)."""
+    return page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+
+
+def main(argv: list[str]) -> None:
+    """`python -m tests.harness.browser screenshots DIR`: each state of the page at 1280 and 360 px.
+
+    Against a real `netcheck serve` on loopback with marked fake devices. The audio-only/phone
+    verdict is the real server's answer to a real check with the recommendation, cue levels and
+    advice replaced by those of a lossy path (a loopback link has no loss to show).
+    """
+    import json
+    import sys
+    import tempfile
+
+    from tests.harness.servers import start_serve, stop, subprocess_env
+
+    if len(argv) != 2 or argv[0] != "screenshots":
+        sys.exit("usage: python -m tests.harness.browser screenshots DIR")
+    out = Path(argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        files = marked_media(Path(folder))
+        for width, height in SCREEN_WIDTHS.items():
+            server = start_serve(env=subprocess_env(NETCHECK_HOME=folder + f"/home{width}"))
+            try:
+                with chromium(video_file=files.video, audio_file=files.audio) as browser:
+                    context = browser.new_context(viewport={"width": width, "height": height})
+
+                    def shot(page, name: str) -> None:
+                        path = out / f"{name}-{width}.png"
+                        page.screenshot(path=str(path), full_page=True)
+                        print(path, "overflows" if overflows_horizontally(page) else "fits")
+
+                    page = context.new_page()
+                    page.goto(f"{server.http_url}/check")
+                    page.wait_for_selector("body[data-ready='true']")
+                    page.click("#start")
+                    page.wait_for_selector("body[data-state='devices'] #mic-db:not(:empty)", state="attached")
+                    shot(page, "1-devices")
+                    page.wait_for_selector("body[data-state='voice']", state="attached", timeout=CHECK_TIMEOUT_MS)
+                    shot(page, "2-call")
+                    busy = context.new_page()
+                    busy.goto(f"{server.http_url}/check")
+                    busy.wait_for_selector("body[data-ready='true']")
+                    busy.click("#start")
+                    busy.wait_for_selector("#busy[data-busy='true']", timeout=CHECK_TIMEOUT_MS)
+                    shot(busy, "6-busy")
+                    page.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached",
+                                           timeout=CHECK_TIMEOUT_MS)
+                    shot(page, "3-verdict-video")
+                    busy.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached",
+                                           timeout=2 * CHECK_TIMEOUT_MS)
+                    busy.close()
+
+                    phone = context.new_page()
+
+                    def lossy(route) -> None:
+                        response = route.fetch()
+                        answer = response.json()
+                        answer.update(recommendation="phone", video_setting="audio_only", advice=[
+                            "8 % of your voice's packets are lost on the way to the clinic: words will drop out. "
+                            "Move closer to the Wi-Fi router or use a cable, and use the phone for this session.",
+                        ])
+                        for cue, level in (("facial_expression", "poor"), ("vocal_tone", "poor"), ("lip_sync", "fair")):
+                            answer["cues"][cue]["level"] = level
+                        route.fulfill(response=response, body=json.dumps(answer))
+
+                    phone.route("**/v1/checks", lossy)
+                    phone.goto(f"{server.http_url}/check")
+                    run_check(phone)
+                    shot(phone, "4-verdict-phone")
+                    context.close()
+                with chromium(fake_ui=False) as browser:
+                    context = browser.new_context(viewport={"width": width, "height": height}, permissions=[])
+                    page = context.new_page()
+                    page.goto(f"{server.http_url}/check")
+                    run_check(page)
+                    shot(page, "5-device-denied")
+                    context.close()
+            finally:
+                stop(server.process)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

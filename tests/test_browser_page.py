@@ -1,0 +1,162 @@
+"""The browser check's page (issue 13) in headless Chromium against a real `netcheck serve`.
+
+The camera and microphone are Chromium's fake devices (a moving pattern, a beep a second), or a
+wav of silence for the silent microphone. The page's posted measurements are read from the
+request it sends (POST /v1/checks), so the page's own figures are tested, not the server's reading
+of them. Lip sync is the server's marked downstream as the page plays it.
+
+Not the fake files with netcheck's markers (tests/harness/browser.py marked_media) for the
+upstream: Chromium loops the y4m and the wav independently, from whenever each device started, so
+the offset between them — the upstream's lip-sync truth — is not known (one run read +192 ms).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import pytest
+
+from tests.harness.browser import chromium, overflows_horizontally, result, run_check, silent_wav
+from tests.harness.servers import start_serve, stop, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+CHECK_BUDGET_S = 30.0
+LIP_SYNC_TOLERANCE_MS = 30.0
+"""Issue 13: the page's skew within ±30 ms of the server's audio offset."""
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A fresh server per test: it admits 5 stored checks from one address, then one per 20 s."""
+    running = start_serve(env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+class Posted:
+    """The body of the page's POST /v1/checks, seen as it leaves (nothing intercepted)."""
+
+    def __init__(self, page) -> None:
+        self.body: dict | None = None
+        page.on("request", self._seen)
+
+    def _seen(self, request) -> None:
+        if request.method == "POST" and request.url.endswith("/v1/checks"):
+            self.body = json.loads(request.post_data or "null")
+
+
+def open_check(browser, server, query: str = ""):
+    page = browser.new_page()
+    posted = Posted(page)
+    page.goto(f"{server.http_url}/check{query}")
+    return page, posted
+
+
+def finding(page, device: str) -> str | None:
+    return page.get_attribute(f"[data-device='{device}']", "data-finding")
+
+
+def assert_network_part_completed(posted: Posted) -> None:
+    body = posted.body
+    assert body is not None, "the page never posted its measurements"
+    assert body["voice"] is not None and body["voice"]["server_rx_count"] is not None
+    assert len(body["voice"]["sent_ms"]) >= 150  # 50 a second for ≥ 3 s
+    assert body["throughput"]["download_mbps"] and body["throughput"]["upload_mbps"]
+    assert body["path"] is not None
+
+
+def test_clean_loopback_says_video_with_all_four_cues_within_30_s(server):
+    with chromium() as browser:
+        page, posted = open_check(browser, server)
+        started = time.monotonic()
+        state = run_check(page)
+        elapsed_s = time.monotonic() - started
+        answer = result(page)
+        print(f"time to verdict {elapsed_s:.1f} s; posted downstream {posted.body and posted.body['downstream']}")
+        assert state == "done", page.inner_text("#error")
+        assert elapsed_s <= CHECK_BUDGET_S
+        assert answer["recommendation"] == "video"
+        assert page.get_attribute("#verdict", "data-recommendation") == "video"
+        for cue in ("facial_expression", "vocal_tone", "conversational_timing", "lip_sync"):
+            assert answer["cues"][cue]["level"] != "unknown", cue
+        assert answer.get("check_id") and answer.get("code")
+        assert finding(page, "camera") == "ok" and finding(page, "microphone") == "ok"
+        assert_network_part_completed(posted)
+        downstream = posted.body["downstream"]
+        assert downstream["video_fps"] > 15 and downstream["video_height"] > 0
+        assert downstream["av_skew_ms"] is not None
+
+
+@pytest.mark.parametrize("audio_offset_ms", [-150, -60, 40, 120])
+def test_lip_sync_in_the_page_follows_the_server_audio_offset(server, audio_offset_ms):
+    with chromium() as browser:
+        page, posted = open_check(browser, server, f"?audio_offset_ms={audio_offset_ms}")
+        run_check(page)
+        diagnostics = page.evaluate("window.netcheckDiagnostics ?? null")
+        assert posted.body is not None and posted.body["audio_offset_ms"] == audio_offset_ms
+        skew_ms = posted.body["downstream"]["av_skew_ms"]
+        print(f"offset {audio_offset_ms:+d} ms: page skew {skew_ms} ms; diagnostics {diagnostics}")
+        assert skew_ms is not None
+        assert len(diagnostics["skews_ms"]) >= 4, "too few markers timed for a lip-sync figure"
+        assert abs(skew_ms - audio_offset_ms) <= LIP_SYNC_TOLERANCE_MS
+
+
+def test_permission_denied_is_explained_and_the_network_part_completes(server):
+    with chromium(fake_ui=False) as browser:
+        context = browser.new_context(permissions=[])
+        page = context.new_page()
+        posted = Posted(page)
+        page.goto(f"{server.http_url}/check")
+        state = run_check(page)
+        assert finding(page, "camera") == "denied"
+        assert finding(page, "microphone") == "denied"
+        assert page.is_visible("[data-device='camera'][data-finding='denied']")
+        assert posted.body["devices"]["camera"] == "denied"
+        assert state == "done", page.inner_text("#error")
+        assert_network_part_completed(posted)
+
+
+def test_no_camera_is_explained_and_the_network_part_completes(server):
+    with chromium(no_camera=True) as browser:
+        page, posted = open_check(browser, server)
+        state = run_check(page)
+        assert finding(page, "camera") == "missing"
+        assert finding(page, "microphone") == "ok"
+        assert posted.body["devices"]["camera"] == "missing"
+        assert state == "done", page.inner_text("#error")
+        assert_network_part_completed(posted)
+
+
+def test_silent_microphone_is_explained_and_the_network_part_completes(server, tmp_path):
+    with chromium(audio_file=silent_wav(tmp_path)) as browser:
+        page, posted = open_check(browser, server)
+        state = run_check(page)
+        assert finding(page, "microphone") == "silent"
+        assert finding(page, "camera") == "ok"
+        assert posted.body["devices"]["microphone"] == "silent"
+        assert state == "done", page.inner_text("#error")
+        assert_network_part_completed(posted)
+
+
+def test_a_second_check_at_once_is_told_the_server_is_busy_then_completes(server):
+    with chromium() as browser:
+        first, _ = open_check(browser, server)
+        second, second_posted = open_check(browser, server)
+        first.wait_for_selector("body[data-ready='true']")
+        first.click("#start")
+        first.wait_for_selector("body[data-state='voice']", state="attached", timeout=30_000)  # its call is up
+        second.wait_for_selector("body[data-ready='true']")
+        second.click("#start")
+        second.wait_for_selector("#busy[data-busy='true']", timeout=30_000)
+        assert second.is_visible("#busy")
+        first.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached", timeout=60_000)
+        second.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached", timeout=90_000)
+        assert first.get_attribute("body", "data-state") == "done"
+        assert second.get_attribute("body", "data-state") == "done", second.inner_text("#error")
+        assert not second.is_visible("#busy")
+        assert_network_part_completed(second_posted)
