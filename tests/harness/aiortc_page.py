@@ -22,6 +22,8 @@ from netcheck.server.voice_channel import (
 )
 
 VIDEO = "640x360@30"
+BUSY_BUDGET_S = 60.0
+"""How long the page keeps retrying a busy server (429) before it gives up, as the CLI does."""
 
 
 @dataclass
@@ -66,14 +68,21 @@ async def open_call(server_url: str, token: str | None = None, audio_offset_ms: 
     channel = pc.createDataChannel(LABEL, ordered=False, maxRetransmits=0)
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline_s = time.monotonic() + BUSY_BUDGET_S
     async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.post(server_url + "/v1/av/offer", json={
-            "type": "offer", "sdp": pc.localDescription.sdp, "video": video, "audio_offset_ms": audio_offset_ms,
-            "client": "browser"}) as response:
-            answer = await response.json()
+        while True:  # as the page does: "busy, retrying in N s" (429 + Retry-After), within a budget
+            async with http.post(server_url + "/v1/av/offer", json={
+                "type": "offer", "sdp": pc.localDescription.sdp, "video": video, "audio_offset_ms": audio_offset_ms,
+                "client": "browser"}) as response:
+                answer = await response.json()
+                retry_s = float(response.headers.get("Retry-After", "1"))
+            if response.status == 429 and time.monotonic() + retry_s < deadline_s:
+                await asyncio.sleep(retry_s)
+                continue
             if response.status != 200:
                 await pc.close()
                 raise RuntimeError(f"offer refused: {response.status} {answer}")
+            break
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
     call = Call(pc, channel, recorder, clock, answer["session_id"], video_format, time.monotonic())
     opened = asyncio.Event()
