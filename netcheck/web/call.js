@@ -23,8 +23,14 @@ const LIP_SYNC_WARM_UP_MS = 2500;
 /** Chromium's audio/video synchronisation settles within the first seconds of a call (seen: the first
  * markers 30–60 ms further apart than the rest); a session is lived after that, so lip sync is the
  * skew of the markers shown after it. */
-const LIP_SYNC_PIPELINE_MS = 0;
-/** Added by the page's own way of timing sound (see docs/browser-page.md): removed from every skew. */
+const LIP_SYNC_PIPELINE_MS = -63;
+/** The skew this page reads when the server's markers are in sync, removed from every skew: the median
+ * of 10 calibration runs (audio_offset_ms 0 and +80, 640x360@30, headless Chromium 156 against
+ * `netcheck serve` on loopback: −76…−50 ms), validated on the held-out offsets −150, −60, +40, +120
+ * (tests/test_browser_page.py). About half is Chromium's own A/V sync leaving the sound behind (its
+ * estimatedPlayoutTimestamps differ by 21–40 ms: aiortc's sender reports pair an RTP time with a send
+ * time), half the page's way of timing sound (a WebAudio tap after the media element's renderer, on
+ * WebAudio's output clock). See docs/browser-page.md. */
 
 export const DEFAULT_FORMAT = "640x360@30";
 /** What the server sends down: 720p costs the server (encoding in Python) and a 2-core client enough CPU
