@@ -26,20 +26,20 @@ def cli(*args: str, **env: str) -> subprocess.Popen:
 
 
 def test_a_check_waits_for_a_busy_server_says_so_and_then_completes(tmp_path: Path) -> None:
-    """One A/V session per client: while `probe av` holds this address's share, `check` is told 429 +
-    Retry-After, prints "the clinic's test server is busy, retrying in N s", waits, and completes."""
+    """Two A/V sessions per address: while two `probe av` hold this address's share, `check` is told
+    429 + Retry-After, prints "the clinic's test server is busy, retrying in N s", waits, and completes."""
     server = start_serve()
     try:
-        holder = cli("probe", "av", "--server", server.http_url, "--duration", "4s", "--json",
-                     NETCHECK_HOME=str(tmp_path / "a"))
-        time.sleep(2.0)  # the holder's call is up
+        holders = [cli("probe", "av", "--server", server.http_url, "--duration", "6s", "--json",
+                       NETCHECK_HOME=str(tmp_path / f"holder-{index}")) for index in range(2)]
+        time.sleep(3.0)  # the holders' calls are up (set up in about 1 s; they then hold for 6 s)
         checked = subprocess.run([sys.executable, str(REPO / "cli.py"), "check", "--server", server.http_url,
                                   "--quick", "--json"], capture_output=True, text=True, timeout=120,
                                  env=subprocess_env(NETCHECK_HOME=str(tmp_path / "b")))
-        holder_out, holder_err = holder.communicate(timeout=60)
+        finished = [holder.communicate(timeout=60) for holder in holders]
     finally:
         stop(server.process)
-    assert holder.returncode == 0, holder_err
+    assert all(holder.returncode == 0 for holder in holders), [err for _, err in finished]
     assert "the clinic's test server is busy, retrying in " in checked.stderr, checked.stderr
     assert "Traceback" not in checked.stderr
     assert checked.returncode == 0, checked.stderr

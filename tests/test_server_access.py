@@ -39,24 +39,26 @@ def test_a_fair_share_caps_each_client_and_the_total_and_says_how_long_to_wait()
     assert isinstance(late, Busy) and late.retry_after_s == 1  # overdue holders: ask again soon, not never
 
 
-def test_a_second_call_from_the_same_client_waits_its_turn_and_then_runs() -> None:
-    """One A/V session per client: the second probe is told 429 + Retry-After, says so in one
-    sentence, waits, and completes once the first call has ended."""
+def test_a_third_call_from_the_same_client_waits_its_turn_and_then_runs() -> None:
+    """Two A/V sessions per client: the third probe is told 429 + Retry-After, says so in one
+    sentence, waits, and completes once a call has ended."""
     messages: list[str] = []
 
     async def scenario():
         server = await start_server("127.0.0.1", 0, 0)
         try:
-            first = asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=2.0)).run())
-            await asyncio.sleep(1.0)  # the first call holds the client's share
+            first = [asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=2.0)).run())
+                     for _ in range(2)]
+            while len(server.media.sessions) < 2:  # until both calls hold the client's share
+                await asyncio.sleep(0.05)
             started_s = time.monotonic()
-            second = await AvProbe(server.url, AvProbeSettings(duration_s=0.5, on_busy=messages.append)).run()
-            return await first, second, time.monotonic() - started_s
+            third = await AvProbe(server.url, AvProbeSettings(duration_s=0.5, on_busy=messages.append)).run()
+            return await asyncio.gather(*first), third, time.monotonic() - started_s
         finally:
             await server.close()
 
     first, second, waited_s = asyncio.run(scenario())
-    assert first.status == Status.OK, first.error
+    assert all(call.status == Status.OK for call in first), [call.error for call in first]
     assert second.status == Status.OK, second.error
     assert messages and messages[0].startswith("the clinic's test server is busy, retrying in ")
     assert waited_s >= 1.0

@@ -140,15 +140,22 @@ class AvProbe:
                 })
                 if isinstance(answer, AvResult):
                     return answer
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=str(answer.get("sdp")), type="answer"))
-                if not await self._first_frame(pc, recorder, start_s):
-                    return failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
-                                         f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
-                                         time.monotonic() - start_s)
-                first_frame_s = recorder.recording.video_arrivals_s[0]
-                await asyncio.sleep(settings.duration_s)
-                return await self._summarise(http, pc, recorder, clock, settings, str(answer.get("session_id")),
-                                             start_s, first_frame_s)
+                session_id = str(answer.get("session_id"))
+                try:
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=str(answer.get("sdp")), type="answer"))
+                    if not await self._first_frame(pc, recorder, start_s):
+                        return failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
+                                             f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
+                                             time.monotonic() - start_s)
+                    first_frame_s = recorder.recording.video_arrivals_s[0]
+                    await asyncio.sleep(settings.duration_s)
+                    result = await self._summarise(http, pc, recorder, clock, settings, session_id, start_s,
+                                                   first_frame_s)
+                    session_id = ""  # the report ended it
+                    return result
+                finally:
+                    if session_id:  # a call that failed half-way: free its place on the server now, not in a minute
+                        await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
         except ValueError as error:  # aiortc rejects the answer's SDP
             return failed_result(Status.ERROR, f"bad answer from server: {error}")
         finally:

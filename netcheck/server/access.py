@@ -46,7 +46,7 @@ class MeasuringAccess:
             claims = verify_token(self.secret, token.strip(), None)
         except TokenError as error:
             raise _unauthorized(str(error)) from None
-        return Caller(client_of(request.remote, claims.session_id), claims)
+        return Caller(client_of(request.remote, claims.session_id, claims.role), claims)
 
 
 def _unauthorized(message: str) -> web.HTTPUnauthorized:

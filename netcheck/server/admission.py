@@ -100,8 +100,11 @@ class CpuHeadroom:
         return self.cpu_pct >= self.busy_pct
 
 
-def client_of(remote: str | None, session_id: str | None) -> str:
-    """Whose share a request takes: its session's with a token, else its source address's."""
+def client_of(remote: str | None, session_id: str | None, role: str | None = None) -> str:
+    """Whose share a request takes: its token's leg of a session (the client's and the therapist's
+    agents measure side by side), else its source address's (one household, or one NAT)."""
     from netcheck.server.udp_keys import normalized_address
 
-    return f"session:{session_id}" if session_id else f"address:{normalized_address(remote or '?')}"
+    if session_id:
+        return f"session:{session_id}:{role or ''}"
+    return f"address:{normalized_address(remote or '?')}"

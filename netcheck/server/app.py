@@ -26,8 +26,9 @@ from netcheck.server.udp_keys import ClientKeys
 from netcheck.server.web import StaticPages
 
 MAX_REQUEST_BYTES = 64 * 1024
-AV_SESSIONS_PER_CLIENT = 1
-"""A check runs one call; a second at once from the same client is a script, not a person."""
+AV_SESSIONS_PER_CLIENT = 2
+"""A check runs one call. Two, because an address may be a household or an office behind one NAT (a
+therapist's agent and a client's check); half of the total, so one client never takes them all."""
 AV_SESSION_EXPECTED_S = 10.0
 """A check's call: ICE, a few seconds of media, the report."""
 THROUGHPUT_STREAMS_PER_CLIENT = 8
