@@ -1,1 +1,1 @@
-"""The clinic-side server: UDP reflector and HTTP API (later: media peer, throughput, session hub)."""
+"""The clinic-side server (`netcheck serve`): UDP reflector, media peer, throughput endpoints, the browser check, the session hub."""
