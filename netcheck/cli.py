@@ -326,12 +326,13 @@ def serve(
     tls_key: Annotated[Optional[str], typer.Option(help="PEM private key of --tls-cert.")] = None,
     require_token: Annotated[bool, typer.Option("--require-token", help="Measure only for clients with a valid token (check links): UDP keys, A/V, throughput, checks. Needs NETCHECK_SECRET.")] = False,
     open_reflector: Annotated[bool, typer.Option("--open-reflector", help="Also answer untagged UDP probe packets (a LAN or a test bench; never on an address the internet reaches).")] = False,
+    hub: Annotated[Optional[str], typer.Option("--hub", help="Keep the session hub in Redis, shared by several nodes: redis://HOST:PORT/N (else NETCHECK_HUB_URL or hub_url; none: in memory). Password: NETCHECK_HUB_PASSWORD or hub_password_file, never in the URL.")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
     import asyncio
     import ssl
 
-    from netcheck.config import load_config
+    from netcheck.config import load_config, parse_hub_url
     from netcheck.server.app import start_server, tls_context
     from netcheck.server.checks import CheckSettings
 
@@ -351,6 +352,9 @@ def serve(
     config = load_config()
     hmac_key = config.hmac_key
     ice = ice_settings(stun, turn, turn_user, relay_only, config)
+    hub_url = parse_hub_url(hub) if hub else config.hub_url
+    if hub_url and not config.secret:
+        raise UsageError("--hub needs NETCHECK_SECRET (or secret_file): the session hub checks tokens with it")
     if require_token and not config.secret:
         raise UsageError("--require-token needs NETCHECK_SECRET (or secret_file) to verify the tokens")
     if tls is None and not is_loopback(bind):
@@ -368,12 +372,14 @@ def serve(
         try:
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
                                         tls=tls, require_token=require_token, open_reflector=open_reflector,
-                                        checks=checks)
+                                        checks=checks, hub_url=hub_url, hub_password=config.hub_password)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind
         print(f"{'https' if tls else 'http'} {host}:{server.http_port}", flush=True)
         print(f"udp {host}:{server.udp_port}", flush=True)
+        if hub_url and server.hub is not None:
+            await _report_hub_store(hub_url, server.hub.backend)
         stop = asyncio.Event()
         stop_on_signals(stop)
         try:
@@ -383,6 +389,18 @@ def serve(
 
     asyncio.run(run_until_stopped())
     return 0
+
+
+async def _report_hub_store(hub_url: str, backend: Any) -> None:
+    """One line on stderr: which Redis holds the hub, and whether it answers (serving goes on either way)."""
+    from redis.exceptions import RedisError
+
+    try:
+        await backend.ping()
+        print(f"netcheck: session hub in {hub_url}", file=sys.stderr, flush=True)
+    except RedisError as error:
+        print(f"netcheck: warning: session hub store {hub_url} does not answer ({error}); posts get 503 "
+              "until it does", file=sys.stderr, flush=True)
 
 
 @app.command()

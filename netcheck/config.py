@@ -50,6 +50,12 @@ CONFIG_TEMPLATE = """\
 # The TURN server's password (mode 0600 file), or NETCHECK_TURN_PASSWORD.
 # turn_password_file = ""
 
+# `netcheck serve` only: keep the session hub in Redis, shared by several nodes (docs/deploy.md),
+# e.g. "redis://10.0.0.5:6379/0", or NETCHECK_HUB_URL, or `serve --hub`. No password in the URL:
+# NETCHECK_HUB_PASSWORD or this file (mode 0600).
+# hub_url = ""
+# hub_password_file = ""
+
 [check]
 # udp_interval_ms = 20
 # udp_duration_s = 3.0
@@ -167,6 +173,10 @@ class Config:
     """This client's session or check token (NETCHECK_TOKEN or `token_file`): sent in a header."""
     turn_password: str | None = field(default=None, repr=False)
     """The TURN server's password (NETCHECK_TURN_PASSWORD or `turn_password_file`)."""
+    hub_url: str | None = None
+    """`serve`: the Redis holding the session hub (NETCHECK_HUB_URL or `hub_url`); None: in memory."""
+    hub_password: str | None = field(default=None, repr=False)
+    """That Redis's password (NETCHECK_HUB_PASSWORD or `hub_password_file`)."""
     check: CheckDefaults = CheckDefaults()
     thresholds: tuple[Metric, ...] = METRICS
     agent: AgentDefaults = AgentDefaults()
@@ -200,7 +210,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = config_path(env)
     raw = _read_toml(path)
-    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "check", "thresholds", "agent", "store",
+    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "hub_url", "hub_password_file", "check", "thresholds", "agent", "store",
                           "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
@@ -227,6 +237,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     secret = _session_secret(raw, env)
     token = _text_secret(raw, env, "NETCHECK_TOKEN", "token_file")
     turn_password = _text_secret(raw, env, "NETCHECK_TURN_PASSWORD", "turn_password_file")
+    hub_url = env.get("NETCHECK_HUB_URL") or _optional_str(raw, "hub_url")
+    if hub_url:
+        try:
+            hub_url = parse_hub_url(hub_url)
+        except UsageError as error:
+            raise ConfigError(f"hub_url: {error}") from None
+    hub_password = _text_secret(raw, env, "NETCHECK_HUB_PASSWORD", "hub_password_file")
 
     thresholds_raw = raw.get("thresholds", {})
     if not isinstance(thresholds_raw, Mapping):
@@ -240,6 +257,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         secret=secret,
         token=token,
         turn_password=turn_password,
+        hub_url=hub_url or None,
+        hub_password=hub_password,
         check=_check_defaults(raw.get("check", {})),
         thresholds=apply_overrides(METRICS, thresholds_raw),
         agent=_agent_defaults(raw.get("agent", {})),
@@ -275,6 +294,29 @@ def _text_secret(raw: Mapping[str, Any], env: Mapping[str, str], variable: str, 
     if path := _optional_str(raw, file_key):
         return read_secret_file(Path(path), file_key).decode("utf-8", "replace").strip() or None
     return None
+
+
+def parse_hub_url(text: str) -> str:
+    """`redis://HOST[:PORT][/N]` or `rediss://…` (TLS), without a password: URLs end up in logs."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as error:
+        raise UsageError(f"bad hub URL: {error}") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise UsageError("bad hub URL: use redis://HOST:PORT/N (or rediss:// for TLS)")
+    if parts.password is not None:
+        raise UsageError("no password in the hub URL (it would be logged): use NETCHECK_HUB_PASSWORD "
+                         "or hub_password_file (mode 0600)")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError("bad hub URL: port must be 1..65535")
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise UsageError("bad hub URL: the path is the database number, e.g. /0")
+    if parts.query or parts.fragment:
+        raise UsageError("bad hub URL: no query or fragment")
+    return text.strip()
 
 
 def _session_secret(raw: Mapping[str, Any], env: Mapping[str, str]) -> bytes | None:

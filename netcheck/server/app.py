@@ -158,7 +158,8 @@ async def start_server(
     bind: str = "127.0.0.1", http_port: int = 0, udp_port: int = 0, hmac_key: bytes | None = None,
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
-    open_reflector: bool = False, checks: CheckSettings | None = None,
+    open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
+    hub_password: str | None = None,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -168,6 +169,8 @@ async def start_server(
     `open_reflector`: also answer untagged datagrams (a LAN or a test bench; never on the internet).
     `checks`: where browser checks are stored (the config's store for `serve`); without it
     `POST /v1/checks` answers 503. Raises StoreError when that store cannot be opened.
+    `hub_url`: `redis://HOST:PORT/N` keeps the hub's sessions in Redis, shared by every node using
+    it (hub_redis.py; `hub_password` authenticates); None keeps them in this process's memory.
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -179,7 +182,7 @@ async def start_server(
     bound_udp_port = transport.get_extra_info("sockname")[1]
     capacity = default_capacity(access)
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
-    hub = SessionHub(secret, hub_limits) if secret else None
+    hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
     app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks)
     runner = web.AppRunner(app, access_log=None)
     try:
@@ -195,6 +198,15 @@ async def start_server(
     bound_http_port = runner.addresses[0][1]
     return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None,
                          check_endpoints)
+
+
+def session_hub(secret: bytes, limits: HubLimits, hub_url: str | None, hub_password: str | None) -> SessionHub:
+    """The hub over its backend: Redis for a `redis://` or `rediss://` URL (redis-py imported only then)."""
+    if hub_url is None:
+        return SessionHub(secret, limits)
+    from netcheck.server.hub_redis import RedisBackend
+
+    return SessionHub(secret, limits, RedisBackend(hub_url, hub_password, limits))
 
 
 REFLECTOR_RCVBUF_BYTES = 4 * 1024 * 1024
