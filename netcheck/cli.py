@@ -326,10 +326,12 @@ def serve(
     tls_key: Annotated[Optional[str], typer.Option(help="PEM private key of --tls-cert.")] = None,
     require_token: Annotated[bool, typer.Option("--require-token", help="Measure only for clients with a valid token (check links): UDP keys, A/V, throughput, checks. Needs NETCHECK_SECRET.")] = False,
     open_reflector: Annotated[bool, typer.Option("--open-reflector", help="Also answer untagged UDP probe packets (a LAN or a test bench; never on an address the internet reaches).")] = False,
+    trust_proxy: Annotated[Optional[str], typer.Option("--trust-proxy", help="The load balancer's address (or network): for its requests only, the client's address is taken from X-Forwarded-For (UDP keys, fair shares).")] = None,
     hub: Annotated[Optional[str], typer.Option("--hub", help="Keep the session hub in Redis, shared by several nodes: redis://HOST:PORT/N (else NETCHECK_HUB_URL or hub_url; none: in memory). Password: NETCHECK_HUB_PASSWORD or hub_password_file, never in the URL.")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
     import asyncio
+    import ipaddress
     import ssl
 
     from netcheck.config import load_config, parse_hub_url
@@ -353,6 +355,11 @@ def serve(
     hmac_key = config.hmac_key
     ice = ice_settings(stun, turn, turn_user, relay_only, config)
     hub_url = parse_hub_url(hub) if hub else config.hub_url
+    if trust_proxy is not None:
+        try:
+            ipaddress.ip_network(trust_proxy, strict=False)
+        except ValueError:
+            raise UsageError(f"--trust-proxy {trust_proxy!r}: not an IP address or network") from None
     if hub_url and not config.secret:
         raise UsageError("--hub needs NETCHECK_SECRET (or secret_file): the session hub checks tokens with it")
     if require_token and not config.secret:
@@ -372,7 +379,8 @@ def serve(
         try:
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
                                         tls=tls, require_token=require_token, open_reflector=open_reflector,
-                                        checks=checks, hub_url=hub_url, hub_password=config.hub_password)
+                                        checks=checks, hub_url=hub_url, hub_password=config.hub_password,
+                                        trust_proxy=trust_proxy)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind

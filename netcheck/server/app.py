@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import os
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -91,10 +93,12 @@ def default_capacity(access: MeasuringAccess) -> Capacity:
 
 def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: SessionHub | None = None,
               keys: ClientKeys | None = None, capacity: Capacity | None = None,
-              checks: CheckSettings | None = None) -> tuple[web.Application, CheckEndpoints]:
+              checks: CheckSettings | None = None, trust_proxy: str | None = None,
+              ) -> tuple[web.Application, CheckEndpoints]:
     """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    middlewares = [forwarded_for(trust_proxy)] if trust_proxy else []
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     media.routes(app)
     StaticPages().routes(app)
     throughput = ThroughputEndpoints(capacity.access, capacity.throughput)
@@ -159,7 +163,7 @@ async def start_server(
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
-    hub_password: str | None = None,
+    hub_password: str | None = None, trust_proxy: str | None = None,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -171,6 +175,8 @@ async def start_server(
     `POST /v1/checks` answers 503. Raises StoreError when that store cannot be opened.
     `hub_url`: `redis://HOST:PORT/N` keeps the hub's sessions in Redis, shared by every node using
     it (hub_redis.py; `hub_password` authenticates); None keeps them in this process's memory.
+    `trust_proxy`: the load balancer's address (or network): for its requests only, the client's
+    address is the last one in X-Forwarded-For (UDP keys, fair shares and check links bind to it).
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -183,7 +189,8 @@ async def start_server(
     capacity = default_capacity(access)
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
-    app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks)
+    app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks,
+                                     trust_proxy)
     runner = web.AppRunner(app, access_log=None)
     try:
         check_endpoints.open()
@@ -198,6 +205,47 @@ async def start_server(
     bound_http_port = runner.addresses[0][1]
     return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None,
                          check_endpoints)
+
+
+def forwarded_for(proxy: str) -> Any:
+    """A middleware: a request from `proxy` (an address or network) gets the client address that proxy
+    appended to X-Forwarded-For; from anyone else the header is ignored (a client can write anything there).
+
+    Raises ValueError when `proxy` is not an address or network.
+    """
+    trusted = ipaddress.ip_network(proxy, strict=False)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if _address_in(request.remote, trusted):
+            client = _last_forwarded(request.headers.getall("X-Forwarded-For", []))
+            if client is not None:
+                request = request.clone(remote=client)
+        return await handler(request)
+
+    return middleware
+
+
+def _address_in(remote: str | None, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address in network
+
+
+def _last_forwarded(headers: list[str]) -> str | None:
+    """The address the trusted proxy appended: the last entry of the last header (earlier ones are the
+    client's own claims); None when it is not an IP address."""
+    if not headers:
+        return None
+    last = headers[-1].rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return None
 
 
 def session_hub(secret: bytes, limits: HubLimits, hub_url: str | None, hub_password: str | None) -> SessionHub:
