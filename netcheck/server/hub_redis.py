@@ -42,6 +42,9 @@ SEQ_PER_MS = 1000
 COMMAND_TIMEOUT_S = 2.0
 """A post's Redis round trip: short, so an agent (3 s timeout) hears 503 rather than nothing."""
 CONNECT_TIMEOUT_S = 1.0
+COMMAND_CONNECTIONS = 64
+READ_CONNECTIONS = 16384
+"""One per watcher stream open on this node; Redis's own `maxclients` (10000 by default) is shared by all nodes."""
 LEASE_KEEPALIVES = 3
 READ_BATCH_EVENTS = 100
 NOT_LIVE_FRAME = b": not live: the session store (Redis) is unreachable; reconnect with Last-Event-ID\n\n"
@@ -78,9 +81,15 @@ class RedisBackend:
         self.limits = limits
         common: dict[str, Any] = {"password": password, "socket_connect_timeout": CONNECT_TIMEOUT_S,
                                   "retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
-        self.commands = redis.Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT_S, **common)
-        # blocking reads hold their connection for up to a keep-alive: their own pool and timeout
-        self.reads = redis.Redis.from_url(url, socket_timeout=limits.keepalive_s + COMMAND_TIMEOUT_S, **common)
+        # commands share a few connections; a burst waits for one (up to the command timeout) instead of failing
+        commands = redis.BlockingConnectionPool.from_url(url, max_connections=COMMAND_CONNECTIONS,
+                                                         timeout=COMMAND_TIMEOUT_S, socket_timeout=COMMAND_TIMEOUT_S,
+                                                         **common)
+        self.commands = redis.Redis(connection_pool=commands, retry=Retry(NoBackoff(), 0))
+        # a blocking read holds its connection for up to a keep-alive: one per open stream, own pool and timeout
+        reads = redis.ConnectionPool.from_url(url, max_connections=READ_CONNECTIONS,
+                                              socket_timeout=limits.keepalive_s + COMMAND_TIMEOUT_S, **common)
+        self.reads = redis.Redis(connection_pool=reads, retry=Retry(NoBackoff(), 0))
         self._lease = self.commands.register_script(_LEASE)
         self.subscriptions: set[_RedisWatcher] = set()
         self.closing = asyncio.Event()
@@ -155,8 +164,9 @@ class RedisBackend:
             if not self.subscriptions:
                 break
             await asyncio.sleep(0.01)
-        await self.reads.aclose()
-        await self.commands.aclose()
+        for client in (self.reads, self.commands):
+            await client.aclose()
+            await client.connection_pool.disconnect()  # a pool passed in is not closed with its client
 
     @property
     def _lease_s(self) -> float:

@@ -31,8 +31,10 @@ class RedisError(RuntimeError):
 
 
 class RedisServer:
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, appendfsync: str = "always") -> None:
         self.password = password
+        self.appendfsync = appendfsync
+        """`always` for the outage tests (nothing acknowledged is lost); `everysec` for benchmarks."""
         self.directory = Path(tempfile.mkdtemp(prefix="netcheck-redis-"))
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,7 +50,7 @@ class RedisServer:
             if not self.port:
                 self.port = free_port()
             args = [REDIS_SERVER, "--bind", HOST, "--port", str(self.port), "--dir", str(self.directory),
-                    "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
+                    "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--protected-mode", "yes",
                     "--logfile", "", "--daemonize", "no"]
             if self.password:
                 args += ["--requirepass", self.password]

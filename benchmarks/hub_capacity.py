@@ -1,0 +1,256 @@
+"""Session hub capacity of one node: how many sessions (2 legs posting a summary every 5 s + 1 watcher
+each) one `netcheck serve` process carries while the p99 latency from a post being sent to its event
+reaching the session's watcher (SSE) stays ≤ 1 s. In-memory hub vs the Redis backend.
+
+Loopback only, bounded, stops by itself: the node (a subprocess running `start_server` with the
+in-memory session cap lifted, so CPU is what limits), optionally a `redis-server` (appendfsync
+everysec, as deployed), and this process as the load generator, which adds sessions step by step
+(the earlier ones keep running), warms each step up for one window, then measures. It stops at the
+first step whose p99 exceeds 1 s or where more than 1 % of posts fail, or after the last step.
+Latency is measured on one clock (this process sends and receives), so it includes the generator's
+own lateness: the CPU of the node, Redis and the generator is printed for each step to show which
+one ran out.
+
+    python benchmarks/hub_capacity.py --backend memory [--steps 100,200,400,800,1200,1600] [--measure 10]
+    python benchmarks/hub_capacity.py --backend redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+WINDOW_S = 5.0
+P99_LIMIT_S = 1.0
+MAX_FAILED_POST_SHARE = 0.01
+MAX_SESSIONS = 8000
+MAX_RUN_S = 600.0
+SECRET = b"hub-capacity-benchmark-secret-0123456789"
+HOST = "127.0.0.1"
+
+
+def summary(index: int, sent_s: float) -> dict[str, Any]:
+    """A window summary the size of the contract's example (docs/session-hub.md), stamped with its send time."""
+    cue = {"level": "good", "deciding_metric": "rtt_p95_ms", "value": 48.0, "unit": "ms", "direction": None}
+    return {"type": "summary", "at": "2026-11-29T10:00:05.000+00:00",
+            "window": {"index": index, "window_s": WINDOW_S, "recommendation": "video", "level": "good",
+                       "cues": {name: cue for name in ("facial_expression", "vocal_tone", "conversational_timing",
+                                                       "lip_sync")},
+                       "figures": {"rtt_p95_ms": 48.0, "jitter_one_way_ms": 3.1, "loss_one_way_pct": 0.0,
+                                   "mos": 4.1, "video_fps": 29.8, "frozen_pct": 0.0, "av_skew_ms": 12.0},
+                       "sent_s": sent_s}}
+
+
+def serve_node(hub_url: str | None) -> None:
+    """In the node's own process: the real server with the session cap lifted; prints its URL."""
+    from netcheck.server.app import start_server
+    from netcheck.server.hub import HubLimits
+
+    async def main() -> None:
+        server = await start_server(HOST, 0, 0, secret=SECRET, hub_url=hub_url,
+                                    hub_limits=HubLimits(max_sessions=MAX_SESSIONS * 2))
+        print(server.url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        await server.close()
+
+    asyncio.run(main())
+
+
+class Load:
+    def __init__(self, url: str) -> None:
+        import aiohttp
+
+        from netcheck.tokens import create_token
+
+        self.url = url
+        self.create_token = create_token
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                          timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self.post_timeout = aiohttp.ClientTimeout(total=10)
+        self.errors: Counter[str] = Counter()
+        self.latencies_s: list[float] = []
+        self.posts_ok = 0
+        self.measuring = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def add_session(self, number: int, run_id: str) -> None:
+        session_id = f"cap-{run_id}-{number}"
+        connected = asyncio.Event()
+        self.tasks.append(asyncio.ensure_future(self._watch(session_id, connected)))
+        for role in ("client", "therapist"):
+            self.tasks.append(asyncio.ensure_future(self._leg(session_id, role, connected)))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.http.close()
+
+    def _headers(self, session_id: str, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.create_token(SECRET, session_id, role, 3600)}"}
+
+    async def _watch(self, session_id: str, connected: asyncio.Event) -> None:
+        import aiohttp
+
+        url = f"{self.url}/v1/sessions/{session_id}/events"
+        while True:
+            try:
+                async with self.http.get(url, headers=self._headers(session_id, "therapist")) as response:
+                    if response.status != 200:
+                        self.errors[f"watch HTTP {response.status}"] += 1
+                        await asyncio.sleep(1.0)  # the hub's Retry-After order of magnitude
+                        continue
+                    connected.set()
+                    async for line in response.content:
+                        if line.startswith(b"data: ") and self.measuring:
+                            sent_s = json.loads(line[6:])["window"]["sent_s"]
+                            self.latencies_s.append(time.monotonic() - sent_s)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                self.errors[f"watch {type(error).__name__}"] += 1
+                await asyncio.sleep(1.0)
+
+    async def _leg(self, session_id: str, role: str, connected: asyncio.Event) -> None:
+        import aiohttp
+
+        url = f"{self.url}/v1/sessions/{session_id}/events"
+        await connected.wait()
+        loop = asyncio.get_running_loop()
+        next_s = loop.time() + random.uniform(0, WINDOW_S)  # legs' windows spread over the 5 s
+        index = 0
+        while True:
+            await asyncio.sleep(max(0.0, next_s - loop.time()))
+            next_s += WINDOW_S
+            measured = self.measuring
+            try:
+                async with self.http.post(url, json={"events": [summary(index, time.monotonic())]},
+                                          headers=self._headers(session_id, role),
+                                          timeout=self.post_timeout) as response:
+                    await response.read()
+                    ok = response.status == 202
+                    if measured and not ok:
+                        self.errors[f"post HTTP {response.status}"] += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+                ok = False
+                if measured:
+                    self.errors[f"post {type(error).__name__}"] += 1
+            if measured and ok:
+                self.posts_ok += 1
+            index += 1
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def measure(url: str, steps: list[int], measure_s: float, processes: dict[str, Any]) -> list[dict[str, Any]]:
+    import psutil
+
+    load = Load(url)
+    run_id = f"{int(time.time())}-{random.randrange(10**6)}"
+    rows: list[dict[str, Any]] = []
+    started_s = time.monotonic()
+    try:
+        for sessions in steps:
+            while len(load.tasks) // 3 < sessions:
+                load.add_session(len(load.tasks) // 3, run_id)
+            await asyncio.sleep(WINDOW_S + 1.0)  # every new leg has posted once, every watcher is connected
+            load.latencies_s.clear()
+            load.errors.clear()
+            load.posts_ok = 0
+            for process in processes.values():
+                process.cpu_percent(None)
+            load.measuring = True
+            await asyncio.sleep(measure_s)
+            load.measuring = False
+            failed = sum(count for kind, count in load.errors.items() if kind.startswith("post"))
+            p99 = percentile(load.latencies_s, 0.99)
+            row = {"sessions": sessions, "posts_ok": load.posts_ok, "posts_failed": failed,
+                   "events_received": len(load.latencies_s),
+                   "p50_ms": round(1000 * (percentile(load.latencies_s, 0.50) or 0), 1),
+                   "p99_ms": round(1000 * p99, 1) if p99 is not None else None,
+                   "errors": dict(load.errors),
+                   "cpu_pct": {name: round(process.cpu_percent(None), 0) for name, process in processes.items()},
+                   "load_avg_1m": round(psutil.getloadavg()[0], 2)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            too_slow = p99 is None or p99 > P99_LIMIT_S
+            if too_slow or failed > MAX_FAILED_POST_SHARE * max(1, load.posts_ok + failed):
+                break
+            if time.monotonic() - started_s > MAX_RUN_S:
+                break
+    finally:
+        await load.close()
+    return rows
+
+
+def run(backend: str, steps: list[int], measure_s: float) -> dict[str, Any]:
+    import psutil
+
+    from tests.harness.redis_server import RedisServer
+
+    redis = RedisServer(appendfsync="everysec") if backend == "redis" else None
+    node = None
+    try:
+        processes: dict[str, Any] = {"generator": psutil.Process()}
+        if redis is not None:
+            redis.start()
+            assert redis.process is not None
+            processes["redis"] = psutil.Process(redis.process.pid)
+        node = subprocess.Popen([sys.executable, __file__, "--node"] + (["--hub", redis.url] if redis else []),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                cwd=REPO)  # its stderr: tracebacks of posts cut off when the generator stops
+        assert node.stdout is not None
+        url = node.stdout.readline().strip()
+        if not url.startswith(f"http://{HOST}:"):
+            raise RuntimeError("the node did not start")
+        processes["node"] = psutil.Process(node.pid)
+        rows = asyncio.run(measure(url, steps, measure_s, processes))
+    finally:
+        if node is not None:
+            assert node.stdin is not None
+            node.stdin.close()
+            try:
+                node.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        if redis is not None:
+            redis.close()
+    passing = [row["sessions"] for row in rows
+               if row["p99_ms"] is not None and row["p99_ms"] <= 1000 * P99_LIMIT_S and row["posts_failed"] == 0]
+    return {"backend": backend, "capacity_sessions": max(passing, default=0), "steps": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("memory", "redis"), default="memory")
+    parser.add_argument("--steps", default="500,1000,1500,2000,2500,3000,4000,5000,6000",
+                        help="sessions at each step, rising (at most %d)" % MAX_SESSIONS)
+    parser.add_argument("--measure", type=float, default=10.0, help="seconds measured at each step (5..60)")
+    parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hub", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.node:
+        serve_node(args.hub)
+        return
+    steps = [int(step) for step in args.steps.split(",")]
+    if steps != sorted(steps) or not 1 <= steps[0] or steps[-1] > MAX_SESSIONS or not 5 <= args.measure <= 60:
+        parser.error(f"--steps must rise within 1..{MAX_SESSIONS}; --measure within 5..60 s")
+    print(json.dumps(run(args.backend, steps, args.measure)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
