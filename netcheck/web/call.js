@@ -294,6 +294,7 @@ export class Call {
     if (!this.connected) return false;
     // the server's audio must reach a media element for the browser to pull it (muted: timed, not heard)
     this.remote.srcObject = remoteStream;
+    this.remote.hidden = false;  // hidden until connected; frame callbacks need it displayed
     const firstFrame = new Promise((resolve) => {
       if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) this.remote.requestVideoFrameCallback(() => resolve(true));
       else this.remote.addEventListener("playing", () => resolve(true), { once: true });
@@ -400,7 +401,7 @@ export function showDownstream(figures) {
   set("fig-jitter", figures.audio_jitter_ms !== null ? fill("fig_ms_value", { value: figures.audio_jitter_ms }) : none);
   const skew = figures.av_skew_ms;
   set("fig-lipsync", skew !== null
-    ? fill("fig_lipsync_value", { value: Math.abs(skew), direction: fill(skew >= 0 ? "lipsync_ahead" : "lipsync_behind") })
+    ? fill("fig_lipsync_value", { value: Math.round(Math.abs(skew)), direction: fill(skew >= 0 ? "lipsync_ahead" : "lipsync_behind") })
     : none);
 }
 

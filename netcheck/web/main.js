@@ -103,6 +103,7 @@ async function run() {
   $("start").hidden = true;
   $("run-again").disabled = true;
   $("progress-line").hidden = false;
+  $("preview").hidden = false;
   const { audioOffsetMs, format } = settings();
   let call = null;
   let stream = null;
@@ -192,6 +193,7 @@ async function run() {
   } finally {
     call?.close();
     for (const track of stream?.getTracks() ?? []) track.stop();
+    for (const id of ["preview", "remote"]) $(id).hidden = true;  // stopped: a black box would look broken
     $("run-again").disabled = false;
     if (document.body.dataset.state === "error") {
       $("start").textContent = fill("run_again");

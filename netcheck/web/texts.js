@@ -1,4 +1,5 @@
 // Every English text of the check page, in one table, so that a clinic can translate it.
+// A number and its unit are joined by a no-break space (\u00a0): a narrow screen never splits them.
 // Keys are stable; {name} is filled in by fill(). Device findings and cue levels come from the
 // page's measurements and the server's answer: the keys below explain them, nothing here judges.
 
@@ -18,7 +19,7 @@ export const TEXTS = {
   step_voice: "the path your voice takes",
   step_speed: "speed and delay",
   step_verdict: "the result",
-  step_done: "done",
+  step_done: "Check complete",
   step_error: "the check stopped",
 
   devices_heading: "Your camera, microphone and speakers",
@@ -29,7 +30,7 @@ export const TEXTS = {
   camera_preview: "Your camera's picture",
   camera_resolution: "Picture size: {width} × {height}",
   mic_level: "Microphone level",
-  mic_level_value: "{db} dB",
+  mic_level_value: "{db}\u00a0dB",
   mic_prompt: "Say a few words so we can hear your microphone.",
   chime_question: "We played a short chime. Did you hear it?",
   play_chime: "Play the chime again",
@@ -84,24 +85,24 @@ export const TEXTS = {
   call_measuring: "Measuring the call…",
   call_failed: "The test call could not connect. We measure the rest of your connection.",
   fig_fps: "Picture rate",
-  fig_fps_value: "{value} frames per second",
+  fig_fps_value: "{value}\u00a0frames per second",
   fig_size: "Picture size",
   fig_size_value: "{width} × {height}",
   fig_freezes: "Freezes",
   fig_loss: "Lost packets",
-  fig_loss_value: "{video} % picture, {audio} % sound",
+  fig_loss_value: "{video}\u00a0% picture, {audio}\u00a0% sound",
   fig_jitter: "Sound jitter",
-  fig_ms_value: "{value} ms",
+  fig_ms_value: "{value}\u00a0ms",
   fig_lipsync: "Lip sync",
-  fig_lipsync_value: "sound {value} ms {direction} the picture",
+  fig_lipsync_value: "sound {value}\u00a0ms {direction} the picture",
   lipsync_ahead: "ahead of",
   lipsync_behind: "behind",
   fig_path: "Route",
   fig_download: "Download",
   fig_upload: "Upload",
-  fig_mbps_value: "{value} Mbit/s",
+  fig_mbps_value: "{value}\u00a0Mbit/s",
   fig_delay: "Delay",
-  fig_delay_loaded_value: "{idle} ms idle, {down} ms while downloading, {up} ms while uploading",
+  fig_delay_loaded_value: "{idle}\u00a0ms idle, {down}\u00a0ms while downloading, {up}\u00a0ms while uploading",
   not_measured: "not measured",
   no_frame_callback: "This browser cannot time video frames, so lip sync was not measured.",
   no_audio_worklet: "This browser cannot time sound, so lip sync was not measured.",
@@ -112,7 +113,7 @@ export const TEXTS = {
   speed_upload: "Measuring upload speed…",
   verdict_waiting: "Asking the clinic's server for the result…",
 
-  busy: "The clinic's test server is busy, retrying in {seconds} s.",
+  busy: "The clinic's test server is busy, retrying in {seconds}\u00a0s.",
   error_token: "This check link is not valid any more. Ask your clinic for a new link.",
   error_server: "The clinic's test server could not be reached. Check your internet connection and run the check again. ({detail})",
 

@@ -139,7 +139,7 @@ def overflows_horizontally(page) -> bool:
 def main(argv: list[str]) -> None:
     """`python -m tests.harness.browser screenshots DIR`: each state of the page at 1280 and 360 px.
 
-    Against a real `netcheck serve` on loopback with marked fake devices. The audio-only/phone
+    Against a real `netcheck serve` on loopback with Chromium's fake devices. The audio-only/phone
     verdict is the real server's answer to a real check with the recommendation, cue levels and
     advice replaced by those of a lossy path (a loopback link has no loss to show).
     """
@@ -147,18 +147,22 @@ def main(argv: list[str]) -> None:
     import sys
     import tempfile
 
+    from netcheck.server.app import AV_SESSIONS_PER_CLIENT
     from tests.harness.servers import start_serve, stop, subprocess_env
 
     if len(argv) != 2 or argv[0] != "screenshots":
         sys.exit("usage: python -m tests.harness.browser screenshots DIR")
     out = Path(argv[1])
+
+    def call_admitted(response) -> bool:
+        return response.url.endswith("/v1/av/offer") and response.status == 200
+
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        files = marked_media(Path(folder))
         for width, height in SCREEN_WIDTHS.items():
             server = start_serve(env=subprocess_env(NETCHECK_HOME=folder + f"/home{width}"))
             try:
-                with chromium(video_file=files.video, audio_file=files.audio) as browser:
+                with chromium() as browser:  # marked files would make the upstream's lip sync arbitrary
                     context = browser.new_context(viewport={"width": width, "height": height})
 
                     def shot(page, name: str) -> None:
@@ -169,23 +173,38 @@ def main(argv: list[str]) -> None:
                     page = context.new_page()
                     page.goto(f"{server.http_url}/check")
                     page.wait_for_selector("body[data-ready='true']")
-                    page.click("#start")
-                    page.wait_for_selector("body[data-state='devices'] #mic-db:not(:empty)", state="attached")
-                    shot(page, "1-devices")
-                    page.wait_for_selector("body[data-state='voice']", state="attached", timeout=CHECK_TIMEOUT_MS)
-                    shot(page, "2-call")
+                    with page.expect_response(call_admitted):
+                        page.click("#start")
+                    others = []
+                    for _ in range(AV_SESSIONS_PER_CLIENT - 1):  # the other calls one address may have at once
+                        other = context.new_page()
+                        other.goto(f"{server.http_url}/check")
+                        other.wait_for_selector("body[data-ready='true']")
+                        with other.expect_response(call_admitted):
+                            other.click("#start")
+                        others.append(other)
                     busy = context.new_page()
                     busy.goto(f"{server.http_url}/check")
                     busy.wait_for_selector("body[data-ready='true']")
                     busy.click("#start")
                     busy.wait_for_selector("#busy[data-busy='true']", timeout=CHECK_TIMEOUT_MS)
                     shot(busy, "6-busy")
+                    for waiting in (page, *others, busy):
+                        waiting.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached",
+                                                  timeout=2 * CHECK_TIMEOUT_MS)
+                        waiting.close()
+
+                    page = context.new_page()
+                    page.goto(f"{server.http_url}/check")
+                    page.wait_for_selector("body[data-ready='true']")
+                    page.click("#start")
+                    page.wait_for_selector("body[data-state='devices'] #mic-db:not(:empty)", state="attached")
+                    shot(page, "1-devices")
+                    page.wait_for_selector("body[data-state='voice']", state="attached", timeout=CHECK_TIMEOUT_MS)
+                    shot(page, "2-call")
                     page.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached",
                                            timeout=CHECK_TIMEOUT_MS)
                     shot(page, "3-verdict-video")
-                    busy.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached",
-                                           timeout=2 * CHECK_TIMEOUT_MS)
-                    busy.close()
 
                     phone = context.new_page()
 
