@@ -169,3 +169,74 @@ def test_one_check_more_than_the_share_is_told_the_server_is_busy_then_completes
         assert extra.get_attribute("body", "data-state") == "done", extra.inner_text("#error")
         assert not extra.is_visible("#busy")
         assert_network_part_completed(extra_posted)
+
+
+# --- impaired paths: Chromium in a network namespace, the server on the root end of its veth ---------
+
+LOSS_RULES = ("table inet netcheck_page_loss {\n chain prerouting {\n  type filter hook prerouting priority 0;\n"
+              "  meta l4proto udp numgen random mod 100 lt 8 drop\n }\n}\n")
+"""8 % of the UDP datagrams arriving in the client's namespace dropped at random (no netem here; on an
+output hook the sender's sendto would fail with EPERM instead)."""
+
+
+def check_from_namespace(namespace, tmp_path) -> tuple[dict | None, Posted, float]:
+    """A check run by Chromium inside `namespace` against a server on the namespace's root end."""
+    from tests.harness.browser import insecure_origin_args, namespaced_chromium
+
+    env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
+    running = start_serve("--bind", namespace.root_address, env=env)
+    try:
+        with chromium(executable=namespaced_chromium(namespace, tmp_path),
+                      extra=insecure_origin_args(running.http_url)) as browser:
+            page = browser.new_page()
+            posted = Posted(page)
+            page.goto(f"{running.http_url}/check")
+            started = time.monotonic()
+            state = run_check(page)
+            elapsed_s = time.monotonic() - started
+            assert state == "done", page.inner_text("#error")
+            assert page.evaluate("window.isSecureContext")
+            return result(page), posted, elapsed_s
+    finally:
+        stop(running.process)
+
+
+@pytest.mark.netns
+def test_random_udp_loss_of_8_percent_is_not_video_and_names_the_voice_direction(tmp_path):
+    from tests.harness.netns import ClientNamespace
+
+    with ClientNamespace() as namespace:
+        namespace.run(["nft", "-f", "-"], input=LOSS_RULES, text=True, check=True)
+        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path)
+    vocal = answer["cues"]["vocal_tone"]
+    print(f"{elapsed_s:.1f} s: {answer['recommendation']}; vocal tone {vocal['level']} by {vocal['deciding_metric']} "
+          f"{vocal['value']} {vocal['direction']}; advice {answer['advice']}")
+    assert answer["recommendation"] != "video"
+    assert vocal["level"] == "poor"
+    assert vocal["direction"] == "downstream"  # the loss is on the way into the client's namespace
+    assert posted.body["downstream"]["video_loss_pct"] > 3
+
+
+@pytest.mark.netns
+def test_a_1_mbit_link_asks_for_360p_or_audio_only(tmp_path):
+    from tests.harness.netns import ClientNamespace, Tbf
+
+    with ClientNamespace(up=Tbf(1000), down=Tbf(1000)) as namespace:
+        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path)
+    print(f"{elapsed_s:.1f} s: {answer['recommendation']}, video setting {answer['video_setting']}; "
+          f"throughput {posted.body['throughput']}")
+    assert answer["video_setting"] in ("360p", "audio only")
+
+
+@pytest.mark.netns
+def test_udp_blocked_without_turn_says_so_and_the_check_still_completes(tmp_path):
+    from tests.harness.netns import ClientNamespace
+
+    with ClientNamespace(block_udp=True) as namespace:
+        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path)
+    print(f"{elapsed_s:.1f} s: {answer['recommendation']}; advice {answer['advice']}")
+    assert answer["recommendation"] != "video"
+    assert posted.body["path"] is None and posted.body["downstream"] is None
+    assert posted.body["throughput"]["download_mbps"]  # the HTTP part still measured
+    assert answer["measurements"]["av"]["status"] != "ok"
+    assert answer["advice"]  # what to do about it (the server's wording: a firewall, a TURN server)

@@ -147,7 +147,7 @@ async function watchMicrophone(track, audioContext) {
     const db = 10 * Math.log10(sum / buffer.length);
     loudestDb = Math.max(loudestDb, db);
     meter.value = Math.max(meter.min, db);
-    readout.textContent = fill("mic_level_value", { db: Number.isFinite(db) ? db.toFixed(0) : "−∞" });
+    readout.textContent = db > meter.min ? fill("mic_level_value", { db: db.toFixed(0) }) : fill("mic_level_none");
   }
   source.disconnect();
   const peakDb = 20 * Math.log10(peak);

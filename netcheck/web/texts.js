@@ -31,6 +31,7 @@ export const TEXTS = {
   camera_resolution: "Picture size: {width} × {height}",
   mic_level: "Microphone level",
   mic_level_value: "{db}\u00a0dB",
+  mic_level_none: "nothing heard at this moment",
   mic_prompt: "Say a few words so we can hear your microphone.",
   chime_question: "We played a short chime. Did you hear it?",
   play_chime: "Play the chime again",

@@ -40,7 +40,7 @@ export function showVerdict(result, pageDevices) {
 
   const setting = result.video_setting;
   document.getElementById("verdict-setting").textContent = setting
-    ? fill("video_setting", { setting: setting === "audio_only" ? fill("video_setting.audio_only") : setting })
+    ? fill("video_setting", { setting: /^audio[ _]only$/.test(setting) ? fill("video_setting.audio_only") : setting })
     : "";
 
   const cues = document.getElementById("cues");

@@ -114,6 +114,24 @@ def chromium(executable: str = CHROMIUM, **options) -> Iterator:
             browser.close()
 
 
+def namespaced_chromium(namespace, folder: Path) -> str:
+    """An executable that starts Chromium inside `namespace` (a tests.harness.netns.ClientNamespace).
+
+    Playwright talks to Chromium over inherited pipes, which `ip netns exec` keeps: pass the path
+    as `chromium(executable=...)`. Inside the namespace the server is not on localhost, so the
+    page is not a secure context unless Chromium is told (`insecure_origin_args`).
+    """
+    wrapper = folder / f"chromium-{namespace.name}"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace.name} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def insecure_origin_args(origin: str) -> tuple[str, ...]:
+    """Tests only: let an http:// origin that is not localhost use the camera and microphone."""
+    return (f"--unsafely-treat-insecure-origin-as-secure={origin}",)
+
+
 def run_check(page, timeout_ms: int = CHECK_TIMEOUT_MS) -> str:
     """Press Start and wait until the page says done or error; returns that state."""
     page.wait_for_selector("body[data-ready='true']")
@@ -137,7 +155,7 @@ def overflows_horizontally(page) -> bool:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m tests.harness.browser screenshots DIR`: each state of the page at 1280 and 360 px.
+    """`python -m tests.harness.browser screenshots DIR [WIDTH ...]`: each state of the page at 1280 and 360 px.
 
     Against a real `netcheck serve` on loopback with Chromium's fake devices. The audio-only/phone
     verdict is the real server's answer to a real check with the recommendation, cue levels and
@@ -150,8 +168,9 @@ def main(argv: list[str]) -> None:
     from netcheck.server.app import AV_SESSIONS_PER_CLIENT
     from tests.harness.servers import start_serve, stop, subprocess_env
 
-    if len(argv) != 2 or argv[0] != "screenshots":
-        sys.exit("usage: python -m tests.harness.browser screenshots DIR")
+    if len(argv) < 2 or argv[0] != "screenshots":
+        sys.exit("usage: python -m tests.harness.browser screenshots DIR [WIDTH ...]")
+    widths = [int(width) for width in argv[2:]] or list(SCREEN_WIDTHS)
     out = Path(argv[1])
 
     def call_admitted(response) -> bool:
@@ -159,7 +178,8 @@ def main(argv: list[str]) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        for width, height in SCREEN_WIDTHS.items():
+        for width in widths:
+            height = SCREEN_WIDTHS.get(width, 800)
             server = start_serve(env=subprocess_env(NETCHECK_HOME=folder + f"/home{width}"))
             try:
                 with chromium() as browser:  # marked files would make the upstream's lip sync arbitrary
@@ -206,6 +226,8 @@ def main(argv: list[str]) -> None:
                                            timeout=CHECK_TIMEOUT_MS)
                     shot(page, "3-verdict-video")
 
+                    stop(server.process)  # a fresh server: one address may store 5 checks, then one per 20 s
+                    server = start_serve(env=subprocess_env(NETCHECK_HOME=folder + f"/home{width}b"))
                     phone = context.new_page()
 
                     def lossy(route) -> None:
