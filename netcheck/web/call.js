@@ -267,7 +267,7 @@ export class Call {
 
   /** Offer, answer, connect; resolves when the first frame of the server's video is shown (or not). */
   async connect() {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
     this.pc = pc;
     for (const kind of ["audio", "video"]) {
       const track = kind === "audio" ? this.stream.getAudioTracks()[0] : this.stream.getVideoTracks()[0];
@@ -306,6 +306,19 @@ export class Call {
     this.startStats = await pc.getStats();
     await this.lipSync.start(remoteStream);
     return true;
+  }
+
+  /** STUN/TURN servers for the browser, when the server hands them out as `ice_servers` in /v1/info
+   * (not in the contract yet: a browser behind a UDP-blocking firewall needs its own TURN over TCP/TLS,
+   * with short-lived credentials; the server's `--turn` serves only the server's side). */
+  async iceServers() {
+    try {
+      const response = await this.api.fetch("/v1/info", { cache: "no-store" });
+      const info = response.ok ? await response.json() : null;
+      return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
+    } catch {
+      return [];
+    }
   }
 
   /** Refresh the figures on screen every second for `ms`. */
