@@ -240,3 +240,27 @@ def test_udp_blocked_without_turn_says_so_and_the_check_still_completes(tmp_path
     assert posted.body["throughput"]["download_mbps"]  # the HTTP part still measured
     assert answer["measurements"]["av"]["status"] != "ok"
     assert answer["advice"]  # what to do about it (the server's wording: a firewall, a TURN server)
+
+
+def test_keyboard_only_the_speaker_answer_and_run_again(server):
+    """Started and answered with the keyboard; the answer is posted; "Run the check again" gives a new check."""
+    with chromium() as browser:
+        page, posted = open_check(browser, server)
+        page.wait_for_selector("body[data-ready='true']")
+        page.focus("#start")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#heard", state="visible")
+        page.focus("#heard")
+        page.keyboard.press("Enter")
+        assert finding(page, "speakers") == "heard"
+        page.wait_for_selector(DONE, state="attached", timeout=60_000)
+        first = result(page)
+        assert posted.body["devices"]["speakers"] == "heard"
+        page.focus("#run-again")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("body[data-state='devices']", state="attached")
+        assert finding(page, "speakers") == "not_asked"
+        page.wait_for_selector(DONE, state="attached", timeout=60_000)
+        assert page.get_attribute("body", "data-state") == "done", page.inner_text("#error")
+        assert result(page)["check_id"] != first["check_id"]
+        assert posted.body["devices"]["speakers"] == "not_asked"

@@ -163,9 +163,12 @@ export class Speakers {
     this.audioContext = audioContext;
     this.answer = "not_asked";
     this.outputChoice = false;
-    document.getElementById("heard").addEventListener("click", () => this.setAnswer("heard"));
-    document.getElementById("not-heard").addEventListener("click", () => this.setAnswer("not_heard"));
-    document.getElementById("play-chime").addEventListener("click", () => this.chime());
+    // assigned, not added: "Run the check again" makes a new Speakers for the same buttons
+    document.getElementById("heard").onclick = () => this.setAnswer("heard");
+    document.getElementById("not-heard").onclick = () => this.setAnswer("not_heard");
+    document.getElementById("play-chime").onclick = () => this.chime();
+    for (const id of ["heard", "not-heard"]) document.getElementById(id).setAttribute("aria-pressed", "false");
+    showFinding("speakers", "not_asked");
   }
 
   setAnswer(answer) {
@@ -210,14 +213,14 @@ export class Speakers {
       if (device.deviceId === "default" || !device.deviceId) continue;
       select.add(new Option(device.label || device.deviceId.slice(0, 8), device.deviceId));
     }
-    select.addEventListener("change", async () => {
+    select.onchange = async () => {
       try {
         await this.audioContext.setSinkId(select.value);
         this.chime();
       } catch {
         /* the device went away: the default stays */
       }
-    });
+    };
     document.getElementById("sink-box").hidden = false;
     this.outputChoice = true;
   }

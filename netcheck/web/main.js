@@ -95,6 +95,7 @@ function resetView() {
 
 let api = null;
 let running = false;
+let audioContext = null;
 
 async function run() {
   if (running) return;
@@ -108,7 +109,8 @@ async function run() {
   let call = null;
   let stream = null;
   try {
-    const audioContext = new AudioContext({ latencyHint: "interactive" });
+    audioContext?.close().catch(() => {});  // the previous run's (kept for its "play the chime again")
+    audioContext = new AudioContext({ latencyHint: "interactive" });
     await audioContext.resume();
 
     setState("devices");
