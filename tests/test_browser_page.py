@@ -179,15 +179,17 @@ LOSS_RULES = ("table inet netcheck_page_loss {\n chain prerouting {\n  type filt
 output hook the sender's sendto would fail with EPERM instead)."""
 
 
-def check_from_namespace(namespace, tmp_path) -> tuple[dict | None, Posted, float]:
-    """A check run by Chromium inside `namespace` against a server on the namespace's root end."""
+def check_from_namespace(namespace, tmp_path, secure: bool = True, inspect=None) -> tuple[dict | None, Posted, float]:
+    """A check run by Chromium inside `namespace` against a server on the namespace's root end;
+    `secure`: Chromium told to treat that http:// origin as secure (else the page is not a secure
+    context); `inspect(page)` is called once the check is done."""
     from tests.harness.browser import insecure_origin_args, namespaced_chromium
 
     env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
     running = start_serve("--bind", namespace.root_address, env=env)
     try:
         with chromium(executable=namespaced_chromium(namespace, tmp_path),
-                      extra=insecure_origin_args(running.http_url)) as browser:
+                      extra=insecure_origin_args(running.http_url) if secure else ()) as browser:
             page = browser.new_page()
             posted = Posted(page)
             page.goto(f"{running.http_url}/check")
@@ -195,7 +197,9 @@ def check_from_namespace(namespace, tmp_path) -> tuple[dict | None, Posted, floa
             state = run_check(page)
             elapsed_s = time.monotonic() - started
             assert state == "done", page.inner_text("#error")
-            assert page.evaluate("window.isSecureContext")
+            assert page.evaluate("window.isSecureContext") == secure
+            if inspect is not None:
+                inspect(page)
             return result(page), posted, elapsed_s
     finally:
         stop(running.process)
@@ -264,3 +268,19 @@ def test_keyboard_only_the_speaker_answer_and_run_again(server):
         assert page.get_attribute("body", "data-state") == "done", page.inner_text("#error")
         assert result(page)["check_id"] != first["check_id"]
         assert posted.body["devices"]["speakers"] == "not_asked"
+
+
+@pytest.mark.netns
+def test_a_page_that_is_not_a_secure_context_says_so_and_still_measures_the_connection(tmp_path):
+    from tests.harness.netns import ClientNamespace
+
+    def inspect(page) -> None:
+        assert page.is_visible("#insecure")
+        assert finding(page, "camera") == "not_asked" and finding(page, "microphone") == "not_asked"
+
+    with ClientNamespace() as namespace:
+        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path, secure=False, inspect=inspect)
+    print(f"{elapsed_s:.1f} s: {answer['recommendation']}; devices {answer['devices']}")
+    assert posted.body["devices"]["secure_context"] is False
+    assert any(entry["device"] == "browser" for entry in answer["devices"])
+    assert posted.body["voice"] is not None and posted.body["throughput"]["download_mbps"]
