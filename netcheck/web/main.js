@@ -187,7 +187,7 @@ async function run() {
   } catch (error) {
     const box = $("error");
     if (error instanceof ServerError && error.status === 401) box.textContent = fill("error_token");
-    else if (error instanceof ServerError && error.status === 429) box.textContent = fill("busy", { seconds: "…" });
+    else if (error instanceof ServerError && error.status === 429) box.textContent = fill("busy_gave_up");
     else box.textContent = fill("error_server", { detail: error?.message ?? String(error) });
     box.hidden = false;
     status(null);

@@ -115,6 +115,7 @@ export const TEXTS = {
   verdict_waiting: "Asking the clinic's server for the result…",
 
   busy: "The clinic's test server is busy, retrying in {seconds}\u00a0s.",
+  busy_gave_up: "The clinic's test server is still busy. Please run the check again in a few minutes.",
   error_token: "This check link is not valid any more. Ask your clinic for a new link.",
   error_server: "The clinic's test server could not be reached. Check your internet connection and run the check again. ({detail})",
 
