@@ -92,6 +92,10 @@ def voice_result(voice: Mapping[str, Any] | None, arrivals: Mapping[int, tuple[f
     return summarise_echoes(sent, echoes, own_count)
 
 
+CAMERA_SENDING = ("ok", "black", "frozen")
+"""Camera findings with which a video track still went up (a black or still picture is still sent)."""
+
+
 def ice_path(path: Mapping[str, Any] | None) -> str | None:
     """host | srflx | prflx | relay-udp | relay-tcp, as the A/V probe names the path (TLS is over TCP)."""
     if path is None or path["candidate_type"] is None:
@@ -102,17 +106,28 @@ def ice_path(path: Mapping[str, Any] | None) -> str | None:
     return f"relay-{'udp' if relay == 'udp' else 'tcp'}"
 
 
+UPSTREAM_VIDEO_FIELDS = ("video_fps", "video_width", "video_height", "video_freezes", "video_frozen_ms",
+                         "video_loss_pct", "av_skew_ms")
+
+
 def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | None,
-              path: Mapping[str, Any] | None) -> AvResult:
+              path: Mapping[str, Any] | None, camera_sent: bool = True) -> AvResult:
     """The call: the server's reception is the upstream, the page's the downstream; the sending sides
-    fill what a receiver cannot tell (the server's RTCP round trip, its sending bitrate as a fallback)."""
+    fill what a receiver cannot tell (the server's RTCP round trip, its sending bitrate as a fallback).
+
+    The upstream is the browser's camera, which adapts its resolution to the path (so its received
+    height is judged); without a camera (refused, missing, busy) nothing was sent up, and the
+    upstream video is not measured rather than "0 fps, frozen"."""
     if call is None:
         return av_failed(Status.ERROR, "the call was not set up (the page could not connect to the server's media peer)")
     if downstream is None:
         return av_failed(Status.ERROR, "the call did not complete in the browser")
-    received, sent = call["received"], call["sent"]
+    received, sent = dict(call["received"]), call["sent"]
+    if not camera_sent:
+        received.update({name: None for name in UPSTREAM_VIDEO_FIELDS})
     upstream = AvDirection(**received, video_bitrate_kbps=None, audio_bitrate_kbps=None,
-                           rtt_ms=sent.get("rtt_ms") if sent.get("rtt_ms") is not None else downstream["rtt_ms"])
+                           rtt_ms=sent.get("rtt_ms") if sent.get("rtt_ms") is not None else downstream["rtt_ms"],
+                           resolution_adapts=camera_sent)
     down_fields = {name: downstream[name] for name in AvDirection.__dataclass_fields__ if name in downstream}
     for name in ("video_bitrate_kbps", "audio_bitrate_kbps", "rtt_ms"):
         if down_fields.get(name) is None:
@@ -125,7 +140,7 @@ def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | No
         status=Status.OK, time_to_first_frame_ms=None, av_skew_ms=max(skews, key=abs) if skews else None,
         upstream=upstream, downstream=down, ice_path=route,
         udp_blocked=False if route and route != "relay-tcp" else None,
-        duration_s=downstream["duration_s"], error=None, resolution_adapts=True,
+        duration_s=downstream["duration_s"], error=None,
         server_cpu_pct=float(cpu) if isinstance(cpu, (int, float)) else None,
     )
 
@@ -183,7 +198,8 @@ class BrowserCheck:
 
 def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, started_at: str, duration_s: float,
                 server: str, session_id: str | None, thresholds: tuple[Metric, ...] = METRICS) -> BrowserCheck:
-    results: dict[str, Any] = {"av": av_result(view.call, body["downstream"], body["path"])}
+    camera_sent = body["devices"]["camera"] in CAMERA_SENDING
+    results: dict[str, Any] = {"av": av_result(view.call, body["downstream"], body["path"], camera_sent)}
     if (udp := voice_result(body["voice"], view.voice_arrivals)) is not None:
         results["udp"] = udp
     if (throughput := throughput_result(body["throughput"], view)) is not None:

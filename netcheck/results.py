@@ -66,6 +66,10 @@ class AvDirection:
     rtt_ms: float | None
     av_skew_ms: float | None
     """Positive: audio arrives before its video (BT.1359 sign); pipeline offset removed."""
+    resolution_adapts: bool | None = None
+    """True when this direction's sender adapts its resolution to the path (a browser's camera does);
+    None or False for a fixed size (aiortc, the server's marked tracks): only an adapting sender's
+    received height says something about the path."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,6 @@ class AvResult:
     duration_s: float | None
     """The measured window (after the first frame)."""
     error: str | None
-    resolution_adapts: bool | None = None
-    """True when the senders adapt their resolution to the path (a browser does), False when they send
-    a fixed size (aiortc): only an adapting sender's received height says something about the path."""
     server_cpu_pct: float | None = None
     """The server's busiest CPU sample during the call: from SERVER_BUSY_CPU_PCT on, what the call
     lost may be the server's doing, not the client's network (the advice says so)."""

@@ -374,7 +374,7 @@ def test_a_browser_check_on_loopback_says_video_and_is_stored_like_a_cli_check(t
     udp, av, throughput = (report["measurements"][name] for name in ("udp", "av", "throughput"))
     assert udp["status"] == "ok" and udp["packets_sent"] == 150 and udp["loss_up_pct"] == 0.0
     assert udp["packets_received"] >= 148 and udp["rtt_p95_ms"] < 20
-    assert av["status"] == "ok" and av["resolution_adapts"] is True and av["ice_path"] == "host"
+    assert av["status"] == "ok" and av["upstream"]["resolution_adapts"] is True and av["ice_path"] == "host"
     assert av["upstream"]["video_fps"] > 20 and av["upstream"]["video_height"] == 360  # the server's own view
     assert throughput["status"] == "ok" and throughput["bytes_down"] and throughput["bytes_up"]
     assert run["again"] == (200, report)

@@ -302,17 +302,19 @@ def test_frozen_share_of_a_5_s_probe(gaps_s: list, worst_allowed: Level, expecte
 
 def test_video_height_is_judged_only_for_a_sender_that_adapts_it() -> None:
     small = dataclasses.replace(CLEAN_DIRECTION, video_width=640, video_height=360)
-    fixed = dataclasses.replace(CLEAN_AV, upstream=small, downstream=small)  # aiortc: resolution_adapts False
+    fixed = dataclasses.replace(CLEAN_AV, upstream=small, downstream=small)  # aiortc: no direction adapts
     height = next(m for m in assess({"av": fixed}).cues[Cue.FACIAL_EXPRESSION].metrics if m.metric == "video_height")
     assert height.level == Level.UNKNOWN and height.value is None
-    adapting = dataclasses.replace(fixed, resolution_adapts=True)  # a browser lowered its resolution to 360p
+    adapting = dataclasses.replace(fixed, upstream=dataclasses.replace(small, resolution_adapts=True))  # a browser
+    # camera lowered its resolution to 360p; the server's fixed-size downstream is still not judged
     face = assess({"av": adapting}).cues[Cue.FACIAL_EXPRESSION]
     height = next(m for m in face.metrics if m.metric == "video_height")
-    assert (height.level, height.value) == (Level.FAIR, 360.0)
+    assert (height.level, height.value, height.direction) == (Level.FAIR, 360.0, "upstream")
     assert face.level == Level.FAIR
 
 
-FULL = {"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, resolution_adapts=True),
+FULL = {"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, upstream=dataclasses.replace(CLEAN_DIRECTION,
+                                                                                          resolution_adapts=True)),
         "throughput": ThroughputResult(status=Status.OK, download_mbps=20.0, upload_mbps=10.0, idle_rtt_ms=1.0,
                                        loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None,
                                        bytes_down=1, bytes_up=1, backend="netcheck", error=None)}
@@ -375,3 +377,24 @@ def test_a_call_measured_while_the_server_was_busy_is_not_blamed_on_the_clients_
                for line in advice), advice
     calm = dataclasses.replace(choppy, server_cpu_pct=20.0)
     assert not any("test server was busy" in line for line in assess({"udp": CLEAN_UDP, "av": calm}).advice)
+
+
+def test_a_direction_with_no_video_sent_is_not_measured_but_one_that_received_nothing_is_poor() -> None:
+    no_camera = dataclasses.replace(CLEAN_DIRECTION, video_fps=None, video_width=None, video_height=None,
+                                    video_freezes=None, video_frozen_ms=None)
+    face = assess({"av": dataclasses.replace(CLEAN_AV, upstream=no_camera)}).cues[Cue.FACIAL_EXPRESSION]
+    assert face.level == Level.GOOD, face  # judged on the downstream alone
+    nothing_came = dataclasses.replace(no_camera, video_freezes=0, video_frozen_ms=0.0)
+    face = assess({"av": dataclasses.replace(CLEAN_AV, upstream=nothing_came)}).cues[Cue.FACIAL_EXPRESSION]
+    assert face.level == Level.POOR and face.deciding is not None and face.deciding.value in (0.0, 100.0)
+
+
+def test_bandwidth_too_short_for_any_video_rung_never_recommends_video() -> None:
+    slow = ThroughputResult(status=Status.OK, download_mbps=0.57, upload_mbps=0.9, idle_rtt_ms=1.0,
+                            loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None, bytes_down=1,
+                            bytes_up=1, backend="netcheck", error=None)
+    result = assess({"udp": CLEAN_UDP, "av": CLEAN_AV, "throughput": slow})
+    assert result.cues[Cue.FACIAL_EXPRESSION].level == Level.FAIR  # 0.57 Mbps: fair bandwidth ...
+    assert result.video_setting == "audio only"  # ... but no rung fits with its margin
+    assert result.recommendation == Recommendation.AUDIO_ONLY
+    assert result.summary == "Use audio only: the connection carries too little for video in its slower direction."

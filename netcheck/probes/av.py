@@ -236,7 +236,6 @@ class AvProbe:
             udp_blocked=False if path and path != "relay-tcp" else None,
             duration_s=round(window_end_s - first_frame_s, 3),
             error=None,
-            resolution_adapts=False,  # aiortc sends the size it is given
             server_cpu_pct=_cpu_pct(report.get("server_cpu_max_pct")),
         )
 

@@ -112,9 +112,11 @@ def voice_metrics_from_udp(udp: UdpResult) -> dict[str, Measured]:
 def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
     """Facial expression from the A/V call, each figure from the direction in which it is worse.
 
-    A direction whose receiver saw no frame at all in a finished call measured something: nothing
-    got through, so 0 fps and frozen the whole time. The received height is judged only where the
-    senders adapt their resolution to the path; a fixed-size sender's height says nothing about it.
+    A direction whose receiver watched and saw no frame at all in a finished call measured something:
+    nothing got through, so 0 fps and frozen the whole time (a direction with no video sent — a
+    browser without a camera — has no freeze count and stays unmeasured). The received height is
+    judged only where that direction's sender adapts its resolution to the path; a fixed-size
+    sender's height says nothing about it.
     """
     metrics: dict[str, Measured] = {}
     directions = {"upstream": av.upstream, "downstream": av.downstream}
@@ -123,7 +125,9 @@ def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
     frozen: list[tuple[float, str]] = []
     for name, direction in directions.items():
         assert direction is not None
-        nothing_arrived = direction.video_height is None and direction.video_fps is None
+        # the receiver watched (it counted freezes) and no frame came: nothing got through
+        nothing_arrived = (direction.video_freezes is not None and direction.video_height is None
+                           and direction.video_fps is None)
         if nothing_arrived:
             fps.append((0.0, name))
         elif direction.video_fps is not None:
@@ -137,12 +141,11 @@ def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
     if frozen:
         value, name = max(frozen)
         metrics["frozen_pct"] = Measured(value, f"av.{name}.video_frozen_ms / av.duration_s", name)
-    if av.resolution_adapts:
-        heights = [(float(d.video_height), name) for name, d in directions.items()
-                   if d is not None and d.video_height is not None]
-        if heights:
-            value, name = min(heights)
-            metrics["video_height"] = Measured(value, f"av.{name}.video_height", name)
+    heights = [(float(d.video_height), name) for name, d in directions.items()
+               if d is not None and d.resolution_adapts and d.video_height is not None]
+    if heights:
+        value, name = min(heights)
+        metrics["video_height"] = Measured(value, f"av.{name}.video_height", name)
     losses = [(d.video_loss_pct, name) for name, d in directions.items() if d is not None and d.video_loss_pct is not None]
     if losses:  # a short probe may see no freeze yet on a path whose loss will freeze a session
         value, name = max(losses)
@@ -191,7 +194,11 @@ def assess(
     # UDP blocked and a video call that was tried and failed: nothing real-time gets through
     no_realtime_path = (isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable")
                         and isinstance(av, AvResult) and av.status != Status.OK)
-    recommendation = Recommendation.PHONE if no_realtime_path else recommend(cues, av_failed)
+    throughput = measurements.get("throughput")
+    video_setting = (video_setting_for(metrics["bandwidth_mbps"].value)
+                     if isinstance(throughput, ThroughputResult) and "bandwidth_mbps" in metrics else None)
+    bandwidth_short = video_setting == "audio only"  # the ladder's margin: fair bandwidth may still carry no video
+    recommendation = Recommendation.PHONE if no_realtime_path else recommend(cues, av_failed or bandwidth_short)
     measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
     level = max(measured_levels, key=SEVERITY.__getitem__) if measured_levels else Level.UNKNOWN
 
@@ -216,15 +223,11 @@ def assess(
         advice.append(line)
     if isinstance(reach, ReachResult):
         advice.extend(reach_advice(reach, call_went_through=isinstance(av, AvResult) and av.status == Status.OK))
-    throughput = measurements.get("throughput")
-    video_setting = None
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
         if line := bufferbloat_advice(throughput, limits):
             advice.append(line)
-        if "bandwidth_mbps" in metrics:
-            video_setting = video_setting_for(metrics["bandwidth_mbps"].value)
-            if line := video_setting_advice(video_setting, metrics["bandwidth_mbps"].value):
-                advice.append(line)
+        if video_setting is not None and (line := video_setting_advice(video_setting, metrics["bandwidth_mbps"].value)):
+            advice.append(line)
     if system is not None:
         network_has_problems = any(v.level in (Level.FAIR, Level.POOR) for v in cues.values())
         advice.extend(system_advice(system, network_has_problems, limits))
@@ -272,6 +275,8 @@ def summarise(
             causes = "this network blocks UDP and no call got through a relay"
         elif not poor and av is not None and av.status != Status.OK:
             causes = f"the video test call could not be set up ({av.status.value})"
+        elif not poor:
+            causes = "the connection carries too little for video in its slower direction"
         action = "Use the phone" if recommendation == Recommendation.PHONE else "Use audio only"
         return f"{action}: {causes}."
     sentence = "Video should work"
