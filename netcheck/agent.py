@@ -128,8 +128,7 @@ class Agent:
         self.alerts = AlertTracker(settings.role, self.thresholds)
         self.origin = Origin(agent=store.agent_id(), kind="session", role=settings.role, site=settings.site,
                              server=urlsplit(settings.server_url).netloc, session_id=settings.session_id)
-        self._reflector: ReflectorAddress | None = (ReflectorAddress(*settings.udp_target)
-                                                    if settings.udp_target else None)
+        self._reflector: ReflectorAddress | None = None
         self._av_task: asyncio.Task[AvResult] | None = None
         self._latest_av: AvResult | None = None
         self._new_points = asyncio.Event()
@@ -264,11 +263,14 @@ class Agent:
         reflector = self._reflector
         if reflector is None or reflector.key_expires_within(2 * self.settings.window_s):
             try:
-                reflector = self._reflector = await find_reflector(self.settings.server_url, self.settings.hmac_key,
-                                                                   self.settings.token)
+                reflector = await find_reflector(self.settings.server_url, self.settings.hmac_key,
+                                                 self.settings.token)
             except MeasurementError as error:
                 self.on_event(f"server: {error}")
                 return None
+            if self.settings.udp_target:  # another path to the same reflector (a relay): the key still fits
+                reflector = replace(reflector, host=self.settings.udp_target[0], port=self.settings.udp_target[1])
+            self._reflector = reflector
         return reflector
 
     def _start_av(self) -> None:

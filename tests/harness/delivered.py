@@ -17,9 +17,14 @@ from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 
 def stored_points(store_path: Path) -> list[Point]:
-    """Every point in a local store, read the way an outside reader would (read-only connection)."""
+    """Every point in a local store, read the way an outside reader would (read-only connection).
+
+    A store an agent is still creating (the file made, its tables not yet) holds no point: the
+    tests poll this while the agent starts."""
     db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10.0)
     try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'points'").fetchone() is None:
+            return []
         return [row.point for row in points_since(db, 0)]
     finally:
         db.close()
