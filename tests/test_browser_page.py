@@ -13,12 +13,11 @@ the offset between them — the upstream's lip-sync truth — is not known (one 
 from __future__ import annotations
 
 import json
-import statistics
 import time
 
 import pytest
 
-from tests.harness.browser import chromium, overflows_horizontally, result, run_check, silent_wav
+from tests.harness.browser import chromium, result, run_check, silent_wav
 from netcheck.server.app import AV_SESSIONS_PER_CLIENT
 from tests.harness.servers import start_serve, stop, subprocess_env
 
