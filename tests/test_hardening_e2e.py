@@ -26,24 +26,37 @@ def cli(*args: str, **env: str) -> subprocess.Popen:
 
 
 def test_a_check_waits_for_a_busy_server_says_so_and_then_completes(tmp_path: Path) -> None:
-    """Two A/V sessions per address: while two `probe av` hold this address's share, `check` is told
-    429 + Retry-After, prints "the clinic's test server is busy, retrying in N s", waits, and completes."""
-    server = start_serve()
-    try:
-        holders = [cli("probe", "av", "--server", server.http_url, "--duration", "6s", "--json",
-                       NETCHECK_HOME=str(tmp_path / f"holder-{index}")) for index in range(2)]
-        time.sleep(3.0)  # the holders' calls are up (set up in about 1 s; they then hold for 6 s)
-        checked = subprocess.run([sys.executable, str(REPO / "cli.py"), "check", "--server", server.http_url,
-                                  "--quick", "--json"], capture_output=True, text=True, timeout=120,
-                                 env=subprocess_env(NETCHECK_HOME=str(tmp_path / "b")))
-        finished = [holder.communicate(timeout=60) for holder in holders]
-    finally:
-        stop(server.process)
-    assert all(holder.returncode == 0 for holder in holders), [err for _, err in finished]
-    assert "the clinic's test server is busy, retrying in " in checked.stderr, checked.stderr
-    assert "Traceback" not in checked.stderr
-    assert checked.returncode == 0, checked.stderr
-    report = json.loads(checked.stdout)
+    """Two A/V sessions per address: while two calls hold this address's share, `check` is told 429 +
+    Retry-After, prints "the clinic's test server is busy, retrying in N s", waits, and completes.
+
+    The server runs in this process so the test can wait until both calls are up (not a guess)."""
+    import asyncio
+
+    from netcheck.probes.av import AvProbe, AvProbeSettings
+    from netcheck.server.app import start_server
+
+    async def scenario() -> tuple[int, str, str, list]:
+        server = await start_server("127.0.0.1", 0, 0)
+        server.media.cpu.busy_pct = 101.0  # a FAKE calm CPU: this test is about the address's share only
+        try:
+            holders = [asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=6.0)).run())
+                       for _ in range(2)]
+            while len(server.media.sessions) < 2:
+                await asyncio.sleep(0.05)
+            check = await asyncio.create_subprocess_exec(
+                sys.executable, str(REPO / "cli.py"), "check", "--server", server.url, "--quick", "--json",
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+            out, err = await asyncio.wait_for(check.communicate(), 120)
+            return check.returncode or 0, out.decode(), err.decode(), await asyncio.gather(*holders)
+        finally:
+            await server.close()
+
+    code, out, err, holders = asyncio.run(scenario())
+    assert all(holder.status.value == "ok" for holder in holders), [holder.error for holder in holders]
+    assert "the clinic's test server is busy, retrying in " in err, err
+    assert "Traceback" not in err
+    assert code == 0, err
+    report = json.loads(out)
     assert report["recommendation"] == "video" and report["measurements"]["av"]["status"] == "ok"
 
 
