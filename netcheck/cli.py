@@ -334,7 +334,8 @@ def serve(
     import ipaddress
     import ssl
 
-    from netcheck.config import load_config, parse_hub_url
+    from netcheck.config import load_config
+    from netcheck.parse import parse_hub_url
     from netcheck.server.app import start_server, tls_context
     from netcheck.server.checks import CheckSettings
 

@@ -42,3 +42,24 @@ def parse_server_url(text: str) -> str:
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"bad server URL {text!r}: port must be 1..65535")
     return text.strip().rstrip("/")
+
+
+def parse_hub_url(text: str) -> str:
+    """`redis://HOST[:PORT][/N]` or `rediss://…` (TLS), without a password: URLs end up in logs."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError as error:
+        raise UsageError(f"bad hub URL: {error}") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise UsageError("bad hub URL: use redis://HOST:PORT/N (or rediss:// for TLS)")
+    if parts.password is not None:
+        raise UsageError("no password in the hub URL (it would be logged): use NETCHECK_HUB_PASSWORD "
+                         "or hub_password_file (mode 0600)")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError("bad hub URL: port must be 1..65535")
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise UsageError("bad hub URL: the path is the database number, e.g. /0")
+    if parts.query or parts.fragment:
+        raise UsageError("bad hub URL: no query or fragment")
+    return text.strip()

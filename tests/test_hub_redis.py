@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from netcheck.config import parse_hub_url
+from netcheck.parse import parse_hub_url
 from netcheck.errors import UsageError
 from netcheck.hub_client import HubPoster
 from netcheck.server.app import start_server
