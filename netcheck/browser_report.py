@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from netcheck import __version__
-from netcheck.model import Assessment, Measurement, Status, assessment_to_dict, result_fields
+from netcheck.model import Assessment, Measurement, Recommendation, Status, assessment_to_dict, result_fields
 from netcheck.probes.av import failed_result as av_failed
 from netcheck.probes.throughput import RAMP_S, rate_after_ramp_mbps
 from netcheck.probes.udp import EchoTiming, failed_result as udp_failed, summarise_echoes
@@ -209,12 +209,39 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
     findings = device_findings(body["devices"])
     advice = tuple(finding["advice"] for finding in findings if finding["advice"])
     assessment = replace(assessment, advice=assessment.advice + advice)
+    assessment, held_back_by = devices_hold_back(assessment, body["devices"])
     report = {
         **report_dict(check_id, started_at, duration_s, server, measurements, assessment),
         "client": "browser", "devices": findings, "code": check_code(), "session_id": session_id,
+        "held_back_by": held_back_by,
         "audio_offset_ms": body["audio_offset_ms"],
     }
     return BrowserCheck(measurements, assessment, report)
+
+
+MICROPHONE_SENDING = ("ok", "clipping")
+"""Microphone findings with which the therapist still hears the client (clipping: distorted, advised)."""
+
+
+def devices_hold_back(assessment: Assessment, devices: Mapping[str, Any]) -> tuple[Assessment, str | None]:
+    """The recommendation the client's own devices allow, and the device that lowered it (or None).
+
+    The connection may carry video while no picture leaves the browser (camera refused, busy, missing,
+    black or frozen): the therapist would not see the face, so the answer is audio only until the
+    camera works. No sound from the microphone: the therapist would not hear the client either, so
+    the phone. The summary says that the connection is not the reason.
+    """
+    recommendation = assessment.recommendation
+    if devices["microphone"] not in MICROPHONE_SENDING and recommendation in (Recommendation.VIDEO,
+                                                                              Recommendation.AUDIO_ONLY):
+        return replace(assessment, recommendation=Recommendation.PHONE,
+                       summary="Use the phone until the microphone works: no sound came from it, so your "
+                               "therapist would not hear you."), "microphone"
+    if devices["camera"] != "ok" and recommendation == Recommendation.VIDEO:
+        return replace(assessment, recommendation=Recommendation.AUDIO_ONLY,
+                       summary="Use audio only until the camera works: the connection itself would carry video, "
+                               "but no picture came from the camera."), "camera"
+    return assessment, None
 
 
 def report_dict(check_id: str, started_at: str, duration_s: float, server: str,

@@ -161,13 +161,58 @@ def test_the_report_has_check_json_shape() -> None:
                                      check.measurements, check.assessment))
     assert report_dict("c" * 32, "2026-01-01T00:00:00.000+00:00", 1.0, "http://127.0.0.1:1", check.measurements,
                        check.assessment) == cli
-    assert set(check.report) - set(cli) == {"client", "devices", "code", "session_id", "audio_offset_ms"}
+    assert set(check.report) - set(cli) == {"client", "devices", "code", "session_id", "audio_offset_ms", "held_back_by"}
     assert CHECK_CODE.match(check.report["code"])
     camera = next(f for f in check.report["devices"] if f["device"] == "camera")
     assert camera["key"] == "camera.denied" and camera["advice"] == DEVICE_ADVICE[("camera", "denied")]
     assert DEVICE_ADVICE[("camera", "denied")] in check.report["advice"]
     assert check.report["measurements"]["av"]["status"] == "error"  # no call named: the server saw none
     assert check.report["measurements"]["udp"]["status"] == "timeout"  # nor any voice stream
+
+
+CLEAN_CALL = {
+    "received": {"video_fps": 29.9, "video_width": 640, "video_height": 360, "video_freezes": 0, "video_frozen_ms": 0.0,
+                 "video_loss_pct": 0.0, "audio_loss_pct": 0.0, "audio_jitter_ms": 0.6, "av_skew_ms": 4.0},
+    "sent": {"video_bitrate_kbps": 900.0, "audio_bitrate_kbps": 32.0, "rtt_ms": 1.0},
+    "server_cpu_max_pct": 20.0,
+}
+"""The media peer's view of a clean call (server/media.py's shape)."""
+
+
+def clean_check(camera: str, microphone: str = "ok") -> dict[str, Any]:
+    """A clean loopback check with these device findings: every figure would carry video."""
+    from netcheck.browser_report import build_check, ServerView
+
+    sent_ms = [20.0 * seq for seq in range(150)]
+    body = parse_body(json.dumps({
+        **VALID_BODY,
+        "devices": {**VALID_BODY["devices"], "camera": camera, "microphone": microphone},
+        "voice": {"interval_ms": 20, "sent_ms": sent_ms, "server_rx_count": 150,
+                  "replies": [[seq, at + 1.0, 5000.0 + at, 5000.0 + at] for seq, at in enumerate(sent_ms)]},
+    }).encode())
+    view = ServerView(CLEAN_CALL, {seq: (at + 0.5, at + 0.5) for seq, at in enumerate(sent_ms)})
+    return build_check(body, view, "c" * 32, "2026-01-01T00:00:00.000+00:00", 16.0, "http://127.0.0.1:1", None).report
+
+
+@pytest.mark.parametrize("camera", ["denied", "busy", "missing", "black", "frozen", "error", "not_asked"])
+def test_without_a_picture_from_the_camera_a_clean_connection_says_audio_only(camera: str) -> None:
+    """The therapist would not see the face: the page must not say "will see your face clearly"."""
+    assert clean_check("ok")["recommendation"] == "video"  # the same figures with a working camera
+    report = clean_check(camera)
+    assert (report["recommendation"], report["held_back_by"]) == ("audio_only", "camera"), report["summary"]
+    assert "camera" in report["summary"] and "connection itself would carry video" in report["summary"]
+    assert any(finding["device"] == "camera" for finding in report["devices"])
+
+
+@pytest.mark.parametrize("microphone", ["denied", "busy", "missing", "silent", "error", "not_asked"])
+def test_without_sound_from_the_microphone_a_clean_connection_says_phone(microphone: str) -> None:
+    """The therapist would not hear the client: "hear you well" would be false; a phone has a microphone."""
+    for camera in ("ok", "missing"):
+        report = clean_check(camera, microphone)
+        assert (report["recommendation"], report["held_back_by"]) == ("phone", "microphone"), report["summary"]
+        assert "microphone" in report["summary"]
+    clipping = clean_check("ok", "clipping")  # heard, distorted: advice, not a lower recommendation
+    assert (clipping["recommendation"], clipping["held_back_by"]) == ("video", None)
 
 
 def test_the_check_rate_lets_a_person_rerun_but_not_a_script() -> None:

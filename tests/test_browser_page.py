@@ -63,6 +63,14 @@ def finding(page, device: str) -> str | None:
     return page.get_attribute(f"[data-device='{device}']", "data-finding")
 
 
+def assert_held_back(page, recommendation: str, device: str) -> None:
+    """The verdict blames the device, not the connection, and never promises what the device cannot give."""
+    assert page.get_attribute("#verdict", "data-recommendation") == recommendation
+    assert result(page)["held_back_by"] == device
+    sentence = page.inner_text("#verdict-sentence")
+    assert f"fix the {device}" in sentence and "see your face clearly" not in sentence, sentence
+
+
 def assert_network_part_completed(posted: Posted) -> None:
     body = posted.body
     assert body is not None, "the page never posted its measurements"
@@ -121,6 +129,7 @@ def test_permission_denied_is_explained_and_the_network_part_completes(server):
         assert posted.body["devices"]["camera"] == "denied"
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted)
+        assert_held_back(page, "phone", "microphone")  # nothing heard, nothing seen: the phone
 
 
 def test_no_camera_is_explained_and_the_network_part_completes(server):
@@ -132,6 +141,7 @@ def test_no_camera_is_explained_and_the_network_part_completes(server):
         assert posted.body["devices"]["camera"] == "missing"
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted)
+        assert_held_back(page, "audio_only", "camera")
 
 
 def test_silent_microphone_is_explained_and_the_network_part_completes(server, tmp_path):
@@ -143,6 +153,7 @@ def test_silent_microphone_is_explained_and_the_network_part_completes(server, t
         assert posted.body["devices"]["microphone"] == "silent"
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted)
+        assert_held_back(page, "phone", "microphone")
 
 
 def test_one_check_more_than_the_share_is_told_the_server_is_busy_then_completes(server):

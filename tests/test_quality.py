@@ -11,7 +11,7 @@ from netcheck.model import Cue, Level, Recommendation, Status
 from netcheck.probes.system import SystemResult
 from netcheck.probes.udp import UdpResult, failed_result
 from netcheck.quality import METRICS, apply_overrides, assess
-from netcheck.quality.assess import SEVERITY
+from netcheck.quality.assess import RESOLUTION_SETTLED_S, SEVERITY
 
 CLEAN_UDP = UdpResult(
     status=Status.OK, packets_sent=150, packets_received=150, rtt_min_ms=0.2, rtt_mean_ms=0.3, rtt_p50_ms=0.3,
@@ -305,7 +305,8 @@ def test_video_height_is_judged_only_for_a_sender_that_adapts_it() -> None:
     fixed = dataclasses.replace(CLEAN_AV, upstream=small, downstream=small)  # aiortc: no direction adapts
     height = next(m for m in assess({"av": fixed}).cues[Cue.FACIAL_EXPRESSION].metrics if m.metric == "video_height")
     assert height.level == Level.UNKNOWN and height.value is None
-    adapting = dataclasses.replace(fixed, upstream=dataclasses.replace(small, resolution_adapts=True))  # a browser
+    adapting = dataclasses.replace(fixed, upstream=dataclasses.replace(small, resolution_adapts=True),
+                                   duration_s=RESOLUTION_SETTLED_S)  # a browser, in a call long enough to settle
     # camera lowered its resolution to 360p; the server's fixed-size downstream is still not judged
     face = assess({"av": adapting}).cues[Cue.FACIAL_EXPRESSION]
     height = next(m for m in face.metrics if m.metric == "video_height")
@@ -313,8 +314,18 @@ def test_video_height_is_judged_only_for_a_sender_that_adapts_it() -> None:
     assert face.level == Level.FAIR
 
 
-FULL = {"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, upstream=dataclasses.replace(CLEAN_DIRECTION,
-                                                                                          resolution_adapts=True)),
+def test_a_browsers_height_in_a_call_shorter_than_its_ramp_is_not_judged() -> None:
+    """A browser check's 6 s call sees Chromium's start-up 360p on a clean path: not the path's fault."""
+    small = dataclasses.replace(CLEAN_DIRECTION, video_width=640, video_height=360, resolution_adapts=True)
+    short = dataclasses.replace(CLEAN_AV, upstream=small, duration_s=RESOLUTION_SETTLED_S - 14)
+    face = assess({"av": short}).cues[Cue.FACIAL_EXPRESSION]
+    height = next(m for m in face.metrics if m.metric == "video_height")
+    assert height.level == Level.UNKNOWN and height.value is None
+    assert face.level == Level.GOOD and not assess({"av": short}).advice
+
+
+FULL = {"udp": CLEAN_UDP, "av": dataclasses.replace(CLEAN_AV, duration_s=RESOLUTION_SETTLED_S,
+                                                    upstream=dataclasses.replace(CLEAN_DIRECTION, resolution_adapts=True)),
         "throughput": ThroughputResult(status=Status.OK, download_mbps=20.0, upload_mbps=10.0, idle_rtt_ms=1.0,
                                        loaded_rtt_down_ms=None, loaded_rtt_up_ms=None, bufferbloat_ms=None,
                                        bytes_down=1, bytes_up=1, backend="netcheck", error=None)}

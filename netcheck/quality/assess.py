@@ -24,6 +24,13 @@ from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
 from netcheck.quality.thresholds import SystemLimits, video_setting_for
 
 SEVERITY = {Level.GOOD: 0, Level.FAIR: 1, Level.POOR: 2}
+RESOLUTION_SETTLED_S = 20.0
+"""A call's length from which an adapting sender's resolution reflects the path. WebRTC's congestion
+control starts at 300 kbps (Chromium's default start bitrate: 640x360 from a 720p camera) and may
+raise its estimate by at most 8 % a second (GCC, draft-ietf-rmcat-gcc §5.5: η = 1.08), so reaching the
+≈ 1.5 Mbps of 720p takes about ln(5)/ln(1.08) ≈ 21 s unless its probes find the room sooner. A
+browser check's 6 s call measured 360p upstream on a clean loopback every time: the ramp, not the
+path. Shorter calls leave the height unjudged; the speed step's video setting speaks for the path."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,9 @@ def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
     A direction whose receiver watched and saw no frame at all in a finished call measured something:
     nothing got through, so 0 fps and frozen the whole time (a direction with no video sent — a
     browser without a camera — has no freeze count and stays unmeasured). The received height is
-    judged only where that direction's sender adapts its resolution to the path; a fixed-size
-    sender's height says nothing about it.
+    judged only where that direction's sender adapts its resolution to the path, and only in a call
+    long enough for the sender's rate control to have settled (RESOLUTION_SETTLED_S): a fixed-size
+    sender's height says nothing about the path, nor does a browser's start-up ramp.
     """
     metrics: dict[str, Measured] = {}
     directions = {"upstream": av.upstream, "downstream": av.downstream}
@@ -141,8 +149,9 @@ def face_metrics_from_call(av: AvResult) -> dict[str, Measured]:
     if frozen:
         value, name = max(frozen)
         metrics["frozen_pct"] = Measured(value, f"av.{name}.video_frozen_ms / av.duration_s", name)
+    settled = (av.duration_s or 0.0) >= RESOLUTION_SETTLED_S
     heights = [(float(d.video_height), name) for name, d in directions.items()
-               if d is not None and d.resolution_adapts and d.video_height is not None]
+               if d is not None and d.resolution_adapts and settled and d.video_height is not None]
     if heights:
         value, name = min(heights)
         metrics["video_height"] = Measured(value, f"av.{name}.video_height", name)

@@ -36,7 +36,9 @@ export function showVerdict(result, pageDevices) {
   const section = document.getElementById("verdict");
   const recommendation = RECOMMENDATIONS.includes(result.recommendation) ? result.recommendation : "";
   section.dataset.recommendation = recommendation;
-  document.getElementById("verdict-sentence").textContent = fill(`verdict.${recommendation || "unknown"}`);
+  // the connection would carry more than the devices gave (no picture, no sound): say so, not "video may freeze"
+  const heldBack = ["camera", "microphone"].includes(result.held_back_by) ? `.${result.held_back_by}` : "";
+  document.getElementById("verdict-sentence").textContent = fill(`verdict.${recommendation || "unknown"}${heldBack}`);
 
   const setting = result.video_setting;
   document.getElementById("verdict-setting").textContent = setting
