@@ -54,9 +54,10 @@ def report(
     session_id: Annotated[str, typer.Argument(help="The session id, as given to `agent --session` and `watch`.")],
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")] = False,
 ) -> int:
-    """The session's warnings in time order and the minutes each cue spent at each level, per leg.
+    """The session's pre-session checks, its warnings in time order and the minutes each cue spent at each level.
 
-    Read from the local store: what this machine's agent measured and what `netcheck watch` received.
+    Read from the local store: what this machine's agent measured, what `netcheck watch` received, and
+    (on the server's machine) the browser checks made with the session's check link.
     """
     from netcheck.cli_common import open_store, print_json, stdout_console
     from netcheck.config import load_config
@@ -65,10 +66,12 @@ def report(
 
     with open_store(load_config()) as store:
         events = store.session_events(session_id)
-    if not events:
-        raise UsageError(f"no events of session {session_id[:140]!r} in the local store "
-                         "(run `netcheck agent --session` or `netcheck watch` with the same NETCHECK_HOME)")
-    session_report = build_report(session_id, events)
+        checks = store.session_checks(session_id)
+    if not events and not checks:
+        raise UsageError(f"no events or checks of session {session_id[:140]!r} in the local store "
+                         "(run `netcheck agent --session` or `netcheck watch` with the same NETCHECK_HOME, "
+                         "or read the report where `netcheck serve` stores the session's browser checks)")
+    session_report = build_report(session_id, events, checks)
     if json_output:
         print_json(report_to_dict(session_report))
     else:

@@ -282,9 +282,22 @@ def render_av(fields: Mapping[str, Any], console: Console) -> None:
 
 
 def render_session_report(report: Any, console: Console) -> None:
-    """`netcheck session report`: the warnings timeline, then minutes per cue level for each leg."""
+    """`netcheck session report`: the checks before it, the warnings timeline, then minutes per cue level for each leg."""
     console.print(Prose(f"[bold]Session {report.session_id}[/]  {_clock(report.first_at)} – {_clock(report.last_at)} UTC"
                         "  · windows: " + ", ".join(f"{leg} {count}" for leg, count in sorted(report.windows.items()))))
+    if report.checks:
+        console.print("\n[bold]Checks before the session[/]")
+        checks = Table.grid(padding=(0, 1))
+        checks.add_column(no_wrap=True)
+        checks.add_column()
+        for check in report.checks:
+            what = Text.from_markup(f"[bold]{check.recommendation.replace('_', ' ')}[/] ({check.client}"
+                                    f"{', code ' + check.code if check.code else ''}): ")
+            what.append(check.summary)
+            if check.device_findings:
+                what.append("\ndevices: " + ", ".join(check.device_findings), style="dim")
+            checks.add_row(f"  {check.started_at[:10]} {_clock(check.started_at)}", Prose(what))
+        console.print(checks)
     if report.warnings:
         console.print("\n[bold]Warnings[/]")
         timeline = Table.grid(padding=(0, 1))
@@ -299,8 +312,11 @@ def render_session_report(report: Any, console: Console) -> None:
                 what.append("\n" + span.advice, style="dim")
             timeline.add_row(f"  {_clock(span.raised_at)} {until}", Prose(what))
         console.print(timeline)
-    else:
+    elif report.windows:
         console.print(Prose("\nNo warnings: the connection carried every measured cue throughout."))
+    else:
+        console.print(Prose("\nNo measurements during the session are stored here (the agent and `netcheck watch` "
+                            "store them on their own machines)."))
     for leg, cues in sorted(report.minutes_by_level.items()):
         table = _table("cue", "good", "fair", "poor", "unknown")
         table.title, table.title_justify = f"{leg}: minutes per level", "left"

@@ -28,6 +28,22 @@ class WarningSpan:
     duration_s: float | None
 
 
+@dataclass(frozen=True)
+class PreSessionCheck:
+    """A check attached to the session (a check link with the session's token): what the client saw before."""
+
+    check_id: str
+    started_at: str
+    client: str
+    """"browser" (the check page) or "cli" (`netcheck check`)."""
+    recommendation: str
+    summary: str
+    code: str | None
+    """The short code the client can read to the clinic (browser checks)."""
+    device_findings: tuple[str, ...]
+    """The devices that needed the client, as `camera.denied`, `microphone.silent`, …"""
+
+
 @dataclass
 class SessionReport:
     session_id: str
@@ -38,11 +54,17 @@ class SessionReport:
     """leg → cue → level → minutes, from the windows' summaries."""
     windows: dict[str, int] = field(default_factory=dict)
     """leg → how many windows were summarised."""
+    checks: list[PreSessionCheck] = field(default_factory=list)
+    """The session's pre-session checks, oldest first."""
 
 
-def build_report(session_id: str, events: Iterable[Mapping[str, Any]]) -> SessionReport:
+def build_report(session_id: str, events: Iterable[Mapping[str, Any]],
+                 checks: Iterable[Mapping[str, Any]] = ()) -> SessionReport:
+    """`events` as the session's legs stored them; `checks` the stored check reports attached to it."""
     ordered = sorted(events, key=lambda event: (str(event.get("at", "")), str(event.get("type", ""))))
     report = SessionReport(session_id)
+    report.checks = sorted((_check(check) for check in checks if check.get("session_id") == session_id),
+                           key=lambda check: check.started_at)
     open_spans: dict[tuple[str, str], Mapping[str, Any]] = {}
     for event in ordered:
         at, leg, kind = str(event["at"]), str(event["leg"]), event["type"]
@@ -67,7 +89,16 @@ def report_to_dict(report: SessionReport) -> dict[str, Any]:
         "windows": report.windows,
         "warnings": [span.__dict__ for span in report.warnings],
         "minutes_by_level": report.minutes_by_level,
+        "checks": [{**check.__dict__, "device_findings": list(check.device_findings)} for check in report.checks],
     }
+
+
+def _check(report: Mapping[str, Any]) -> PreSessionCheck:
+    findings = tuple(str(finding.get("key")) for finding in report.get("devices") or ()
+                     if isinstance(finding, Mapping) and finding.get("key"))
+    return PreSessionCheck(str(report["check_id"]), str(report["started_at"]), str(report.get("client") or "cli"),
+                           str(report["recommendation"]), str(report.get("summary", "")),
+                           report.get("code"), findings)
 
 
 def _count_window(report: SessionReport, leg: str, window: Mapping[str, Any]) -> None:

@@ -9,6 +9,8 @@ import json
 import math
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -32,7 +34,7 @@ from netcheck.server.checks import CheckRate, CheckSettings
 from netcheck.server.web import CONTENT_SECURITY_POLICY, StaticPages
 from netcheck.tokens import create_token
 from tests.harness.delivered import assert_influx_has_exactly, assert_victoria_has_exactly, stored_points
-from tests.harness.servers import REPO
+from tests.harness.servers import REPO, subprocess_env
 from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 SECRET = b"s" * 32
@@ -408,7 +410,7 @@ async def browser_check(store_path: Path, influx: InfluxSettings | None = None,
 
 @pytest.mark.slow
 def test_a_browser_check_on_loopback_says_video_and_is_stored_like_a_cli_check(tmp_path: Path) -> None:
-    store_path = tmp_path / "server.sqlite3"
+    store_path = tmp_path / "netcheck.sqlite3"  # the name under NETCHECK_HOME: `session report` reads it below
     run = asyncio.run(browser_check(store_path))
     assert run["refused"][0] == 400 and run["refused"][1]["field"] == "av_session_id"  # not their call
     assert run["status"] == 201, run["report"]
@@ -428,6 +430,13 @@ def test_a_browser_check_on_loopback_says_video_and_is_stored_like_a_cli_check(t
                                                        "netcheck_assessment"}
     assert all(point.tags["client"] == "browser" and point.tags["kind"] == "check" and point.tags["site"] == "north"
                and point.tags["role"] == "client" and point.fields["session_id"] == "sess-1" for point in points)
+    # the check link carried sess-1's client token: the session's report lists the check, with its code
+    session = subprocess.run([sys.executable, "-m", "netcheck", "session", "report", "sess-1", "--json"],
+                             env=subprocess_env(NETCHECK_HOME=str(tmp_path)), capture_output=True, text=True, timeout=60)
+    assert session.returncode == 0, session.stderr
+    [listed] = json.loads(session.stdout)["checks"]
+    assert (listed["check_id"], listed["client"], listed["code"], listed["recommendation"]) == (
+        report["check_id"], "browser", report["code"], "video")
     print(f"\nbrowser check (FAKE aiortc page): {run['page_s']:.1f} s measuring; udp rtt p95 {udp['rtt_p95_ms']:.2f} ms, "
           f"upstream {av['upstream']['video_fps']} fps, download {throughput['download_mbps']} Mbit/s, "
           f"upload {throughput['upload_mbps']} Mbit/s, code {report['code']}")

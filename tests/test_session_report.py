@@ -40,3 +40,21 @@ def test_timeline_pairs_raises_with_clears_and_keeps_open_ones() -> None:
 def test_an_empty_session_has_an_empty_report() -> None:
     report = build_report("none", [])
     assert report.warnings == [] and report.windows == {} and report.first_at is None
+
+
+def browser_check(check_id: str, started_at: str, session_id: str, camera: str = "ok") -> dict:
+    """A stored browser check report (browser_report.build_check's shape), only the fields the report reads."""
+    devices = [] if camera == "ok" else [{"device": "camera", "finding": camera, "key": f"camera.{camera}"}]
+    return {"check_id": check_id, "started_at": started_at, "client": "browser", "session_id": session_id,
+            "recommendation": "video" if camera == "ok" else "audio_only", "summary": f"summary of {check_id}",
+            "code": "ACD234", "devices": devices}
+
+
+def test_the_sessions_checks_come_first_oldest_first_and_others_are_left_out() -> None:
+    checks = [browser_check("b", "2026-11-27T13:55:00+00:00", "s"),
+              browser_check("a", "2026-11-27T13:50:00+00:00", "s", camera="denied"),
+              browser_check("x", "2026-11-27T13:52:00+00:00", "another session")]
+    report = build_report("s", [summary("client", "2026-11-27T14:00:00+00:00", "good")], checks)
+    assert [(c.check_id, c.recommendation, c.device_findings) for c in report.checks] == [
+        ("a", "audio_only", ("camera.denied",)), ("b", "video", ())]
+    assert report_to_dict(report)["checks"][0]["code"] == "ACD234"

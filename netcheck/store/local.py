@@ -165,6 +165,13 @@ class LocalStore:
             "SELECT event_json FROM session_events WHERE session_id = ? ORDER BY at, leg, type", (session_id,)).fetchall())
         return [json.loads(row[0]) for row in rows]
 
+    def session_checks(self, session_id: str) -> list[dict[str, Any]]:
+        """The check reports attached to a session (a check link carrying its token), oldest first."""
+        rows = self._read(lambda: self._db.execute(
+            "SELECT report_json FROM checks WHERE json_extract(report_json, '$.session_id') = ? ORDER BY started_at",
+            (session_id,)).fetchall())
+        return [json.loads(row[0]) for row in rows]
+
     def add_points(self, points: Sequence[Point]) -> int:
         """Store points that belong to no check or window (the agent's self-metrics)."""
         return self._write(lambda: self._add_points(points))
