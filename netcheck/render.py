@@ -287,9 +287,7 @@ def render_session_report(report: Any, console: Console) -> None:
                         "  · windows: " + ", ".join(f"{leg} {count}" for leg, count in sorted(report.windows.items()))))
     if report.checks:
         console.print("\n[bold]Checks before the session[/]")
-        checks = Table.grid(padding=(0, 1))
-        checks.add_column(no_wrap=True)
-        checks.add_column()
+        checks = _when_what_grid()
         for check in report.checks:
             what = Text.from_markup(f"[bold]{check.recommendation.replace('_', ' ')}[/] ({check.client}"
                                     f"{', code ' + check.code if check.code else ''}): ")
@@ -300,9 +298,7 @@ def render_session_report(report: Any, console: Console) -> None:
         console.print(checks)
     if report.warnings:
         console.print("\n[bold]Warnings[/]")
-        timeline = Table.grid(padding=(0, 1))
-        timeline.add_column(no_wrap=True)
-        timeline.add_column()
+        timeline = _when_what_grid()
         for span in report.warnings:
             until = (f"– {_clock(span.cleared_at)} ({span.duration_s / 60:.1f} min)" if span.cleared_at
                      else "– end (still active)")
@@ -326,6 +322,14 @@ def render_session_report(report: Any, console: Console) -> None:
             table.add_row(cue.replace("_", " "), *(f"{minutes[level]:.1f}" for level in ("good", "fair", "poor", "unknown")))
         console.print()
         console.print(table)
+
+
+def _when_what_grid() -> Table:
+    """Two columns: a time that never wraps, and what happened then."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    return grid
 
 
 def _clock(iso: str | None) -> str:
