@@ -328,6 +328,7 @@ def serve(
     open_reflector: Annotated[bool, typer.Option("--open-reflector", help="Also answer untagged UDP probe packets (a LAN or a test bench; never on an address the internet reaches).")] = False,
     trust_proxy: Annotated[Optional[str], typer.Option("--trust-proxy", help="The load balancer's address (or network): for its requests only, the client's address is taken from X-Forwarded-For (UDP keys, fair shares).")] = None,
     hub: Annotated[Optional[str], typer.Option("--hub", help="Keep the session hub in Redis, shared by several nodes: redis://HOST:PORT/N (else NETCHECK_HUB_URL or hub_url; none: in memory). Password: NETCHECK_HUB_PASSWORD or hub_password_file, never in the URL.")] = None,
+    browser_turn: Annotated[Optional[list[str]], typer.Option("--browser-turn", metavar="URL", help="A TURN server for the browser check's pages (repeatable), e.g. turn:HOST:3478?transport=tcp or turns:HOST:5349?transport=tcp: /v1/info hands each page 10-minute credentials signed with its static-auth-secret (NETCHECK_TURN_SECRET or turn_secret_file, never a flag).")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
     import asyncio
@@ -338,6 +339,7 @@ def serve(
     from netcheck.parse import parse_hub_url
     from netcheck.server.app import start_server, tls_context
     from netcheck.server.checks import CheckSettings
+    from netcheck.turn_credentials import browser_turn as browser_turn_settings
 
     for name, port in (("--http-port", http_port), ("--udp-port", udp_port)):
         if not 0 <= port <= 65535:
@@ -356,6 +358,7 @@ def serve(
     hmac_key = config.hmac_key
     ice = ice_settings(stun, turn, turn_user, relay_only, config)
     hub_url = parse_hub_url(hub) if hub else config.hub_url
+    pages_turn = browser_turn_settings(browser_turn or (), config.turn_secret)
     if trust_proxy is not None:
         try:
             ipaddress.ip_network(trust_proxy, strict=False)
@@ -381,7 +384,7 @@ def serve(
             server = await start_server(bind, http_port, udp_port, hmac_key, rate_limit_pps, ice, config.secret,
                                         tls=tls, require_token=require_token, open_reflector=open_reflector,
                                         checks=checks, hub_url=hub_url, hub_password=config.hub_password,
-                                        trust_proxy=trust_proxy)
+                                        trust_proxy=trust_proxy, browser_turn=pages_turn)
         except OSError as error:
             raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
         host = f"[{bind}]" if ":" in bind else bind

@@ -49,6 +49,9 @@ CONFIG_TEMPLATE = """\
 # token_file = ""
 # The TURN server's password (mode 0600 file), or NETCHECK_TURN_PASSWORD.
 # turn_password_file = ""
+# `netcheck serve --browser-turn` only: coturn's static-auth-secret (mode 0600 file, at least 16
+# bytes), or NETCHECK_TURN_SECRET; pages get short-lived credentials signed with it, never the secret.
+# turn_secret_file = ""
 
 # `netcheck serve` only: keep the session hub in Redis, shared by several nodes (docs/deploy.md),
 # e.g. "redis://10.0.0.5:6379/0", or NETCHECK_HUB_URL, or `serve --hub`. No password in the URL:
@@ -173,6 +176,8 @@ class Config:
     """This client's session or check token (NETCHECK_TOKEN or `token_file`): sent in a header."""
     turn_password: str | None = field(default=None, repr=False)
     """The TURN server's password (NETCHECK_TURN_PASSWORD or `turn_password_file`)."""
+    turn_secret: str | None = field(default=None, repr=False)
+    """`serve --browser-turn`: the TURN server's static-auth-secret (NETCHECK_TURN_SECRET or `turn_secret_file`)."""
     hub_url: str | None = None
     """`serve`: the Redis holding the session hub (NETCHECK_HUB_URL or `hub_url`); None: in memory."""
     hub_password: str | None = field(default=None, repr=False)
@@ -210,7 +215,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = config_path(env)
     raw = _read_toml(path)
-    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "hub_url", "hub_password_file", "check", "thresholds", "agent", "store",
+    unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "turn_secret_file", "hub_url", "hub_password_file", "check", "thresholds", "agent", "store",
                           "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
@@ -237,6 +242,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     secret = _session_secret(raw, env)
     token = _text_secret(raw, env, "NETCHECK_TOKEN", "token_file")
     turn_password = _text_secret(raw, env, "NETCHECK_TURN_PASSWORD", "turn_password_file")
+    turn_secret = _text_secret(raw, env, "NETCHECK_TURN_SECRET", "turn_secret_file")
+    if turn_secret is not None and len(turn_secret.encode()) < MIN_SECRET_BYTES:
+        source = "NETCHECK_TURN_SECRET" if env.get("NETCHECK_TURN_SECRET", "").strip() else "turn_secret_file"
+        raise ConfigError(f"{source}: the TURN secret must be at least {MIN_SECRET_BYTES} bytes; every page "
+                          "gets a credential signed with it, from which a short one can be guessed offline")
     hub_url = env.get("NETCHECK_HUB_URL") or _optional_str(raw, "hub_url")
     if hub_url:
         try:
@@ -257,6 +267,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         secret=secret,
         token=token,
         turn_password=turn_password,
+        turn_secret=turn_secret,
         hub_url=hub_url or None,
         hub_password=hub_password,
         check=_check_defaults(raw.get("check", {})),

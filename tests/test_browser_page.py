@@ -189,14 +189,18 @@ LOSS_RULES = ("table inet netcheck_page_loss {\n chain prerouting {\n  type filt
 output hook the sender's sendto would fail with EPERM instead)."""
 
 
-def check_from_namespace(namespace, tmp_path, secure: bool = True, inspect=None) -> tuple[dict | None, Posted, float]:
+def check_from_namespace(namespace, tmp_path, secure: bool = True, inspect=None,
+                         browser_turn: tuple[str, str] | None = None) -> tuple[dict | None, Posted, float]:
     """A check run by Chromium inside `namespace` against a server on the namespace's root end;
     `secure`: Chromium told to treat that http:// origin as secure (else the page is not a secure
-    context); `inspect(page)` is called once the check is done."""
+    context); `inspect(page)` is called once the check is done; `browser_turn`: (URL, secret) of a
+    TURN server the server hands to the page (`serve --browser-turn`, NETCHECK_TURN_SECRET)."""
     from tests.harness.browser import insecure_origin_args, namespaced_chromium
 
-    env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
-    running = start_serve("--bind", namespace.root_address, env=env)
+    env = subprocess_env(NETCHECK_HOME=str(tmp_path), NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address,
+                         **({"NETCHECK_TURN_SECRET": browser_turn[1]} if browser_turn else {}))
+    turn_args = ("--browser-turn", browser_turn[0]) if browser_turn else ()
+    running = start_serve("--bind", namespace.root_address, *turn_args, env=env)
     try:
         with chromium(executable=namespaced_chromium(namespace, tmp_path),
                       extra=insecure_origin_args(running.http_url) if secure else ()) as browser:
@@ -254,6 +258,25 @@ def test_udp_blocked_without_turn_says_so_and_the_check_still_completes(tmp_path
     assert posted.body["throughput"]["download_mbps"]  # the HTTP part still measured
     assert answer["measurements"]["av"]["status"] != "ok"
     assert answer["advice"]  # what to do about it (the server's wording: a firewall, a TURN server)
+
+
+@pytest.mark.netns
+def test_udp_blocked_with_the_servers_turn_over_tcp_completes_over_the_relay_and_says_so(tmp_path):
+    """The page gets the server's TURN server with short-lived credentials (/v1/info) and relays its
+    call over TCP through a real coturn on the namespace's root end: measured, and the advice says so."""
+    from tests.harness.coturn import Coturn
+    from tests.harness.netns import ClientNamespace
+
+    secret = "clinic-coturn-static-auth-secret"
+    with ClientNamespace(block_udp=True) as namespace, \
+            Coturn(host=namespace.root_address, auth_secret=secret) as turn:
+        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path, browser_turn=(turn.url("tcp"), secret))
+    print(f"{elapsed_s:.1f} s: {answer['recommendation']}; path {posted.body['path']}; advice {answer['advice']}")
+    assert answer["measurements"]["av"]["status"] == "ok"
+    assert posted.body["path"]["candidate_type"] == "relay" and posted.body["path"]["relay_protocol"] == "tcp"
+    assert answer["measurements"]["av"]["ice_path"] == "relay-tcp"
+    assert any("only works through the clinic's TURN server over TCP" in line for line in answer["advice"])
+    assert posted.body["voice"]["server_rx_count"] > 0  # the voice data channel went through the relay too
 
 
 def test_keyboard_only_the_speaker_answer_and_run_again(server):

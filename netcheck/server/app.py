@@ -18,7 +18,7 @@ from aiohttp import web
 from netcheck import __version__, wire
 from netcheck.av.peer import IceSettings
 from netcheck.server.hub import HubLimits, SessionHub, register_disabled
-from netcheck.server.access import MeasuringAccess
+from netcheck.server.access import Caller, MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
 from netcheck.server.checks import CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
@@ -26,6 +26,7 @@ from netcheck.server.reflector import Reflector
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
 from netcheck.server.web import StaticPages
+from netcheck.turn_credentials import BrowserTurn
 
 MAX_REQUEST_BYTES = 64 * 1024
 AV_SESSIONS_PER_CLIENT = 2
@@ -36,6 +37,9 @@ AV_SESSION_EXPECTED_S = 10.0
 THROUGHPUT_STREAMS_PER_CLIENT = 8
 """A check opens 4 per direction, one direction at a time; 8 leaves room for the switch."""
 THROUGHPUT_STREAM_EXPECTED_S = 8.0
+TURN_LABEL = "netcheck"
+"""The TURN username's label for a page without a token; with one, its session id (the TURN server's
+log then names the check's session)."""
 
 
 @dataclass
@@ -94,8 +98,10 @@ def default_capacity(access: MeasuringAccess) -> Capacity:
 def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: SessionHub | None = None,
               keys: ClientKeys | None = None, capacity: Capacity | None = None,
               checks: CheckSettings | None = None, trust_proxy: str | None = None,
+              browser_turn: BrowserTurn | None = None,
               ) -> tuple[web.Application, CheckEndpoints]:
-    """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller."""
+    """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller.
+    `browser_turn`: the TURN server /v1/info hands to pages, with fresh credentials, when the caller may measure."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
     middlewares = [forwarded_for(trust_proxy)] if trust_proxy else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
@@ -110,17 +116,31 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     else:
         register_disabled(app)
 
+    def measuring_caller(request: web.Request) -> Caller | None:
+        """Who is asking, when they may measure; None when a token is required and theirs is missing or wrong."""
+        try:
+            return capacity.access.caller(request)
+        except web.HTTPUnauthorized:
+            return None
+
     def udp_key_fields(request: web.Request) -> dict[str, object]:
         """A key for the requester's address (the TCP connection proves it), when it may measure."""
-        if keys is None:
-            return {}
-        try:
-            capacity.access.caller(request)
-        except web.HTTPUnauthorized:
+        if keys is None or measuring_caller(request) is None:
             return {}
         issued = keys.issue(request.remote or "", time.time())
         return {"udp_key": base64.urlsafe_b64encode(issued.key).decode("ascii").rstrip("="),
                 "udp_key_expiry_min": issued.expiry_min, "udp_key_ttl_s": round(issued.ttl_s, 1)}
+
+    def ice_server_fields(request: web.Request) -> dict[str, object]:
+        """The page's TURN server with credentials of its own, on the same terms as a UDP key: a relay is
+        measuring capacity, so under --require-token only a caller with a valid token gets one."""
+        if browser_turn is None:
+            return {}
+        caller = measuring_caller(request)
+        if caller is None:
+            return {}
+        label = caller.claims.session_id if caller.claims is not None else TURN_LABEL
+        return {"ice_servers": [browser_turn.ice_server(label, time.time())]}
 
     async def info(request: web.Request) -> web.Response:
         return web.json_response({
@@ -135,6 +155,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
             "throughput": True,
             "sessions": hub is not None,
             **udp_key_fields(request),
+            **ice_server_fields(request),
         }, headers={"Cache-Control": "no-store"})
 
     async def udp_key(request: web.Request) -> web.Response:
@@ -163,7 +184,7 @@ async def start_server(
     rate_pps: float = 1000.0, ice: IceSettings = IceSettings(), secret: bytes | None = None,
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
-    hub_password: str | None = None, trust_proxy: str | None = None,
+    hub_password: str | None = None, trust_proxy: str | None = None, browser_turn: BrowserTurn | None = None,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -177,6 +198,7 @@ async def start_server(
     it (hub_redis.py; `hub_password` authenticates); None keeps them in this process's memory.
     `trust_proxy`: the load balancer's address (or network): for its requests only, the client's
     address is the last one in X-Forwarded-For (UDP keys, fair shares and check links bind to it).
+    `browser_turn`: the TURN server (and the secret of its time-limited credentials) for browser pages.
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -190,7 +212,7 @@ async def start_server(
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
     app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks,
-                                     trust_proxy)
+                                     trust_proxy, browser_turn)
     runner = web.AppRunner(app, access_log=None)
     try:
         check_endpoints.open()

@@ -1,14 +1,17 @@
-"""A real coturn `turnserver` on loopback, for tests: free ports, static credentials, killed on exit.
+"""A real coturn `turnserver` for tests: free ports, static credentials, killed on exit.
 
     with Coturn() as turn:
         url = turn.url("udp")          # turn:127.0.0.1:PORT?transport=udp
         ... turn.user, turn.password ...
 
-It listens on 127.0.0.1 only (UDP and TCP on one port; TLS on a second port when `tls=True`, with
-a self-signed certificate made at start), relays from a small range of ports on 127.0.0.1, and
-allows loopback peers, because every peer in these tests is 127.0.0.1. The options, credentials
-included, go in a 0600 configuration file, not on argv. `__enter__` returns only once the server
-answers a STUN Binding request on UDP and accepts TCP (and TLS) connections.
+It listens on one address, 127.0.0.1 unless `host` names another (a network namespace's root end,
+tests/harness/netns.py), with UDP and TCP on one port (TLS on a second port when `tls=True`, with a
+self-signed certificate made at start); relays from a small range of ports on that address, and
+allows loopback peers, because every peer in these tests is on this machine. Credentials are a
+static user and password (lt-cred-mech), or with `auth_secret` the TURN REST API's time-limited ones
+(`use-auth-secret`, netcheck/turn_credentials.py). The options, credentials included, go in a 0600
+configuration file, not on argv. `__enter__` returns only once the server answers a STUN Binding
+request on UDP and accepts TCP (and TLS) connections.
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ class CoturnError(RuntimeError):
 
 
 class Coturn:
-    """A `turnserver` subprocess; use as a context manager."""
+    """A `turnserver` subprocess; use as a context manager. `host`: the one address it listens and
+    relays on; `auth_secret`: the TURN REST API's shared secret instead of `user` and `password`."""
 
     def __init__(self, user: str = "netcheck", password: str | None = None, realm: str = "netcheck.test",
                  tls: bool = False, relay_ports: int = 16, start_timeout_s: float = 10.0,
-                 extra_options: tuple[str, ...] = ()) -> None:
-        self.host = HOST
+                 extra_options: tuple[str, ...] = (), host: str = HOST, auth_secret: str | None = None) -> None:
+        self.host = host
+        self.auth_secret = auth_secret  # use-auth-secret: then `user` and `password` are not accepted
         self.user = user
         self.password = password or secrets.token_hex(12)
         self.realm = realm
@@ -102,7 +107,7 @@ class Coturn:
         self._tmp = tempfile.TemporaryDirectory(prefix="netcheck-coturn-")
         self.directory = Path(self._tmp.name)
         if self.tls:
-            _write_self_signed_cert(self.directory / "cert.pem", self.directory / "key.pem")
+            _write_self_signed_cert(self.directory / "cert.pem", self.directory / "key.pem", self.host)
         last_error: Exception | None = None
         for _attempt in range(4):  # a port picked as free can be taken before turnserver binds it
             self._pick_ports()
@@ -125,9 +130,9 @@ class Coturn:
     # --- internals ---------------------------------------------------------------------------
 
     def _pick_ports(self) -> None:
-        self.port = free_port(HOST, udp_too=True)
-        self.tls_port = _free_tcp_port(avoid={self.port}) if self.tls else None
-        self.relay_port_range = _free_udp_range(self.relay_port_count)
+        self.port = free_port(self.host, udp_too=True)
+        self.tls_port = _free_tcp_port(self.host, avoid={self.port}) if self.tls else None
+        self.relay_port_range = _free_udp_range(self.host, self.relay_port_count)
 
     def _config(self) -> str:
         assert self.directory is not None
@@ -135,8 +140,9 @@ class Coturn:
         lines = [
             f"listening-ip={self.host}", f"relay-ip={self.host}", f"listening-port={self.port}",
             f"min-port={low}", f"max-port={high}",
-            "lt-cred-mech", f"user={self.user}:{self.password}", f"realm={self.realm}",
-            "fingerprint", "allow-loopback-peers", "no-cli", "no-dtls", "no-rfc5780",
+            *(("use-auth-secret", f"static-auth-secret={self.auth_secret}") if self.auth_secret is not None
+              else ("lt-cred-mech", f"user={self.user}:{self.password}")),
+            f"realm={self.realm}", "fingerprint", "allow-loopback-peers", "no-cli", "no-dtls", "no-rfc5780",
             "no-multicast-peers", "no-software-attribute",
             f"log-file={self.log_path}", "simple-log", "no-stdout-log",
             f"pidfile={self.directory / 'turnserver.pid'}", f"userdb={self.directory / 'turndb'}",
@@ -203,31 +209,31 @@ class Coturn:
         self.proc = None
 
 
-def _free_tcp_port(avoid: set[int]) -> int:
+def _free_tcp_port(host: str, avoid: set[int]) -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
+            tcp.bind((host, 0))
             port = tcp.getsockname()[1]
         if port not in avoid:
             return port
-    raise CoturnError("no free TCP port on 127.0.0.1")
+    raise CoturnError(f"no free TCP port on {host}")
 
 
-def _free_udp_range(count: int) -> tuple[int, int]:
-    """`count` consecutive ports free for UDP and TCP on 127.0.0.1 (coturn relays both)."""
+def _free_udp_range(host: str, count: int) -> tuple[int, int]:
+    """`count` consecutive ports free for UDP and TCP on `host` (coturn relays both)."""
     rng = random.Random()
     for _ in range(200):
         low = rng.randrange(RELAY_PORT_FLOOR, RELAY_PORT_CEILING - count)
-        if all(_port_is_free(port) for port in range(low, low + count)):
+        if all(_port_is_free(host, port) for port in range(low, low + count)):
             return low, low + count - 1
     raise CoturnError(f"no {count} consecutive free ports in {RELAY_PORT_FLOOR}..{RELAY_PORT_CEILING}")
 
 
-def _port_is_free(port: int) -> bool:
+def _port_is_free(host: str, port: int) -> bool:
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         with socket.socket(socket.AF_INET, kind) as sock:
             try:
-                sock.bind((HOST, port))
+                sock.bind((host, port))
             except OSError:
                 return False
     return True
@@ -241,8 +247,8 @@ def _accepts_tcp(address: tuple[str, int]) -> bool:
         return False
 
 
-def _write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
-    """A one-day self-signed certificate for 127.0.0.1 / localhost (cryptography, which aiortc needs)."""
+def _write_self_signed_cert(cert_path: Path, key_path: Path, host: str = HOST) -> None:
+    """A one-day self-signed certificate for `host` / localhost (cryptography, which aiortc needs)."""
     import ipaddress
 
     from cryptography import x509
@@ -258,7 +264,7 @@ def _write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+                                                    x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
