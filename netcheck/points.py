@@ -29,6 +29,7 @@ MEASUREMENT_BY_PROBE = {
 }
 ASSESSMENT_MEASUREMENT = "netcheck_assessment"
 AGENT_MEASUREMENT = "netcheck_agent"
+NODE_MEASUREMENT = "netcheck_server"
 WARNING_MEASUREMENT = "netcheck_warning"
 MAX_STRING_FIELD_CHARS = 256
 """Error texts can be long; a point stays small."""

@@ -374,6 +374,15 @@ def test_a_watcher_that_never_reads_is_dropped_and_others_miss_nothing() -> None
                 assert received == list(range(1, posted + 1))
             assert await _drain_until_closed(deaf) < posted * 4096, "the hub went on sending to it"
             deaf.close()
+            # the node's own metrics (netcheck_server) count it: one watcher cut for falling behind
+            for _ in range(500):  # its handler ends once its cut socket fails a write
+                if session_hub.counters.watchers_dropped:
+                    break
+                await asyncio.sleep(0.01)
+            counters = session_hub.counters
+            assert counters.watchers_dropped == 1, counters  # the reader that left is not "dropped"
+            assert (counters.posts_accepted, counters.events_published, counters.posts_refused) == (
+                posted // 14, posted, 0), counters
 
     run(body)
 

@@ -55,13 +55,17 @@ class FairShare:
     """How long a slot is usually held: the wait a busy client is told is derived from it."""
     clock: Callable[[], float] = time.monotonic
     slots: list[Slot] = field(default_factory=list)
+    refused: int = 0
+    """Requests answered Busy since start (the node's metrics)."""
 
     def acquire(self, client: str) -> Slot | Busy:
         now_s = self.clock()
         mine = [slot for slot in self.slots if slot.client == client]
         if len(mine) >= self.per_client:
+            self.refused += 1
             return Busy(self._wait_s(mine, now_s), f"at most {self.per_client} {self.kind} per client")
         if len(self.slots) >= self.total:
+            self.refused += 1
             return Busy(self._wait_s(self.slots, now_s), f"all {self.total} {self.kind} are in use")
         slot = Slot(self, client, now_s)
         self.slots.append(slot)

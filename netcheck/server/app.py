@@ -17,7 +17,9 @@ from aiohttp import web
 
 from netcheck import __version__, wire
 from netcheck.av.peer import IceSettings
+from netcheck.points import Origin
 from netcheck.server.hub import HubLimits, SessionHub, register_disabled
+from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, report_node_metrics
 from netcheck.server.access import Caller, MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
 from netcheck.server.checks import CheckEndpoints, CheckSettings
@@ -58,6 +60,8 @@ class RunningServer:
     tls: bool = False
     checks: CheckEndpoints | None = None
     """The browser checks' endpoints, with the store and the deliverer they hold."""
+    node_metrics: asyncio.Task | None = None
+    """Writes the node's own load (`netcheck_server`) while the node delivers to InfluxDB."""
 
     @property
     def url(self) -> str:
@@ -65,6 +69,8 @@ class RunningServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
     async def close(self) -> None:
+        if self.node_metrics is not None:
+            self.node_metrics.cancel()
         self.udp_transport.close()
         await self.media.close_all()
         if self.hub is not None:  # before cleanup, which would wait up to a minute for open SSE streams
@@ -185,6 +191,7 @@ async def start_server(
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
     hub_password: str | None = None, trust_proxy: str | None = None, browser_turn: BrowserTurn | None = None,
+    node_metrics_every_s: float = NODE_METRICS_EVERY_S,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -199,6 +206,7 @@ async def start_server(
     `trust_proxy`: the load balancer's address (or network): for its requests only, the client's
     address is the last one in X-Forwarded-For (UDP keys, fair shares and check links bind to it).
     `browser_turn`: the TURN server (and the secret of its time-limited credentials) for browser pages.
+    `node_metrics_every_s`: how often the node's own load goes to InfluxDB (only when `checks` delivers there).
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
@@ -225,8 +233,15 @@ async def start_server(
         await check_endpoints.close()
         raise
     bound_http_port = runner.addresses[0][1]
-    return RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub, tls is not None,
-                         check_endpoints)
+    running = RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub,
+                            tls is not None, check_endpoints)
+    if check_endpoints.delivers and check_endpoints.store is not None:
+        origin = Origin(agent=check_endpoints.store.agent_id(), kind="node", site=checks.site if checks else None,
+                        server=running.url.split("://", 1)[1])
+        sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity)
+        running.node_metrics = asyncio.ensure_future(
+            report_node_metrics(check_endpoints, sources, origin, node_metrics_every_s))
+    return running
 
 
 def forwarded_for(proxy: str) -> Any:

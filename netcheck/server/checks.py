@@ -25,7 +25,7 @@ from aiohttp import web
 from netcheck.browser_check import MAX_BODY_BYTES, BodyError, parse_body
 from netcheck.browser_report import ServerView, build_check
 from netcheck.errors import StoreError
-from netcheck.points import Origin, report_points
+from netcheck.points import Origin, Point, report_points
 from netcheck.quality import METRICS, Metric
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.media import MediaPeerHub
@@ -107,6 +107,23 @@ class CheckEndpoints:
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
                                         self.settings.on_event)
             self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
+
+    @property
+    def delivers(self) -> bool:
+        """True when stored points go on to InfluxDB."""
+        return self._deliverer is not None
+
+    def store_points(self, points: list[Point]) -> None:
+        """Points of no check (the node's own metrics) into the outbox, delivered with the checks'."""
+        if self.store is None:
+            return
+        try:
+            self.store.add_points(points)
+        except StoreError as error:
+            if self.settings is not None:
+                self.settings.on_event(f"the node's metrics could not be stored: {error}")
+            return
+        self._wake.set()
 
     async def close(self) -> None:
         self._stop.set()

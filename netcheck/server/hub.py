@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -41,6 +42,20 @@ class _Refusal(Exception):
         return cls(refusal.status, str(refusal), headers)
 
 
+@dataclass
+class HubCounters:
+    """What this node's hub did since it started: the admin's view of its load (`netcheck_server`)."""
+
+    posts_accepted: int = 0
+    posts_refused: int = 0
+    """Any refusal: bad token or body, over a limit (429), the backend unreachable (503)."""
+    events_published: int = 0
+    watchers_open: int = 0
+    """SSE streams open on this node now."""
+    watchers_dropped: int = 0
+    """Streams cut because the watcher did not keep up (its queue overflowed or its socket stopped draining)."""
+
+
 class SessionHub:
     """The hub's two endpoints over one backend (in memory unless one is given)."""
 
@@ -48,6 +63,7 @@ class SessionHub:
         self.secret = secret
         self.limits = limits
         self.backend: HubBackend = backend or MemoryBackend(limits)
+        self.counters = HubCounters()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(EVENTS_PATH, self.post_events)
@@ -70,9 +86,13 @@ class SessionHub:
                 raise _Refusal(400, str(error)) from None
             last_id = await self.backend.publish(claims.session_id, claims.role, events, claims.accepted_until_s)
         except HubRefusal as refusal:
+            self.counters.posts_refused += 1
             return _Refusal.of(refusal).response
         except _Refusal as refusal:
+            self.counters.posts_refused += 1
             return refusal.response
+        self.counters.posts_accepted += 1
+        self.counters.events_published += len(events)
         return web.json_response({"accepted": len(events), "last_id": last_id}, status=202)
 
     async def watch_events(self, request: web.Request) -> web.StreamResponse:
@@ -88,13 +108,18 @@ class SessionHub:
             return refusal.response
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
+        self.counters.watchers_open += 1
+        not_draining = False
         try:
             await response.prepare(request)
             await self._stream(response, subscription, claims.accepted_until_s)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (ConnectionError, asyncio.TimeoutError) as error:
             if request.transport is not None:  # gone, or not taking our writes: nothing more to say to it
                 request.transport.abort()
+            not_draining = isinstance(error, asyncio.TimeoutError)
         finally:
+            self.counters.watchers_open -= 1
+            self.counters.watchers_dropped += not_draining or subscription.fell_behind
             await subscription.close()
         return response
 

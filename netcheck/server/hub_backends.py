@@ -60,6 +60,9 @@ class HubRefusal(Exception):
 class Subscription(Protocol):
     """One watcher's stream: held frames after its Last-Event-ID first, then live ones."""
 
+    fell_behind: bool
+    """The backend cut this watcher because it did not keep up (counted in the node's metrics)."""
+
     async def next_frames(self, timeout_s: float) -> list[bytes] | None:
         """The next frames in order; [] when none came within `timeout_s`; None when the stream must end."""
 
@@ -96,6 +99,7 @@ class _MemoryWatcher:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: bool = False
     ended: bool = False
+    fell_behind: bool = False
     _getter: asyncio.Future[bytes | None] | None = None
 
     def abort(self) -> None:
@@ -169,6 +173,7 @@ class MemoryBackend:
                     watcher.queue.put_nowait(frame)
                 except asyncio.QueueFull:  # it has not read 1000 events: drop it rather than hold more for it
                     session.watchers.discard(watcher)
+                    watcher.fell_behind = True
                     watcher.abort()
         return session.last_id
 

@@ -182,6 +182,8 @@ class _RedisWatcher:
         self.lease = lease
         self.after = after
         self.ended = False
+        self.fell_behind = False
+        """Never set here: a slow reader only lags in the stream (capped by MAXLEN); the hub's write timeout cuts it."""
         self.lease_renew_s = time.monotonic() + backend.limits.keepalive_s
 
     async def next_frames(self, timeout_s: float) -> list[bytes] | None:
