@@ -25,6 +25,8 @@ from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
 from netcheck.server.checks import CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
+from netcheck.server.session_legs import ClientLegs
+from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
 from netcheck.server.web import StaticPages
@@ -121,6 +123,10 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
         hub.routes(app)
     else:
         register_disabled(app)
+    client_legs = ClientLegs(hub, media, capacity, check_endpoints)
+    client_legs.routes(app)
+    app.on_shutdown.append(lambda _app: client_legs.close())
+    SessionPages(hub, capacity, check_endpoints).routes(app)
 
     def measuring_caller(request: web.Request) -> Caller | None:
         """Who is asking, when they may measure; None when a token is required and theirs is missing or wrong."""
