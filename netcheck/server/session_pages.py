@@ -1,16 +1,52 @@
 """The therapist's live panel and the session report page (issue 14): `/session/{id}` and
-`/session/{id}/report`.
+`/session/{id}/report`, and the two JSON calls behind them.
 
-Skeleton: the routes are added by the issue-14 work (docs/in-session.md). The panel reads the session
-hub's SSE stream (the same contract `netcheck watch` reads); the report page reads the session's
-report (the same `session_report.build_report` as `netcheck session report`).
+The pages are static files (netcheck/web/panel.*, report.*), served like the check page with the
+same Content-Security-Policy; the session's token stays in the URL fragment and reaches the server
+only as `Authorization: Bearer`. The panel reads the hub's SSE stream (the contract `netcheck watch`
+reads, docs/session-hub.md); besides it:
+
+- `GET /v1/sessions/{id}/report` (therapist token): `session_report.report_to_dict(build_report(...))`
+  from what this node has (session_record.py), plus `coverage`: how many events came from where.
+- `POST /v1/sessions/{id}/estimate` (therapist token): the end-to-end estimate between the two
+  people from each leg's latest `window.figures`, judged by this node's thresholds (the page never
+  judges).
+
+docs/in-session.md, "The therapist's panel and the report page".
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
+
+from netcheck.errors import StoreError
+from netcheck.quality import METRICS
+from netcheck.quality.end_to_end import end_to_end
+from netcheck.server.session_record import hub_held_events, merge_events
+from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
+from netcheck.session_report import build_report, report_to_dict
+from netcheck.tokens import TokenClaims, TokenError, verify_token
+
+SESSION = "{session_id:[A-Za-z0-9._-]{1,128}}"
+PANEL_PAGE = "panel.html"
+REPORT_PAGE = "report.html"
+MAX_ESTIMATE_BODY_BYTES = 16 * 1024
+"""Two legs' `figures` (a dozen numbers each), with room to spare."""
+BODY_TIMEOUT_S = 10.0
+LEGS = ("client", "therapist")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class _Refusal(Exception):
+    """Ends a request with the hub's JSON error wording (docs/session-hub.md)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.response = web.json_response({"error": message}, status=status, headers={**NO_STORE, **(headers or {})})
 
 
 class SessionPages:
@@ -25,4 +61,101 @@ class SessionPages:
         """server.checks.CheckEndpoints: the node's store (the session's checks)."""
 
     def routes(self, app: web.Application) -> None:
-        """No routes yet."""
+        app.router.add_get(f"/session/{SESSION}", self.panel_page)
+        app.router.add_get(f"/session/{SESSION}/report", self.report_page)
+        app.router.add_get(f"/v1/sessions/{SESSION}/report", self.report)
+        app.router.add_post(f"/v1/sessions/{SESSION}/estimate", self.estimate)
+
+    async def panel_page(self, request: web.Request) -> web.Response:
+        return _page(PANEL_PAGE)
+
+    async def report_page(self, request: web.Request) -> web.Response:
+        return _page(REPORT_PAGE)
+
+    async def report(self, request: web.Request) -> web.Response:
+        """The session's report from the node's store and the hub's held events."""
+        try:
+            claims = self._therapist(request, "read a session's report")
+        except _Refusal as refusal:
+            return refusal.response
+        session_id = claims.session_id
+        store = self.checks.store if self.checks is not None else None
+        try:
+            stored = store.session_events(session_id) if store is not None else []
+            checks = store.session_checks(session_id) if store is not None else []
+        except StoreError as error:
+            return _Refusal(503, f"the session's report could not be read: {error}"[:300]).response
+        held = await hub_held_events(self.hub.backend, session_id)
+        report = report_to_dict(build_report(session_id, merge_events(stored, held.events), checks))
+        report["coverage"] = {"store_events": len(stored), "hub_events": len(held.events),
+                              "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused}
+        return web.json_response(report, headers=NO_STORE)
+
+    async def estimate(self, request: web.Request) -> web.Response:
+        """`{"client": figures | null, "therapist": figures | null}` → the judged end-to-end figures."""
+        try:
+            self._therapist(request, "ask for a session's estimate")
+            body = await _read_json(request)
+        except _Refusal as refusal:
+            return refusal.response
+        legs = {leg: {"window": {"figures": body.get(leg)}} if isinstance(body.get(leg), dict) else None
+                for leg in LEGS}
+        settings = getattr(self.checks, "settings", None)
+        thresholds = settings.thresholds if settings is not None else METRICS
+        estimate = end_to_end(legs["client"], legs["therapist"], thresholds)
+        figures = [{"metric": figure.metric, "label": figure.label, "value": figure.value, "unit": figure.unit,
+                    "level": figure.level.value} for figure in estimate.figures()]
+        return web.json_response({"figures": figures}, headers=NO_STORE)
+
+    def _therapist(self, request: web.Request, what: str) -> TokenClaims:
+        """The claims of a valid therapist token for the URL's session; refusals as the hub words them."""
+        if self.hub is None:
+            raise _Refusal(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if not token and not scheme:
+            raise _Refusal(401, "missing token: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
+        if scheme.lower() != "bearer":
+            raise _Refusal(401, "token refused: malformed", {"WWW-Authenticate": "Bearer"})
+        try:
+            claims = verify_token(self.hub.secret, token.strip(), request.match_info["session_id"])
+        except TokenError as error:
+            raise _Refusal(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        if claims.role != "therapist":
+            raise _Refusal(403, f"only a therapist token may {what}")
+        return claims
+
+
+def _page(name: str) -> web.Response:
+    path = resolve(name)
+    if path is None:
+        return web.json_response({"error": "no such file"}, status=404, headers={"Cache-Control": "no-cache"})
+    return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    """A small JSON object, read within BODY_TIMEOUT_S; anything else is a 400 (or 413)."""
+    if request.content_length is not None and request.content_length > MAX_ESTIMATE_BODY_BYTES:
+        raise _Refusal(413, f"body larger than {MAX_ESTIMATE_BODY_BYTES} bytes")
+    raw = bytearray()
+
+    async def read() -> None:
+        while chunk := await request.content.readany():
+            raw.extend(chunk)
+            if len(raw) > MAX_ESTIMATE_BODY_BYTES:
+                raise _Refusal(413, f"body larger than {MAX_ESTIMATE_BODY_BYTES} bytes")
+
+    try:
+        await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise _Refusal(408, f"body not received within {BODY_TIMEOUT_S:g} s") from None
+    try:
+        body = json.loads(raw, parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        raise _Refusal(400, "body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _Refusal(400, 'body must be {"client": {...}, "therapist": {...}}')
+    return body
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
