@@ -1,0 +1,199 @@
+// The session report page (/session/{id}/report#token=…): the server's report of the session
+// (GET /v1/sessions/{id}/report, the same build_report as `netcheck session report`) for the
+// clinical record: a timeline of the warnings per leg and cue, the warnings with how long each
+// lasted, the minutes each cue spent at each level, and the checks made before the session.
+// Prints on one A4 page (report.css). No personal data: the session's opaque id is its only name.
+// State for automation: body[data-state] loading|ready|refused, window.netcheckReport.
+
+import { applyTexts, fill } from "./texts.js";
+import { errorOf, refusalKey, sessionIdFromPath, showRefused, takeSessionToken } from "./panel-token.js";
+import { CUES, LEGS, LEVELS } from "./panel-state.js";
+import { clockTime } from "./panel-view.js";
+
+/** What fits one A4 page beside the timeline and the minutes; the timeline above shows every warning. */
+const PRINT_WARNING_ROWS = 12;
+const PRINT_CHECKS = 3;
+
+const $ = (id) => document.getElementById(id);
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function row(cells) {
+  const tr = element("tr");
+  tr.append(...cells.map((text) => element("td", "", text)));
+  return tr;
+}
+
+export function duration(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds)) return fill("report_still_active");
+  const whole = Math.round(seconds);
+  if (whole < 60) return fill("duration_s", { value: whole });
+  return fill("duration_min", { min: Math.floor(whole / 60), s: whole % 60 });
+}
+
+function zone(date) {
+  const offset = -date.getTimezoneOffset();
+  const hours = String(Math.floor(Math.abs(offset) / 60)).padStart(2, "0");
+  return `UTC${offset < 0 ? "−" : "+"}${hours}:${String(Math.abs(offset) % 60).padStart(2, "0")}`;
+}
+
+const legCue = (leg, cue) => `${fill(`leg_short.${leg}`)} · ${fill(`panel.cue.${cue}`)}`;
+
+function showSpan(report) {
+  if (!report.first_at) return;
+  const first = new Date(report.first_at);
+  const minutes = Math.round((Date.parse(report.last_at) - first.getTime()) / 60000);
+  $("span").textContent = fill("report_span", {
+    date: first.toLocaleDateString(undefined, { year: "numeric", month: "long", day: "numeric" }),
+    first: clockTime(report.first_at), last: clockTime(report.last_at), minutes, zone: zone(first),
+  });
+}
+
+/** Legs with anything to show: windows measured or warnings raised. */
+function legsOf(report) {
+  return LEGS.filter((leg) => report.windows?.[leg] || report.warnings.some((span) => span.leg === leg));
+}
+
+function showTimeline(report) {
+  const start = Date.parse(report.first_at);
+  const length = Math.max(1000, Date.parse(report.last_at) - start);
+  const at = (time) => Math.min(100, Math.max(0, ((Date.parse(time) - start) / length) * 100));
+  const rows = legsOf(report).flatMap((leg) => [element("p", "tl-leg", fill(`leg.${leg}`)), ...CUES.map((cue) => {
+    const spans = report.warnings.filter((span) => span.leg === leg && span.cue === cue);
+    const line = element("div", "tl-row");
+    line.dataset.leg = leg;
+    line.dataset.cue = cue;
+    const track = element("div", "tl-track");
+    track.setAttribute("role", "img");
+    track.setAttribute("aria-label", fill("report_timeline_label", {
+      leg: fill(`leg.${leg}`), cue: fill(`panel.cue.${cue}`), count: spans.length }));
+    for (const span of spans) {
+      const bar = element("span", "tl-bar");
+      const left = at(span.raised_at);
+      bar.style.left = `${left}%`;  // CSSOM, which the page's CSP allows (style attributes it would not)
+      bar.style.width = `${Math.max(0.8, at(span.cleared_at ?? report.last_at) - left)}%`;
+      bar.dataset.open = String(span.cleared_at === null);
+      track.append(bar);
+    }
+    line.append(element("span", "tl-label", fill(`panel.cue.${cue}`)), track);
+    return line;
+  })]);
+  const axis = element("div", "tl-row tl-axis");
+  const ticks = element("div", "tl-ticks");
+  ticks.append(...[0, 0.5, 1].map((part) => element("span", "", clockTime(new Date(start + part * length).toISOString()))));
+  axis.append(element("span", "tl-label"), ticks);
+  $("timeline").replaceChildren(...rows, axis);
+}
+
+function showWarnings(report) {
+  const spans = report.warnings;
+  $("no-warnings").hidden = spans.length > 0;
+  $("warnings").hidden = spans.length === 0;
+  $("warnings").tBodies[0].replaceChildren(...spans.map((span, index) => {
+    const when = fill("report_time_range", { from: clockTime(span.raised_at), to: span.cleared_at ? clockTime(span.cleared_at) : "…" });
+    const tr = row(["", when, duration(span.duration_s)]);
+    tr.cells[0].append(element("span", "cue", legCue(span.leg, span.cue)), element("span", "message", span.message));
+    tr.dataset.leg = span.leg;
+    tr.dataset.cue = span.cue;
+    if (index >= PRINT_WARNING_ROWS) tr.classList.add("screen-only");
+    return tr;
+  }));
+  const more = spans.length - PRINT_WARNING_ROWS;
+  $("warnings-more").hidden = more <= 0;
+  $("warnings-more").textContent = more > 0 ? fill("report_more", { count: more }) : "";
+}
+
+function showMinutes(report) {
+  const groups = legsOf(report).flatMap((leg) => {
+    const head = element("tr", "group");
+    const title = element("th", "", fill(`leg.${leg}`));
+    title.colSpan = 1 + LEVELS.length;
+    title.scope = "colgroup";
+    head.append(title);
+    return [head, ...CUES.map((cue) => {
+      const minutes = report.minutes_by_level?.[leg]?.[cue] ?? {};
+      const tr = row([fill(`panel.cue.${cue}`), ...LEVELS.map((level) => (minutes[level] ? minutes[level].toFixed(1) : "–"))]);
+      LEVELS.forEach((level, index) => {
+        const cell = tr.cells[1 + index];
+        cell.className = "num";
+        if (minutes[level]) cell.dataset.level = level;
+      });
+      return tr;
+    })];
+  });
+  $("minutes").tBodies[0].replaceChildren(...groups);
+}
+
+function showChecks(report) {
+  $("no-checks").hidden = report.checks.length > 0;
+  $("checks").replaceChildren(...report.checks.map((check, index) => {
+    const item = element("li");
+    const recommendation = ["video", "audio_only", "phone"].includes(check.recommendation) ? check.recommendation : "unknown";
+    const parts = [fill("report_check_line", {
+      time: clockTime(check.started_at), client: fill(`report_client.${check.client === "browser" ? "browser" : "cli"}`),
+      recommendation: fill(`use.${recommendation}`) })];
+    if (check.code) parts.push(fill("report_check_code", { code: check.code }));
+    if (check.device_findings.length) {
+      parts.push(fill("report_check_devices", { findings: check.device_findings.map((key) => key.replace(/[._]/g, " ")).join(", ") }));
+    }
+    item.append(element("span", "check-line", parts.join(" · ")));
+    if (check.summary) item.append(element("span", "message", check.summary));
+    item.dataset.recommendation = recommendation;
+    if (index >= PRINT_CHECKS) item.classList.add("screen-only");
+    return item;
+  }));
+}
+
+function show(report) {
+  window.netcheckReport = report;
+  showSpan(report);
+  const coverage = report.coverage ?? {};
+  const partial = coverage.hub_events >= coverage.hub_holds_at_most && !coverage.store_events;
+  $("partial").hidden = !partial;
+  if (partial) $("partial").textContent = fill("report_partial", { count: coverage.hub_holds_at_most });
+  $("empty").hidden = Boolean(report.first_at) || report.checks.length > 0;
+  $("timeline-box").hidden = !report.first_at;
+  if (report.first_at) showTimeline(report);
+  showWarnings(report);
+  showMinutes(report);
+  showChecks(report);
+  $("generated").textContent = fill("report_generated", { time: new Date().toLocaleString(undefined, { hourCycle: "h23" }) });
+  $("content").hidden = false;
+  $("print").hidden = false;
+  document.body.dataset.state = "ready";
+}
+
+async function init() {
+  applyTexts();
+  $("print").addEventListener("click", () => window.print());
+  const sessionId = sessionIdFromPath();
+  const token = sessionId ? takeSessionToken(sessionId) : null;
+  if (!sessionId || !token) {
+    $("loading").hidden = true;
+    showRefused("refused.no_token");
+    return;
+  }
+  $("heading").textContent = fill("report_heading", { id: sessionId });
+  document.title = `${fill("report_title")} · ${sessionId}`;
+  let response;
+  try {
+    response = await fetch(`/v1/sessions/${sessionId}/report`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+  } catch {
+    response = null;
+  }
+  $("loading").hidden = true;
+  if (response === null || response.status >= 500) {
+    showRefused("refused.unreachable");
+  } else if (!response.ok) {
+    showRefused(refusalKey(response.status, await errorOf(response)));
+  } else {
+    show(await response.json());
+  }
+}
+
+init();
