@@ -1,17 +1,65 @@
 """The client's leg of a session measured from an open browser tab (issue 14): `/session/{id}/client`.
 
-Skeleton: the routes are added by the issue-14 work (docs/in-session.md). The server keeps one peer
-connection per open client tab, measures the leg on it (the data-channel probe at the agent's
-light rate, its own view of the upstream, the page's posted getStats), assesses each window with the
-same quality model and publishes it into the session hub as the client's leg, exactly as the CLI
-agent's windows are published.
+The tab (netcheck/web/session-client.*) keeps one peer connection with the server for the session;
+the server measures the leg on it (leg_peer.py), assesses each window with the same quality model
+and publishes it into the session hub as the client's leg, exactly as the CLI agent's windows are
+(client_leg.py). Contract and bounds: docs/in-session.md, "The client's tab".
+
+| route | token | answers |
+|---|---|---|
+| `GET /session/{id}/client` | none (the page reads it from the URL fragment) | the page |
+| `POST /v1/sessions/{id}/legs/client/offer` | client token of `{id}` | 200 the answer, `leg_id`, window and rate |
+| `POST /v1/sessions/{id}/legs/client/window` | client token of `{id}` | 200 the window's index, `connection` ok/weak |
+| `DELETE /v1/sessions/{id}/legs/client/{leg_id}` | client token of `{id}` | 204 (the tab went away) |
+
+Errors are the hub's JSON (`{"error": "token refused: expired", "reason": "expired"}`): 401 no,
+malformed, wrongly signed, expired or other-session token; 403 a token of another role; 404 hub
+disabled (no secret) or no such open leg; 409 a newer tab of the session took the leg over; 400 a
+body that is not the contract's (naming the field); 413 too large; 429 + Retry-After when the
+server measures as many tabs as it may, its CPU is busy, or a tab reports faster than its window.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import web
+
+from netcheck.browser_check import BodyError
+from netcheck.browser_leg import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
+from netcheck.quality import METRICS
+from netcheck.server.access import busy_response
+from netcheck.server.reflector import SourceRateLimiter
+from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
+from netcheck.tokens import SESSION_ID, TokenClaims, TokenError, verify_token
+
+PAGE = "session-client.html"
+LEG_PATH = "/v1/sessions/{session_id}/legs/client"
+MAX_CLIENT_LEGS = 20
+"""Tabs measured at once by one node; each costs the server a few % of a core (BENCHMARKS.md,
+session tabs). Not the checks' A/V share: a leg is held for a whole session, a check's call for 10 s."""
+BUSY_RETRY_S = 30
+SILENT_WINDOWS = 3
+"""A tab that has not reported for this many windows (and at least SILENT_MIN_S) is gone: its leg closes."""
+SILENT_MIN_S = 15.0
+REPORT_BURST = 3.0
+"""Reports of a tab: one a window, a few at once after a pause; faster is refused (429)."""
+REPLACED_KEPT = 256
+WATCH_EVERY_S = 1.0
+CPU_BUSY_RETRY_S = 5
+BODY_TIMEOUT_S = 10.0
+
+
+class _Refused(Exception):
+    """Ends a request with the hub's JSON error."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **fields: str) -> None:
+        super().__init__(message)
+        self.response = web.json_response({"error": message, **fields}, status=status, headers=headers)
 
 
 class ClientLegs:
@@ -21,14 +69,201 @@ class ClientLegs:
         self.hub = hub
         """server.hub.SessionHub (None: no secret, the hub is off)."""
         self.media = media
-        """server.media.MediaPeerHub."""
+        """server.media.MediaPeerHub (its ICE settings)."""
         self.capacity = capacity
-        """server.app.Capacity: access (tokens), fair shares, CPU."""
+        """server.app.Capacity: the CPU headroom."""
         self.checks = checks
-        """server.checks.CheckEndpoints: the node's store (session events, points)."""
+        """server.checks.CheckEndpoints: the node's store (session events, points) and its settings."""
+        self.legs: dict[str, Any] = {}
+        """session id → its open client_leg.ClientLeg (one per session)."""
+        self.replaced: OrderedDict[str, None] = OrderedDict()
+        """Leg ids a newer tab took over: their tabs are told so (409), not asked to reconnect."""
+        self.max_legs = MAX_CLIENT_LEGS
+        self._limiters: dict[str, SourceRateLimiter] = {}
+        self._watcher: asyncio.Task | None = None
+        self._closing: set[asyncio.Task] = set()
 
     def routes(self, app: web.Application) -> None:
-        """No routes yet."""
+        app.router.add_get("/session/{session_id}/client", self.page)
+        app.router.add_post(f"{LEG_PATH}/offer", self.offer)
+        app.router.add_post(f"{LEG_PATH}/window", self.window)
+        app.router.add_delete(LEG_PATH + "/{leg_id}", self.leave)
 
     async def close(self) -> None:
         """Close every open tab's peer connection (the server is stopping)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        await asyncio.gather(*(self._close(leg, "the server is stopping") for leg in list(self.legs.values())))
+
+    async def page(self, request: web.Request) -> web.Response:
+        path = resolve(PAGE)
+        if not SESSION_ID.fullmatch(request.match_info["session_id"]) or path is None:
+            return web.json_response({"error": "no such page"}, status=404, headers={"Cache-Control": "no-cache"})
+        return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
+
+    async def offer(self, request: web.Request) -> web.Response:
+        from netcheck.server.client_leg import ClientLeg, LegSinks
+        from netcheck.server.leg_peer import LegPeer
+
+        try:
+            claims = self._authorize(request)
+        except _Refused as refused:
+            return refused.response
+        cpu = self.capacity.cpu
+        if cpu is not None and cpu.busy:
+            return busy_response(CPU_BUSY_RETRY_S, f"CPU {cpu.cpu_pct:.0f} %")
+        try:
+            offer = parse_offer(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "offer too large")
+        except BodyError as error:
+            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+        session_id = claims.session_id
+        if session_id not in self.legs and len(self.legs) >= self.max_legs:
+            return busy_response(BUSY_RETRY_S, f"all {self.max_legs} client tabs this server measures are open")
+        leg_id = secrets.token_hex(16)
+        peer = LegPeer(self.media.ice, offer.rate_pps, lambda reason: self._gone(leg_id, reason))
+        try:
+            sdp = await peer.answer(offer.sdp)
+        except Exception as error:  # aiortc raises ValueError, KeyError, … on a malformed SDP
+            await peer.close()
+            return _error(400, f"bad offer: SDP not accepted ({type(error).__name__}: {error})"[:300])
+        settings = self.checks.settings if self.checks is not None else None
+        sinks = LegSinks(self.hub, self.checks, settings.thresholds if settings else METRICS,
+                         settings.site if settings else None, _server(request),
+                         settings.on_event if settings else (lambda message: None))
+        leg = ClientLeg(leg_id, session_id, claims.accepted_until_s, peer, offer.window_s, sinks, cpu)
+        previous = self.legs.get(session_id)
+        self.legs[session_id] = leg
+        self._limiters[leg_id] = SourceRateLimiter(2.0 / offer.window_s, REPORT_BURST, max_sources=1)
+        if previous is not None:  # the same session in a new tab (a reload): the newest measures
+            await self._close(previous, "a newer tab took over", replaced=True)
+        self._watch()
+        return web.json_response({"type": "answer", "sdp": sdp, "leg_id": leg_id, "window_s": offer.window_s,
+                                  "rate_pps": offer.rate_pps, "late_reply_ms": LATE_REPLY_MS},
+                                 headers={"Cache-Control": "no-store"})
+
+    async def window(self, request: web.Request) -> web.Response:
+        try:
+            claims = self._authorize(request)
+        except _Refused as refused:
+            return refused.response
+        try:
+            report = parse_report(await _read_bounded(request, MAX_REPORT_BYTES))
+        except _Refused as refused:
+            return refused.response
+        except BodyError as error:
+            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+        leg = self.legs.get(claims.session_id)
+        if leg is None or leg.leg_id != report["leg_id"]:
+            if report["leg_id"] in self.replaced:
+                return _error(409, "a newer tab of this session measures the client's connection now")
+            return _error(404, "no open leg with this id (closed or expired): open it again")
+        limiter = self._limiters.get(leg.leg_id)
+        if limiter is None or not limiter.allow("tab", time.monotonic()):
+            return _error(429, "reports come once a window", headers={"Retry-After": str(max(1, round(leg.window_s)))})
+        return web.json_response(await leg.window(report), headers={"Cache-Control": "no-store"})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        try:
+            claims = self._authorize(request)
+        except _Refused as refused:
+            return refused.response
+        leg = self.legs.get(claims.session_id)
+        if leg is None or leg.leg_id != request.match_info["leg_id"]:
+            return _error(404, "no open leg with this id (closed or expired)")
+        await self._close(leg, "the tab went away")
+        return web.Response(status=204)
+
+    def _authorize(self, request: web.Request) -> TokenClaims:
+        """The client token of the URL's session, or the hub's refusal in its own words."""
+        if self.hub is None:
+            raise _Refused(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if not token and not scheme:
+            raise _Refused(401, "missing token: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"},
+                           reason="missing")
+        if scheme.lower() != "bearer":
+            raise _Refused(401, "token refused: malformed", {"WWW-Authenticate": "Bearer"}, reason="malformed")
+        try:
+            claims = verify_token(self.hub.secret, token.strip(), request.match_info["session_id"])
+        except TokenError as error:
+            raise _Refused(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                           reason=error.reason) from None
+        if claims.role != "client":
+            raise _Refused(403, "only the session's client token measures the client's connection",
+                           reason="role")
+        return claims
+
+    def _gone(self, leg_id: str, reason: str) -> None:
+        """The peer connection failed, closed or misbehaved: close its leg (from aiortc's callbacks)."""
+        for leg in list(self.legs.values()):
+            if leg.leg_id == leg_id:
+                task = asyncio.ensure_future(self._close(leg, reason))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def _close(self, leg: Any, reason: str, replaced: bool = False) -> None:
+        if self.legs.get(leg.session_id) is leg:
+            del self.legs[leg.session_id]
+        self._limiters.pop(leg.leg_id, None)
+        if replaced:
+            self.replaced[leg.leg_id] = None
+            while len(self.replaced) > REPLACED_KEPT:
+                self.replaced.popitem(last=False)
+        await leg.close()
+
+    def _watch(self) -> None:
+        """Close legs whose tab stopped reporting and legs whose token ran out (one task for all)."""
+        if self._watcher is not None and not self._watcher.done():
+            return
+
+        async def every_second() -> None:
+            while self.legs:
+                await asyncio.sleep(WATCH_EVERY_S)
+                now_s, now_unix_s = time.monotonic(), time.time()
+                for leg in list(self.legs.values()):
+                    silent_s = max(SILENT_WINDOWS * leg.window_s + LATE_REPLY_MS / 1000.0, SILENT_MIN_S)
+                    if now_unix_s > leg.until_s:
+                        await self._close(leg, "its token expired")
+                    elif now_s - leg.last_report_s > silent_s:
+                        await self._close(leg, f"no report for {silent_s:g} s")
+
+        self._watcher = asyncio.ensure_future(every_second())
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
+    """The body; refused when it is longer than `limit` (413) or takes longer than BODY_TIMEOUT_S (408)."""
+    too_large = _Refused(413, f"body larger than {limit // 1024} kB")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+
+    async def read() -> bool:
+        async for chunk in request.content.iter_chunked(16 * 1024):
+            body.extend(chunk)
+            if len(body) > limit:
+                return False
+        return True
+
+    try:
+        complete = await asyncio.wait_for(read(), BODY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise _Refused(408, f"body not received within {BODY_TIMEOUT_S:g} s") from None
+    if not complete:
+        raise too_large
+    return bytes(body)
+
+
+def _server(request: web.Request) -> str:
+    """This node as host:port, from the connection's own address (not the client's Host header)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return "unknown"
+    host = f"[{sockname[0]}]" if ":" in str(sockname[0]) else sockname[0]
+    return f"{host}:{sockname[1]}"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)

@@ -5,6 +5,14 @@ const BUSY_BUDGET_MS = 90_000;
 /** How long in all the page waits for a busy server before it gives up. */
 const DEFAULT_RETRY_S = 5;
 
+/** The token travels in the URL fragment (never to the server's logs) and then only in a header: read it
+ * and remove it from the address bar (and so from the history and from a link copied out of it). */
+export function takeToken() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (token) history.replaceState(null, "", location.pathname + location.search);
+  return token;
+}
+
 export class ServerError extends Error {
   constructor(status, message) {
     super(message);

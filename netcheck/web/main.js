@@ -3,7 +3,7 @@
 // #verdict[data-recommendation], [data-device][data-finding].
 
 import { applyTexts, fill } from "./texts.js";
-import { Api, ServerError } from "./api.js";
+import { Api, ServerError, takeToken } from "./api.js";
 import { checkDevices } from "./devices.js";
 import { Call, DEFAULT_FORMAT, parseFormat, showDownstream } from "./call.js";
 import { VoiceProbe } from "./voice.js";
@@ -42,13 +42,6 @@ function showBusy(seconds) {
   busy.dataset.busy = String(seconds !== null);
   busy.hidden = seconds === null;
   if (seconds !== null) busy.textContent = fill("busy", { seconds });
-}
-
-/** The token travels in the fragment (never to the server's logs) and then only in a header. */
-function takeToken() {
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (token) history.replaceState(null, "", location.pathname + location.search);
-  return token;
 }
 
 function settings() {

@@ -148,6 +148,24 @@ export const TEXTS = {
   video_setting: "Suggested video setting: {setting}",
   "video_setting.audio_only": "audio only",
 
+  // --- session client tab ---
+  "tab.title": "Session connection",
+  "tab.intro": "Keep this tab open during your session. It checks your connection quietly; you do not need to look at it.",
+  "tab.badge.pending": "Connecting…",
+  "tab.badge.ok": "Connection OK",
+  "tab.badge.weak": "Connection weak",
+  "tab.badge.lost": "Connection lost, reconnecting…",
+  "tab.badge.stopped": "Not checking",
+  "tab.weak_hint": "Your therapist can see this too. If you can, move closer to your router or pause other downloads.",
+  "tab.busy": "The clinic's server is busy, trying again in {seconds}\u00a0s.",
+  "tab.refused.missing": "This link is incomplete: open the whole session link your clinic sent you.",
+  "tab.refused.invalid": "This link does not belong to this session: ask your clinic for the right link.",
+  "tab.refused.expired": "This session link has expired: ask your clinic for a new one.",
+  "tab.refused.role": "This is not a client's session link: ask your clinic for yours.",
+  "tab.refused.disabled": "The clinic's server does not check connections during sessions.",
+  "tab.replaced": "Your connection is now checked in another tab or window, so this one has stopped.",
+  "tab.error": "The connection check could not start: {detail}. Reload the page to try again.",
+
   // --- therapist panel and report ---
   // The panel (/session/{id}) and the report page (/session/{id}/report). Warning messages and their
   // advice come from the session hub in its clinical words; only the frame around them is here.

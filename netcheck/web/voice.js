@@ -5,8 +5,8 @@
 
 export const INTERVAL_MS = 20;
 const MESSAGE_BYTES = 48;
-const KIND_ECHO = 1;
-const KIND_REPLY = 2;
+export const KIND_ECHO = 1;
+export const KIND_REPLY = 2;
 const KIND_STATS = 3;
 const KIND_STATS_REPLY = 4;
 const MAX_SEQ = 65535;
@@ -16,7 +16,7 @@ const LATE_REPLY_MS = 250;
 /** After the last message, how long its reply may still come before the server's count is asked. */
 const OPEN_TIMEOUT_MS = 5000;
 
-function message(kind, seq, sendMs) {
+export function message(kind, seq, sendMs) {
   const buffer = new ArrayBuffer(MESSAGE_BYTES);
   const view = new DataView(buffer);  // big-endian, as the contract says
   view.setUint8(0, 0x4e); // "N"
@@ -28,7 +28,7 @@ function message(kind, seq, sendMs) {
   return buffer;
 }
 
-function parse(data) {
+export function parse(data) {
   if (!(data instanceof ArrayBuffer) || data.byteLength !== MESSAGE_BYTES) return null;
   const view = new DataView(data);
   if (view.getUint8(0) !== 0x4e || view.getUint8(1) !== 0x56 || view.getUint8(2) !== 1) return null;

@@ -1,0 +1,426 @@
+// The client's tab during a session (docs/in-session.md, "The client's tab"): one peer connection with
+// the clinic's server for as long as the session lasts. The page sends a small test card and a light
+// voice stream (the agent's 10 packets a second) and, every window, posts what only it can see — the
+// replies it got, the server's picture as it arrived (getStats), its own sending. The server measures
+// and judges; this page shows its answer as one badge: connection OK or weak.
+// Automation: document.body.dataset.state (connecting, measuring, reconnecting, refused, replaced,
+// error), #badge[data-connection] (pending, ok, weak, lost, stopped), #problem[data-problem].
+
+import { applyTexts, fill } from "./texts.js";
+import { Api, ServerError, takeToken } from "./api.js";
+import { selectedPair, selectedPath } from "./path.js";
+import { KIND_ECHO, KIND_REPLY, message, parse } from "./voice.js";
+
+const CARD = { width: 320, height: 180, fps: 30 };
+/** The tab's picture, as small as the server's: the path is measured, not the camera. */
+const CARD_MAX_BITRATE = 150_000;
+/** bits/s: a session's call shares this link; the measurement must not take much of it. */
+const CONNECT_TIMEOUT_MS = 10_000;
+const GATHER_TIMEOUT_MS = 3000;
+const SEQ_MODULUS = 65536;
+const MAX_REPORTED = 2000;
+/** The server takes at most this many sends (and replies) in one report. */
+const FAILED_REPORTS_BEFORE_RECONNECT = 3;
+const RECONNECT_FIRST_MS = 2000;
+const RECONNECT_MAX_MS = 30_000;
+
+const $ = (id) => document.getElementById(id);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function round(value, digits = 1) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return null;
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+function showBadge(connection) {
+  const badge = $("badge");
+  badge.dataset.connection = connection;
+  badge.textContent = fill(`tab.badge.${connection}`);
+  $("weak-hint").hidden = connection !== "weak";
+  document.title = `${fill(`tab.badge.${connection}`)} · ${fill("tab.title")}`;
+}
+
+function showBusy(seconds) {
+  const busy = $("busy");
+  busy.dataset.busy = String(seconds !== null);
+  busy.hidden = seconds === null;
+  if (seconds !== null) busy.textContent = fill("tab.busy", { seconds });
+}
+
+/** Stop for good with one sentence: `problem` is a key of texts.js under tab.* (and a data-problem). */
+function stop(state, problem, values) {
+  setState(state);
+  showBadge("stopped");
+  const box = $("problem");
+  box.dataset.problem = problem;
+  box.textContent = fill(`tab.${problem}`, values);
+  box.hidden = false;
+}
+
+/** Named ticks from a worker, whose timers a background tab does not slow down (session-ticker.js). */
+class Ticker {
+  constructor() {
+    this.handlers = new Map();
+    try {
+      this.worker = new Worker("/web/session-ticker.js");
+      this.worker.onmessage = ({ data }) => this.handlers.get(data)?.();
+    } catch {
+      this.worker = null;  // no worker: the page's own timers (slowed in the background)
+      this.intervals = new Map();
+    }
+  }
+
+  every(name, everyMs, handler) {
+    this.handlers.set(name, handler);
+    if (this.worker) this.worker.postMessage({ name, everyMs });
+    else this.intervals.set(name, setInterval(handler, everyMs));
+  }
+
+  stop() {
+    this.handlers.clear();
+    this.worker?.terminate();
+    for (const interval of this.intervals?.values() ?? []) clearInterval(interval);
+  }
+}
+
+/** A flat card with a square moving across it: a picture whose every frame travels, at a few tens of kbit/s. */
+class Card {
+  constructor() {
+    this.canvas = document.createElement("canvas");
+    this.canvas.width = CARD.width;
+    this.canvas.height = CARD.height;
+    this.context = this.canvas.getContext("2d");
+    this.stream = this.canvas.captureStream(0);  // 0: a frame when requestFrame() says so
+    this.track = this.stream.getVideoTracks()[0];
+    this.frame = 0;
+    this.draw();
+  }
+
+  draw() {
+    const { context } = this;
+    const size = 24;
+    context.fillStyle = "#606060";
+    context.fillRect(0, 0, CARD.width, CARD.height);
+    context.fillStyle = "#ebebeb";
+    context.fillRect((this.frame * 4) % (CARD.width - size), (CARD.height - size) / 2, size, size);
+    this.frame++;
+    this.track.requestFrame?.();
+  }
+
+  stop() {
+    this.track.stop();
+  }
+}
+
+/** The voice stream: one 48-byte echo request per tick on the unreliable "netcheck-voice" channel. */
+class VoiceStream {
+  constructor(channel) {
+    this.channel = channel;
+    this.seq = 0;
+    this.pending = [];  // [seq, sent_ms] not reported yet, in order (consecutive seqs)
+    this.replies = new Map();  // seq → client_recv_ms
+    channel.binaryType = "arraybuffer";
+    channel.addEventListener("message", (event) => this.onMessage(event.data, performance.now()));
+  }
+
+  send() {
+    if (this.channel.readyState !== "open") return;
+    const sentMs = performance.now();
+    this.pending.push([this.seq, sentMs]);
+    if (this.pending.length > MAX_REPORTED) this.pending.shift();
+    this.channel.send(message(KIND_ECHO, this.seq, sentMs));
+    this.seq = (this.seq + 1) % SEQ_MODULUS;
+  }
+
+  onMessage(data, receivedMs) {
+    const reply = parse(data);
+    if (reply?.kind === KIND_REPLY && !this.replies.has(reply.seq)) this.replies.set(reply.seq, receivedMs);
+  }
+
+  /** The sends of `lateMs` ago and earlier that were not reported yet, with the replies they got. */
+  report(nowMs, lateMs) {
+    const due = [];
+    while (this.pending.length && this.pending[0][1] <= nowMs - lateMs) due.push(this.pending.shift());
+    if (!due.length) return null;
+    const us = (value) => Math.round(value * 1000) / 1000;
+    const replies = [];
+    for (const [seq, sentMs] of due) {
+      const recvMs = this.replies.get(seq);
+      if (recvMs !== undefined && recvMs >= sentMs) replies.push([seq, us(recvMs)]);
+      this.replies.delete(seq);
+    }
+    return { first_seq: due[0][0], sent_ms: due.map(([, sentMs]) => us(sentMs)), replies };
+  }
+}
+
+function statsOf(stats, type, kind) {
+  for (const report of stats.values()) if (report.type === type && report.kind === kind) return report;
+  return null;
+}
+
+function delta(end, start, key) {
+  const a = end?.[key];
+  if (typeof a !== "number") return null;
+  const b = start?.[key];
+  return a - (typeof b === "number" ? b : 0);
+}
+
+/** The window's figures from getStats: the server's picture as it arrived, and this tab's sending. */
+function windowFigures(end, start, seconds) {
+  const [in1, in0] = [statsOf(end, "inbound-rtp", "video"), statsOf(start, "inbound-rtp", "video")];
+  const [out1, out0] = [statsOf(end, "outbound-rtp", "video"), statsOf(start, "outbound-rtp", "video")];
+  const remote = statsOf(end, "remote-inbound-rtp", "video");
+  const lost = delta(in1, in0, "packetsLost");
+  const received = delta(in1, in0, "packetsReceived");
+  const kbps = (bytes) => (bytes !== null && seconds > 0 ? round((8 * bytes) / seconds / 1000) : null);
+  const frames = delta(in1, in0, "framesDecoded");
+  const pair = selectedPair(end);
+  return {
+    downstream: in1 ? {
+      duration_s: round(seconds, 2),
+      video_fps: frames !== null && seconds > 0 ? round(Math.max(0, frames) / seconds) : null,
+      video_width: in1.frameWidth ?? null,
+      video_height: in1.frameHeight ?? null,
+      video_freezes: delta(in1, in0, "freezeCount"),
+      video_frozen_ms: round((delta(in1, in0, "totalFreezesDuration") ?? NaN) * 1000),
+      video_loss_pct: lost !== null && received !== null && Math.max(0, lost) + received > 0
+        ? round((100 * Math.max(0, lost)) / (Math.max(0, lost) + received), 2) : null,
+      video_bitrate_kbps: kbps(delta(in1, in0, "bytesReceived")),
+      rtt_ms: round((pair?.currentRoundTripTime ?? NaN) * 1000, 2),
+    } : null,
+    upstream: out1 ? {
+      quality_limitation: ["none", "cpu", "bandwidth"].includes(out1.qualityLimitationReason)
+        ? out1.qualityLimitationReason : (out1.qualityLimitationReason ? "other" : null),
+      video_bitrate_kbps: kbps(delta(out1, out0, "bytesSent")),
+      rtt_ms: round((remote?.roundTripTime ?? NaN) * 1000, 2),
+    } : null,
+  };
+}
+
+function waitFor(target, event, ready, timeoutMs) {
+  return new Promise((resolve) => {
+    if (ready()) return resolve(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const listener = () => ready() && done(true);
+    function done(value) {
+      clearTimeout(timer);
+      target.removeEventListener(event, listener);
+      resolve(value);
+    }
+    target.addEventListener(event, listener);
+  });
+}
+
+/** An answer the server refused, with the hub's reason (expired, other session, …) when it gave one. */
+class Refusal extends ServerError {
+  constructor(status, body) {
+    super(status, body?.error ?? `HTTP ${status}`);
+    this.reason = body?.reason ?? null;
+  }
+}
+
+async function refusalOf(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  return new Refusal(response.status, body);
+}
+
+/** One leg: an offer, a peer connection, windows until it ends. `run()` resolves when it must be
+ * opened again (the connection or the server went away) and throws a Refusal when it must not. */
+class Leg {
+  constructor(api, sessionId, settings) {
+    this.api = api;
+    this.base = `/v1/sessions/${encodeURIComponent(sessionId)}/legs/client`;
+    this.settings = settings;
+    this.ticker = new Ticker();
+    this.failedReports = 0;
+    this.index = 0;
+  }
+
+  async iceServers() {
+    try {
+      const response = await this.api.fetch("/v1/info", { cache: "no-store" });
+      const info = response.ok ? await response.json() : null;
+      return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
+    } catch {
+      return [];
+    }
+  }
+
+  async open() {
+    const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
+    this.pc = pc;
+    this.card = new Card();
+    pc.addTransceiver(this.card.track, {
+      direction: "sendrecv", streams: [this.card.stream],
+      sendEncodings: [{ maxBitrate: CARD_MAX_BITRATE, maxFramerate: CARD.fps }],
+    });
+    this.voice = new VoiceStream(pc.createDataChannel("netcheck-voice", { ordered: false, maxRetransmits: 0 }));
+    pc.addEventListener("track", (event) => {
+      const picture = $("server-picture");
+      picture.srcObject = event.streams[0] ?? new MediaStream([event.track]);
+      picture.play().catch(() => {});
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitFor(pc, "icegatheringstatechange", () => pc.iceGatheringState === "complete", GATHER_TIMEOUT_MS);
+    const response = await this.api.fetch(`${this.base}/offer`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, ...this.settings }),
+    });
+    if (!response.ok) throw await refusalOf(response);
+    const answer = await response.json();
+    this.legId = answer.leg_id;
+    this.windowMs = answer.window_s * 1000;
+    this.lateMs = answer.late_reply_ms;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    if (!await waitFor(pc, "connectionstatechange", () => pc.connectionState === "connected", CONNECT_TIMEOUT_MS)) {
+      throw new Error("the connection to the clinic's server did not come up");
+    }
+    this.since = await pc.getStats();
+    this.sinceMs = performance.now();
+    this.ticker.every("frame", 1000 / CARD.fps, () => this.card.draw());
+    this.ticker.every("voice", 1000 / answer.rate_pps, () => this.voice.send());
+  }
+
+  run() {
+    return new Promise((resolve, reject) => {
+      const end = (error) => {
+        this.ticker.stop();
+        if (error) reject(error);
+        else resolve();
+      };
+      this.pc.addEventListener("connectionstatechange", () => {
+        if (["failed", "closed"].includes(this.pc.connectionState)) end();
+      });
+      this.ticker.every("window", this.windowMs, () => this.report().then((ended) => {
+        if (ended) end(ended instanceof Error ? ended : null);
+      }));
+    });
+  }
+
+  /** Post the window; true (or a Refusal) when the leg has ended. */
+  async report() {
+    if (this.reporting) return false;  // the previous window's post is still out
+    this.reporting = true;
+    try {
+      const stats = await this.pc.getStats();
+      const nowMs = performance.now();
+      const figures = windowFigures(stats, this.since, (nowMs - this.sinceMs) / 1000);
+      this.since = stats;
+      this.sinceMs = nowMs;
+      const body = {
+        leg_id: this.legId, index: this.index++, voice: this.voice.report(nowMs, this.lateMs),
+        ...figures, path: await selectedPath(this.pc),
+      };
+      let response;
+      try {
+        response = await fetch(`${this.base}/window`, {
+          method: "POST", headers: this.api.headers({ "Content-Type": "application/json" }), body: JSON.stringify(body),
+        });
+      } catch {
+        return ++this.failedReports >= FAILED_REPORTS_BEFORE_RECONNECT;
+      }
+      if (response.status === 404) return true;  // the server closed the leg (or restarted): open another
+      if (response.status === 401 || response.status === 403 || response.status === 409) return refusalOf(response);
+      if (!response.ok) return ++this.failedReports >= FAILED_REPORTS_BEFORE_RECONNECT;
+      this.failedReports = 0;
+      const answer = await response.json();
+      showBadge(answer.connection === "weak" ? "weak" : "ok");
+      setState("measuring");
+      return false;
+    } finally {
+      this.reporting = false;
+    }
+  }
+
+  /** The tab is going away: tell the server now rather than when it notices the silence. */
+  leave() {
+    if (this.legId) {
+      fetch(`${this.base}/${this.legId}`, { method: "DELETE", headers: this.api.headers(), keepalive: true }).catch(() => {});
+    }
+    this.close();
+  }
+
+  close() {
+    this.ticker.stop();
+    this.card?.stop();
+    this.pc?.close();
+    $("server-picture").srcObject = null;
+  }
+}
+
+function refusalProblem(error) {
+  if (error.status === 409) return "replaced";
+  if (error.status === 404) return "refused.disabled";
+  if (error.status === 403) return "refused.role";
+  if (error.reason === "expired") return "refused.expired";
+  if (error.reason === "missing") return "refused.missing";
+  return "refused.invalid";
+}
+
+function settings() {
+  const query = new URLSearchParams(location.search);
+  const chosen = {};
+  for (const [param, field] of [["window", "window_s"], ["rate", "rate_pps"]]) {
+    const value = Number.parseFloat(query.get(param) ?? "");
+    if (Number.isFinite(value)) chosen[field] = value;  // the server checks the range
+  }
+  return chosen;
+}
+
+async function measure(api, sessionId) {
+  let waitMs = RECONNECT_FIRST_MS;
+  let leg = null;
+  addEventListener("pagehide", () => leg?.leave());
+  for (;;) {
+    leg = new Leg(api, sessionId, settings());
+    try {
+      await leg.open();
+      waitMs = RECONNECT_FIRST_MS;
+      await leg.run();
+    } catch (error) {
+      if (error instanceof Refusal && [401, 403, 404, 409].includes(error.status)) {
+        leg.close();
+        stop(error.status === 409 ? "replaced" : "refused", refusalProblem(error));
+        return;
+      }
+      if (error instanceof Refusal && error.status === 400) {
+        leg.close();
+        stop("error", "error", { detail: error.message });
+        return;
+      }
+    }
+    leg.close();
+    setState("reconnecting");
+    showBadge("lost");
+    await sleep(waitMs);
+    waitMs = Math.min(RECONNECT_MAX_MS, waitMs * 2);
+  }
+}
+
+function init() {
+  applyTexts();
+  showBadge("pending");
+  const token = takeToken();
+  const match = /^\/session\/([^/]+)\/client$/.exec(location.pathname);
+  if (!token || !match) {
+    stop("refused", "refused.missing");
+    return;
+  }
+  setState("connecting");
+  measure(new Api(token, showBusy), decodeURIComponent(match[1])).catch((error) => {
+    stop("error", "error", { detail: error?.message ?? String(error) });
+  });
+}
+
+init();

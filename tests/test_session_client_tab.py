@@ -1,0 +1,464 @@
+"""The client's leg of a session measured from a browser tab (issue 14; docs/in-session.md, "The client's tab").
+
+Fast: the window arithmetic (browser_leg.py, av/video_windows.py, the voice log) with made-up times;
+the endpoints in-process with a real aiortc peer standing in for the tab (its offer, a report, the
+hub's events, the refusals). Slow: headless Chromium on a real `netcheck serve` with `netcheck
+watch --json` reading the hub; marked `netns`: Chromium in a network namespace with 8 % of the UDP
+datagrams into it dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from netcheck.av.video_windows import VideoWindows
+from netcheck.browser_check import BodyError
+from netcheck.browser_leg import SEQ_MODULUS, VoiceArrival, parse_offer, parse_report, voice_window
+from netcheck.model import Status
+from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
+from netcheck.tokens import create_token
+
+SECRET = b"client-tab-test-secret-0123456789"
+SESSION = "s1"
+TEST_TIMEOUT_S = 40.0
+
+
+# --- the window arithmetic ------------------------------------------------------------------------------
+
+def frames(windows: VideoWindows, start_s: float, end_s: float, fps: float = 30.0) -> None:
+    t = start_s
+    while t < end_s - 1e-9:
+        windows.frame(t, 320, 180)
+        t += 1.0 / fps
+
+
+def test_a_steady_picture_is_30_fps_without_freezes():
+    windows = VideoWindows(0.0)
+    frames(windows, 0.0, 5.0)
+    window = windows.take(5.0)
+    assert window.fps == pytest.approx(30.0, abs=0.3)
+    assert (window.freezes, window.frozen_ms, window.height) == (0, 0.0, 180)
+
+
+def test_a_stall_inside_a_window_is_one_freeze_of_its_length():
+    windows = VideoWindows(0.0)
+    frames(windows, 0.0, 2.0)
+    frames(windows, 3.0, 5.0)  # one second without a frame
+    window = windows.take(5.0)
+    assert window.freezes == 1
+    assert window.frozen_ms == pytest.approx(1000.0 + 1000.0 / 30, abs=5)
+
+
+def test_a_stall_across_windows_is_counted_once_and_its_time_split():
+    windows = VideoWindows(0.0)
+    frames(windows, 0.0, 4.0)
+    first = windows.take(5.0)  # frozen since 4.0 (the last frame at ≈ 3.97 s)
+    second_empty = windows.take(10.0)
+    frames(windows, 11.0, 15.0)
+    third = windows.take(15.0)
+    assert (first.freezes, second_empty.freezes, third.freezes) == (1, 0, 0)
+    assert first.frozen_ms == pytest.approx(1033, abs=5)
+    assert second_empty.frozen_ms == pytest.approx(5000, abs=1)
+    assert second_empty.fps is None and second_empty.height is None  # nothing arrived: judged as 0 fps
+    assert third.frozen_ms == pytest.approx(1000, abs=1)
+
+
+def test_no_frame_yet_is_no_figure():
+    window = VideoWindows(0.0).take(5.0)
+    assert (window.frames, window.fps, window.freezes, window.frozen_ms) == (0, None, 0, 0.0)
+
+
+def voice_report(first_seq: int, sent_ms: list[float], replies: list[tuple[int, float]]) -> dict[str, Any]:
+    return {"first_seq": first_seq, "sent_ms": sent_ms, "replies": [list(reply) for reply in replies]}
+
+
+def test_the_voice_window_counts_loss_per_direction_from_the_servers_own_arrivals():
+    # 10 sent; the server received seqs 100..107 (2 lost up); replies came for 100..105 (2 more lost down)
+    sent = [1000.0 + 100 * i for i in range(10)]
+    arrivals = {100 + i: VoiceArrival(sent[i], 5000.0 + 100 * i + 10, 5000.0 + 100 * i + 10) for i in range(8)}
+    replies = [(100 + i, sent[i] + 20.0) for i in range(6)]
+    udp = voice_window(voice_report(100, sent, replies), arrivals)
+    assert udp.status == Status.OK
+    assert (udp.packets_sent, udp.packets_received) == (10, 6)
+    assert udp.loss_up_pct == pytest.approx(20.0)
+    assert udp.loss_down_pct == pytest.approx(25.0)
+    assert udp.rtt_p50_ms == pytest.approx(20.0)
+
+
+def test_the_voice_window_wraps_its_sequence_numbers():
+    first = SEQ_MODULUS - 3
+    sent = [float(i * 100) for i in range(6)]
+    seqs = [(first + i) % SEQ_MODULUS for i in range(6)]
+    arrivals = {seq: VoiceArrival(sent[i], 10.0 * i, 10.0 * i) for i, seq in enumerate(seqs)}
+    udp = voice_window(voice_report(first, sent, [(seq, sent[i] + 5.0) for i, seq in enumerate(seqs)]), arrivals)
+    assert (udp.packets_sent, udp.packets_received, udp.loss_pct) == (6, 6, 0.0)
+
+
+def test_a_claimed_reply_the_server_never_sent_and_a_stale_arrival_do_not_count():
+    sent = [0.0, 100.0, 200.0, 300.0]
+    arrivals = {
+        0: VoiceArrival(0.0, 50.0, 50.0),
+        1: VoiceArrival(99_999.0, 150.0, 150.0),  # seq 1 of a stream 65536 seqs earlier: not this window's
+        2: VoiceArrival(200.0, 250.0, 250.0),
+    }
+    replies = [(0, 10.0), (1, 110.0), (2, 210.0), (3, 310.0)]  # 1 and 3 were never answered by the server
+    udp = voice_window(voice_report(0, sent, replies), arrivals)
+    assert (udp.packets_sent, udp.packets_received) == (4, 2)
+    assert udp.loss_up_pct == pytest.approx(50.0)
+
+
+def test_a_window_without_sends_has_no_voice_result():
+    assert voice_window(None, {}) is None
+    assert voice_window(voice_report(0, [], []), {}) is None
+
+
+def report_body(**fields: Any) -> bytes:
+    body = {"leg_id": "0" * 32, "index": 0, "voice": None, "downstream": None, "upstream": None, "path": None}
+    return json.dumps({**body, **fields}).encode()
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"extra": 1}, "extra"),
+    ({"downstream": {"video_fps": -1}}, "downstream.video_fps"),
+    ({"downstream": {"video_fps": "30"}}, "downstream.video_fps"),
+    ({"upstream": {"quality_limitation": "tired"}}, "upstream.quality_limitation"),
+    ({"voice": {"first_seq": 70000, "sent_ms": [], "replies": []}}, "voice.first_seq"),
+    ({"voice": {"first_seq": 0, "sent_ms": [0.0] * 2001, "replies": []}}, "voice.sent_ms"),
+    ({"voice": {"first_seq": 0, "sent_ms": [0.0], "replies": [[0, 1.0, 2.0]]}}, "voice.replies[0]"),
+    ({"leg_id": "not hex"}, "leg_id"),
+])
+def test_a_report_that_is_not_the_contracts_is_refused_naming_the_field(fields, field):
+    with pytest.raises(BodyError) as refused:
+        parse_report(report_body(**fields))
+    assert refused.value.field == field
+
+
+def test_nan_and_infinity_are_refused_in_a_report():
+    with pytest.raises(BodyError):
+        parse_report(b'{"leg_id": "' + b"0" * 32 + b'", "index": 0, "downstream": {"video_fps": NaN}}')
+    with pytest.raises(BodyError):
+        parse_report(b'{"leg_id": "' + b"0" * 32 + b'", "index": 0, "downstream": {"rtt_ms": 1e999}}')
+
+
+def test_an_offer_takes_the_window_and_rate_within_their_ranges():
+    offer = parse_offer(json.dumps({"type": "offer", "sdp": "v=0"}).encode())
+    assert (offer.window_s, offer.rate_pps) == (5.0, 10.0)
+    assert parse_offer(json.dumps({"type": "offer", "sdp": "v=0", "window_s": 2, "rate_pps": 25}).encode()).window_s == 2
+    for bad in ({"window_s": 1}, {"window_s": 31}, {"rate_pps": 51}, {"type": "answer"}, {"video": "720p"}):
+        with pytest.raises(BodyError):
+            parse_offer(json.dumps({"type": "offer", "sdp": "v=0", **bad}).encode())
+
+
+def test_the_voice_log_answers_at_its_rate_and_ignores_the_rest():
+    from netcheck.server.leg_peer import LegVoiceLog
+
+    log = LegVoiceLog(rate_pps=10.0)
+    request = lambda seq: encode(VoiceMessage(KIND_ECHO_REQUEST, seq, 0, float(seq)))  # noqa: E731
+    answered = sum(log.answer(request(seq), 1000.0) is not None for seq in range(100))  # 100 at once
+    assert answered == 10  # the burst; then 21 a second (twice the rate, and one)
+    assert log.answer(b"not a message", 5000.0) is None
+    assert log.answer(request(500), 5000.0) is not None
+    assert log.answer(request(500), 5100.0) is not None  # a duplicate is answered, its first arrival kept
+    assert log.arrivals[500].server_recv_ms == 5000.0
+    assert log.ignored >= 91
+
+
+# --- the endpoints in-process, an aiortc peer standing in for the tab -------------------------------------
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        await asyncio.wait_for(test(), TEST_TIMEOUT_S)
+
+    asyncio.run(bounded())
+
+
+def token(role: str = "client", session_id: str = SESSION, ttl_s: float = 3600, now_s: float | None = None,
+          secret: bytes = SECRET) -> str:
+    return create_token(secret, session_id, role, ttl_s, now_s)
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def legs_url(server: Any, session_id: str = SESSION) -> str:
+    return f"{server.url}/v1/sessions/{session_id}/legs/client"
+
+
+class FakeTab:
+    """What the page does, in aiortc: the small picture up, the voice channel, the offer, reports."""
+
+    def __init__(self, http: aiohttp.ClientSession, server: Any, token_value: str) -> None:
+        self.http, self.server, self.token = http, server, token_value
+        self.pc: Any = None
+        self.channel: Any = None
+        self.sent: list[float] = []
+        self.replies: list[tuple[int, float]] = []
+        self.leg_id = ""
+
+    async def open(self, **settings: float) -> dict[str, Any]:
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        from netcheck.server.leg_peer import SERVER_PICTURE, MovingSquareTrack, drain
+
+        self.pc = RTCPeerConnection()
+        self.pc.addTrack(MovingSquareTrack(*SERVER_PICTURE))
+        self.pc.on("track", lambda track: asyncio.ensure_future(drain(track)))
+        self.channel = self.pc.createDataChannel("netcheck-voice", ordered=False, maxRetransmits=0)
+        opened = asyncio.Event()
+        self.channel.on("open", opened.set)
+        self.channel.on("message", self._reply)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with self.http.post(f"{legs_url(self.server)}/offer", headers=bearer(self.token),
+                                  json={"type": "offer", "sdp": self.pc.localDescription.sdp, **settings}) as answer:
+            body = await answer.json()
+            assert answer.status == 200, body
+        self.leg_id = body["leg_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+        await asyncio.wait_for(opened.wait(), 10)
+        return body
+
+    def _reply(self, data: object) -> None:
+        from netcheck.server.voice_channel import decode
+
+        message = decode(data) if isinstance(data, bytes) else None
+        if message is not None:
+            self.replies.append((message.seq, time.monotonic() * 1000.0))
+
+    async def voice(self, count: int, interval_s: float = 0.04) -> None:
+        for _ in range(count):
+            seq = len(self.sent)
+            self.sent.append(time.monotonic() * 1000.0)
+            self.channel.send(encode(VoiceMessage(KIND_ECHO_REQUEST, seq, 0, self.sent[-1])))
+            await asyncio.sleep(interval_s)
+        await asyncio.sleep(0.3)
+
+    async def report(self, **fields: Any) -> tuple[int, dict[str, Any]]:
+        body = {"leg_id": self.leg_id, "index": 0,
+                "voice": {"first_seq": 0, "sent_ms": self.sent, "replies": [list(r) for r in self.replies]},
+                "downstream": {"video_fps": 30.0, "video_freezes": 0, "video_frozen_ms": 0.0, "video_loss_pct": 0.0},
+                "upstream": {"quality_limitation": "none"}, "path": None, **fields}
+        async with self.http.post(f"{legs_url(self.server)}/window", headers=bearer(self.token), json=body) as answer:
+            return answer.status, await answer.json()
+
+    async def close(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+
+
+async def hub_events(http: aiohttp.ClientSession, server: Any, count: int) -> list[dict[str, Any]]:
+    """The session's first `count` events as a therapist's watcher receives them (replayed from the start)."""
+    events: list[dict[str, Any]] = []
+    async with http.get(f"{server.url}/v1/sessions/{SESSION}/events",
+                        headers={**bearer(token("therapist")), "Last-Event-ID": "0"}) as stream:
+        assert stream.status == 200
+        async for line in stream.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+                if len(events) >= count:
+                    return events
+    return events
+
+
+@asynccontextmanager
+async def serving(secret: bytes | None = SECRET) -> AsyncIterator[Any]:
+    """A server in this process (the hub on when there is a secret), an HTTP session, and tabs that are
+    all closed on the way out: `async with serving() as bench: tab = bench.tab(); …`."""
+    from netcheck.server.app import start_server
+
+    server = await start_server(secret=secret)
+    server.media.cpu.busy_pct = 101.0  # a FAKE calm CPU (shared with the legs): these tests are not about load
+    http = aiohttp.ClientSession()
+    bench = Bench(server, http)
+    try:
+        yield bench
+    finally:
+        for tab in bench.tabs:
+            await tab.close()
+        await http.close()
+        await server.close()
+
+
+class Bench:
+    def __init__(self, server: Any, http: aiohttp.ClientSession) -> None:
+        self.server, self.http = server, http
+        self.tabs: list[FakeTab] = []
+
+    def tab(self, token_value: str | None = None) -> FakeTab:
+        self.tabs.append(FakeTab(self.http, self.server, token_value or token()))
+        return self.tabs[-1]
+
+
+def test_a_tabs_window_becomes_the_client_legs_summary_in_the_hub():
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab()
+            answer = await tab.open(window_s=2, rate_pps=25)
+            assert (answer["window_s"], answer["rate_pps"]) == (2, 25)
+            await tab.voice(20)
+            await asyncio.sleep(0.5)
+            status, window = await tab.report()
+            assert status == 200, window
+            assert window["connection"] == "ok" and window["index"] == 0
+            [summary] = await hub_events(bench.http, bench.server, 1)
+        assert (summary["type"], summary["leg"], summary["session_id"]) == ("summary", "client", SESSION)
+        figures = summary["window"]["figures"]
+        assert figures["loss_up_pct"] == 0.0 and figures["loss_down_pct"] == 0.0
+        assert figures["video_fps"] is not None and figures["video_fps"] > 15  # the server saw the picture
+        assert summary["window"]["cues"]["vocal_tone"]["level"] == "good"
+        assert summary["window"]["window_s"] == 2
+
+    run(body)
+
+
+def test_a_second_tab_of_the_session_takes_over_and_the_first_is_told():
+    async def body() -> None:
+        async with serving() as bench:
+            first, second = bench.tab(), bench.tab()
+            await first.open(window_s=2)
+            await second.open(window_s=2)
+            status, answer = await first.report()
+            assert status == 409, answer
+            assert (await second.report())[0] == 200
+
+    run(body)
+
+
+def test_the_tab_leaving_closes_its_leg():
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab()
+            await tab.open()
+            async with bench.http.delete(f"{legs_url(bench.server)}/{tab.leg_id}", headers=bearer(token())) as gone:
+                assert gone.status == 204
+            assert (await tab.report())[0] == 404
+
+    run(body)
+
+
+def test_reports_faster_than_the_window_are_refused():
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab()
+            await tab.open(window_s=10)
+            statuses = [(await tab.report())[0] for _ in range(5)]
+        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
+
+    run(body)
+
+
+def test_a_tab_that_stops_reporting_loses_its_leg(monkeypatch):
+    from netcheck.server import session_legs
+
+    monkeypatch.setattr(session_legs, "SILENT_MIN_S", 1.0)
+
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab()
+            await tab.open(window_s=2)  # silent after 3 windows and the late replies' second: 7 s
+            await asyncio.sleep(8.5)
+            assert (await tab.report())[0] == 404
+            assert _open_legs(bench.server) == 0
+
+    run(body)
+
+
+def refusal(status: int, body: dict[str, Any]) -> tuple[int, str, str | None]:
+    return status, body["error"], body.get("reason")
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({}, (401, "missing token: send Authorization: Bearer <token>", "missing")),
+    ({"Authorization": "Basic abc"}, (401, "token refused: malformed", "malformed")),
+    (bearer(token(secret=b"another secret of the same length!!")), (401, "token refused: bad signature", "bad signature")),
+    (bearer(token(ttl_s=60, now_s=time.time() - 3600)), (401, "token refused: expired", "expired")),
+    (bearer(token(session_id="s2")), (401, "token refused: other session", "other session")),
+    (bearer(token("therapist")), (403, "only the session's client token measures the client's connection", "role")),
+    (bearer(token("check")), (403, "only the session's client token measures the client's connection", "role")),
+])
+def test_a_wrong_token_is_refused_in_the_hubs_words_and_opens_no_leg(headers, expected):
+    async def body() -> None:
+        async with serving() as bench:
+            http, server = bench.http, bench.server
+            for path in ("offer", "window"):
+                async with http.post(f"{legs_url(server)}/{path}", headers=headers,
+                                     json={"type": "offer", "sdp": "v=0"}) as answer:
+                    assert refusal(answer.status, await answer.json()) == expected
+            async with http.delete(f"{legs_url(server)}/{'0' * 32}", headers=headers) as answer:
+                assert answer.status == expected[0]
+            async with http.post(f"{server.url}/v1/sessions/{SESSION}/events", headers=headers,
+                                 json={"events": []}) as answer:
+                hub_wording = await answer.json()
+            if expected[0] == 401:
+                assert hub_wording["error"] == expected[1]  # the hub says it in the same words
+            assert _open_legs(server) == 0
+
+    run(body)
+
+
+def _open_legs(server: Any) -> int:
+    from netcheck.server.session_legs import ClientLegs
+
+    for resource in server.runner.app.router.resources():
+        for route in resource:
+            owner = getattr(route.handler, "__self__", None)
+            if isinstance(owner, ClientLegs):
+                return len(owner.legs)
+    raise AssertionError("no client legs endpoints")
+
+
+def test_without_a_secret_the_tab_is_told_the_hub_is_off():
+    async def body() -> None:
+        async with serving(secret=None) as bench:
+            async with bench.http.post(f"{legs_url(bench.server)}/offer", headers=bearer(token()),
+                                       json={"type": "offer", "sdp": "v=0"}) as answer:
+                assert answer.status == 404
+                assert "session hub disabled" in (await answer.json())["error"]
+
+    run(body)
+
+
+def test_the_page_is_served_with_the_check_pages_policy_and_no_token_reaches_the_server():
+    async def body() -> None:
+        async with serving() as bench:
+            url = bench.server.url
+            async with bench.http.get(f"{url}/session/{SESSION}/client") as page:
+                assert page.status == 200
+                assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+                assert 'src="/web/session-client.js"' in await page.text()
+            async with bench.http.get(f"{url}/session/bad%20id/client") as page:
+                assert page.status == 404
+            for name in ("session-client.js", "session-client.css", "session-ticker.js"):
+                async with bench.http.get(f"{url}/web/{name}") as file:
+                    assert file.status == 200, name
+
+    run(body)
+
+
+def test_a_malformed_offer_is_a_400_naming_the_field_and_opens_no_leg():
+    async def body() -> None:
+        async with serving() as bench:
+            for offer, field in (({"type": "offer", "sdp": "v=0", "window_s": 0.5}, "window_s"),
+                                 ({"type": "offer", "sdp": "not an SDP"}, None)):
+                async with bench.http.post(f"{legs_url(bench.server)}/offer", headers=bearer(token()),
+                                           json=offer) as answer:
+                    refused = await answer.json()
+                    assert answer.status == 400, refused
+                    assert refused.get("field") == field
+            assert _open_legs(bench.server) == 0
+
+    run(body)
