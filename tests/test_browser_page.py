@@ -69,6 +69,7 @@ def assert_held_back(page, recommendation: str, device: str) -> None:
     assert result(page)["held_back_by"] == device
     sentence = page.inner_text("#verdict-sentence")
     assert f"fix the {device}" in sentence and "see your face clearly" not in sentence, sentence
+    assert "connection can carry" in page.inner_text("#cues-h")  # the cues are the connection's, not the session's
 
 
 def assert_network_part_completed(posted: Posted) -> None:

@@ -309,8 +309,8 @@ export class Call {
   }
 
   /** STUN/TURN servers for the browser, when the server hands them out as `ice_servers` in /v1/info
-   * (not in the contract yet: a browser behind a UDP-blocking firewall needs its own TURN over TCP/TLS,
-   * with short-lived credentials; the server's `--turn` serves only the server's side). */
+   * (`serve --browser-turn`: a browser behind a UDP-blocking firewall reaches the media peer through
+   * TURN over TCP/TLS, with credentials that expire; docs/browser-check.md, "TURN for browsers"). */
   async iceServers() {
     try {
       const response = await this.api.fetch("/v1/info", { cache: "no-store" });

@@ -133,6 +133,7 @@ export const TEXTS = {
   "verdict.phone.microphone": "Your therapist would not hear you: fix the microphone (see below) and run the check again, or join by phone.",
   "verdict.unknown": "We could not measure enough to say.",
   cues_heading: "What your therapist will notice",
+  "cues_heading.held_back": "What your connection can carry once the devices work",
   "cue.facial_expression": "Your face and expressions",
   "cue.vocal_tone": "The tone of your voice",
   "cue.conversational_timing": "Timing of the conversation",

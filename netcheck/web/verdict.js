@@ -39,6 +39,8 @@ export function showVerdict(result, pageDevices) {
   // the connection would carry more than the devices gave (no picture, no sound): say so, not "video may freeze"
   const heldBack = ["camera", "microphone"].includes(result.held_back_by) ? `.${result.held_back_by}` : "";
   document.getElementById("verdict-sentence").textContent = fill(`verdict.${recommendation || "unknown"}${heldBack}`);
+  // the cues are the connection's: with a device holding the answer back they are not what the therapist gets
+  document.getElementById("cues-h").textContent = fill(heldBack ? "cues_heading.held_back" : "cues_heading");
 
   const setting = result.video_setting;
   document.getElementById("verdict-setting").textContent = setting
