@@ -145,6 +145,32 @@ def test_no_camera_is_explained_and_the_network_part_completes(server):
         assert_held_back(page, "audio_only", "camera")
 
 
+CAMERA_BUSY_FAKE = """
+// FAKE (named): another program holding the camera cannot be made with Chromium's fake devices, so
+// getUserMedia fails for video exactly as Chromium fails it then (NotReadableError); audio is real.
+const realGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  if (constraints && constraints.video) throw new DOMException("Could not start video source", "NotReadableError");
+  return realGetUserMedia(constraints);
+};
+"""
+
+
+def test_a_camera_used_by_another_program_is_explained_and_the_network_part_completes(server):
+    with chromium() as browser:
+        page = browser.new_page()
+        page.add_init_script(CAMERA_BUSY_FAKE)
+        posted = Posted(page)
+        page.goto(f"{server.http_url}/check")
+        state = run_check(page)
+        assert finding(page, "camera") == "busy" and finding(page, "microphone") == "ok"
+        assert "close" in page.inner_text("[data-device='camera']").lower()  # close the other program
+        assert posted.body["devices"]["camera"] == "busy"
+        assert state == "done", page.inner_text("#error")
+        assert_network_part_completed(posted)
+        assert_held_back(page, "audio_only", "camera")
+
+
 def test_silent_microphone_is_explained_and_the_network_part_completes(server, tmp_path):
     with chromium(audio_file=silent_wav(tmp_path)) as browser:
         page, posted = open_check(browser, server)
