@@ -9,7 +9,7 @@ irtt: N `irtt client` processes (Go) against one `irtt server`, same rate, `--lo
 Added latency = RTT p99 at N − RTT p99 with one client. Both servers share the 2 cores with
 their load generator, as a clinic's server would with its other work.
 
-    python benchmarks/reflector_capacity.py [--steps 1,50,100,200,300,400] [--seconds 5]
+    python benchmarks/reflector_capacity.py [--steps 1,50,100,200,300,400] [--seconds 5] [--keyed --skip-irtt]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netcheck import wire  # noqa: E402
-from tests.harness.servers import start_serve, stop  # noqa: E402
+from tests.harness.servers import start_serve, stop, subprocess_env  # noqa: E402
 
 INTERVAL_S = 0.020
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -42,8 +42,16 @@ def client_address(index: int) -> str:
     return f"127.0.{1 + index // 250}.{2 + index % 250}"
 
 
-def generate(host: str, port: int, clients: int, seconds: float) -> dict:
-    """In the generator process: N clients for `seconds`; RTTs from kernel receive timestamps."""
+def generate(host: str, port: int, clients: int, seconds: float, secret: bytes | None = None) -> dict:
+    """In the generator process: N clients for `seconds`; RTTs from kernel receive timestamps.
+
+    With `secret` (the server's NETCHECK_SECRET) each client signs with the key the server would
+    issue to its address (server/udp_keys.py: the same derivation), as real clients do since the
+    reflector answers only keyed datagrams; without it the packets are untagged (`--open-reflector`).
+    """
+    from netcheck.server.udp_keys import ClientKeys
+
+    keys = [ClientKeys(secret).issue(client_address(index), time.time()) for index in range(clients)] if secret else []
     sockets = []
     for index in range(clients):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -70,8 +78,13 @@ def generate(host: str, port: int, clients: int, seconds: float) -> dict:
         now_s = time.monotonic()
         while event < total and start_s + event * step_s <= now_s:
             client, seq = event % clients, event // clients
-            packet = wire.encode(wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_ids[client], seq=seq,
-                                             size_bytes=64))
+            if keys:
+                packet = wire.encode(wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_ids[client], seq=seq,
+                                                 size_bytes=64, flags=wire.FLAG_CLIENT_KEY,
+                                                 key_expiry_min=keys[client].expiry_min), keys[client].key)
+            else:
+                packet = wire.encode(wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_ids[client], seq=seq,
+                                                 size_bytes=64))
             send_ns[client][seq] = time.time_ns()
             try:
                 sockets[client].send(packet)
@@ -110,14 +123,20 @@ def percentiles(values_us: list[float]) -> dict:
     return {"p50_us": pick(0.5), "p99_us": pick(0.99), "max_us": ordered[-1]}
 
 
-def run_netcheck(steps: list[int], seconds: float) -> list[dict]:
-    server = start_serve("--rate-limit-pps", "1000", "--open-reflector")  # the generator sends untagged packets
+def run_netcheck(steps: list[int], seconds: float, keyed: bool = False) -> list[dict]:
+    """`keyed`: the reflector as served to the internet (answers only keyed datagrams), else `--open-reflector`."""
+    secret = os.urandom(32).hex()
+    if keyed:
+        server = start_serve("--rate-limit-pps", "1000", env=subprocess_env(NETCHECK_SECRET=secret))
+    else:
+        server = start_serve("--rate-limit-pps", "1000", "--open-reflector")  # the generator sends untagged packets
     results = []
     try:
         for clients in steps:
             before = cpu_s(server.process.pid)
             output = subprocess.run([sys.executable, __file__, "--generate", server.udp_host, str(server.udp_port),
-                                     str(clients), str(seconds)], capture_output=True, text=True, check=True)
+                                     str(clients), str(seconds), secret if keyed else ""],
+                                    capture_output=True, text=True, check=True)
             result = json.loads(output.stdout)
             result["server_cpu_pct"] = 100 * (cpu_s(server.process.pid) - before) / (seconds + 1.2)
             results.append(result)
@@ -194,7 +213,8 @@ def table(name: str, results: list[dict]) -> str:
 def main() -> None:
     if sys.argv[1:2] == ["--generate"]:
         host, port, clients, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-        print(json.dumps(generate(host, port, clients, seconds)))
+        secret = sys.argv[6].encode() if len(sys.argv) > 6 and sys.argv[6] else None  # as serve reads NETCHECK_SECRET
+        print(json.dumps(generate(host, port, clients, seconds, secret)))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", default="1,50,100,200,300,400")
@@ -202,9 +222,12 @@ def main() -> None:
     parser.add_argument("--skip-irtt", action="store_true")
     parser.add_argument("--irtt-max", type=int, default=200,
                         help="irtt runs one client process per client; beyond this they start too slowly")
+    parser.add_argument("--keyed", action="store_true",
+                        help="the reflector as served to the internet: every client signs with its own key")
     args = parser.parse_args()
     steps = [int(step) for step in args.steps.split(",")]
-    print(table("netcheck serve (Python asyncio)", run_netcheck(steps, args.seconds)))
+    name = "netcheck serve (Python asyncio), keyed clients" if args.keyed else "netcheck serve (Python asyncio)"
+    print(table(name, run_netcheck(steps, args.seconds, args.keyed)))
     if not args.skip_irtt:
         print()
         print(table("irtt server 0.9.0 (Go), one irtt client process per client",
