@@ -12,7 +12,7 @@ const DEFAULT_WINDOW_S = 5;
 
 const $ = (id) => document.getElementById(id);
 
-function element(tag, className, text) {
+export function element(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;

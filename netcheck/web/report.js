@@ -8,20 +8,13 @@
 import { applyTexts, fill } from "./texts.js";
 import { errorOf, refusalKey, sessionIdFromPath, showRefused, takeSessionToken } from "./panel-token.js";
 import { CUES, LEGS, LEVELS } from "./panel-state.js";
-import { clockTime } from "./panel-view.js";
+import { clockTime, element } from "./panel-view.js";
 
-/** What fits one A4 page beside the timeline and the minutes; the timeline above shows every warning. */
-const PRINT_WARNING_ROWS = 12;
+/** What fits one A4 page beside the timeline and the minutes; more are printed one line per leg and cue. */
+const PRINT_WARNING_ROWS = 6;
 const PRINT_CHECKS = 3;
 
 const $ = (id) => document.getElementById(id);
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function row(cells) {
   const tr = element("tr");
@@ -77,7 +70,6 @@ function showTimeline(report) {
       const left = at(span.raised_at);
       bar.style.left = `${left}%`;  // CSSOM, which the page's CSP allows (style attributes it would not)
       bar.style.width = `${Math.max(0.8, at(span.cleared_at ?? report.last_at) - left)}%`;
-      bar.dataset.open = String(span.cleared_at === null);
       track.append(bar);
     }
     line.append(element("span", "tl-label", fill(`panel.cue.${cue}`)), track);
@@ -100,12 +92,28 @@ function showWarnings(report) {
     tr.cells[0].append(element("span", "cue", legCue(span.leg, span.cue)), element("span", "message", span.message));
     tr.dataset.leg = span.leg;
     tr.dataset.cue = span.cue;
-    if (index >= PRINT_WARNING_ROWS) tr.classList.add("screen-only");
     return tr;
   }));
-  const more = spans.length - PRINT_WARNING_ROWS;
-  $("warnings-more").hidden = more <= 0;
-  $("warnings-more").textContent = more > 0 ? fill("report_more", { count: more }) : "";
+  // on paper a long list becomes one line per leg and cue: the page stays one page, the timeline shows each
+  const long = spans.length > PRINT_WARNING_ROWS;
+  $("warnings").classList.toggle("screen-only", long);
+  $("warnings-by-cue").hidden = !long;
+  if (long) showWarningsByCue(report);
+}
+
+function showWarningsByCue(report) {
+  $("warnings-by-cue-caption").textContent = fill("report_by_cue", { count: report.warnings.length });
+  const rows = legsOf(report).flatMap((leg) => CUES.map((cue) => {
+    const spans = report.warnings.filter((span) => span.leg === leg && span.cue === cue);
+    if (!spans.length) return null;
+    const total = spans.reduce((sum, span) => sum + (span.duration_s ?? 0), 0);
+    const last = spans.at(-1);
+    const tr = row([legCue(leg, cue), String(spans.length), duration(total), fill("report_time_range", {
+      from: clockTime(spans[0].raised_at), to: last.cleared_at ? clockTime(last.cleared_at) : "…" })]);
+    tr.cells[1].className = "num";
+    return tr;
+  })).filter(Boolean);
+  $("warnings-by-cue").tBodies[0].replaceChildren(...rows);
 }
 
 function showMinutes(report) {
@@ -162,7 +170,8 @@ function show(report) {
   showWarnings(report);
   showMinutes(report);
   showChecks(report);
-  $("generated").textContent = fill("report_generated", { time: new Date().toLocaleString(undefined, { hourCycle: "h23" }) });
+  $("generated").textContent = fill("report_generated", {
+    time: new Date().toLocaleString(undefined, { dateStyle: "long", timeStyle: "short", hourCycle: "h23" }) });
   $("content").hidden = false;
   $("print").hidden = false;
   document.body.dataset.state = "ready";
