@@ -52,10 +52,17 @@ def summary(index: int, sent_s: float) -> dict[str, Any]:
                        "sent_s": sent_s}}
 
 
-def serve_node(hub_url: str | None) -> None:
-    """In the node's own process: the real server with the session cap lifted; prints its URL."""
+def serve_node(hub_url: str | None, profile_path: str | None = None) -> None:
+    """In the node's own process: the real server with the session cap lifted; prints its URL.
+    `profile_path`: run it under cProfile and write the statistics there when it stops."""
     from netcheck.server.app import start_server
     from netcheck.server.hub import HubLimits
+
+    if profile_path:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
 
     async def main() -> None:
         server = await start_server(HOST, 0, 0, secret=SECRET, hub_url=hub_url,
@@ -65,6 +72,9 @@ def serve_node(hub_url: str | None) -> None:
         await server.close()
 
     asyncio.run(main())
+    if profile_path:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
 
 
 class Load:
@@ -197,7 +207,7 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
     return rows
 
 
-def run(backend: str, steps: list[int], measure_s: float) -> dict[str, Any]:
+def run(backend: str, steps: list[int], measure_s: float, profile_path: str | None = None) -> dict[str, Any]:
     import psutil
 
     from tests.harness.redis_server import RedisServer
@@ -210,7 +220,8 @@ def run(backend: str, steps: list[int], measure_s: float) -> dict[str, Any]:
             redis.start()
             assert redis.process is not None
             processes["redis"] = psutil.Process(redis.process.pid)
-        node = subprocess.Popen([sys.executable, __file__, "--node"] + (["--hub", redis.url] if redis else []),
+        node = subprocess.Popen([sys.executable, __file__, "--node"] + (["--hub", redis.url] if redis else [])
+                                + (["--profile", profile_path] if profile_path else []),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 cwd=REPO)  # its stderr: tracebacks of posts cut off when the generator stops
         assert node.stdout is not None
@@ -242,14 +253,16 @@ def main() -> None:
     parser.add_argument("--measure", type=float, default=10.0, help="seconds measured at each step (5..60)")
     parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hub", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="FILE", help="run the node under cProfile; its statistics into FILE "
+                                                          "(python -m pstats FILE)")
     args = parser.parse_args()
     if args.node:
-        serve_node(args.hub)
+        serve_node(args.hub, args.profile)
         return
     steps = [int(step) for step in args.steps.split(",")]
     if steps != sorted(steps) or not 1 <= steps[0] or steps[-1] > MAX_SESSIONS or not 5 <= args.measure <= 60:
         parser.error(f"--steps must rise within 1..{MAX_SESSIONS}; --measure within 5..60 s")
-    print(json.dumps(run(args.backend, steps, args.measure)), flush=True)
+    print(json.dumps(run(args.backend, steps, args.measure, args.profile)), flush=True)
 
 
 if __name__ == "__main__":
