@@ -241,7 +241,8 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
 
 
 @pytest.mark.slow
-def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_duplicates(node: Node) -> None:
+def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_duplicates(
+        node: Node, screenshots: Path) -> None:
     now = datetime.now(timezone.utc)
     with chromium() as browser:
         page = open_page(browser, node, f"/session/{SESSION}", token("therapist"))
@@ -252,6 +253,9 @@ def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_d
 
         node.stop()
         page.wait_for_selector("body[data-live='no']", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_selector("#live[data-state='reconnecting']", timeout=PAGE_TIMEOUT_MS)
+        page.set_viewport_size({"width": 360, "height": 740})
+        page.screenshot(path=str(screenshots / "panel-not-live-360.png"))
         node.start()
         page.wait_for_selector("body[data-live='yes']", timeout=PAGE_TIMEOUT_MS)
         # the agent resends the warning it was not sure the old server took, then goes on

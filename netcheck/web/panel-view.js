@@ -37,6 +37,11 @@ export function figure(value, unit, signed = false) {
   return unit ? `${number}\u00a0${unit}` : number;
 }
 
+/** The hub's words as they come, with a number kept on one line with its unit ("8 %", "410 ms"). */
+export function words(text) {
+  return text.replace(/(\d) (%|ms|fps|s\b)/g, "$1\u00a0$2");
+}
+
 function levelWord(level) {
   return fill(`level.${LEVELS.includes(level) ? level : "unknown"}`);
 }
@@ -156,8 +161,8 @@ export class PanelView {
       const head = element("p", "warning-head");
       head.append(element("span", "warning-cue", fill(`panel.cue.${event.cue}`)),
         element("span", "warning-when", fill("warning_since", { leg: fill(`leg_short.${event.leg}`), time: clockTime(event.at) })));
-      item.append(head, element("p", "warning-message", event.message));
-      if (event.advice) item.append(element("p", "warning-advice", event.advice));
+      item.append(head, element("p", "warning-message", words(event.message)));
+      if (event.advice) item.append(element("p", "warning-advice", words(event.advice)));
       return item;
     }));
     $("no-warnings").hidden = active.length > 0;
@@ -173,7 +178,7 @@ export class PanelView {
       const time = element("time", "when", clockTime(event.at));
       time.dateTime = event.at;
       const what = `${fill(`leg_short.${event.leg}`)} · ${fill(`panel.cue.${event.cue}`)} · ${fill(`history.${event.type}`)}`;
-      item.append(time, element("span", "what", what), element("span", "message", event.message));
+      item.append(time, element("span", "what", what), element("span", "message", words(event.message)));
       return item;
     }));
     $("history-empty").hidden = state.history.length > 0;

@@ -8,7 +8,7 @@
 import { applyTexts, fill } from "./texts.js";
 import { errorOf, refusalKey, sessionIdFromPath, showRefused, takeSessionToken } from "./panel-token.js";
 import { CUES, LEGS, LEVELS } from "./panel-state.js";
-import { clockTime, element } from "./panel-view.js";
+import { clockTime, element, words } from "./panel-view.js";
 
 /** What fits one A4 page beside the timeline and the minutes; more are printed one line per leg and cue. */
 const PRINT_WARNING_ROWS = 6;
@@ -89,7 +89,7 @@ function showWarnings(report) {
   $("warnings").tBodies[0].replaceChildren(...spans.map((span, index) => {
     const when = fill("report_time_range", { from: clockTime(span.raised_at), to: span.cleared_at ? clockTime(span.cleared_at) : "…" });
     const tr = row(["", when, duration(span.duration_s)]);
-    tr.cells[0].append(element("span", "cue", legCue(span.leg, span.cue)), element("span", "message", span.message));
+    tr.cells[0].append(element("span", "cue", legCue(span.leg, span.cue)), element("span", "message", words(span.message)));
     tr.dataset.leg = span.leg;
     tr.dataset.cue = span.cue;
     return tr;
