@@ -195,8 +195,15 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def turn_on_notifications(page) -> None:  # type: ignore[no-untyped-def]
-    page.click("#notify")
+def turn_on_notifications(page, keyboard: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Press "Notify me of new warnings": with the mouse, or from the page's start with Tab and Enter
+    (it is the first control: the warnings and the legs above it take no focus)."""
+    if keyboard:
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "notify"
+        page.keyboard.press("Enter")
+    else:
+        page.click("#notify")
     page.wait_for_selector("#notify[aria-pressed='true']")
     assert spy(page)["requested"] == 1
 
@@ -214,7 +221,7 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
         page.wait_for_selector("body[data-live='yes']", timeout=PAGE_TIMEOUT_MS)
         assert therapist not in page.url
         assert not any(therapist in url for url in page.requested_urls)
-        turn_on_notifications(page)
+        turn_on_notifications(page, keyboard=True)
         windows = [now - timedelta(seconds=5 * (36 - index)) for index in range(36)]
         post(node.url, "client", [summary(at, ("vocal_tone",) if index > 31 else ()) for index, at in enumerate(windows)])
         post(node.url, "therapist", [summary(at) for at in windows])
