@@ -35,6 +35,7 @@ from netcheck.session_report import build_report, report_to_dict
 from netcheck.tokens import create_token
 from tests.harness.browser import chromium, run_check
 from tests.harness.impairment import Relay
+from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
 from tests.test_session_e2e import CLEAN, LOSS_8_PCT, UDP_RATE_CONFIG, WINDOW, netcheck
 
@@ -461,6 +462,35 @@ def test_the_report_json_is_the_session_report_of_the_stores_and_the_hubs_events
         assert [(span["cue"], span["duration_s"]) for span in report["warnings"]] == [("vocal_tone", 5.0)]
 
     run(body)
+
+
+def test_the_report_reads_the_events_a_redis_hub_holds() -> None:
+    """Several nodes share sessions in Redis (docs/session-hub.md): the report reads the stream's events
+    through the same watcher interface, in short reads that end at the first quiet one."""
+    at = datetime(2026, 11, 27, 20, 0, 5, tzinfo=timezone.utc)
+    posted = [summary(at, ("vocal_tone",)), raised(at), summary(at + timedelta(seconds=5)),
+              cleared(at + timedelta(seconds=5))]
+    password = secrets.token_urlsafe(16)
+
+    async def body(redis: RedisServer) -> None:
+        server = await start_server("127.0.0.1", 0, 0, secret=SECRET.encode(), hub_url=redis.url,
+                                    hub_password=password)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{server.url}/v1/sessions/{SESSION}/events", json={"events": posted},
+                                     headers={"Authorization": f"Bearer {token('client')}"}) as response:
+                    assert response.status == 202
+                started_s = time.monotonic()
+                status, report = await _get(http, f"{server.url}/v1/sessions/{SESSION}/report", token("therapist"))
+                took_s = time.monotonic() - started_s
+        finally:
+            await server.close()
+        assert status == 200 and took_s < 1.0
+        assert report["coverage"]["hub_events"] == 4 and report["windows"] == {"client": 2}
+        assert [(span["cue"], span["duration_s"]) for span in report["warnings"]] == [("vocal_tone", 5.0)]
+
+    with RedisServer(password=password) as redis:
+        run(lambda: body(redis))
 
 
 def test_the_report_and_estimate_refuse_as_the_hub_does(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ class SessionPages:
             checks = store.session_checks(session_id) if store is not None else []
         except StoreError as error:
             return _Refusal(503, f"the session's report could not be read: {error}"[:300]).response
-        held = await hub_held_events(self.hub.backend, session_id)
+        held = await hub_held_events(self.hub.backend, session_id, request.transport)
         report = report_to_dict(build_report(session_id, merge_events(stored, held.events), checks))
         report["coverage"] = {"store_events": len(stored), "hub_events": len(held.events),
                               "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused}

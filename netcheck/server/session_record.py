@@ -13,6 +13,7 @@ quiet `HELD_READ_WAIT_S`, so a report request never waits for live events.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,10 +38,15 @@ class HeldEvents:
     """Why the hub did not answer (too many watchers, Redis unreachable); None when it did."""
 
 
-async def hub_held_events(backend: HubBackend, session_id: str) -> HeldEvents:
-    """The session's events the hub still holds, oldest first, validated as `netcheck watch` validates them."""
+async def hub_held_events(backend: HubBackend, session_id: str,
+                          transport: asyncio.BaseTransport | None) -> HeldEvents:
+    """The session's events the hub still holds, oldest first, validated as `netcheck watch` validates them.
+
+    `transport`: the asking request's; the in-memory hub drops a watcher whose connection is gone (or
+    that has none) when the next one subscribes, which would cut this read short.
+    """
     try:
-        subscription = await backend.subscribe(session_id, 0, None)
+        subscription = await backend.subscribe(session_id, 0, transport)
     except HubRefusal as refusal:
         return HeldEvents([], str(refusal))
     events: list[Event] = []
