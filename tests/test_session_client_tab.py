@@ -10,12 +10,12 @@ datagrams into it dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -31,6 +31,7 @@ from netcheck.browser_leg import SEQ_MODULUS, VoiceArrival, parse_offer, parse_r
 from netcheck.model import Status
 from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
 from netcheck.tokens import create_token
+from tests.test_session_e2e import lines_of, next_event
 
 SECRET = b"client-tab-test-secret-0123456789"
 SESSION = "s1"
@@ -489,32 +490,6 @@ def watch_json(server_url: str, home: Path) -> subprocess.Popen:
                             text=True, env=subprocess_env(NETCHECK_HOME=str(home), NETCHECK_TOKEN=serve_token("therapist")))
 
 
-def event_lines(process: subprocess.Popen) -> queue.Queue:
-    lines: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def next_event(lines: queue.Queue, deadline_s: float, matches: Callable[[dict], bool]) -> tuple[dict, float]:
-    """The first event that `matches`, and when it came (time.monotonic()); fails at the deadline."""
-    while True:
-        remaining_s = deadline_s - time.monotonic()
-        if remaining_s <= 0:
-            pytest.fail("the expected event did not come in time")
-        try:
-            line = lines.get(timeout=remaining_s)
-        except queue.Empty:
-            continue
-        if line.startswith("{") and matches(event := json.loads(line)):
-            return event, time.monotonic()
-
-
 def client_summary(event: dict) -> bool:
     return event.get("type") == "summary" and event.get("leg") == "client"
 
@@ -547,7 +522,7 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
     from tests.harness.browser import chromium
 
     watch = watch_json(serve.http_url, tmp_path / "therapist")
-    events = event_lines(watch)
+    events = lines_of(watch)
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 360, "height": 740})
@@ -564,7 +539,6 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
             spacing_s = (time.monotonic() - first_s) / 2
             badge = page.get_attribute("#badge", "data-connection")
             fits = page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-            cpu = page.evaluate("performance.now()")  # noqa: F841 (the page is alive and answering)
     finally:
         watch.terminate()
         watch.wait(timeout=10)
@@ -600,7 +574,7 @@ def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_p
         "therapist": serve_token("therapist"),
     }[which]
     watch = watch_json(serve.http_url, tmp_path / "therapist")
-    events = event_lines(watch)
+    events = lines_of(watch)
     try:
         with chromium() as browser:
             page = browser.new_page()
@@ -622,10 +596,99 @@ def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_p
 def page_events(events: queue.Queue) -> list[dict]:
     found = []
     while not events.empty():
-        line = events.get()
-        if line.startswith("{"):
-            found.append(json.loads(line))
+        found.append(json.loads(events.get()))
     return [event for event in found if event.get("leg") == "client"]
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """A virtual X display (Debian package xvfb) for a Chromium with windows and tabs; yields DISPLAY."""
+    import shutil
+
+    if shutil.which("Xvfb") is None:
+        raise RuntimeError("the background-tab test needs Xvfb (Debian package xvfb): Chromium's throttling of "
+                           "hidden tabs needs a real window with two tabs")
+    server = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        yield f":{server.stdout.readline().strip()}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def evaluate_in_tab(debug_port: int, url_part: str, expression: str) -> Any:
+    """Runtime.evaluate in the tab whose URL contains `url_part`, over the DevTools protocol."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{debug_port}/json/list") as answer:
+            tab = next(target for target in await answer.json() if url_part in target["url"])
+        async with http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0) as devtools:
+            await devtools.send_json({"id": 1, "method": "Runtime.evaluate",
+                                      "params": {"expression": expression, "awaitPromise": True, "returnByValue": True}})
+            return (await devtools.receive_json())["result"]["result"]["value"]
+
+
+HIDDEN_PAGE_TIMERS = ("new Promise((done) => { const t0 = performance.now(); let n = 0;"
+                      " const tick = () => (++n < 5 ? setTimeout(tick, 100) : done({visibility: document.visibilityState,"
+                      " five_100_ms_timers_ms: performance.now() - t0})); setTimeout(tick, 100); })")
+
+
+@pytest.mark.slow
+def test_a_tab_in_the_background_keeps_sending_at_its_rates(serve, tmp_path):
+    """The client's tab sits behind the call during a session. Chromium runs a hidden tab's own timers at
+    most once a second, so the page keeps time in a worker (session-ticker.js). Chromium is launched
+    directly, with a window (Xvfb) and two tabs: Playwright's launch turns background throttling off and
+    emulates focus, which would hide the very thing tested."""
+    import urllib.request
+
+    from tests.harness.browser import CHROMIUM
+    from tests.harness.ports import free_port
+    from tests.harness.servers import subprocess_env
+
+    debug_port = free_port()
+    watch = watch_json(serve.http_url, tmp_path / "therapist")
+    events = lines_of(watch)
+    with xvfb() as display:
+        browser = subprocess.Popen(
+            [CHROMIUM, "--no-sandbox", "--no-first-run", "--no-default-browser-check", f"--user-data-dir={tmp_path / 'profile'}",
+             f"--remote-debugging-port={debug_port}",
+             f"{serve.http_url}/session/{SESSION}/client#token={serve_token('client')}"],
+            env={**subprocess_env(), "DISPLAY": display}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            next_event(events, time.monotonic() + 30, client_summary)
+            opened = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?about:blank", method="PUT")
+            urllib.request.urlopen(opened, timeout=10).read()  # a second tab, in front: the session's is hidden
+            hidden = asyncio.run(evaluate_in_tab(debug_port, "/session/", HIDDEN_PAGE_TIMERS))
+            hidden_s = time.monotonic()
+            summaries = []
+            while len(summaries) < 4:
+                summary, _ = next_event(events, time.monotonic() + 10, client_summary)
+                summaries.append(summary)
+            hidden_for_s = time.monotonic() - hidden_s
+        finally:
+            browser.terminate()
+            browser.wait(timeout=20)
+            watch.terminate()
+            watch.wait(timeout=10)
+    windows = stored_windows(tmp_path / "server")[-4:]
+    sent = [window["measurements"]["udp"]["packets_sent"] for window in windows]
+    fps = [window["measurements"]["av"]["upstream"]["video_fps"] for window in windows]
+    print(f"hidden: {hidden}; then {len(summaries)} windows in {hidden_for_s:.1f} s, "
+          f"voice packets sent {sent}, the tab's picture at {fps} fps")
+    assert hidden["visibility"] == "hidden" and hidden["five_100_ms_timers_ms"] > 2000  # throttled indeed
+    assert hidden_for_s < 4 * 5.0 + 3.0  # a window every 5 s
+    assert all(45 <= count <= 55 for count in sent)  # 10 packets/s
+    assert all(value is not None and value >= 25 for value in fps)
+
+
+def stored_windows(home: Path) -> list[dict]:
+    """The windows `netcheck serve` stored for the client's leg (its store under NETCHECK_HOME)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(home / "netcheck.sqlite3")) as db:
+        rows = db.execute("SELECT report_json FROM windows WHERE role = 'client' ORDER BY started_at").fetchall()
+    return [json.loads(row[0]) for row in rows]
 
 
 LOSS_RULES = ("table inet netcheck_tab_loss {\n chain prerouting {\n  type filter hook prerouting priority 0;\n"
@@ -644,7 +707,7 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
                              NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
         running = start_serve("--bind", namespace.root_address, env=env)
         watch = watch_json(running.http_url, tmp_path / "therapist")
-        events = event_lines(watch)
+        events = lines_of(watch)
         try:
             # plain http on a LAN address: the tab asks for no camera or microphone, so it needs no secure context
             with chromium(executable=namespaced_chromium(namespace, tmp_path)) as browser:
