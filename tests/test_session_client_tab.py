@@ -211,13 +211,13 @@ class FakeTab:
         self.replies: list[tuple[int, float]] = []
         self.leg_id = ""
 
-    async def open(self, **settings: float) -> dict[str, Any]:
+    async def open(self, picture: tuple[int, int, int] | None = None, **settings: float) -> dict[str, Any]:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         from netcheck.server.leg_peer import SERVER_PICTURE, MovingSquareTrack, drain
 
         self.pc = RTCPeerConnection()
-        self.pc.addTrack(MovingSquareTrack(*SERVER_PICTURE))
+        self.pc.addTrack(MovingSquareTrack(*(picture or SERVER_PICTURE)))
         self.pc.on("track", lambda track: asyncio.ensure_future(drain(track)))
         self.channel = self.pc.createDataChannel("netcheck-voice", ordered=False, maxRetransmits=0)
         opened = asyncio.Event()
@@ -378,6 +378,48 @@ def test_a_tab_that_stops_reporting_loses_its_leg(monkeypatch):
     run(body)
 
 
+def test_a_picture_bigger_than_the_tabs_closes_its_leg():
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab()
+            await tab.open(window_s=2, picture=(960, 540, 10))
+            await asyncio.sleep(2.0)
+            assert (await tab.report())[0] == 404
+            assert _open_legs(bench.server) == 0
+
+    run(body)
+
+
+def test_the_server_measures_at_most_its_bound_of_tabs_and_says_when_it_is_busy():
+    async def body() -> None:
+        async with serving() as bench:
+            legs = _client_legs(bench.server)
+            legs.max_legs = 1
+            await bench.tab().open()
+            async with bench.http.post(f"{legs_url(bench.server, 's2')}/offer", headers=bearer(token(session_id="s2")),
+                                       json={"type": "offer", "sdp": "v=0"}) as answer:
+                assert answer.status == 429 and int(answer.headers["Retry-After"]) > 0
+            bench.server.media.cpu.busy_pct = 0.0  # a FAKE busy CPU
+            async with bench.http.post(f"{legs_url(bench.server)}/offer", headers=bearer(token()),
+                                       json={"type": "offer", "sdp": "v=0"}) as answer:
+                assert answer.status == 429 and "CPU" in (await answer.json())["error"]
+
+    run(body)
+
+
+def test_offers_of_one_session_are_limited():
+    async def body() -> None:
+        async with serving() as bench:
+            statuses = []
+            for _ in range(7):
+                async with bench.http.post(f"{legs_url(bench.server)}/offer", headers=bearer(token()),
+                                           json={"type": "offer", "sdp": "not an SDP"}) as answer:
+                    statuses.append(answer.status)
+        assert statuses[:5] == [400] * 5 and statuses[5:] == [429, 429]
+
+    run(body)
+
+
 def refusal(status: int, body: dict[str, Any]) -> tuple[int, str, str | None]:
     return status, body["error"], body.get("reason")
 
@@ -412,13 +454,18 @@ def test_a_wrong_token_is_refused_in_the_hubs_words_and_opens_no_leg(headers, ex
 
 
 def _open_legs(server: Any) -> int:
+    return len(_client_legs(server).legs)
+
+
+def _client_legs(server: Any) -> Any:
+    """The app's ClientLegs (its endpoints' owner)."""
     from netcheck.server.session_legs import ClientLegs
 
     for resource in server.runner.app.router.resources():
         for route in resource:
             owner = getattr(route.handler, "__self__", None)
             if isinstance(owner, ClientLegs):
-                return len(owner.legs)
+                return owner
     raise AssertionError("no client legs endpoints")
 
 

@@ -49,6 +49,11 @@ SILENT_MIN_S = 15.0
 REPORT_BURST = 3.0
 """Reports of a tab: one a window, a few at once after a pause; faster is refused (429)."""
 REPLACED_KEPT = 256
+OFFER_BURST = 5.0
+OFFER_EVERY_S = 5.0
+"""Offers of one session: a few at once (a reload, a reconnect after a blip), then one every 5 s: each
+builds a peer connection, and a token holder looping offers must not make the server build them all."""
+MAX_OFFERING_SESSIONS = 4096
 WATCH_EVERY_S = 1.0
 CPU_BUSY_RETRY_S = 5
 BODY_TIMEOUT_S = 10.0
@@ -80,6 +85,7 @@ class ClientLegs:
         """Leg ids a newer tab took over: their tabs are told so (409), not asked to reconnect."""
         self.max_legs = MAX_CLIENT_LEGS
         self._limiters: dict[str, SourceRateLimiter] = {}
+        self._offers = SourceRateLimiter(1.0 / OFFER_EVERY_S, OFFER_BURST, max_sources=MAX_OFFERING_SESSIONS)
         self._watcher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
 
@@ -120,6 +126,8 @@ class ClientLegs:
         except BodyError as error:
             return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
         session_id = claims.session_id
+        if not self._offers.allow(session_id, time.monotonic()):
+            return busy_response(round(OFFER_EVERY_S), "too many offers for this session")
         if session_id not in self.legs and len(self.legs) >= self.max_legs:
             return busy_response(BUSY_RETRY_S, f"all {self.max_legs} client tabs this server measures are open")
         leg_id = secrets.token_hex(16)
