@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import secrets
 import subprocess
@@ -537,6 +538,13 @@ def watch_json(server_url: str, home: Path) -> subprocess.Popen:
                             text=True, env=subprocess_env(NETCHECK_HOME=str(home), NETCHECK_TOKEN=serve_token("therapist")))
 
 
+def screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    """Into $NETCHECK_SCREENSHOTS when set (docs/screenshots, for docs/in-session.md), else the test's tmp_path."""
+    folder = Path(os.environ.get("NETCHECK_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
 def client_summary(event: dict) -> bool:
     return event.get("type") == "summary" and event.get("leg") == "client"
 
@@ -586,6 +594,7 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
             spacing_s = (time.monotonic() - first_s) / 2
             badge = page.get_attribute("#badge", "data-connection")
             fits = page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+            screenshot(page, tmp_path, "tab-ok-360")
     finally:
         watch.terminate()
         watch.wait(timeout=10)
@@ -628,6 +637,8 @@ def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_p
             requests = LegRequests(page)
             page.goto(f"{serve.http_url}/session/{SESSION}/client#token={wrong}")
             page.wait_for_selector("body[data-state='refused']", state="attached", timeout=20_000)
+            if which == "expired":
+                screenshot(page, tmp_path, "tab-expired-1280")
             sentence = page.inner_text("#problem")
             shown = page.get_attribute("#problem", "data-problem")
             time.sleep(3)  # a leg would have posted its first window by now… had one been opened
@@ -758,7 +769,7 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
         try:
             # plain http on a LAN address: the tab asks for no camera or microphone, so it needs no secure context
             with chromium(executable=namespaced_chromium(namespace, tmp_path)) as browser:
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 360, "height": 740})
                 page.goto(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
                 page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
                 next_event(events, time.monotonic() + 10, client_summary)
@@ -767,6 +778,7 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
                 raised, raised_s = next_event(events, lossy_s + 20, lambda e: e["type"] == "warning_raised"
                                               and (e["leg"], e["cue"]) == ("client", "vocal_tone"))
                 page.wait_for_selector("#badge[data-connection='weak']", timeout=10_000)
+                screenshot(page, tmp_path, "tab-weak-360")
                 namespace.run(["nft", "delete", "table", "inet", "netcheck_tab_loss"], check=True)
                 clean_s = time.monotonic()
                 cleared, cleared_s = next_event(events, clean_s + 30, lambda e: e["type"] == "warning_cleared"
