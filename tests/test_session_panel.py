@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +34,7 @@ from netcheck.session_report import build_report, report_to_dict
 from netcheck.tokens import create_token
 from tests.harness.browser import chromium, run_check
 from tests.harness.impairment import Relay
+from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
 from tests.test_session_e2e import CLEAN, LOSS_8_PCT, UDP_RATE_CONFIG, WINDOW, netcheck
@@ -134,9 +134,7 @@ class Node:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.server: ServerProcess | None = None
 
     @property
