@@ -121,6 +121,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     check_endpoints.routes(app)
     if hub is not None:
         hub.routes(app)
+        hub.on_published = check_endpoints.record_session_events  # the session's report reads them
     else:
         register_disabled(app)
     client_legs = ClientLegs(hub, media, capacity, check_endpoints)

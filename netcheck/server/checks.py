@@ -77,6 +77,15 @@ class CheckRate:
         return 0 if admitted else max(1, int((1.0 - tokens) * self.every_s) + 1)
 
 
+SESSION_EVENTS_WRITE_S = 1.0
+"""How often the hub's accepted events are written to the node's store: at most a second is lost in a crash."""
+SESSION_EVENTS_BUFFERED = 20_000
+"""Events waiting for that write, at most: 1,000 sessions post ≈ 400 events a second."""
+SESSION_EVENTS_KEPT = 200_000
+"""The node keeps this many session events for reports (≈ 1 kB each: ≈ 200 MB; 160 fifty-minute
+sessions of two agents); older ones are deleted. InfluxDB, not the node, is the platform's record."""
+
+
 class CheckEndpoints:
     def __init__(self, settings: CheckSettings | None, access: MeasuringAccess, media: MediaPeerHub,
                  throughput: ThroughputEndpoints) -> None:
@@ -90,6 +99,9 @@ class CheckEndpoints:
         self._stop = asyncio.Event()
         self._delivery: asyncio.Task | None = None
         self._deliverer: Any = None
+        self._session_events: list[dict[str, Any]] = []
+        self._session_event_writer: asyncio.Task | None = None
+        self.session_events_dropped = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/checks", self.post_check)
@@ -100,6 +112,7 @@ class CheckEndpoints:
         if self.settings is None:
             return
         self.store = LocalStore(self.settings.store_path, self.settings.max_points, self.settings.retention_days)
+        self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
             from netcheck.delivery import Deliverer
             from netcheck.store.influx import make_writer
@@ -107,6 +120,38 @@ class CheckEndpoints:
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
                                         self.settings.on_event)
             self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
+
+    def record_session_events(self, events: list[dict[str, Any]]) -> None:
+        """Keep a session's events for its report; written in one transaction a second (a post's
+        fsync each would cost the hub its capacity). Bounded: beyond SESSION_EVENTS_BUFFERED the
+        oldest waiting ones are dropped and counted."""
+        if self.store is None:
+            return
+        self._session_events.extend(events)
+        overflow = len(self._session_events) - SESSION_EVENTS_BUFFERED
+        if overflow > 0:
+            del self._session_events[:overflow]
+            self.session_events_dropped += overflow
+
+    async def _write_session_events(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), SESSION_EVENTS_WRITE_S)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_session_events()
+
+    def _flush_session_events(self) -> None:
+        if self.store is None or not self._session_events:
+            return
+        events, self._session_events = self._session_events, []
+        try:
+            self.store.add_session_events(events)
+            self.store.limit_session_events(SESSION_EVENTS_KEPT)
+        except StoreError as error:
+            self.session_events_dropped += len(events)
+            if self.settings is not None:
+                self.settings.on_event(f"session events could not be stored: {error}")
 
     @property
     def delivers(self) -> bool:
@@ -127,6 +172,9 @@ class CheckEndpoints:
 
     async def close(self) -> None:
         self._stop.set()
+        if self._session_event_writer is not None:
+            await asyncio.gather(self._session_event_writer, return_exceptions=True)  # its last write included
+            self._session_event_writer = None
         if self._delivery is not None:
             try:
                 await asyncio.wait_for(self._delivery, 5.0)

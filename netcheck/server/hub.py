@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -64,6 +66,9 @@ class SessionHub:
         self.limits = limits
         self.backend: HubBackend = backend or MemoryBackend(limits)
         self.counters = HubCounters()
+        self.on_published: Callable[[list[dict[str, Any]]], None] | None = None
+        """Given every accepted post's events with their session and leg (the node records them in its
+        store: the hub holds only a session's last `history_events`, a report needs all of it)."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post(EVENTS_PATH, self.post_events)
@@ -93,6 +98,8 @@ class SessionHub:
             return refusal.response
         self.counters.posts_accepted += 1
         self.counters.events_published += len(events)
+        if self.on_published is not None:
+            self.on_published([{**event, "session_id": claims.session_id, "leg": claims.role} for event in events])
         return web.json_response({"accepted": len(events), "last_id": last_id}, status=202)
 
     async def watch_events(self, request: web.Request) -> web.StreamResponse:

@@ -1,8 +1,8 @@
 """What this node knows of a session, for its report page: the hub's held events and the node's store.
 
 The hub holds a session's last `history_events` (500) events, in memory until a restart or in Redis
-until the tokens expire; the node's store holds the events something wrote there (the tab-measured
-client leg, a `netcheck watch` or agent sharing the node's NETCHECK_HOME) and the session's checks.
+until the tokens expire; the node's store holds every event the hub accepted on this node (written
+once a second, newest SESSION_EVENTS_KEPT kept: server/checks.py) and the session's checks.
 Neither alone is the whole session, so the report reads both and keeps each event once (the store's
 own key: session, leg, type, time, cue). docs/in-session.md, "The therapist's panel and the report page".
 

@@ -159,6 +159,15 @@ class LocalStore:
               json.dumps(event)) for event in events],
         )
 
+    def limit_session_events(self, max_rows: int) -> int:
+        """Keep the newest `max_rows` session events (a server node records every session's); returns how
+        many were deleted. By insertion order (rowid), not by the events' own `at`, which a peer wrote."""
+        def delete() -> int:
+            cursor = self._db.execute("DELETE FROM session_events WHERE rowid <= "
+                                      "(SELECT max(rowid) FROM session_events) - ?", (max_rows,))
+            return cursor.rowcount
+        return self._write(delete)
+
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         """A session's events, both legs, in time order."""
         rows = self._read(lambda: self._db.execute(
