@@ -213,6 +213,8 @@ class ClientLegs:
                 task.add_done_callback(self._closing.discard)
 
     async def _close(self, leg: Any, reason: str, replaced: bool = False) -> None:
+        """Close `leg`, saying why on the server's log (one line; the session id is opaque)."""
+        leg.sinks.on_event(f"session {leg.session_id}: the client's tab stopped measuring ({reason})")
         if self.legs.get(leg.session_id) is leg:
             del self.legs[leg.session_id]
         self._limiters.pop(leg.leg_id, None)

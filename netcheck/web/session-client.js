@@ -122,8 +122,7 @@ class VoiceStream {
   constructor(channel) {
     this.channel = channel;
     this.seq = 0;
-    this.pending = [];  // [seq, sent_ms] not reported yet, in order (consecutive seqs)
-    this.replies = new Map();  // seq → client_recv_ms
+    this.pending = new Map();  // seq → [sent_ms, client_recv_ms | null], not reported yet, in sending order
     channel.binaryType = "arraybuffer";
     channel.addEventListener("message", (event) => this.onMessage(event.data, performance.now()));
   }
@@ -131,30 +130,33 @@ class VoiceStream {
   send() {
     if (this.channel.readyState !== "open") return;
     const sentMs = performance.now();
-    this.pending.push([this.seq, sentMs]);
-    if (this.pending.length > MAX_REPORTED) this.pending.shift();
+    this.pending.delete(this.seq);  // 65536 sends ago, never reported: the seq is this one's now
+    this.pending.set(this.seq, [sentMs, null]);
+    if (this.pending.size > MAX_REPORTED) this.pending.delete(this.pending.keys().next().value);
     this.channel.send(message(KIND_ECHO, this.seq, sentMs));
     this.seq = (this.seq + 1) % SEQ_MODULUS;
   }
 
   onMessage(data, receivedMs) {
     const reply = parse(data);
-    if (reply?.kind === KIND_REPLY && !this.replies.has(reply.seq)) this.replies.set(reply.seq, receivedMs);
+    const entry = reply?.kind === KIND_REPLY ? this.pending.get(reply.seq) : undefined;
+    if (entry && entry[1] === null && receivedMs >= entry[0]) entry[1] = receivedMs;  // a reply after its report: lost
   }
 
   /** The sends of `lateMs` ago and earlier that were not reported yet, with the replies they got. */
   report(nowMs, lateMs) {
-    const due = [];
-    while (this.pending.length && this.pending[0][1] <= nowMs - lateMs) due.push(this.pending.shift());
-    if (!due.length) return null;
     const us = (value) => Math.round(value * 1000) / 1000;
+    let firstSeq = null;
+    const sentMs = [];
     const replies = [];
-    for (const [seq, sentMs] of due) {
-      const recvMs = this.replies.get(seq);
-      if (recvMs !== undefined && recvMs >= sentMs) replies.push([seq, us(recvMs)]);
-      this.replies.delete(seq);
+    for (const [seq, [sent, received]] of this.pending) {
+      if (sent > nowMs - lateMs) break;
+      firstSeq ??= seq;
+      sentMs.push(us(sent));
+      if (received !== null) replies.push([seq, us(received)]);
+      this.pending.delete(seq);
     }
-    return { first_seq: due[0][0], sent_ms: due.map(([, sentMs]) => us(sentMs)), replies };
+    return firstSeq === null ? null : { first_seq: firstSeq, sent_ms: sentMs, replies };
   }
 }
 
