@@ -210,7 +210,8 @@ function median(values) {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-function waitFor(target, event, ready, timeoutMs) {
+/** Resolves true once `ready()` holds (checked now and at each `event` of `target`), false after `timeoutMs`. */
+export function waitFor(target, event, ready, timeoutMs) {
   return new Promise((resolve) => {
     if (ready()) return resolve(true);
     const timer = setTimeout(() => done(false), timeoutMs);
@@ -230,7 +231,7 @@ function inbound(stats, kind) {
   return null;
 }
 
-function delta(end, start, key) {
+export function delta(end, start, key) {
   const a = end?.[key];
   if (typeof a !== "number") return null;
   const b = start?.[key];
@@ -248,6 +249,17 @@ function round(value, digits = 1) {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
+}
+
+/** The `ice_servers` /v1/info hands out (`serve --browser-turn`), or none. */
+export async function iceServersFrom(api) {
+  try {
+    const response = await api.fetch("/v1/info", { cache: "no-store" });
+    const info = response.ok ? await response.json() : null;
+    return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
+  } catch {
+    return [];
+  }
 }
 
 export class Call {
@@ -312,13 +324,7 @@ export class Call {
    * (`serve --browser-turn`: a browser behind a UDP-blocking firewall reaches the media peer through
    * TURN over TCP/TLS, with credentials that expire; docs/browser-check.md, "TURN for browsers"). */
   async iceServers() {
-    try {
-      const response = await this.api.fetch("/v1/info", { cache: "no-store" });
-      const info = response.ok ? await response.json() : null;
-      return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
-    } catch {
-      return [];
-    }
+    return iceServersFrom(this.api);
   }
 
   /** Refresh the figures on screen every second for `ms`. */

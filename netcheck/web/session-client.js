@@ -8,6 +8,7 @@
 
 import { applyTexts, fill } from "./texts.js";
 import { Api, ServerError, takeToken } from "./api.js";
+import { delta, iceServersFrom, waitFor } from "./call.js";
 import { selectedPair, selectedPath } from "./path.js";
 import { KIND_ECHO, KIND_REPLY, message, parse } from "./voice.js";
 
@@ -165,13 +166,6 @@ function statsOf(stats, type, kind) {
   return null;
 }
 
-function delta(end, start, key) {
-  const a = end?.[key];
-  if (typeof a !== "number") return null;
-  const b = start?.[key];
-  return a - (typeof b === "number" ? b : 0);
-}
-
 /** The window's figures from getStats: the server's picture as it arrived, and this tab's sending. */
 function windowFigures(end, start, seconds) {
   const [in1, in0] = [statsOf(end, "inbound-rtp", "video"), statsOf(start, "inbound-rtp", "video")];
@@ -204,20 +198,6 @@ function windowFigures(end, start, seconds) {
   };
 }
 
-function waitFor(target, event, ready, timeoutMs) {
-  return new Promise((resolve) => {
-    if (ready()) return resolve(true);
-    const timer = setTimeout(() => done(false), timeoutMs);
-    const listener = () => ready() && done(true);
-    function done(value) {
-      clearTimeout(timer);
-      target.removeEventListener(event, listener);
-      resolve(value);
-    }
-    target.addEventListener(event, listener);
-  });
-}
-
 /** An answer the server refused, with the hub's reason (expired, other session, …) when it gave one. */
 class Refusal extends ServerError {
   constructor(status, body) {
@@ -248,18 +228,8 @@ class Leg {
     this.index = 0;
   }
 
-  async iceServers() {
-    try {
-      const response = await this.api.fetch("/v1/info", { cache: "no-store" });
-      const info = response.ok ? await response.json() : null;
-      return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
-    } catch {
-      return [];
-    }
-  }
-
   async open() {
-    const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
+    const pc = new RTCPeerConnection({ iceServers: await iceServersFrom(this.api) });
     this.pc = pc;
     this.card = new Card();
     pc.addTransceiver(this.card.track, {
