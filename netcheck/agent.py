@@ -205,7 +205,7 @@ class Agent:
         if self._latest_av is not None:
             results["av"] = self._latest_av
         assessment = assess(results, self.thresholds)
-        warnings = tuple(self.alerts.update(assessment.cues, _packet_counts(results.get("udp"))))
+        warnings = tuple(self.alerts.update(assessment.cues, packet_counts(results.get("udp"))))
         ended = datetime.now(timezone.utc)
         report = WindowReport(uuid.uuid4().hex, index, started.isoformat(timespec="milliseconds"),
                               round(time.perf_counter() - start_s, 3), measurements, assessment,
@@ -336,7 +336,7 @@ def window_to_dict(report: WindowReport) -> dict[str, Any]:
     }
 
 
-def _packet_counts(udp: ProbeResult | None) -> PacketCounts | None:
+def packet_counts(udp: ProbeResult | None) -> PacketCounts | None:
     """What the window's UDP stream sent and lost in its worse direction: the evidence the loss
     warnings weigh, one way like the loss metric they back. Without the reflector's count, the
     round trip's losses are split evenly between the directions."""

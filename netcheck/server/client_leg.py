@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from netcheck.agent import WindowReport, _packet_counts, window_to_dict
+from netcheck.agent import WindowReport, packet_counts, window_to_dict
 from netcheck.alerts import AlertTracker
 from netcheck.browser_leg import voice_window, window_av
 from netcheck.errors import StoreError
@@ -98,7 +98,7 @@ class ClientLeg:
         measurements = {name: Measurement(name, started_at, round(duration_s, 3), result)
                         for name, result in results.items()}
         assessment = assess(results, self.sinks.thresholds)
-        warnings = tuple(self.alerts.update(assessment.cues, _packet_counts(results.get("udp"))))
+        warnings = tuple(self.alerts.update(assessment.cues, packet_counts(results.get("udp"))))
         window = WindowReport(uuid.uuid4().hex, self.index, started_at, round(duration_s, 3), measurements,
                               assessment, ended.isoformat(timespec="milliseconds"), warnings)
         events = [summary_event(self.session_id, LEG, started_at, self.index, self.window_s, assessment, measurements),
