@@ -58,6 +58,30 @@ class HubCounters:
     """Streams cut because the watcher did not keep up (its queue overflowed or its socket stopped draining)."""
 
 
+class TokenRefused(Exception):
+    """A request's session token is missing, malformed or not valid for the URL's session (a 401)."""
+
+    def __init__(self, message: str, reason: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """`missing`, `malformed`, or the token's own reason (`expired`, `other session`, …)."""
+        self.headers = headers
+
+
+def session_claims(secret: bytes, request: web.Request) -> TokenClaims:
+    """The claims of the request's Bearer token for the URL's session: one check, one wording, for the
+    hub and every page of a session (session_legs.py, session_pages.py); raises TokenRefused."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not token and not scheme:
+        raise TokenRefused("missing token: send Authorization: Bearer <token>", "missing", {"WWW-Authenticate": "Bearer"})
+    if scheme.lower() != "bearer":
+        raise TokenRefused("token refused: malformed", "malformed", {"WWW-Authenticate": "Bearer"})
+    try:
+        return verify_token(secret, token.strip(), request.match_info["session_id"])
+    except TokenError as error:
+        raise TokenRefused(str(error), error.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+
 class SessionHub:
     """The hub's two endpoints over one backend (in memory unless one is given)."""
 
@@ -135,15 +159,10 @@ class SessionHub:
         await self.backend.close()
 
     def _authorize(self, request: web.Request) -> TokenClaims:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if not token and not scheme:
-            raise _Refusal(401, "missing token: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
-        if scheme.lower() != "bearer":
-            raise _Refusal(401, "token refused: malformed", {"WWW-Authenticate": "Bearer"})
         try:
-            return verify_token(self.secret, token.strip(), request.match_info["session_id"])
-        except TokenError as error:
-            raise _Refusal(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            return session_claims(self.secret, request)
+        except TokenRefused as refused:
+            raise _Refusal(401, str(refused), refused.headers) from None
 
     async def _read_body(self, request: web.Request) -> bytes:
         """At most max_body_bytes, within body_timeout_s: a slow or endless body must not hold a handler."""

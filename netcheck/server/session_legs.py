@@ -32,10 +32,11 @@ from aiohttp import web
 from netcheck.browser_check import BodyError
 from netcheck.browser_leg import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
 from netcheck.quality import METRICS
+from netcheck.server.hub import TokenRefused, session_claims
 from netcheck.server.access import busy_response
 from netcheck.server.reflector import SourceRateLimiter
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
-from netcheck.tokens import SESSION_ID, TokenClaims, TokenError, verify_token
+from netcheck.tokens import SESSION_ID, TokenClaims
 
 PAGE = "session-client.html"
 LEG_PATH = "/v1/sessions/{session_id}/legs/client"
@@ -188,17 +189,10 @@ class ClientLegs:
         """The client token of the URL's session, or the hub's refusal in its own words."""
         if self.hub is None:
             raise _Refused(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if not token and not scheme:
-            raise _Refused(401, "missing token: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"},
-                           reason="missing")
-        if scheme.lower() != "bearer":
-            raise _Refused(401, "token refused: malformed", {"WWW-Authenticate": "Bearer"}, reason="malformed")
         try:
-            claims = verify_token(self.hub.secret, token.strip(), request.match_info["session_id"])
-        except TokenError as error:
-            raise _Refused(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                           reason=error.reason) from None
+            claims = session_claims(self.hub.secret, request)
+        except TokenRefused as refused:
+            raise _Refused(401, str(refused), refused.headers, reason=refused.reason) from None
         if claims.role != "client":
             raise _Refused(403, "only the session's client token measures the client's connection",
                            reason="role")

@@ -26,10 +26,11 @@ from aiohttp import web
 from netcheck.errors import StoreError
 from netcheck.quality import METRICS
 from netcheck.quality.end_to_end import end_to_end
+from netcheck.server.hub import TokenRefused, session_claims
 from netcheck.server.session_record import hub_held_events, merge_events
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
 from netcheck.session_report import build_report, report_to_dict
-from netcheck.tokens import TokenClaims, TokenError, verify_token
+from netcheck.tokens import TokenClaims
 
 SESSION = "{session_id:[A-Za-z0-9._-]{1,128}}"
 PANEL_PAGE = "panel.html"
@@ -111,15 +112,10 @@ class SessionPages:
         """The claims of a valid therapist token for the URL's session; refusals as the hub words them."""
         if self.hub is None:
             raise _Refusal(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if not token and not scheme:
-            raise _Refusal(401, "missing token: send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
-        if scheme.lower() != "bearer":
-            raise _Refusal(401, "token refused: malformed", {"WWW-Authenticate": "Bearer"})
         try:
-            claims = verify_token(self.hub.secret, token.strip(), request.match_info["session_id"])
-        except TokenError as error:
-            raise _Refusal(401, str(error), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            claims = session_claims(self.hub.secret, request)
+        except TokenRefused as refused:
+            raise _Refusal(401, str(refused), refused.headers) from None
         if claims.role != "therapist":
             raise _Refusal(403, f"only a therapist token may {what}")
         return claims
