@@ -17,6 +17,15 @@ the SSE id is `ms × 1000 + seq`, which rises across nodes, node restarts and Re
 stays below 2^53 (JavaScript reads it exactly). seq < 1000 holds because a session gets at most
 2 legs × post_burst posts × max_events_per_post events (400 by default) per rate window.
 
+Reading: one blocking XREAD per node (`_NodeReader`, one Redis connection) over every stream that
+this node's watchers watch, fanned out to them in memory. A watcher first reads what it missed with
+XRANGE (a replay after Last-Event-ID, or what the reader passed before it joined), then takes the
+reader's entries, skipping ids it already sent. A new session on the node wakes the blocked read by
+an XADD to the node's own wake stream (`netcheck:hub:node:<id>:wake`). One blocking read per
+watcher (the first design) cost ≈ 18 Redis commands per post and one connection per watcher
+(BENCHMARKS.md, "Session hub capacity"). All keys of one XREAD must share a shard, so with Redis
+Cluster this needs one reader per shard: not built, one Redis (with replicas) is the deployment.
+
 Redis unreachable: posts get 503 (agents keep their events and retry), a watcher's stream ends
 with a `: not live` comment and the watcher reconnects with Last-Event-ID.
 """
@@ -28,6 +37,7 @@ import json
 import math
 import secrets
 import time
+from collections import deque
 from typing import Any
 
 import redis.asyncio as redis
@@ -43,10 +53,12 @@ COMMAND_TIMEOUT_S = 2.0
 """A post's Redis round trip: short, so an agent (3 s timeout) hears 503 rather than nothing."""
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_CONNECTIONS = 64
-READ_CONNECTIONS = 16384
-"""One per watcher stream open on this node; Redis's own `maxclients` (10000 by default) is shared by all nodes."""
 LEASE_KEEPALIVES = 3
 READ_BATCH_EVENTS = 100
+"""Entries per stream and read: a replay is read in pages of this many."""
+READER_RETRY_S = (0.5, 5.0)
+"""The node's reader waits this long (doubling up to the second) before reading again after an error."""
+WAKE_KEY_TTL_S = 3600
 NOT_LIVE_FRAME = b": not live: the session store (Redis) is unreachable; reconnect with Last-Event-ID\n\n"
 UNAVAILABLE = "session store unavailable (Redis): events are not accepted now; retry later"
 
@@ -76,6 +88,29 @@ def _key(session_id: str, what: str) -> str:
     return f"netcheck:hub:{{{session_id}}}:{what}"
 
 
+IdPair = tuple[int, int]
+"""A stream id `<ms>-<seq>` as numbers, which compare in stream order."""
+
+
+def _id_pair(entry_id: bytes | str) -> IdPair:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _id_text(pair: IdPair) -> str:
+    return f"{pair[0]}-{pair[1]}"
+
+
+def _frame(session_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> bytes | None:
+    """The entry as an SSE frame; None for an entry no node wrote (skipped rather than stopping the reader)."""
+    try:
+        event = json.loads(fields[b"event"])
+        return sse_frame(stamp(event, sse_id(entry_id), session_id, fields[b"leg"].decode()))
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
 class RedisBackend:
     def __init__(self, url: str, password: str | None, limits: HubLimits = HubLimits()) -> None:
         self.limits = limits
@@ -86,13 +121,14 @@ class RedisBackend:
                                                          timeout=COMMAND_TIMEOUT_S, socket_timeout=COMMAND_TIMEOUT_S,
                                                          **common)
         self.commands = redis.Redis(connection_pool=commands, retry=Retry(NoBackoff(), 0))
-        # a blocking read holds its connection for up to a keep-alive: one per open stream, own pool and timeout
-        reads = redis.ConnectionPool.from_url(url, max_connections=READ_CONNECTIONS,
+        # the node's one blocking read holds its own connection for up to a keep-alive
+        reads = redis.ConnectionPool.from_url(url, max_connections=1,
                                               socket_timeout=limits.keepalive_s + COMMAND_TIMEOUT_S, **common)
         self.reads = redis.Redis(connection_pool=reads, retry=Retry(NoBackoff(), 0))
         self._lease = self.commands.register_script(_LEASE)
         self.subscriptions: set[_RedisWatcher] = set()
         self.closing = asyncio.Event()
+        self.reader = _NodeReader(self)
 
     async def ping(self) -> None:
         """Raises RedisError when Redis does not answer (`serve` warns at start and serves on)."""
@@ -143,23 +179,26 @@ class RedisBackend:
                 math.ceil(self._lease_s) + 1])
             if not taken:
                 raise HubRefusal(429, f"too many watchers of this session (at most {self.limits.max_watchers})")
-            after = "$"
-            if last_event_id is not None:
-                newest = await self.commands.xrevrange(events_key, count=1)
-                held_id = sse_id(newest[0][0]) if newest else 0
-                # newer than anything held: the stream was lost (expired, Redis without persistence): all
-                after = stream_id(last_event_id) if last_event_id <= held_id else "0-0"
-            if after == "$":  # "$" only means "new from now" in a blocking read: pin it to an id now
-                newest = await self.commands.xrevrange(events_key, count=1)
-                after = newest[0][0].decode() if newest else "0-0"
+            newest = await self.commands.xrevrange(events_key, count=1)
         except RedisError as error:
             raise HubRefusal(503, f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
+        newest_id = _id_pair(newest[0][0]) if newest else (0, 0)
+        after = newest_id  # live events only
+        if last_event_id is not None:
+            # newer than anything held: the stream was lost (expired, Redis without persistence): all
+            after = _id_pair(stream_id(last_event_id)) if last_event_id <= sse_id(_id_text(newest_id)) else (0, 0)
         watcher = _RedisWatcher(self, session_id, lease, after)
         self.subscriptions.add(watcher)
+        try:
+            await self.reader.join(watcher, newest_id)
+        except RedisError as error:
+            self.subscriptions.discard(watcher)
+            raise HubRefusal(503, f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
         return watcher
 
     async def close(self) -> None:
         self.closing.set()
+        self.reader.stop()
         for _ in range(100):  # handlers notice `closing` at once and release their leases
             if not self.subscriptions:
                 break
@@ -173,59 +212,196 @@ class RedisBackend:
         return LEASE_KEEPALIVES * self.limits.keepalive_s
 
 
-class _RedisWatcher:
-    """Reads the session's stream after the last id it delivered: replay and live are the same read."""
+class _NodeReader:
+    """The node's one blocking XREAD over every stream its watchers watch; hands each entry to them.
 
-    def __init__(self, backend: RedisBackend, session_id: str, lease: str, after: str) -> None:
+    `positions[session]` is the last entry handed out (or, for a session new on this node, the
+    newest entry when it joined): the next read starts there. The reader runs while the node has
+    watchers and ends the streams of all of them ("not live") when Redis fails.
+    """
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.wake_key = f"netcheck:hub:node:{secrets.token_hex(8)}:wake"
+        self.wake_after = "0-0"
+        self.wake_pending = False
+        self.positions: dict[str, IdPair] = {}
+        self.watchers: dict[str, set[_RedisWatcher]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def join(self, watcher: _RedisWatcher, newest_id: IdPair) -> None:
+        """From now on the watcher is handed every entry read; what came before, it reads itself.
+
+        `newest_id`: the session's newest entry, read before joining. Raises RedisError when the
+        reader cannot be woken to add a new session (the subscriber gets 503).
+        """
+        session_id = watcher.session_id
+        self.watchers.setdefault(session_id, set()).add(watcher)
+        new_session = session_id not in self.positions
+        if new_session:
+            self.positions[session_id] = newest_id
+        watcher.catching_up = watcher.after < self.positions[session_id]
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        elif new_session and not self.wake_pending:
+            self.wake_pending = True  # cleared when the reader next lists its streams, which includes this one
+            try:
+                async with self.backend.commands.pipeline(transaction=False) as pipe:
+                    pipe.xadd(self.wake_key, {"w": 1}, maxlen=1)
+                    pipe.expire(self.wake_key, WAKE_KEY_TTL_S)
+                    await pipe.execute()
+            except RedisError:
+                self.wake_pending = False
+                self.leave(watcher)
+                raise
+
+    def leave(self, watcher: _RedisWatcher) -> None:
+        watchers = self.watchers.get(watcher.session_id)
+        if watchers is None:
+            return
+        watchers.discard(watcher)
+        if not watchers:
+            del self.watchers[watcher.session_id]
+            del self.positions[watcher.session_id]
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        for watchers in self.watchers.values():
+            for watcher in watchers:
+                watcher.wake()
+
+    async def _run(self) -> None:
+        retry_s = READER_RETRY_S[0]
+        block_ms = int(self.backend.limits.keepalive_s * 1000)
+        while self.watchers and not self.backend.closing.is_set():
+            self.wake_pending = False
+            streams = {self.wake_key: self.wake_after}
+            streams.update({_key(session_id, "events"): _id_text(position)
+                            for session_id, position in self.positions.items()})
+            try:
+                read = await self.backend.reads.xread(streams, count=READ_BATCH_EVENTS, block=block_ms)
+            except RedisError:
+                self._end_all_streams()
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, READER_RETRY_S[1])
+                continue
+            retry_s = READER_RETRY_S[0]
+            for key, entries in read or []:
+                self._hand_out(key.decode(), entries)
+        self.task = None
+
+    def _hand_out(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        if key == self.wake_key:
+            self.wake_after = entries[-1][0].decode()
+            return
+        session_id = key[key.index("{") + 1:key.rindex("}")]
+        watchers = self.watchers.get(session_id)
+        if watchers is None:  # its last watcher left during the read
+            return
+        for entry_id, fields in entries:
+            pair = _id_pair(entry_id)
+            if pair <= self.positions[session_id]:
+                continue
+            self.positions[session_id] = pair
+            frame = _frame(session_id, entry_id, fields)
+            if frame is None:
+                continue
+            for watcher in watchers:
+                watcher.hand(pair, frame)
+
+    def _end_all_streams(self) -> None:
+        for watchers in self.watchers.values():
+            for watcher in watchers:
+                watcher.not_live = True
+                watcher.wake()
+
+
+class _RedisWatcher:
+    """One watcher's stream: what it missed (XRANGE), then the node reader's entries, in order, once."""
+
+    def __init__(self, backend: RedisBackend, session_id: str, lease: str, after: IdPair) -> None:
         self.backend = backend
         self.session_id = session_id
         self.lease = lease
         self.after = after
+        """The last entry sent to this watcher."""
+        self.catching_up = False
+        """Entries after `after` may be in Redis only: read them before the inbox."""
+        self.inbox: deque[tuple[IdPair, bytes]] = deque()
+        self.not_live = False
         self.ended = False
         self.fell_behind = False
-        """Never set here: a slow reader only lags in the stream (capped by MAXLEN); the hub's write timeout cuts it."""
+        """Never set here: a slow watcher goes back to reading from Redis (capped by MAXLEN); the hub's write timeout cuts it."""
         self.lease_renew_s = time.monotonic() + backend.limits.keepalive_s
+        self._arrived: asyncio.Future[None] | None = None
+
+    def hand(self, pair: IdPair, frame: bytes) -> None:
+        """An entry from the node's reader."""
+        if len(self.inbox) >= self.backend.limits.watcher_queue_events:
+            self.inbox.clear()  # it does not keep up: it reads from Redis again, where the entries are
+            self.catching_up = True
+        self.inbox.append((pair, frame))
+        self.wake()
+
+    def wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
 
     async def next_frames(self, timeout_s: float) -> list[bytes] | None:
         if self.ended or self.backend.closing.is_set():
             return None
-        key = _key(self.session_id, "events")
         try:
             if time.monotonic() >= self.lease_renew_s:
                 await self.backend.commands.zadd(_key(self.session_id, "watchers"),
                                                  {self.lease: time.time() + self.backend._lease_s})
                 self.lease_renew_s = time.monotonic() + self.backend.limits.keepalive_s
-            block_ms = int(timeout_s * 1000)
-            if block_ms <= 0:
-                read = await self.backend.commands.xread({key: self.after}, count=READ_BATCH_EVENTS)
-            else:
-                reading = asyncio.ensure_future(
-                    self.backend.reads.xread({key: self.after}, count=READ_BATCH_EVENTS, block=block_ms))
-                closing = asyncio.ensure_future(self.backend.closing.wait())
-                await asyncio.wait({reading, closing}, return_when=asyncio.FIRST_COMPLETED)
-                closing.cancel()
-                if not reading.done():
-                    reading.cancel()
-                    return None
-                read = reading.result()
+            if self.catching_up:
+                missed = await self._read_missed()
+                if missed:
+                    return missed
         except RedisError:
             self.ended = True
             return [NOT_LIVE_FRAME]
+        if not self.inbox and not self.not_live and timeout_s > 0:
+            self._arrived = asyncio.get_running_loop().create_future()
+            await asyncio.wait({self._arrived}, timeout=timeout_s)
+            self._arrived = None
+            if self.backend.closing.is_set():
+                return None
         frames: list[bytes] = []
         size = 0
-        for _key_name, entries in read or []:
-            for entry_id, fields in entries:
-                self.after = entry_id.decode()
-                event = json.loads(fields[b"event"])
-                frame = sse_frame(stamp(event, sse_id(entry_id), self.session_id, fields[b"leg"].decode()))
+        while self.inbox and size < WRITE_BATCH_BYTES:
+            pair, frame = self.inbox.popleft()
+            if pair > self.after:
+                self.after = pair
                 frames.append(frame)
                 size += len(frame)
-                if size >= WRITE_BATCH_BYTES:
-                    return frames
+        if self.not_live and not self.inbox:
+            self.ended = True
+            frames.append(NOT_LIVE_FRAME)
+        return frames
+
+    async def _read_missed(self) -> list[bytes]:
+        """The next page of entries after `after` held in Redis; the catch-up ends with a short page."""
+        entries = await self.backend.commands.xrange(_key(self.session_id, "events"), min=f"({_id_text(self.after)}",
+                                                     max="+", count=READ_BATCH_EVENTS)
+        frames: list[bytes] = []
+        size = 0
+        for entry_id, fields in entries:
+            if size >= WRITE_BATCH_BYTES:
+                return frames  # the rest in the next call, still catching up
+            frame = _frame(self.session_id, entry_id, fields)
+            self.after = _id_pair(entry_id)
+            if frame is not None:
+                frames.append(frame)
+                size += len(frame)
+        self.catching_up = len(entries) == READ_BATCH_EVENTS
         return frames
 
     async def close(self) -> None:
         self.backend.subscriptions.discard(self)
+        self.backend.reader.leave(self)
         try:
             await self.backend.commands.zrem(_key(self.session_id, "watchers"), self.lease)
         except RedisError:
