@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from netcheck.server.hub_redis import RedisBackend
 from tests.harness.redis_server import RedisServer
 
 UNTIL_S = time.time() + 3600
+LIMITS = HubLimits(keepalive_s=15.0, post_burst=100_000)
+"""As deployed, but posts as fast as the tests send them."""
 LIVE_WAIT_BOUND_S = 1.0
 """A post must reach a watcher well inside this; a watcher the blocked read left out waits ≥ 15 s."""
 
@@ -65,7 +68,7 @@ def run(coroutine: Any) -> Any:
 def test_watchers_of_many_sessions_share_one_read_connection_and_get_their_events_once(
         redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        backend = RedisBackend(redis_server.url, None, HubLimits(keepalive_s=15.0))
+        backend = RedisBackend(redis_server.url, None, LIMITS)
         try:
             sessions = [f"many-{i}" for i in range(30)]
             watchers = []
@@ -101,7 +104,7 @@ def test_watchers_of_many_sessions_share_one_read_connection_and_get_their_event
 def test_a_watcher_joining_a_read_session_with_last_event_id_gets_the_replay_then_live_without_gap(
         redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        backend = RedisBackend(redis_server.url, None, HubLimits(keepalive_s=15.0))
+        backend = RedisBackend(redis_server.url, None, LIMITS)
         try:
             first = await backend.subscribe("replay", None, None)
             ids = [await backend.publish("replay", "client", [summary(n)], UNTIL_S) for n in range(250)]
@@ -126,7 +129,7 @@ def test_a_watcher_joining_a_read_session_with_last_event_id_gets_the_replay_the
 
 def test_a_watcher_that_falls_behind_reads_again_from_redis_and_misses_nothing(redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        backend = RedisBackend(redis_server.url, None, HubLimits(keepalive_s=15.0, watcher_queue_events=20))
+        backend = RedisBackend(redis_server.url, None, replace(LIMITS, watcher_queue_events=20))
         try:
             slow = await backend.subscribe("slow", None, None)
             brisk = await backend.subscribe("slow", None, None)
@@ -146,7 +149,7 @@ def test_a_watcher_that_falls_behind_reads_again_from_redis_and_misses_nothing(r
 
 def test_a_redis_outage_ends_every_stream_as_not_live(redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        backend = RedisBackend(redis_server.url, None, HubLimits(keepalive_s=15.0))
+        backend = RedisBackend(redis_server.url, None, LIMITS)
         try:
             watchers = [await backend.subscribe(f"outage-{i}", None, None) for i in range(3)]
             await asyncio.sleep(0.2)

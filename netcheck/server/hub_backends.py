@@ -72,10 +72,13 @@ class Subscription(Protocol):
 
 class HubBackend(Protocol):
     async def admit_post(self, session_id: str, leg: str) -> None:
-        """Raise HubRefusal (429) when the leg posts too fast, (503) when the store cannot take it."""
+        """Raise HubRefusal (429) when the leg posts too fast, (503) when the store cannot take it.
+        Called before the body is read: a shared store may count only this node's share here."""
 
     async def publish(self, session_id: str, leg: str, events: list[dict[str, Any]], until_s: float) -> int:
         """Store and fan out `events` (agent events, already validated); the id of the last one.
+        Raises HubRefusal (429) when a shared store finds the leg over its rate across nodes, (503)
+        when the store cannot take them.
 
         `until_s`: the posting token's expiry (unix seconds), how long the session must be kept at least.
         """
