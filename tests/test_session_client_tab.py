@@ -459,15 +459,10 @@ def _open_legs(server: Any) -> int:
 
 
 def _client_legs(server: Any) -> Any:
-    """The app's ClientLegs (its endpoints' owner)."""
-    from netcheck.server.session_legs import ClientLegs
+    """The app's ClientLegs (its endpoints' owner; the node's metrics count its legs)."""
+    from netcheck.server.app import CLIENT_LEGS
 
-    for resource in server.runner.app.router.resources():
-        for route in resource:
-            owner = getattr(route.handler, "__self__", None)
-            if isinstance(owner, ClientLegs):
-                return owner
-    raise AssertionError("no client legs endpoints")
+    return server.runner.app[CLIENT_LEGS]
 
 
 def test_without_a_secret_the_tab_is_told_the_hub_is_off():

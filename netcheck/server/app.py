@@ -42,6 +42,8 @@ THROUGHPUT_STREAMS_PER_CLIENT = 8
 """A check opens 4 per direction, one direction at a time; 8 leaves room for the switch."""
 THROUGHPUT_STREAM_EXPECTED_S = 8.0
 TURN_LABEL = "netcheck"
+CLIENT_LEGS = web.AppKey("client_legs", ClientLegs)
+"""The app's client session tabs (the node's metrics count them)."""
 """The TURN username's label for a page without a token; with one, its session id (the TURN server's
 log then names the check's session)."""
 
@@ -126,6 +128,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
         register_disabled(app)
     client_legs = ClientLegs(hub, media, capacity, check_endpoints)
     client_legs.routes(app)
+    app[CLIENT_LEGS] = client_legs
     app.on_shutdown.append(lambda _app: client_legs.close())
     SessionPages(hub, capacity, check_endpoints).routes(app)
 
@@ -245,7 +248,7 @@ async def start_server(
     if check_endpoints.delivers and check_endpoints.store is not None:
         origin = Origin(agent=check_endpoints.store.agent_id(), kind="node", site=checks.site if checks else None,
                         server=running.url.split("://", 1)[1])
-        sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity)
+        sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity, app[CLIENT_LEGS])
         running.node_metrics = asyncio.ensure_future(
             report_node_metrics(check_endpoints, sources, origin, node_metrics_every_s))
     return running
