@@ -12,7 +12,10 @@ own lateness: the CPU of the node, Redis and the generator is printed for each s
 one ran out.
 
     python benchmarks/hub_capacity.py --backend memory [--steps 100,200,400,800,1200,1600] [--measure 10]
-    python benchmarks/hub_capacity.py --backend redis
+    python benchmarks/hub_capacity.py --backend redis [--node-core 1]
+
+`--node-core N` gives the node core N to itself (CPU affinity) and the generator and Redis the
+other cores: the node's figure without the generator competing for its core.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -207,7 +211,8 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
     return rows
 
 
-def run(backend: str, steps: list[int], measure_s: float, profile_path: str | None = None) -> dict[str, Any]:
+def run(backend: str, steps: list[int], measure_s: float, profile_path: str | None = None,
+        node_core: int | None = None) -> dict[str, Any]:
     import psutil
 
     from tests.harness.redis_server import RedisServer
@@ -229,6 +234,12 @@ def run(backend: str, steps: list[int], measure_s: float, profile_path: str | No
         if not url.startswith(f"http://{HOST}:"):
             raise RuntimeError("the node did not start")
         processes["node"] = psutil.Process(node.pid)
+        if node_core is not None:
+            others = [core for core in range(psutil.cpu_count()) if core != node_core]
+            processes["node"].cpu_affinity([node_core])
+            for name in ("generator", "redis"):
+                if name in processes:
+                    processes[name].cpu_affinity(others)
         rows = asyncio.run(measure(url, steps, measure_s, processes))
     finally:
         if node is not None:
@@ -242,7 +253,7 @@ def run(backend: str, steps: list[int], measure_s: float, profile_path: str | No
             redis.close()
     passing = [row["sessions"] for row in rows
                if row["p99_ms"] is not None and row["p99_ms"] <= 1000 * P99_LIMIT_S and row["posts_failed"] == 0]
-    return {"backend": backend, "capacity_sessions": max(passing, default=0), "steps": rows}
+    return {"backend": backend, "node_core": node_core, "capacity_sessions": max(passing, default=0), "steps": rows}
 
 
 def main() -> None:
@@ -255,6 +266,7 @@ def main() -> None:
     parser.add_argument("--hub", help=argparse.SUPPRESS)
     parser.add_argument("--profile", metavar="FILE", help="run the node under cProfile; its statistics into FILE "
                                                           "(python -m pstats FILE)")
+    parser.add_argument("--node-core", type=int, metavar="N", help="the node alone on core N; the rest on the others")
     args = parser.parse_args()
     if args.node:
         serve_node(args.hub, args.profile)
@@ -262,7 +274,10 @@ def main() -> None:
     steps = [int(step) for step in args.steps.split(",")]
     if steps != sorted(steps) or not 1 <= steps[0] or steps[-1] > MAX_SESSIONS or not 5 <= args.measure <= 60:
         parser.error(f"--steps must rise within 1..{MAX_SESSIONS}; --measure within 5..60 s")
-    print(json.dumps(run(args.backend, steps, args.measure, args.profile)), flush=True)
+    cores = os.cpu_count() or 1
+    if args.node_core is not None and not (0 <= args.node_core < cores and cores >= 2):
+        parser.error(f"--node-core must name one of this machine's {cores} cores and leave another")
+    print(json.dumps(run(args.backend, steps, args.measure, args.profile, args.node_core)), flush=True)
 
 
 if __name__ == "__main__":
