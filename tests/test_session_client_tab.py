@@ -197,15 +197,16 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-def legs_url(server: Any, session_id: str = SESSION) -> str:
-    return f"{server.url}/v1/sessions/{session_id}/legs/client"
+def legs_url(server: Any, session_id: str = SESSION, role: str = "client") -> str:
+    return f"{server.url}/v1/sessions/{session_id}/legs/{role}"
 
 
 class FakeTab:
-    """What the page does, in aiortc: the small picture up, the voice channel, the offer, reports."""
+    """What the page does, in aiortc: the small picture up, the voice channel, the offer, reports; on the
+    path of `role` (the page takes it from its token)."""
 
-    def __init__(self, http: aiohttp.ClientSession, server: Any, token_value: str) -> None:
-        self.http, self.server, self.token = http, server, token_value
+    def __init__(self, http: aiohttp.ClientSession, server: Any, token_value: str, role: str = "client") -> None:
+        self.http, self.server, self.token, self.role = http, server, token_value, role
         self.pc: Any = None
         self.channel: Any = None
         self.sent: list[float] = []
@@ -225,7 +226,7 @@ class FakeTab:
         self.channel.on("open", opened.set)
         self.channel.on("message", self._reply)
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with self.http.post(f"{legs_url(self.server)}/offer", headers=bearer(self.token),
+        async with self.http.post(f"{legs_url(self.server, role=self.role)}/offer", headers=bearer(self.token),
                                   json={"type": "offer", "sdp": self.pc.localDescription.sdp, **settings}) as answer:
             body = await answer.json()
             assert answer.status == 200, body
@@ -254,7 +255,8 @@ class FakeTab:
                 "voice": {"first_seq": 0, "sent_ms": self.sent, "replies": [list(r) for r in self.replies]},
                 "downstream": {"video_fps": 30.0, "video_freezes": 0, "video_frozen_ms": 0.0, "video_loss_pct": 0.0},
                 "upstream": {"quality_limitation": "none"}, "path": None, **fields}
-        async with self.http.post(f"{legs_url(self.server)}/window", headers=bearer(self.token), json=body) as answer:
+        async with self.http.post(f"{legs_url(self.server, role=self.role)}/window", headers=bearer(self.token),
+                                  json=body) as answer:
             return answer.status, await answer.json()
 
     async def close(self) -> None:
@@ -300,8 +302,8 @@ class Bench:
         self.server, self.http = server, http
         self.tabs: list[FakeTab] = []
 
-    def tab(self, token_value: str | None = None) -> FakeTab:
-        self.tabs.append(FakeTab(self.http, self.server, token_value or token()))
+    def tab(self, token_value: str | None = None, role: str = "client") -> FakeTab:
+        self.tabs.append(FakeTab(self.http, self.server, token_value or token(role), role))
         return self.tabs[-1]
 
 
@@ -336,6 +338,93 @@ def test_a_second_tab_of_the_session_takes_over_and_the_first_is_told():
             status, answer = await first.report()
             assert status == 409, answer
             assert (await second.report())[0] == 200
+
+    run(body)
+
+
+async def summaries_of(http: aiohttp.ClientSession, server: Any, legs: set[str],
+                       timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+    """The first summary of each of `legs` (or what came within `timeout_s`), as a therapist's watcher
+    receives them (replayed from the start)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    async def read() -> None:
+        async with http.get(f"{server.url}/v1/sessions/{SESSION}/events",
+                            headers={**bearer(token("therapist")), "Last-Event-ID": "0"}) as stream:
+            assert stream.status == 200
+            async for line in stream.content:
+                if line.startswith(b"data: "):
+                    event = json.loads(line[6:])
+                    if event["type"] == "summary":
+                        found.setdefault(event["leg"], event)
+                    if set(found) >= legs:
+                        return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(read(), timeout_s)
+    return found
+
+
+def test_a_therapist_token_measures_the_therapists_own_leg_into_the_hub():
+    """"Also check my connection": the same tab with the therapist's token is the therapist's leg."""
+    async def body() -> None:
+        async with serving() as bench:
+            tab = bench.tab(role="therapist")
+            answer = await tab.open(window_s=2, rate_pps=25)
+            assert answer["role"] == "therapist"  # the page takes the server's word for whose leg it measures
+            await tab.voice(20)
+            status, window = await tab.report()
+            assert status == 200, window
+            found = await summaries_of(bench.http, bench.server, {"therapist"})
+            assert _client_legs(bench.server).legs.keys() == {(SESSION, "therapist")}
+        assert set(found) == {"therapist"}, found  # the therapist's leg, and no client's
+        summary = found["therapist"]
+        assert (summary["leg"], summary["session_id"]) == ("therapist", SESSION)
+        assert summary["window"]["cues"]["vocal_tone"]["level"] == "good"
+
+    run(body)
+
+
+def test_a_client_and_a_therapist_tab_of_one_session_measure_side_by_side():
+    """Legs are keyed by (session, role): the other role's tab takes nothing over; a second tab of the
+    same role does, as for the client."""
+    async def body() -> None:
+        async with serving() as bench:
+            client, therapist = bench.tab(), bench.tab(role="therapist")
+            assert (await client.open(window_s=2))["role"] == "client"
+            assert (await therapist.open(window_s=2))["role"] == "therapist"
+            await asyncio.gather(client.voice(10), therapist.voice(10))
+            assert [(await tab.report())[0] for tab in (client, therapist)] == [200, 200]
+            assert _open_legs(bench.server) == 2
+            found = await summaries_of(bench.http, bench.server, {"client", "therapist"})
+            second_therapist = bench.tab(role="therapist")
+            await second_therapist.open(window_s=2)
+            replaced = await therapist.report()
+            assert replaced[0] == 409 and "therapist's connection" in replaced[1]["error"], replaced
+            assert [(await tab.report())[0] for tab in (client, second_therapist)] == [200, 200]
+            assert _open_legs(bench.server) == 2
+        assert set(found) == {"client", "therapist"}, found
+
+    run(body)
+
+
+@pytest.mark.parametrize("role, path", [("client", "therapist"), ("therapist", "client"), ("check", "client"),
+                                        ("check", "therapist")])
+def test_a_token_whose_role_is_not_the_paths_is_refused_403_and_opens_no_leg(role, path):
+    """The leg is the token's role; the path must agree, and a check token measures no leg."""
+    async def body() -> None:
+        async with serving() as bench:
+            headers = bearer(token(role))
+            answers = []
+            for call in ("offer", "window"):
+                async with bench.http.post(f"{legs_url(bench.server, role=path)}/{call}", headers=headers,
+                                           json={"type": "offer", "sdp": "v=0"}) as answer:
+                    answers.append(refusal(answer.status, await answer.json()))
+            async with bench.http.delete(f"{legs_url(bench.server, role=path)}/{'0' * 32}", headers=headers) as answer:
+                answers.append(refusal(answer.status, await answer.json()))
+            assert _open_legs(bench.server) == 0
+        sentence = f"only the session's {path} token measures the {path}'s connection"
+        assert answers == [(403, sentence, "role")] * 3
 
     run(body)
 
@@ -613,7 +702,7 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
     ("expired", "refused.expired", 401),
     ("other_session", "refused.invalid", 401),
     ("bad_signature", "refused.invalid", 401),
-    ("therapist", "refused.role", 403),
+    ("check", "refused.role", 403),  # a therapist's token measures the therapist's own leg now
 ])
 def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_path, which, problem, status):
     from tests.harness.browser import chromium
@@ -622,7 +711,7 @@ def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_p
         "expired": serve_token("client", ttl_s=60, now_s=time.time() - 3600),
         "other_session": serve_token("client", session_id="s2"),
         "bad_signature": create_token(b"not the server's secret, same length", SESSION, "client", 3600),
-        "therapist": serve_token("therapist"),
+        "check": serve_token("check"),
     }[which]
     watch = watch_json(serve.http_url, tmp_path / "therapist")
     events = lines_of(watch)

@@ -19,6 +19,7 @@ import secrets
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -274,6 +275,55 @@ def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_d
         assert page.locator(WARNING).count() == 1
         assert history(page, "warning_raised") == 1
         assert history(page, "warning_raised", "facial_expression") == 1
+
+
+THERAPIST_LEG_FRESH = 'article.leg[data-leg="therapist"] [data-leg-status="fresh"]'
+
+
+@pytest.mark.slow
+def test_also_check_my_connection_opens_the_therapists_own_tab_and_its_leg_reaches_the_panel(
+        node: Node, screenshots: Path) -> None:
+    """One link in the panel, reached with the Tab key and named for screen readers, opens the session's tab
+    page in a new tab with the therapist's token in the fragment only; that tab measures the therapist's own
+    leg (no install), and the leg's summary reaches the panel."""
+    therapist = token("therapist")
+    with chromium() as browser:
+        page = open_page(browser, node, f"/session/{SESSION}", therapist, width=360)
+        page.wait_for_selector("body[data-live='yes']", timeout=PAGE_TIMEOUT_MS)
+        assert page.get_attribute('article.leg[data-leg="therapist"] .leg-status', "data-leg-status") == "waiting"
+        for _ in range(10):  # from the page's start: the alerts' two controls, then this link
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "own-leg-link":
+                break
+        else:
+            pytest.fail("the Tab key never reaches the panel's 'Also check my connection'")
+        link = page.locator("#own-leg-link")
+        named = re.search(r'^- (\w+) "([^"]+)"', link.aria_snapshot(), re.MULTILINE)
+        assert named, link.aria_snapshot()
+        assert named.groups() == ("link", link.inner_text().strip())  # a link whose accessible name is its words
+        href = urllib.parse.urlsplit(link.evaluate("element => element.href"))
+        assert (href.path, href.query) == (f"/session/{SESSION}/client", "")
+        assert urllib.parse.parse_qs(href.fragment) == {"token": [therapist]}  # the token in the fragment only
+        assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel").split()
+
+        requested: list[str] = []
+        page.context.on("request", lambda request: requested.append(request.url))
+        with page.context.expect_page() as opened:
+            page.keyboard.press("Enter")
+        tab = opened.value
+        tab.wait_for_selector("body[data-state='measuring']", state="attached", timeout=30_000)
+        assert tab.get_attribute("body", "data-role") == "therapist"
+        assert therapist not in tab.url  # taken from the fragment, then out of the address bar
+        page.wait_for_selector(THERAPIST_LEG_FRESH, timeout=PAGE_TIMEOUT_MS)
+        assert page.get_attribute('article.leg[data-leg="client"] .leg-status', "data-leg-status") == "waiting"
+        fits = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        assert page.evaluate(fits) and tab.evaluate(fits)  # nothing cut off at 360 px
+        assert tab.get_attribute("#badge", "data-connection") in ("ok", "weak")
+        page.locator("#own-leg").scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshots / "panel-own-leg-360.png"), full_page=True)
+        tab.screenshot(path=str(screenshots / "tab-therapist.png"), full_page=True)
+    assert any("/legs/therapist/window" in url for url in requested)
+    assert not any(therapist in url for url in [*requested, *page.requested_urls])
 
 
 REFUSED_TOKENS = {

@@ -1,13 +1,15 @@
-"""One open client tab measured as the session's client leg: its windows, warnings and where they go.
+"""One open session tab measured as its token's leg (the client's or the therapist's): its windows,
+warnings and where they go.
 
 Each window the tab posts its report; the server adds its own records of the same window (the voice
 stream's arrivals, the picture it received, its RTCP round trip), builds the probes' results
 (browser_leg.py), judges them with the clinic's thresholds (`quality.assess`), runs the warnings'
 hysteresis (`alerts.AlertTracker`, with the packets' loss evidence as the agent passes it), and
 publishes the agent's events: a summary and the warnings raised or cleared, into the session hub
-as the client's leg, into the node's store with the window's points (`kind=session`,
-`role=client`, `client=browser`), from where the outbox delivers them to InfluxDB. So `netcheck
-watch`, `session report`, the therapist's panel and the dashboards read a tab's leg as an agent's.
+as the tab's leg (its token's role, as `netcheck agent --role` does), into the node's store with the
+window's points (`kind=session`, `role=<the leg>`, `client=browser`), from where the outbox delivers
+them to InfluxDB. So `netcheck watch`, `session report`, the therapist's panel and the dashboards
+read a tab's leg as an agent's.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from netcheck.server.hub_events import parse_events
 from netcheck.server.leg_peer import ARRIVALS_KEPT_S, LegPeer
 from netcheck.session_events import summary_event, warning_event
 
-LEG = "client"
+TAB_ROLES = ("client", "therapist")
+"""The legs a tab may measure: a session's two people (a check token measures no session leg)."""
 
 
 @dataclass(frozen=True)
@@ -54,20 +57,24 @@ class LegSinks:
     on_event: Callable[[str], None] = field(default=lambda message: None, repr=False)
 
 
-class ClientLeg:
+class TabLeg:
     """A tab's leg of one session, from its offer until it closes."""
 
-    def __init__(self, leg_id: str, session_id: str, until_s: float, peer: LegPeer, window_s: float,
+    def __init__(self, leg_id: str, session_id: str, role: str, until_s: float, peer: LegPeer, window_s: float,
                  sinks: LegSinks, cpu: Any = None) -> None:
+        if role not in TAB_ROLES:
+            raise ValueError(f"a tab measures a client's or a therapist's leg, not {role!r}")
         self.leg_id = leg_id
         self.session_id = session_id
+        self.role = role
+        """client or therapist: the token's role, the hub's leg and the points' `role` tag."""
         self.until_s = until_s
         """Unix seconds: the token's end; the leg closes then."""
         self.peer = peer
         self.window_s = window_s
         self.sinks = sinks
         self.cpu = cpu
-        self.alerts = AlertTracker(LEG, sinks.thresholds)
+        self.alerts = AlertTracker(role, sinks.thresholds)
         self.index = 0
         self.window_start_s = time.monotonic()
         self.window_started = datetime.now(timezone.utc)
@@ -101,8 +108,9 @@ class ClientLeg:
         warnings = tuple(self.alerts.update(assessment.cues, packet_counts(results.get("udp"))))
         window = WindowReport(uuid.uuid4().hex, self.index, started_at, round(duration_s, 3), measurements,
                               assessment, ended.isoformat(timespec="milliseconds"), warnings)
-        events = [summary_event(self.session_id, LEG, started_at, self.index, self.window_s, assessment, measurements),
-                  *(warning_event(self.session_id, LEG, window.ended_at, w) for w in warnings)]
+        events = [summary_event(self.session_id, self.role, started_at, self.index, self.window_s, assessment,
+                                measurements),
+                  *(warning_event(self.session_id, self.role, window.ended_at, w) for w in warnings)]
         await self._publish(events)
         self._store(window, events, report, int(self.window_started.timestamp() * 1000), int(ended.timestamp() * 1000))
         self.index += 1
@@ -115,7 +123,7 @@ class ClientLeg:
         await self.peer.close()
 
     async def _publish(self, events: list[dict[str, Any]]) -> None:
-        """Into the hub as the client's leg, through the hub's own validation and post rate, exactly
+        """Into the hub as this tab's leg, through the hub's own validation and post rate, exactly
         as an agent's POST goes; what it refuses now (429, 503) waits for the next window."""
         hub = self.sinks.hub
         if hub is None:
@@ -124,13 +132,13 @@ class ClientLeg:
         while self.waiting:
             batch = [self.waiting.popleft() for _ in range(min(MAX_EVENTS_PER_POST, len(self.waiting)))]
             try:
-                await hub.backend.admit_post(self.session_id, LEG)
-                await hub.backend.publish(self.session_id, LEG, parse_events(json.dumps({"events": batch}).encode()),
-                                          self.until_s)
+                await hub.backend.admit_post(self.session_id, self.role)
+                await hub.backend.publish(self.session_id, self.role,
+                                          parse_events(json.dumps({"events": batch}).encode()), self.until_s)
             except HubRefusal as refusal:
                 self.waiting.extendleft(reversed(batch))
                 hub.counters.posts_refused += 1
-                self.sinks.on_event(f"session {self.session_id}: the hub did not take the client tab's window "
+                self.sinks.on_event(f"session {self.session_id}: the hub did not take the {self.role}'s tab's window "
                                     f"({refusal}); it goes with the next one")
                 return
             hub.counters.posts_accepted += 1
@@ -144,18 +152,19 @@ class ClientLeg:
         if store is None:
             return
         try:
-            origin = Origin(agent=store.agent_id(), kind="session", role=LEG, site=self.sinks.site,
+            origin = Origin(agent=store.agent_id(), kind="session", role=self.role, site=self.sinks.site,
                             server=self.sinks.server, session_id=self.session_id, client="browser")
             points = report_points(window.measurements, window.assessment, origin, time_ms)
             points += [warning_point(w.kind, w.cue.value, w.level, w.metric, w.value, w.message, w.advice, origin,
                                      ended_ms) for w in window.warnings]
             sending, receiving = report["upstream"] or {}, report["downstream"] or {}
-            record = {**window_to_dict(window), "session_id": self.session_id, "role": LEG, "client": "browser",
+            record = {**window_to_dict(window), "session_id": self.session_id, "role": self.role, "client": "browser",
                       "tab": {"quality_limitation": sending.get("quality_limitation"),
                               "sending_kbps": sending.get("video_bitrate_kbps"),
                               "receiving_kbps": receiving.get("video_bitrate_kbps")}}
             store.save_window(record, [], events)
         except StoreError as error:
-            self.sinks.on_event(f"session {self.session_id}: the client tab's window could not be stored: {error}")
+            self.sinks.on_event(f"session {self.session_id}: the {self.role}'s tab's window could not be stored: "
+                                f"{error}")
             return
         checks.store_points(points)  # and wakes the outbox's delivery

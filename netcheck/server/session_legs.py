@@ -1,22 +1,27 @@
-"""The client's leg of a session measured from an open browser tab (issue 14): `/session/{id}/client`.
+"""A leg of a session measured from an open browser tab (issue 14): the client's, or the therapist's
+own ("Also check my connection" in the panel), from the same page `/session/{id}/client`.
 
 The tab (netcheck/web/session-client.*) keeps one peer connection with the server for the session;
 the server measures the leg on it (leg_peer.py), assesses each window with the same quality model
-and publishes it into the session hub as the client's leg, exactly as the CLI agent's windows are
-(client_leg.py). Contract and bounds: docs/in-session.md, "The client's tab".
+and publishes it into the session hub as the token's leg, exactly as the CLI agent's windows are
+(client_leg.py). The leg is the token's role, never the body's or the URL's alone: the URL names
+the role only so that a token of the other role is refused (403) rather than measured as the wrong
+person. Legs are keyed by (session, role): a client's and a therapist's tab measure side by side.
+Contract and bounds: docs/in-session.md, "The client's tab" and "Also check my connection".
 
 | route | token | answers |
 |---|---|---|
-| `GET /session/{id}/client` | none (the page reads it from the URL fragment) | the page |
-| `POST /v1/sessions/{id}/legs/client/offer` | client token of `{id}` | 200 the answer, `leg_id`, window and rate |
-| `POST /v1/sessions/{id}/legs/client/window` | client token of `{id}` | 200 the window's index, `connection` ok/weak |
-| `DELETE /v1/sessions/{id}/legs/client/{leg_id}` | client token of `{id}` | 204 (the tab went away) |
+| `GET /session/{id}/client` | none (the page reads it from the URL fragment) | the page, for either role |
+| `POST /v1/sessions/{id}/legs/{role}/offer` | `{role}` token of `{id}` | 200 the answer, `leg_id`, `role`, window, rate |
+| `POST /v1/sessions/{id}/legs/{role}/window` | `{role}` token of `{id}` | 200 the window's index, `connection` ok/weak |
+| `DELETE /v1/sessions/{id}/legs/{role}/{leg_id}` | `{role}` token of `{id}` | 204 (the tab went away) |
 
-Errors are the hub's JSON (`{"error": "token refused: expired", "reason": "expired"}`): 401 no,
-malformed, wrongly signed, expired or other-session token; 403 a token of another role; 404 hub
-disabled (no secret) or no such open leg; 409 a newer tab of the session took the leg over; 400 a
-body that is not the contract's (naming the field); 413 too large; 429 + Retry-After when the
-server measures as many tabs as it may, its CPU is busy, or a tab reports faster than its window.
+`{role}` is `client` or `therapist`. Errors are the hub's JSON (`{"error": "token refused: expired",
+"reason": "expired"}`): 401 no, malformed, wrongly signed, expired or other-session token; 403 a token
+of another role than the path's, or a check token (`reason: "role"`); 404 hub disabled (no secret) or
+no such open leg; 409 a newer tab of the same session and role took the leg over; 400 a body that is
+not the contract's (naming the field); 413 too large; 429 + Retry-After when the server measures as
+many tabs as it may, its CPU is busy, or a tab reports faster than its window.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
 from netcheck.tokens import SESSION_ID, TokenClaims
 
 PAGE = "session-client.html"
-LEG_PATH = "/v1/sessions/{session_id}/legs/client"
-MAX_CLIENT_LEGS = 20
-"""Tabs measured at once by one node; each costs the server a few % of a core (BENCHMARKS.md,
-session tabs). Not the checks' A/V share: a leg is held for a whole session, a check's call for 10 s."""
+LEG_PATH = "/v1/sessions/{session_id}/legs/{role:client|therapist}"
+"""The role in the path must be the token's (else 403): the leg itself is always the token's role."""
+MAX_TAB_LEGS = 20
+"""Tabs measured at once by one node, clients' and therapists' together; each costs the server a few %
+of a core (BENCHMARKS.md, session tabs). Not the checks' A/V share: a leg is held for a whole session,
+a check's call for 10 s."""
 BUSY_RETRY_S = 30
 SILENT_WINDOWS = 3
 """A tab that has not reported for this many windows (and at least SILENT_MIN_S) is gone: its leg closes."""
@@ -52,7 +59,7 @@ REPORT_BURST = 3.0
 REPLACED_KEPT = 256
 OFFER_BURST = 5.0
 OFFER_EVERY_S = 5.0
-"""Offers of one session: a few at once (a reload, a reconnect after a blip), then one every 5 s: each
+"""Offers of one leg (session and role): a few at once (a reload, a reconnect after a blip), then one every 5 s: each
 builds a peer connection, and a token holder looping offers must not make the server build them all."""
 MAX_OFFERING_SESSIONS = 4096
 WATCH_EVERY_S = 1.0
@@ -69,7 +76,7 @@ class _Refused(Exception):
 
 
 class ClientLegs:
-    """The client tab's endpoints; register with `routes(app)`."""
+    """The session tabs' endpoints (a client's or a therapist's leg); register with `routes(app)`."""
 
     def __init__(self, hub: Any | None, media: Any, capacity: Any, checks: Any) -> None:
         self.hub = hub
@@ -80,11 +87,11 @@ class ClientLegs:
         """server.app.Capacity: the CPU headroom."""
         self.checks = checks
         """server.checks.CheckEndpoints: the node's store (session events, points) and its settings."""
-        self.legs: dict[str, Any] = {}
-        """session id → its open client_leg.ClientLeg (one per session)."""
+        self.legs: dict[tuple[str, str], Any] = {}
+        """(session id, role) → its open client_leg.TabLeg: a client's and a therapist's tab side by side."""
         self.replaced: OrderedDict[str, None] = OrderedDict()
         """Leg ids a newer tab took over: their tabs are told so (409), not asked to reconnect."""
-        self.max_legs = MAX_CLIENT_LEGS
+        self.max_legs = MAX_TAB_LEGS
         self._limiters: dict[str, SourceRateLimiter] = {}
         self._offers = SourceRateLimiter(1.0 / OFFER_EVERY_S, OFFER_BURST, max_sources=MAX_OFFERING_SESSIONS)
         self._watcher: asyncio.Task | None = None
@@ -110,7 +117,7 @@ class ClientLegs:
         return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
     async def offer(self, request: web.Request) -> web.Response:
-        from netcheck.server.client_leg import ClientLeg, LegSinks
+        from netcheck.server.client_leg import LegSinks, TabLeg
         from netcheck.server.leg_peer import LegPeer
 
         try:
@@ -126,11 +133,11 @@ class ClientLegs:
             return _error(413, "offer too large")
         except BodyError as error:
             return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
-        session_id = claims.session_id
-        if not self._offers.allow(session_id, time.monotonic()):
-            return busy_response(round(OFFER_EVERY_S), "too many offers for this session")
-        if session_id not in self.legs and len(self.legs) >= self.max_legs:
-            return busy_response(BUSY_RETRY_S, f"all {self.max_legs} client tabs this server measures are open")
+        session_id, role = key = (claims.session_id, claims.role)
+        if not self._offers.allow(f"{session_id}/{role}", time.monotonic()):
+            return busy_response(round(OFFER_EVERY_S), f"too many offers for the {role}'s leg of this session")
+        if key not in self.legs and len(self.legs) >= self.max_legs:
+            return busy_response(BUSY_RETRY_S, f"all {self.max_legs} session tabs this server measures are open")
         leg_id = secrets.token_hex(16)
         peer = LegPeer(self.media.ice, offer.rate_pps, lambda reason: self._gone(leg_id, reason))
         try:
@@ -142,16 +149,16 @@ class ClientLegs:
         sinks = LegSinks(self.hub, self.checks, settings.thresholds if settings else METRICS,
                          settings.site if settings else None, _server(request),
                          settings.on_event if settings else (lambda message: None))
-        leg = ClientLeg(leg_id, session_id, claims.accepted_until_s, peer, offer.window_s, sinks, cpu)
-        previous = self.legs.get(session_id)
-        self.legs[session_id] = leg
+        leg = TabLeg(leg_id, session_id, role, claims.accepted_until_s, peer, offer.window_s, sinks, cpu)
+        previous = self.legs.get(key)
+        self.legs[key] = leg
         self._limiters[leg_id] = SourceRateLimiter(2.0 / offer.window_s, REPORT_BURST, max_sources=1)
-        if previous is not None:  # the same session in a new tab (a reload): the newest measures
+        if previous is not None:  # the same leg in a new tab (a reload): the newest measures
             await self._close(previous, "a newer tab took over", replaced=True)
         self._watch()
-        return web.json_response({"type": "answer", "sdp": sdp, "leg_id": leg_id, "window_s": offer.window_s,
-                                  "rate_pps": offer.rate_pps, "late_reply_ms": LATE_REPLY_MS},
-                                 headers={"Cache-Control": "no-store"})
+        return web.json_response({"type": "answer", "sdp": sdp, "leg_id": leg_id, "role": role,
+                                  "window_s": offer.window_s, "rate_pps": offer.rate_pps,
+                                  "late_reply_ms": LATE_REPLY_MS}, headers={"Cache-Control": "no-store"})
 
     async def window(self, request: web.Request) -> web.Response:
         try:
@@ -164,10 +171,10 @@ class ClientLegs:
             return refused.response
         except BodyError as error:
             return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
-        leg = self.legs.get(claims.session_id)
+        leg = self.legs.get((claims.session_id, claims.role))
         if leg is None or leg.leg_id != report["leg_id"]:
             if report["leg_id"] in self.replaced:
-                return _error(409, "a newer tab of this session measures the client's connection now")
+                return _error(409, f"a newer tab of this session measures the {claims.role}'s connection now")
             return _error(404, "no open leg with this id (closed or expired): open it again")
         limiter = self._limiters.get(leg.leg_id)
         if limiter is None or not limiter.allow("tab", time.monotonic()):
@@ -179,23 +186,24 @@ class ClientLegs:
             claims = self._authorize(request)
         except _Refused as refused:
             return refused.response
-        leg = self.legs.get(claims.session_id)
+        leg = self.legs.get((claims.session_id, claims.role))
         if leg is None or leg.leg_id != request.match_info["leg_id"]:
             return _error(404, "no open leg with this id (closed or expired)")
         await self._close(leg, "the tab went away")
         return web.Response(status=204)
 
     def _authorize(self, request: web.Request) -> TokenClaims:
-        """The client token of the URL's session, or the hub's refusal in its own words."""
+        """A token of the URL's session whose role is the path's, or the hub's refusal in its own words.
+        The leg is the token's role; the path's only has to agree (a check token measures no leg)."""
         if self.hub is None:
             raise _Refused(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
         try:
             claims = session_claims(self.hub.secret, request)
         except TokenRefused as refused:
             raise _Refused(401, str(refused), refused.headers, reason=refused.reason) from None
-        if claims.role != "client":
-            raise _Refused(403, "only the session's client token measures the client's connection",
-                           reason="role")
+        role = request.match_info["role"]
+        if claims.role != role:
+            raise _Refused(403, f"only the session's {role} token measures the {role}'s connection", reason="role")
         return claims
 
     def _gone(self, leg_id: str, reason: str) -> None:
@@ -208,9 +216,9 @@ class ClientLegs:
 
     async def _close(self, leg: Any, reason: str, replaced: bool = False) -> None:
         """Close `leg`, saying why on the server's log (one line; the session id is opaque)."""
-        leg.sinks.on_event(f"session {leg.session_id}: the client's tab stopped measuring ({reason})")
-        if self.legs.get(leg.session_id) is leg:
-            del self.legs[leg.session_id]
+        leg.sinks.on_event(f"session {leg.session_id}: the {leg.role}'s tab stopped measuring ({reason})")
+        if self.legs.get((leg.session_id, leg.role)) is leg:
+            del self.legs[(leg.session_id, leg.role)]
         self._limiters.pop(leg.leg_id, None)
         if replaced:
             self.replaced[leg.leg_id] = None

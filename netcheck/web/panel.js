@@ -1,6 +1,7 @@
 // The therapist's live panel (/session/{id}#token=…): both legs, active warnings with advice, the
-// history, notifications. Reads the hub's SSE stream (panel-stream.js), folds it (panel-state.js),
-// shows it (panel-view.js), alerts (panel-alerts.js). State for automation: docs/in-session.md.
+// history, notifications, and a link that measures the therapist's own leg in a tab of its own. Reads
+// the hub's SSE stream (panel-stream.js), folds it (panel-state.js), shows it (panel-view.js), alerts
+// (panel-alerts.js). State for automation: docs/in-session.md.
 
 import { applyTexts, fill } from "./texts.js";
 import { Api } from "./api.js";
@@ -32,6 +33,8 @@ function init() {
   view.build();
   alerts.init();
   $("report-link").href = `/session/${sessionId}/report#token=${encodeURIComponent(token)}`;
+  // "Also check my connection": the session's tab page measures the token's leg, here the therapist's own
+  $("own-leg-link").href = `/session/${sessionId}/client#token=${encodeURIComponent(token)}`;
   $("content").hidden = false;
   document.body.dataset.state = "watching";
 

@@ -1,12 +1,14 @@
-// The client's tab during a session (docs/in-session.md, "The client's tab"): one peer connection with
-// the clinic's server for as long as the session lasts. The page sends a small test card and a light
-// voice stream (the agent's 10 packets a second) and, every window, posts what only it can see — the
-// replies it got, the server's picture as it arrived (getStats), its own sending. The server measures
-// and judges; this page shows its answer as one badge: connection OK or weak.
+// A session's tab (docs/in-session.md, "The client's tab" and "Also check my connection"): one peer
+// connection with the clinic's server for as long as the session lasts, measuring the leg of the token's
+// role — the client's, or the therapist's own when opened from the panel. The page sends a small test
+// card and a light voice stream (the agent's 10 packets a second) and, every window, posts what only it
+// can see — the replies it got, the server's picture as it arrived (getStats), its own sending. The
+// server measures and judges; this page shows its answer as one badge: connection OK or weak.
 // Automation: document.body.dataset.state (connecting, measuring, reconnecting, refused, replaced,
-// error), #badge[data-connection] (pending, ok, weak, lost, stopped), #problem[data-problem].
+// error), document.body.dataset.role (client, therapist), #badge[data-connection] (pending, ok, weak,
+// lost, stopped), #problem[data-problem].
 
-import { applyTexts, fill } from "./texts.js";
+import { TEXTS, applyTexts, fill } from "./texts.js";
 import { Api, ServerError, takeToken } from "./api.js";
 import { delta, iceServersFrom, waitFor } from "./call.js";
 import { selectedPair, selectedPath } from "./path.js";
@@ -28,6 +30,36 @@ const RECONNECT_MAX_MS = 30_000;
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Whose leg this tab measures: "client" or "therapist". From the token until the server's answer names it. */
+let role = "client";
+
+/** A tab.* text in the words for this tab's person: `tab.therapist.…` when there is one, else `tab.…`. */
+function say(key, values) {
+  const own = key.replace(/^tab\./, `tab.${role}.`);
+  return fill(role !== "client" && own in TEXTS ? own : key, values);
+}
+
+/** The role in the token's payload (`v1.<base64url JSON>.<signature>`, netcheck/tokens.py), read only to
+ * choose the leg's path before the offer: the server checks the signature, refuses a token whose role is
+ * not the path's, and its answer names the role. Anything unreadable is tried as the client's. */
+function tokenRole(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(payload + "=".repeat((4 - (payload.length % 4)) % 4)));
+    return claims?.role === "therapist" ? "therapist" : "client";
+  } catch {
+    return "client";
+  }
+}
+
+/** Address the page to `whose` person: the texts, the title, and body[data-role]. */
+function showRole(whose) {
+  role = whose === "therapist" ? "therapist" : "client";
+  document.body.dataset.role = role;
+  for (const element of document.querySelectorAll("main [data-text]")) element.textContent = say(element.dataset.text);
+  showBadge($("badge").dataset.connection);
+}
+
 function round(value, digits = 1) {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const scale = 10 ** digits;
@@ -41,16 +73,16 @@ function setState(state) {
 function showBadge(connection) {
   const badge = $("badge");
   badge.dataset.connection = connection;
-  badge.textContent = fill(`tab.badge.${connection}`);
+  badge.textContent = say(`tab.badge.${connection}`);
   $("weak-hint").hidden = connection !== "weak";
-  document.title = `${fill(`tab.badge.${connection}`)} · ${fill("tab.title")}`;
+  document.title = `${say(`tab.badge.${connection}`)} · ${say("tab.title")}`;
 }
 
 function showBusy(seconds) {
   const busy = $("busy");
   busy.dataset.busy = String(seconds !== null);
   busy.hidden = seconds === null;
-  if (seconds !== null) busy.textContent = fill("tab.busy", { seconds });
+  if (seconds !== null) busy.textContent = say("tab.busy", { seconds });
 }
 
 /** Stop for good with one sentence: `problem` is a key of texts.js under tab.* (and a data-problem). */
@@ -59,7 +91,7 @@ function stop(state, problem, values) {
   showBadge("stopped");
   const box = $("problem");
   box.dataset.problem = problem;
-  box.textContent = fill(`tab.${problem}`, values);
+  box.textContent = say(`tab.${problem}`, values);
   box.hidden = false;
 }
 
@@ -221,7 +253,8 @@ async function refusalOf(response) {
 class Leg {
   constructor(api, sessionId, settings) {
     this.api = api;
-    this.base = `/v1/sessions/${encodeURIComponent(sessionId)}/legs/client`;
+    this.sessionPath = `/v1/sessions/${encodeURIComponent(sessionId)}/legs`;
+    this.base = `${this.sessionPath}/${role}`;
     this.settings = settings;
     this.ticker = new Ticker();
     this.failedReports = 0;
@@ -251,6 +284,8 @@ class Leg {
     });
     if (!response.ok) throw await refusalOf(response);
     const answer = await response.json();
+    if (answer.role && answer.role !== role) showRole(answer.role);  // the server's word on whose leg it is
+    this.base = `${this.sessionPath}/${role}`;
     this.legId = answer.leg_id;
     this.windowMs = answer.window_s * 1000;
     this.lateMs = answer.late_reply_ms;
@@ -385,6 +420,7 @@ function init() {
   showBadge("pending");
   const token = takeToken();
   const match = /^\/session\/([^/]+)\/client$/.exec(location.pathname);
+  showRole(token ? tokenRole(token) : "client");
   if (!token || !match) {
     stop("refused", "refused.missing");
     return;

@@ -166,6 +166,13 @@ export const TEXTS = {
   "tab.refused.disabled": "The clinic's server does not check connections during sessions.",
   "tab.replaced": "Your connection is now checked in another tab or window, so this one has stopped.",
   "tab.error": "The connection check could not start: {detail}. Reload the page to try again.",
+  // the same tab opened by the therapist from the panel ("Also check my connection"): only what differs
+  "tab.therapist.title": "Your session connection",
+  "tab.therapist.intro": "Checking your connection for this session\u00a0\u2014 keep this tab open (behind the call is fine). Your panel shows the results under \u201cYou (therapist)\u201d.",
+  "tab.therapist.weak_hint": "Your client may notice this too. If you can, move closer to your router or pause other downloads.",
+  "tab.therapist.refused.missing": "This link is incomplete: open it again from your session panel.",
+  "tab.therapist.refused.invalid": "This link does not belong to this session: open it again from this session's panel.",
+  "tab.therapist.refused.expired": "Your session link has expired: make a new therapist link for this session.",
 
   // --- therapist panel and report ---
   // The panel (/session/{id}) and the report page (/session/{id}/report). Warning messages and their
@@ -232,6 +239,9 @@ export const TEXTS = {
   notify_denied: "The browser blocks notifications for this page: allow them in its site settings.",
   notify_missing: "This browser cannot show notifications: keep this panel in view.",
   sound_toggle: "Soft sound with a new warning",
+  own_leg_heading: "Your own connection",
+  own_leg_link: "Also check my connection",
+  own_leg_hint: "Opens a tab that measures your connection for this session, with nothing to install. Keep it open; the results appear under \u201cYou (therapist)\u201d.",
   history_heading: "History",
   history_empty: "No warning raised yet.",
   "history.warning_raised": "raised",
