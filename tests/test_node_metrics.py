@@ -65,7 +65,7 @@ def test_the_nodes_load_reaches_influxdb(tmp_path: Path, influx: InfluxDB1) -> N
     assert (last["hub_posts_total"], last["hub_events_total"], last["hub_posts_refused_total"]) == (3, 6, 1), last
     assert last["hub_watchers"] == 1 and last["hub_watchers_dropped_total"] == 0
     assert last["av_calls"] == 0 and last["av_refused_total"] == 0 and last["throughput_streams"] == 0
-    assert last["client_tabs"] == 0
+    assert last["session_tabs"] == 0
     assert 0 <= last["cpu_pct"] and last["rss_mb"] > 10 and last["agent"]
 
 

@@ -35,7 +35,7 @@ class NodeSources:
     capacity: Any
     """server.app.Capacity: the fair shares' refusals and the CPU sample."""
     client_legs: Any
-    """server.session_legs.ClientLegs: the clients' session tabs the node measures now."""
+    """server.session_legs.ClientLegs: the session tabs (clients' and therapists' legs) the node measures now."""
 
 
 def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, outbox_pending: int) -> dict[str, FieldValue]:
@@ -47,7 +47,7 @@ def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, ou
         "rss_mb": round(rss_bytes / 1e6, 1),
         "outbox_pending": outbox_pending,
         "av_calls": len(sources.media.sessions),
-        "client_tabs": len(sources.client_legs.legs),
+        "session_tabs": len(sources.client_legs.legs),
         "av_refused_total": sources.capacity.av.refused,
         "throughput_streams": sources.throughput.active_streams,
         "throughput_refused_total": sources.capacity.throughput.refused,
