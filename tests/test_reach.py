@@ -121,6 +121,53 @@ def test_turn_allocations_are_deleted(server: ServerProcess, coturn: Coturn, clo
     assert not failed, (failed, log[-20:])
 
 
+def test_a_stale_allocation_on_the_client_port_is_left_for_another_port(server: ServerProcess, coturn: Coturn,
+                                                                         closed_port: int) -> None:
+    """RFC 8656 §7.2: coturn answers 437 (Allocation Mismatch) when it still holds an allocation on the
+    client's address — a crashed client's behind a NAT that reused its port, or (what once made this
+    suite fail) an earlier socket's port that the OS handed out again. The check tries another address.
+
+    FAULTS made here: a client that allocates and vanishes without deleting (real coturn keeps it),
+    and the probe's first TURN socket bound to that client's port (the OS's choice, forced).
+    """
+    from aioice import turn
+
+    settings = turn_settings(coturn)
+    turn_address = (coturn.host, coturn.port)
+
+    async def scenario() -> tuple[ReachResult, list[int]]:
+        loop = asyncio.get_running_loop()
+        crashed, crashed_client = await loop.create_datagram_endpoint(
+            lambda: turn.TurnClientUdpProtocol(turn_address, coturn.user, coturn.password, 60, 60),
+            remote_addr=turn_address)
+        await crashed_client.connect()
+        stale_port = crashed.get_extra_info("sockname")[1]
+        crashed_client.refresh_task.cancel()
+        crashed.close()  # no Refresh with lifetime 0: coturn keeps the allocation for 60 s
+        await asyncio.sleep(0)
+        turn_ports: list[int] = []
+        original = loop.create_datagram_endpoint
+
+        async def first_turn_socket_on_the_stale_port(factory, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs.get("remote_addr") == turn_address and not turn_ports:
+                kwargs["local_addr"] = (LOOPBACK, stale_port)
+            transport, protocol = await original(factory, **kwargs)
+            if kwargs.get("remote_addr") == turn_address:
+                turn_ports.append(transport.get_extra_info("sockname")[1])
+            return transport, protocol
+
+        loop.create_datagram_endpoint = first_turn_socket_on_the_stale_port  # type: ignore[method-assign]
+        try:
+            result = await ReachProbe(server.http_url, (LOOPBACK, closed_port), None, settings).run()
+        finally:
+            del loop.create_datagram_endpoint
+        return result, [stale_port, *turn_ports]
+
+    result, (stale_port, *turn_ports) = asyncio.run(scenario())
+    assert turn_ports[0] == stale_port and len(turn_ports) == 2, turn_ports  # refused there, then another port
+    assert result.turn_udp_status == "ok", result_fields(result)
+
+
 def test_nothing_configured_is_skipped(server: ServerProcess) -> None:
     result, _ = run_probe(server.http_url, None, None, None)
     assert result.status == Status.OK

@@ -47,6 +47,10 @@ STUN_RETRANSMIT_AT_S = (0.0, 0.25, 0.75)
 STUN_TIMEOUT_S = 1.5
 TURN_ALLOCATE_TIMEOUT_S = 2.5
 TURN_DELETE_TIMEOUT_S = 0.5
+TURN_MISMATCH_TRIES = 3
+ALLOCATION_MISMATCH = 437
+"""RFC 8656 §7.2: the server already holds an allocation on this client address (a crashed client's,
+or one whose port a NAT or this machine reused): pick another address, three at most."""
 TURN_LIFETIME_S = 60
 """Asked for in the Allocate; bounds how long an allocation whose deletion is lost lingers on the server."""
 DEFAULT_PORTS = {"http": 80, "https": 443, "stun": 3478, "turn": 3478, "turns": 5349}
@@ -317,14 +321,25 @@ class ReachProbe:
         scheme, host, port = self.turn_address
         if scheme == "turns" and transport_name == "udp":
             return _SKIPPED  # turns: is TURN over TLS; its UDP sibling (DTLS) is not tried
-        from aioice import stun, turn
-
         label = f"TURN over {transport_name.upper()}{' (TLS)' if scheme == 'turns' else ''}"
         kind = socket.SOCK_DGRAM if transport_name == "udp" else socket.SOCK_STREAM
         resolved, address = await _resolve(host, port, kind, f"{label} server", deadline_s)
         if address is None:
             return resolved
+        for _ in range(TURN_MISMATCH_TRIES - 1):
+            outcome, mismatched = await self._allocate(transport_name, label, scheme, host, address, deadline_s)
+            if not mismatched:
+                return outcome
+        outcome, _ = await self._allocate(transport_name, label, scheme, host, address, deadline_s)
+        return outcome
 
+    async def _allocate(self, transport_name: str, label: str, scheme: str, host: str,
+                        address: tuple[int, tuple], deadline_s: float) -> tuple[_Outcome, bool]:
+        """One Allocate from a new client address, deleted at once; and whether it was refused 437
+        (an allocation on that address exists already: another address may do)."""
+        from aioice import stun, turn
+
+        assert self.turn is not None
         loop = asyncio.get_running_loop()
         family, sockaddr = address
         server = sockaddr[:2]
@@ -348,10 +363,10 @@ class ReachProbe:
                     lambda: turn.TurnClientTcpProtocol(*credentials), host=server[0], port=server[1],
                     family=family, ssl=tls, server_hostname=host if tls else None), timeout_s)
         except asyncio.TimeoutError:
-            return _Outcome("timeout", note=f"{label}: no connection within {timeout_s:.1f} s")
+            return _Outcome("timeout", note=f"{label}: no connection within {timeout_s:.1f} s"), False
         except OSError as error:
             return _Outcome("unreachable" if not isinstance(error, ssl.SSLError) else "error",
-                            note=f"{label}: {_os_reason(error)}")
+                            note=f"{label}: {_os_reason(error)}"), False
         allocation = asyncio.ensure_future(client.connect())
         try:
             timeout_s -= time.perf_counter() - start_s
@@ -361,26 +376,28 @@ class ReachProbe:
                 allocation.cancel()
                 await asyncio.gather(allocation, return_exceptions=True)
                 if refused.done():
-                    return _Outcome("unreachable", note=f"{label}: port closed (ICMP port unreachable)")
-                return _Outcome("timeout", note=f"{label}: no Allocate answer within {TURN_ALLOCATE_TIMEOUT_S:g} s")
+                    return _Outcome("unreachable", note=f"{label}: port closed (ICMP port unreachable)"), False
+                return _Outcome("timeout",
+                                note=f"{label}: no Allocate answer within {TURN_ALLOCATE_TIMEOUT_S:g} s"), False
             try:
                 allocation.result()
             except stun.TransactionFailed as failure:
                 code = failure.response.error_code
                 reason = failure.response.attributes.get("ERROR-CODE", (code, ""))[1]
                 if code in AUTH_ERROR_CODES:
-                    return _Outcome("auth_failed", note=f"{label}: credentials rejected ({code} {reason})")
-                return _Outcome("error", note=f"{label}: Allocate refused ({code} {reason})")
+                    return _Outcome("auth_failed", note=f"{label}: credentials rejected ({code} {reason})"), False
+                refusal = _Outcome("error", note=f"{label}: Allocate refused ({code} {reason})")
+                return refusal, code == ALLOCATION_MISMATCH
             except stun.TransactionTimeout:
-                return _Outcome("timeout", note=f"{label}: no Allocate answer")
+                return _Outcome("timeout", note=f"{label}: no Allocate answer"), False
             except ConnectionError as error:  # aioice: a success response without the relayed address
-                return _Outcome("error", note=f"{label}: {error}")
+                return _Outcome("error", note=f"{label}: {error}"), False
             allocate_ms = _elapsed_ms(start_s)
             try:
                 await asyncio.wait_for(client.delete(), TURN_DELETE_TIMEOUT_S)
             except asyncio.TimeoutError:
                 pass  # the server frees it when its lifetime ends
-            return _Outcome("ok", allocate_ms)
+            return _Outcome("ok", allocate_ms), False
         finally:
             if client.refresh_task is not None:
                 client.refresh_task.cancel()
