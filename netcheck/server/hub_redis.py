@@ -240,9 +240,9 @@ class RedisBackend:
 class _NodeReader:
     """The node's one blocking XREAD over every stream its watchers watch; hands each entry to them.
 
-    `positions[session]` is the last entry handed out (or, for a session new on this node, the
-    newest entry when it joined): the next read starts there (`read_after`: the same as the read's
-    arguments, kept up to date rather than rebuilt for every read). The reader runs while the node has
+    `read_after[stream key]` is the last entry handed out (or, for a session new on this node, the
+    newest entry when it joined): the next read starts there. Kept as the read's own arguments
+    (text ids) so that a read does not rebuild them. The reader runs while the node has
     watchers and ends the streams of all of them ("not live") when Redis fails.
     """
 
@@ -251,7 +251,6 @@ class _NodeReader:
         self.wake_key = f"netcheck:hub:node:{secrets.token_hex(8)}:wake"
         self.wake_after = "0-0"
         self.wake_pending = False
-        self.positions: dict[str, IdPair] = {}
         self.read_after: dict[str, str] = {}
         """Stream key → the id the next read starts after."""
         self.watchers: dict[str, set[_RedisWatcher]] = {}
@@ -265,11 +264,11 @@ class _NodeReader:
         """
         session_id = watcher.session_id
         self.watchers.setdefault(session_id, set()).add(watcher)
-        new_session = session_id not in self.positions
+        key = _key(session_id, "events")
+        new_session = key not in self.read_after
         if new_session:
-            self.positions[session_id] = newest_id
-            self.read_after[_key(session_id, "events")] = _id_text(newest_id)
-        watcher.catching_up = watcher.after < self.positions[session_id]
+            self.read_after[key] = _id_text(newest_id)
+        watcher.catching_up = watcher.after < _id_pair(self.read_after[key])
         if self.task is None:
             self.task = asyncio.create_task(self._run())
         elif new_session and not self.wake_pending:
@@ -291,7 +290,6 @@ class _NodeReader:
         watchers.discard(watcher)
         if not watchers:
             del self.watchers[watcher.session_id]
-            del self.positions[watcher.session_id]
             del self.read_after[_key(watcher.session_id, "events")]
 
     def stop(self) -> None:
@@ -334,9 +332,8 @@ class _NodeReader:
             return
         for entry_id, fields in entries:
             pair = _id_pair(entry_id)
-            if pair <= self.positions[session_id]:
+            if pair <= _id_pair(self.read_after[key]):
                 continue
-            self.positions[session_id] = pair
             self.read_after[key] = entry_id.decode()
             frame = _frame(session_id, entry_id, fields)
             if frame is None:
