@@ -60,7 +60,7 @@ def serve_node(hub_url: str | None, profile_path: str | None = None) -> None:
     """In the node's own process: the real server with the session cap lifted; prints its URL.
     `profile_path`: run it under cProfile and write the statistics there when it stops."""
     from netcheck.server.app import start_server
-    from netcheck.server.hub import HubLimits
+    from netcheck.server.hub.routes import HubLimits
 
     if profile_path:
         import cProfile

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from netcheck.config import InfluxSettings  # noqa: E402
-from netcheck.points import Point  # noqa: E402
+from netcheck.store.points import Point  # noqa: E402
 from netcheck.store.local import LocalStore  # noqa: E402
 from tests.harness.tsdb import InfluxDB1, VictoriaMetrics  # noqa: E402
 
@@ -47,7 +47,7 @@ def fill(path: Path, count: int) -> None:
 
 def drain_child(store_path: str, settings_json: str) -> None:
     """In the child: deliver everything, print points delivered and seconds."""
-    from netcheck.delivery import Deliverer
+    from netcheck.store.delivery import Deliverer
     from netcheck.store.influx import make_writer
 
     settings = InfluxSettings(**json.loads(settings_json))

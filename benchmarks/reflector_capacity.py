@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from netcheck import wire  # noqa: E402
+from netcheck.net import wire  # noqa: E402
 from tests.harness.servers import start_serve, stop, subprocess_env  # noqa: E402
 
 INTERVAL_S = 0.020

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netcheck.alerts import AlertTracker  # noqa: E402
-from netcheck.loss_evidence import CAP_RATIO, DECIDE_NATS, LossEvidence, PacketCounts  # noqa: E402
+from netcheck.session.alerts import AlertTracker  # noqa: E402
+from netcheck.session.loss_evidence import CAP_RATIO, DECIDE_NATS, LossEvidence, PacketCounts  # noqa: E402
 from netcheck.model import Cue, Status  # noqa: E402
 from netcheck.probes.udp import UdpResult  # noqa: E402
 from netcheck.quality import assess  # noqa: E402

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from netcheck import __version__
-from netcheck.server_info import fetch_server_info, reflector_of
+from netcheck.net.server_info import fetch_server_info, reflector_of
 from netcheck.model import Assessment, Measurement, assessment_to_dict, result_fields
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe, run_probe

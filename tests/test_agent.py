@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netcheck.points import Point
+from netcheck.store.points import Point
 from netcheck.store.local import LocalStore
 from tests.harness.servers import REPO, ServerProcess, subprocess_env
 from tests.harness.delivered import (

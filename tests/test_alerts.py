@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from netcheck.alerts import AlertTracker, loss_evidence_for
-from netcheck.loss_evidence import PacketCounts, neutral_loss_pct, poor_reference_pct
+from netcheck.session.alerts import AlertTracker, loss_evidence_for
+from netcheck.session.loss_evidence import PacketCounts, neutral_loss_pct, poor_reference_pct
 from netcheck.model import Cue, CueVerdict, Level, MetricVerdict, Status
 from netcheck.probes.udp import UdpResult
 from netcheck.quality import METRICS, apply_overrides, assess
@@ -91,7 +91,7 @@ def test_timing_advice_names_the_misreading() -> None:
     assert advice == "Leave extra time before responding, and do not read pauses as withdrawal."
 
 
-# --- loss judged on the packets' evidence (netcheck/loss_evidence.py) ---------------------------
+# --- loss judged on the packets' evidence (netcheck/session/loss_evidence.py) ---------------------------
 
 def udp_window(sent: int, lost: int, jitter_ms: float = 2.0) -> tuple[dict, PacketCounts]:
     """A window's cue verdicts from the real quality model, and its packet counts."""

@@ -25,8 +25,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netcheck.browser_check import BODY, BodyError, Number, Obj, parse_body
-from netcheck.browser_report import CODE_ALPHABET, DEVICE_ADVICE, report_dict
+from netcheck.browser.check_body import BODY, BodyError, Number, Obj, parse_body
+from netcheck.browser.check_report import CODE_ALPHABET, DEVICE_ADVICE, report_dict
 from netcheck.check import CheckReport, report_to_dict
 from netcheck.config import InfluxSettings
 from netcheck.server.app import RunningServer, start_server
@@ -154,7 +154,7 @@ def test_nan_infinity_deep_nesting_and_non_objects_are_refused(raw: bytes) -> No
 
 def test_the_report_has_check_json_shape() -> None:
     """browser_report.report_dict cannot import check.report_to_dict (an import cycle): equal here."""
-    from netcheck.browser_report import build_check, ServerView
+    from netcheck.browser.check_report import build_check, ServerView
 
     body = parse_body(json.dumps(VALID_BODY).encode())
     check = build_check(body, ServerView(None, None), "c" * 32, "2026-01-01T00:00:00.000+00:00", 1.0,
@@ -183,7 +183,7 @@ CLEAN_CALL = {
 
 def clean_check(camera: str, microphone: str = "ok") -> dict[str, Any]:
     """A clean loopback check with these device findings: every figure would carry video."""
-    from netcheck.browser_report import build_check, ServerView
+    from netcheck.browser.check_report import build_check, ServerView
 
     sent_ms = [20.0 * seq for seq in range(150)]
     body = parse_body(json.dumps({

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from netcheck.config import InfluxSettings
-from netcheck.delivery import Deliverer
-from netcheck.points import Point
+from netcheck.store.delivery import Deliverer
+from netcheck.store.points import Point
 from netcheck.store.influx import WriteError, make_writer
 from netcheck.store.local import LocalStore
 from tests.harness.delivered import assert_influx_has_exactly, assert_victoria_has_exactly, stored_points

@@ -72,7 +72,7 @@ def test_wall_clock_jumps_do_not_bend_the_figures(server) -> None:  # type: igno
     def jumping_time() -> float:
         return real_time() + next(jumps)
 
-    from netcheck.server_info import find_reflector
+    from netcheck.net.server_info import find_reflector
 
     key = asyncio.run(find_reflector(server.http_url, None)).client_key  # before the clock starts jumping
     with mock.patch("time.time", jumping_time):

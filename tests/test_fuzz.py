@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netcheck.errors import ConfigError, UsageError
-from netcheck.server.hub_events import EventError, parse_events
-from netcheck.watch import LineSplitter, SseParser, StreamBroken
+from netcheck.server.hub.events import EventError, parse_events
+from netcheck.session.watch import LineSplitter, SseParser, StreamBroken
 from tests.harness.servers import ServerProcess
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from netcheck.httpio import BodyTooLarge, read_bounded
+from netcheck.net.httpio import BodyTooLarge, read_bounded
 from tests.harness.servers import local_app
 
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from netcheck.server.app import RunningServer, start_server
-from netcheck.server.hub import HubLimits
+from netcheck.server.hub.routes import HubLimits
 from netcheck.tokens import CLOCK_SKEW_S, create_token, verify_token
 from tests.harness.servers import start_serve, stop, subprocess_env
 

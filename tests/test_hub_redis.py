@@ -27,10 +27,10 @@ import pytest
 
 from netcheck.parse import parse_hub_url
 from netcheck.errors import UsageError
-from netcheck.hub_client import HubPoster
+from netcheck.session.hub_client import HubPoster
 from netcheck.server.app import start_server
-from netcheck.server.hub import HubLimits
-from netcheck.server.hub_redis import sse_id, stream_id
+from netcheck.server.hub.routes import HubLimits
+from netcheck.server.hub.redis_backend import sse_id, stream_id
 from netcheck.tokens import create_token
 from tests.harness.ports import HOST
 from tests.harness.redis_server import RedisServer

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from netcheck.server.hub_backends import HubLimits
-from netcheck.server.hub_redis import RedisBackend
+from netcheck.server.hub.backend import HubLimits
+from netcheck.server.hub.redis_backend import RedisBackend
 from tests.harness.redis_server import RedisServer
 
 UNTIL_S = time.time() + 3600

@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from netcheck.points import Point
+from netcheck.store.points import Point
 from netcheck.store.local import LocalStore
 
 NOW_MS = int(time.time() * 1000)
@@ -86,7 +86,7 @@ def test_kill_9_while_writing_loses_no_committed_point(tmp_path: Path) -> None:
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from netcheck.points import Point
+        from netcheck.store.points import Point
         from netcheck.store.local import LocalStore
         store = LocalStore(Path({str(path)!r}))
         batch = 0

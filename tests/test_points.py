@@ -7,7 +7,7 @@ import math
 import pytest
 
 from netcheck.model import Cue, Level, Recommendation, Status
-from netcheck.points import (
+from netcheck.store.points import (
     ASSESSMENT_MEASUREMENT, Origin, Point, assessment_point, flatten_result, report_points, result_point,
 )
 from netcheck.probes.av import AvDirection, AvResult, result_from_fields

@@ -27,8 +27,8 @@ import aiohttp
 import pytest
 
 from netcheck.av.video_windows import VideoWindows
-from netcheck.browser_check import BodyError
-from netcheck.browser_leg import SEQ_MODULUS, VoiceArrival, parse_offer, parse_report, voice_window
+from netcheck.browser.check_body import BodyError
+from netcheck.browser.tab import SEQ_MODULUS, VoiceArrival, parse_offer, parse_report, voice_window
 from netcheck.model import Status
 from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
 from netcheck.tokens import create_token
@@ -166,7 +166,7 @@ def test_an_offer_takes_the_window_and_rate_within_their_ranges():
 
 
 def test_the_voice_log_answers_at_its_rate_and_ignores_the_rest():
-    from netcheck.server.leg_peer import LegVoiceLog
+    from netcheck.server.legs.peer import LegVoiceLog
 
     log = LegVoiceLog(rate_pps=10.0)
     request = lambda seq: encode(VoiceMessage(KIND_ECHO_REQUEST, seq, 0, float(seq)))  # noqa: E731
@@ -216,7 +216,7 @@ class FakeTab:
     async def open(self, picture: tuple[int, int, int] | None = None, **settings: float) -> dict[str, Any]:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
-        from netcheck.server.leg_peer import SERVER_PICTURE, MovingSquareTrack, drain
+        from netcheck.server.legs.peer import SERVER_PICTURE, MovingSquareTrack, drain
 
         self.pc = RTCPeerConnection()
         self.pc.addTrack(MovingSquareTrack(*(picture or SERVER_PICTURE)))
@@ -453,7 +453,7 @@ def test_reports_faster_than_the_window_are_refused():
 
 
 def test_a_tab_that_stops_reporting_loses_its_leg(monkeypatch):
-    from netcheck.server import session_legs
+    from netcheck.server.legs import routes as session_legs
 
     monkeypatch.setattr(session_legs, "SILENT_MIN_S", 1.0)
 
@@ -603,7 +603,7 @@ SERVE_SECRET = secrets.token_urlsafe(24)
 MEASURING = "body[data-state='measuring']"
 SHORT_WINDOWS = "?window=2&rate=25"
 """2 s windows at 25 packets/s, as tests/test_session_e2e.py runs the agent: loss warnings weigh packets
-(netcheck/loss_evidence.py), and at the defaults (5 s, 10 packets/s) 8 % loss is raised within 15 s in
+(netcheck/session/loss_evidence.py), and at the defaults (5 s, 10 packets/s) 8 % loss is raised within 15 s in
 only about 70 % of switches (p95 23.6 s, docs/session-hub.md "Detection time"): a 20 s bound would fail
 now and then. At 2 s and 25 packets/s it is raised within 15 s every time (p95 9.3 s)."""
 

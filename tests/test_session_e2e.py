@@ -27,7 +27,7 @@ CLEAN = Profile("clean", Impairment(), Impairment())
 LOSS_8_PCT = Profile("8pct-up", Impairment(loss_pct=8.0), Impairment())
 WINDOW = "2s"
 UDP_RATE_CONFIG = "[agent]\nudp_rate_pps = 25\n"
-"""Loss warnings weigh packets (netcheck/loss_evidence.py): at the default 10 packets/s and 5 s
+"""Loss warnings weigh packets (netcheck/session/loss_evidence.py): at the default 10 packets/s and 5 s
 windows, 8 % loss is caught within 15 s in about 70 % of switches (median 11.6 s); with 2 s windows
 at 25 packets/s, every time (p95 8.7 s; `python benchmarks/warning_false_alarms.py`,
 docs/session-hub.md "Detection time")."""

@@ -31,7 +31,7 @@ import pytest
 
 from netcheck.server.app import start_server
 from netcheck.server.checks import CheckSettings
-from netcheck.session_report import build_report, report_to_dict
+from netcheck.session.report import build_report, report_to_dict
 from netcheck.tokens import create_token
 from tests.harness.browser import chromium, run_check
 from tests.harness.impairment import Relay

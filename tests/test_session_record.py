@@ -14,7 +14,7 @@ import aiohttp
 
 from netcheck.server.app import start_server
 from netcheck.server.checks import CheckSettings
-from netcheck.server.hub import HubLimits
+from netcheck.server.hub.routes import HubLimits
 from netcheck.store.local import LocalStore
 from netcheck.tokens import create_token
 

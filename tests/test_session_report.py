@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netcheck.session_report import build_report, report_to_dict
+from netcheck.session.report import build_report, report_to_dict
 
 
 def summary(leg: str, at: str, vocal: str, timing: str = "good") -> dict:

@@ -16,7 +16,7 @@ import pytest
 
 from netcheck.config import load_config
 from netcheck.errors import ConfigError, StoreError
-from netcheck.points import Point
+from netcheck.store.points import Point
 from netcheck.store.local import LocalStore
 from tests.harness.servers import REPO, subprocess_env
 

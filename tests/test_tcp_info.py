@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from netcheck.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
 from tests.harness.servers import ServerProcess, local_app
 
 pytestmark = pytest.mark.skipif(not tcp_info_available(), reason="TCP_INFO is read on Linux only")

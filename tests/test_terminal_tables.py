@@ -82,7 +82,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 SEED = f"""
-from netcheck.cli_common import open_store
+from netcheck.cli.common import open_store
 from netcheck.config import load_config
 
 report = {{"check_id": "c-seeded", "started_at": "2026-11-29T14:05:07.123+00:00", "duration_s": 9.6,

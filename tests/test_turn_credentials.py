@@ -20,7 +20,7 @@ from aioice import stun, turn
 from netcheck.errors import UsageError
 from netcheck.server.app import TURN_LABEL, start_server
 from netcheck.tokens import create_token
-from netcheck.turn_credentials import (
+from netcheck.server.turn_credentials import (
     CREDENTIAL_TTL_S, BrowserTurn, browser_turn, parse_browser_turn_url, turn_credentials,
 )
 from tests.harness.coturn import Coturn

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from netcheck import wire
+from netcheck.net import wire
 from netcheck.model import Status
 from netcheck.probes.udp import KEY_EXPIRED_ERROR, UdpProbe, UdpProbeSettings
 from netcheck.server.app import start_server
 from netcheck.server.reflector import Reflector
 from netcheck.server.udp_keys import ClientKeys, full_expiry_min
-from netcheck.server_info import find_reflector
+from netcheck.net.server_info import find_reflector
 
 SECRET = b"s" * 32
 VICTIM, ATTACKER = "192.0.2.10", "198.51.100.66"
@@ -157,8 +157,8 @@ def test_an_agent_whose_key_expired_fetches_a_fresh_one(tmp_path) -> None:
     """The first window is told the key expired (a clear error in its UDP result); the next one
     measures with a fresh key from the server."""
 
-    from netcheck.agent import Agent, AgentSettings
-    from netcheck.server_info import ReflectorAddress
+    from netcheck.session.agent import Agent, AgentSettings
+    from netcheck.net.server_info import ReflectorAddress
     from netcheck.store.local import LocalStore
 
     async def scenario():

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from netcheck import wire
+from netcheck.net import wire
 from netcheck.model import Status
 from netcheck.probes.udp import MAX_REPLIES_PER_PACKET, UdpProbe, UdpProbeSettings
 from netcheck.server.app import start_server

@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from netcheck.notify import Notifier, should_notify
+from netcheck.session.notify import Notifier, should_notify
 from netcheck.store.local import LocalStore
 from netcheck.tokens import create_token
-from netcheck.watch import (
+from netcheck.session.watch import (
     ConnectionStatus, LineSplitter, SseMessage, SseParser, StreamBroken, WatchState, follow_events, next_backoff_s,
     parse_event,
 )

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from netcheck.render_watch import render_watch
-from netcheck.watch import ConnectionStatus, WatchState
+from netcheck.cli.render_watch import render_watch
+from netcheck.session.watch import ConnectionStatus, WatchState
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
 from tests.test_watch import SECRET, as_received, post, summary, token, warning
 

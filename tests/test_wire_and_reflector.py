@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netcheck import wire
+from netcheck.net import wire
 from netcheck.server.reflector import FlowTable, Reflector, SourceRateLimiter
 
 KEY = b"test-key-0123456789"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from netcheck.av.markers import VideoFormat
 from netcheck.av.peer import IceSettings
-from netcheck.httpio import (
+from netcheck.net.httpio import (
     BUSY_WAIT_BUDGET_S, BodyTooLarge, ServerBusy, bearer, busy_message, read_bounded, retry_after_s,
 )
 from netcheck import bounds

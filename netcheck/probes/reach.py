@@ -25,13 +25,14 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from netcheck import stats, wire
+from netcheck import stats
+from netcheck.net import wire
 from netcheck.av.peer import IceSettings
 from netcheck.errors import ConfigError, MeasurementError, UsageError
 from netcheck.model import Status
 from netcheck.results import ReachResult, SubStatus
 from netcheck.probes.udp import ReplyCollector
-from netcheck.wire import ClientKey
+from netcheck.net.wire import ClientKey
 
 RUN_BUDGET_S = 3.5
 """Every part ends by then (TURN's deallocation may add up to `TURN_DELETE_TIMEOUT_S`)."""
@@ -59,7 +60,7 @@ STUN_MAGIC = 0x2112A442
 STUN_BINDING_REQUEST = 0x0001
 STUN_BINDING_SUCCESS = 0x0101
 STUN_BINDING_ERROR = 0x0111
-LAZY_IMPORTS = ("aiohttp", "aioice.stun", "aioice.turn", "netcheck.server_info")
+LAZY_IMPORTS = ("aiohttp", "aioice.stun", "aioice.turn", "netcheck.net.server_info")
 AUTH_ERROR_CODES = (401, 431)
 """Unauthorized after the nonce round, Integrity Check Failure: the server rejects the credentials."""
 
@@ -213,7 +214,7 @@ class ReachProbe:
     # --- the UDP reflector --------------------------------------------------------------------
 
     async def _udp_echo(self, deadline_s: float, http_path: asyncio.Future) -> _EchoOutcome:
-        from netcheck.server_info import fetch_server_info, reflector_of
+        from netcheck.net.server_info import fetch_server_info, reflector_of
 
         target = self.udp_target
         if target is None:

@@ -9,7 +9,7 @@ loaded: how far its RTT rises above the idle RTT is the bufferbloat a video call
 
 Bytes are counted by the sending side's kernel where it can tell (TCP_INFO, Linux): the server's
 for downloads, ours for uploads. Where it cannot, the receiver's count is used (ours for
-downloads, the server's for uploads), which after losses lags in bursts (see netcheck/tcp_info.py).
+downloads, the server's for uploads), which after losses lags in bursts (see netcheck/net/tcp_info.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netcheck import bounds
-from netcheck.httpio import BUSY_WAIT_BUDGET_S, ServerBusy, bearer, busy_message, retry_after_s
+from netcheck.net.httpio import BUSY_WAIT_BUDGET_S, ServerBusy, bearer, busy_message, retry_after_s
 from netcheck.model import Status
 from netcheck.results import ThroughputResult
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
-from netcheck.tcp_info import delivered_bytes, tcp_info_available
-from netcheck.wire import ClientKey
+from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.net.wire import ClientKey
 
 RAMP_S = 1.0
 BIN_S = 0.25
@@ -256,7 +256,7 @@ class ThroughputProbe:
                         return
 
     async def _upload(self, http, phase: _Phase, test_id: str) -> None:
-        from netcheck.httpio import MAX_STREAM_MBPS, Pacer
+        from netcheck.net.httpio import MAX_STREAM_MBPS, Pacer
 
         payload = secrets.token_bytes(64 * 1024)
         pacer = Pacer(MAX_STREAM_MBPS)
@@ -279,7 +279,7 @@ class ThroughputProbe:
 async def _server_count(response) -> tuple[int, list[tuple[float, int]]]:
     """(bytes, [(seconds, bytes so far), …]) from the server's count of a test; nothing if it has none
     or answers with something else (bounded: a hostile server cannot make us read more)."""
-    from netcheck.httpio import BodyTooLarge, read_bounded
+    from netcheck.net.httpio import BodyTooLarge, read_bounded
 
     if response.status != 200:
         return 0, []

@@ -13,7 +13,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from netcheck import bounds, stats, wire
+from netcheck import bounds, stats
+from netcheck.net import wire
 from netcheck.errors import UsageError
 from netcheck.model import Status
 from netcheck.results import UdpResult
@@ -228,7 +229,7 @@ def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:
 @dataclass(frozen=True)
 class EchoTiming:
     """One echo reply as the statistics need it: the UDP probe's datagrams and the browser check's
-    data channel (netcheck/browser_check.py) both become these, so both report by one definition."""
+    data channel (netcheck/browser/check_body.py) both become these, so both report by one definition."""
 
     seq: int
     rtt_ms: float

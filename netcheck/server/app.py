@@ -15,22 +15,23 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck import __version__, wire
+from netcheck import __version__
+from netcheck.net import wire
 from netcheck.av.peer import IceSettings
-from netcheck.points import Origin
-from netcheck.server.hub import HubLimits, SessionHub, register_disabled
+from netcheck.store.points import Origin
+from netcheck.server.hub.routes import HubLimits, SessionHub, register_disabled
 from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, report_node_metrics
 from netcheck.server.access import Caller, MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
 from netcheck.server.checks import CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
-from netcheck.server.session_legs import ClientLegs
+from netcheck.server.legs.routes import ClientLegs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
 from netcheck.server.web import StaticPages
-from netcheck.turn_credentials import BrowserTurn
+from netcheck.server.turn_credentials import BrowserTurn
 
 MAX_REQUEST_BYTES = 64 * 1024
 AV_SESSIONS_PER_CLIENT = 2
@@ -299,7 +300,7 @@ def session_hub(secret: bytes, limits: HubLimits, hub_url: str | None, hub_passw
     """The hub over its backend: Redis for a `redis://` or `rediss://` URL (redis-py imported only then)."""
     if hub_url is None:
         return SessionHub(secret, limits)
-    from netcheck.server.hub_redis import RedisBackend
+    from netcheck.server.hub.redis_backend import RedisBackend
 
     return SessionHub(secret, limits, RedisBackend(hub_url, hub_password, limits))
 

@@ -1,8 +1,8 @@
 """`POST /v1/checks` and `GET /v1/checks/{check_id}`: the browser check's verdict, stored like a CLI check.
 
-The page posts what it measured (netcheck/browser_check.py validates it); the server ends the call
+The page posts what it measured (netcheck/browser/check_body.py validates it); the server ends the call
 it names, adds its own view of the call, the voice channel and the throughput tests, assesses with
-the clinic's thresholds (netcheck/browser_report.py), stores the check in its local store with its
+the clinic's thresholds (netcheck/browser/check_report.py), stores the check in its local store with its
 points (`client=browser`) and, when InfluxDB is configured, delivers them from the same outbox as
 the agent does. Posting is bounded: 256 kB, a handful of checks per client per minute.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck.browser_check import MAX_BODY_BYTES, BodyError, parse_body
-from netcheck.browser_report import ServerView, build_check
+from netcheck.browser.check_body import MAX_BODY_BYTES, BodyError, parse_body
+from netcheck.browser.check_report import ServerView, build_check
 from netcheck.errors import StoreError
-from netcheck.points import Origin, Point, report_points
+from netcheck.store.points import Origin, Point, report_points
 from netcheck.quality import METRICS, Metric
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.media import MediaPeerHub
@@ -114,7 +114,7 @@ class CheckEndpoints:
         self.store = LocalStore(self.settings.store_path, self.settings.max_points, self.settings.retention_days)
         self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
-            from netcheck.delivery import Deliverer
+            from netcheck.store.delivery import Deliverer
             from netcheck.store.influx import make_writer
 
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from netcheck.points import NODE_MEASUREMENT, FieldValue, Origin, Point
+from netcheck.store.points import NODE_MEASUREMENT, FieldValue, Origin, Point
 
 NODE_METRICS_EVERY_S = 10.0
 """One point per node every 10 s: 8,640 a day, the agent's rate at its default window."""

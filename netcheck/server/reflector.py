@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from netcheck import wire
+from netcheck.net import wire
 from netcheck.server.udp_keys import ClientKeys, full_expiry_min
 
 MAX_FLOWS = 4096

@@ -26,10 +26,10 @@ from aiohttp import web
 from netcheck.errors import StoreError
 from netcheck.quality import METRICS
 from netcheck.quality.end_to_end import end_to_end
-from netcheck.server.hub import TokenRefused, session_claims
-from netcheck.server.session_record import hub_held_events, merge_events
+from netcheck.server.hub.routes import TokenRefused, session_claims
+from netcheck.server.hub.record import hub_held_events, merge_events
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
-from netcheck.session_report import build_report, report_to_dict
+from netcheck.session.report import build_report, report_to_dict
 from netcheck.tokens import TokenClaims
 
 SESSION = "{session_id:[A-Za-z0-9._-]{1,128}}"

@@ -3,7 +3,7 @@
 Upload is counted where it arrives, at the server, per test id, because bytes a client has
 handed to its socket are not bytes that crossed the link (send buffers hold a second or more
 of a slow uplink). Download is counted here too, as the sender: bytes the client's kernel has
-acknowledged (TCP_INFO, see netcheck/tcp_info.py), which a receiver's in-order count lags by up
+acknowledged (TCP_INFO, see netcheck/net/tcp_info.py), which a receiver's in-order count lags by up
 to a retransmission timeout.
 """
 
@@ -17,10 +17,10 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from netcheck.httpio import MAX_STREAM_MBPS, Pacer
+from netcheck.net.httpio import MAX_STREAM_MBPS, Pacer
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.admission import Busy, FairShare
-from netcheck.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
 
 CHUNK_BYTES = 64 * 1024
 MAX_TRANSFER_BYTES = 1 << 30

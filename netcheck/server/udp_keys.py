@@ -18,7 +18,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from netcheck import wire
+from netcheck.net import wire
 
 KEY_TTL_S = 600.0
 """A check needs seconds; an agent refreshes its key before it runs out (server_info.ReflectorAccess)."""

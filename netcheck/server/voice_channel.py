@@ -6,7 +6,7 @@ its monotonic clock, and counts the distinct sequence numbers it received — th
 UDP reflector gives the CLI. Anything malformed, out of range or beyond the rate is ignored, never
 answered: a hostile page gets no more bytes than it sends, and no more than 100 answers a second.
 The server also keeps its own log of what arrived, so that a posted check's figures can be held
-against what the server itself saw (netcheck/browser_check.py).
+against what the server itself saw (netcheck/browser/check_body.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from netcheck.config import InfluxSettings
-from netcheck.points import Point
+from netcheck.store.points import Point
 
 MAX_ERROR_CHARS = 300
 RETRYABLE_STATUSES = frozenset({408, 425, 429})

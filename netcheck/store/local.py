@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netcheck.errors import StoreError
-from netcheck.points import Point
+from netcheck.store.points import Point
 from netcheck.store import outbox
 from netcheck.store.outbox import OutboxStats, StoredPoint
 

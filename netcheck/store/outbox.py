@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from netcheck.points import Point
+from netcheck.store.points import Point
 
 PENDING, DELIVERED, REJECTED = 0, 1, 2
 LEASE_KEY = "delivery_lease"

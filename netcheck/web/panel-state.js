@@ -1,5 +1,5 @@
 // What the panel shows, folded from the hub's events in arrival order (the page's twin of
-// netcheck/watch.py WatchState): each leg's latest summary and its last windows' cue levels, the
+// netcheck/session/watch.py WatchState): each leg's latest summary and its last windows' cue levels, the
 // active warnings, and the raised/cleared history. No judging: levels are the agents' and the
 // hub's words are shown as they come.
 

@@ -10,7 +10,7 @@ const RAMP_MS = 500;
 const DOWNLOAD_BYTES = 1 << 30;
 const UPLOAD_CHUNK_BYTES = 1 << 20;
 const STREAM_MBPS = 50;
-/** Each upload stream is paced to 50 Mbit/s, as the CLI paces its own (netcheck/httpio.py) and the server
+/** Each upload stream is paced to 50 Mbit/s, as the CLI paces its own (netcheck/net/httpio.py) and the server
  * its downloads: 4 streams measure up to 200 Mbit/s, plenty for a video session, without a loopback or
  * LAN test starving the server's CPU (which would read as delay under load). */
 

@@ -9,7 +9,7 @@ tests/harness/netns.py), with UDP and TCP on one port (TLS on a second port when
 self-signed certificate made at start); relays from a small range of ports on that address, and
 allows loopback peers, because every peer in these tests is on this machine. Credentials are a
 static user and password (lt-cred-mech), or with `auth_secret` the TURN REST API's time-limited ones
-(`use-auth-secret`, netcheck/turn_credentials.py). The options, credentials included, go in a 0600
+(`use-auth-secret`, netcheck/server/turn_credentials.py). The options, credentials included, go in a 0600
 configuration file, not on argv. `__enter__` returns only once the server answers a STUN Binding
 request on UDP and accepts TCP (and TLS) connections.
 """

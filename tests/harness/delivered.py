@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from netcheck.points import Point
+from netcheck.store.points import Point
 from netcheck.store.outbox import points_since
 from tests.harness.http_faults import RecordedExchange
 from tests.harness.tsdb import InfluxDB1, VictoriaMetrics

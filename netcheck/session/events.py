@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from netcheck.alerts import WarningEvent
+from netcheck.session.alerts import WarningEvent
 from netcheck.model import Assessment, Measurement, cues_to_dict
 from netcheck.results import UdpResult
 

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netcheck.server.hub_backends import HubBackend, HubRefusal
-from netcheck.watch import LineSplitter, SseParser, StreamBroken, parse_event
+from netcheck.server.hub.backend import HubBackend, HubRefusal
+from netcheck.session.watch import LineSplitter, SseParser, StreamBroken, parse_event
 
 HELD_READ_WAIT_S = 0.05
 """A quiet read this long ends the replay: the held events are already queued (memory) or one

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from netcheck.quality.end_to_end import EndToEndFigure, end_to_end
 from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
-from netcheck.watch import ConnectionStatus, WatchState, WindowPoint
+from netcheck.session.watch import ConnectionStatus, WatchState, WindowPoint
 
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
 CUES = tuple((cue.value, words.short) for cue, words in CUE_WORDS.items())

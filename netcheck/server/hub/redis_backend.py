@@ -50,8 +50,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from netcheck.server.hub_backends import WRITE_BATCH_BYTES, HubLimits, HubRefusal
-from netcheck.server.hub_events import sse_frame, stamp
+from netcheck.server.hub.backend import WRITE_BATCH_BYTES, HubLimits, HubRefusal
+from netcheck.server.hub.events import sse_frame, stamp
 from netcheck.server.reflector import SourceRateLimiter
 
 SEQ_PER_MS = 1000

@@ -34,10 +34,10 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck.browser_check import BodyError
-from netcheck.browser_leg import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
+from netcheck.browser.check_body import BodyError
+from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
 from netcheck.quality import METRICS
-from netcheck.server.hub import TokenRefused, session_claims
+from netcheck.server.hub.routes import TokenRefused, session_claims
 from netcheck.server.access import busy_response
 from netcheck.server.reflector import SourceRateLimiter
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
@@ -117,8 +117,8 @@ class ClientLegs:
         return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
     async def offer(self, request: web.Request) -> web.Response:
-        from netcheck.server.client_leg import LegSinks, TabLeg
-        from netcheck.server.leg_peer import LegPeer
+        from netcheck.server.legs.leg import LegSinks, TabLeg
+        from netcheck.server.legs.peer import LegPeer
 
         try:
             claims = self._authorize(request)

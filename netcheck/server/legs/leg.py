@@ -24,18 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from netcheck.agent import WindowReport, packet_counts, window_to_dict
-from netcheck.alerts import AlertTracker
-from netcheck.browser_leg import voice_window, window_av
+from netcheck.session.agent import WindowReport, packet_counts, window_to_dict
+from netcheck.session.alerts import AlertTracker
+from netcheck.browser.tab import voice_window, window_av
 from netcheck.errors import StoreError
-from netcheck.hub_client import HUB_KEYS_SET_BY_SERVER, MAX_EVENTS_PER_POST, MAX_WAITING_EVENTS
+from netcheck.session.hub_client import HUB_KEYS_SET_BY_SERVER, MAX_EVENTS_PER_POST, MAX_WAITING_EVENTS
 from netcheck.model import Measurement, ProbeResult
-from netcheck.points import Origin, report_points, warning_point
+from netcheck.store.points import Origin, report_points, warning_point
 from netcheck.quality import METRICS, Metric, assess
-from netcheck.server.hub_backends import HubRefusal
-from netcheck.server.hub_events import parse_events
-from netcheck.server.leg_peer import ARRIVALS_KEPT_S, LegPeer
-from netcheck.session_events import summary_event, warning_event
+from netcheck.server.hub.backend import HubRefusal
+from netcheck.server.hub.events import parse_events
+from netcheck.server.legs.peer import ARRIVALS_KEPT_S, LegPeer
+from netcheck.session.events import summary_event, warning_event
 
 TAB_ROLES = ("client", "therapist")
 """The legs a tab may measure: a session's two people (a check token measures no session leg)."""

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from netcheck.bounds import Range
-from netcheck.browser_check import BodyError, Choice, Hex, Number, NumberList, Obj
-from netcheck.browser_report import ice_path, voice_result
+from netcheck.browser.check_body import BodyError, Choice, Hex, Number, NumberList, Obj
+from netcheck.browser.check_report import ice_path, voice_result
 from netcheck.model import Status
 from netcheck.results import AvDirection, AvResult, UdpResult
 

@@ -17,11 +17,11 @@ import typer
 
 from netcheck import __version__
 from netcheck.errors import NetcheckError, UsageError
-from netcheck.cli_agent import Role, agent, store_app
-from netcheck.cli_dashboards import dashboards_app
-from netcheck.cli_watch import watch
-from netcheck.cli_session import session_app, token_app
-from netcheck.cli_common import (
+from netcheck.cli.agent import Role, agent, store_app
+from netcheck.cli.dashboards import dashboards_app
+from netcheck.cli.watch import watch
+from netcheck.cli.session import session_app, token_app
+from netcheck.cli.common import (
     JsonFlag, RelayOnlyFlag, StunOption, TurnOption, TurnUserOption, ice_settings, note_busy, print_json,
     open_store, server_url_from, stderr_console, stdout_console, stop_on_signals,
 )
@@ -112,12 +112,12 @@ def check(
 
     from netcheck.av.session import parse_video_format
     from netcheck.check import expected_duration_s, report_to_dict, run_check, run_local_check
-    from netcheck.check_record import deliver_briefly, save_check
+    from netcheck.store.check_record import deliver_briefly, save_check
     from netcheck.config import load_config
     from netcheck.probes.av import AvProbeSettings
     from netcheck.probes.throughput import ThroughputSettings
     from netcheck.probes.udp import UdpProbeSettings
-    from netcheck.render import render_check, with_progress
+    from netcheck.cli.render import render_check, with_progress
 
     config = load_config()
     if local and (server or udp_target):
@@ -175,8 +175,8 @@ def probe_udp(
 
     from netcheck.config import load_config
     from netcheck.probes.udp import UdpProbe, UdpProbeSettings
-    from netcheck.render import render_fields
-    from netcheck.server_info import find_reflector
+    from netcheck.cli.render import render_fields
+    from netcheck.net.server_info import find_reflector
 
     host, port = parse_host_port(target)
     config = load_config()
@@ -212,7 +212,7 @@ def probe_av(
     from netcheck.av.session import check_audio_offset_ms, parse_video_format
     from netcheck.config import load_config
     from netcheck.probes.av import AvProbe, AvProbeSettings
-    from netcheck.render import render_av
+    from netcheck.cli.render import render_av
 
     config = load_config()
     server_url = server_url_from(server, config)
@@ -238,9 +238,9 @@ def probe_throughput(
 
     from netcheck import bounds
     from netcheck.config import load_config
-    from netcheck.server_info import find_reflector
+    from netcheck.net.server_info import find_reflector
     from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
-    from netcheck.render import render_fields
+    from netcheck.cli.render import render_fields
 
     config = load_config()
     server_url = server_url_from(server, config, required=False)
@@ -282,7 +282,7 @@ def probe_reach(
 
     from netcheck.config import load_config
     from netcheck.probes.reach import ReachProbe
-    from netcheck.render import render_fields
+    from netcheck.cli.render import render_fields
 
     config = load_config()
     server_url = server_url_from(server, config)
@@ -304,7 +304,7 @@ def probe_system(
 
     from netcheck import bounds
     from netcheck.probes.system import SystemProbe
-    from netcheck.render import render_fields
+    from netcheck.cli.render import render_fields
 
     window_s = parse_duration_s(duration, "--duration")
     bounds.SYSTEM_WINDOW_S.check(window_s, "--duration", repr(duration))
@@ -339,7 +339,7 @@ def serve(
     from netcheck.parse import parse_hub_url
     from netcheck.server.app import start_server, tls_context
     from netcheck.server.checks import CheckSettings
-    from netcheck.turn_credentials import browser_turn as browser_turn_settings
+    from netcheck.server.turn_credentials import browser_turn as browser_turn_settings
 
     for name, port in (("--http-port", http_port), ("--udp-port", udp_port)):
         if not 0 <= port <= 65535:
@@ -422,7 +422,7 @@ def history(
 ) -> int:
     """Past checks from the local store."""
     from netcheck.config import load_config
-    from netcheck.render import render_history
+    from netcheck.cli.render import render_history
 
     with open_store(load_config()) as store:
         reports = store.list_checks(limit)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from netcheck.cli_common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
+from netcheck.cli.common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
@@ -43,7 +43,7 @@ def agent(
     import json
 
     from netcheck import bounds
-    from netcheck.agent import Agent, AgentSettings, window_to_dict
+    from netcheck.session.agent import Agent, AgentSettings, window_to_dict
     from netcheck.config import load_config
 
     config = load_config()
@@ -88,8 +88,8 @@ def agent(
             last_recommendation.append(recommendation)
 
     async def run() -> Any:
-        from netcheck.delivery import Deliverer
-        from netcheck.hub_client import HubPoster
+        from netcheck.store.delivery import Deliverer
+        from netcheck.session.hub_client import HubPoster
         from netcheck.store.influx import make_writer
 
         stop = asyncio.Event()

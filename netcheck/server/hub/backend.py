@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from netcheck.server.hub_events import sse_frame, stamp
+from netcheck.server.hub.events import sse_frame, stamp
 from netcheck.server.reflector import SourceRateLimiter
 
 WRITE_BATCH_BYTES = 64 * 1024

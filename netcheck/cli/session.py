@@ -59,10 +59,10 @@ def report(
     Read from the local store: what this machine's agent measured, what `netcheck watch` received, and
     (on the server's machine) the browser checks made with the session's check link.
     """
-    from netcheck.cli_common import open_store, print_json, stdout_console
+    from netcheck.cli.common import open_store, print_json, stdout_console
     from netcheck.config import load_config
-    from netcheck.render import render_session_report
-    from netcheck.session_report import build_report, report_to_dict
+    from netcheck.cli.render import render_session_report
+    from netcheck.session.report import build_report, report_to_dict
 
     with open_store(load_config()) as store:
         events = store.session_events(session_id)

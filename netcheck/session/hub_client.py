@@ -75,7 +75,7 @@ class HubPoster:
     async def _post(self, events: list[dict[str, Any]]) -> tuple[int, str]:
         import aiohttp
 
-        from netcheck.httpio import BodyTooLarge, read_bounded
+        from netcheck.net.httpio import BodyTooLarge, read_bounded
 
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT_S))

@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError
 from netcheck.av.peer import outbound_figures, restrict_host_candidates, rtc_configuration
 from netcheck.av.tracks import VIDEO_CLOCK_HZ
 from netcheck.av.video_windows import VideoWindow, VideoWindows
-from netcheck.browser_leg import ReceivedVideo, VoiceArrival
+from netcheck.browser.tab import ReceivedVideo, VoiceArrival
 from netcheck.server.reflector import SourceRateLimiter
 from netcheck.server.voice_channel import KIND_ECHO_REPLY, KIND_ECHO_REQUEST, LABEL as VOICE_LABEL, VoiceMessage
 from netcheck.server.voice_channel import decode, encode

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from netcheck.errors import ConfigError, MeasurementError
-from netcheck.httpio import BodyTooLarge, bearer, read_bounded
-from netcheck.wire import ClientKey
+from netcheck.net.httpio import BodyTooLarge, bearer, read_bounded
+from netcheck.net.wire import ClientKey
 
 INFO_TIMEOUT_S = 3.0
 """Short enough that an unreachable server ends the check within 5 s."""

@@ -6,7 +6,7 @@ clears. Pure: windows' verdicts in, events out; the agent stores and sends them.
 
 Packet loss is a count, too coarse in one window to call a path poor: when the agent passes the
 window's packet counts, the loss-driven metrics (loss_one_way_pct, and the MOS computed from it) are poor
-only when the packets' cumulative evidence says so (netcheck/loss_evidence.py). That evidence is
+only when the packets' cumulative evidence says so (netcheck/session/loss_evidence.py). That evidence is
 a hysteresis of its own, weighed over many windows' packets, so its crossing raises at once.
 """
 
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from netcheck.loss_evidence import LossEvidence, PacketCounts
+from netcheck.session.loss_evidence import LossEvidence, PacketCounts
 from netcheck.model import Cue, CueVerdict, Level
 from netcheck.quality.assess import SEVERITY
 from netcheck.quality.metrics import METRICS, Metric

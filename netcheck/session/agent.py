@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from netcheck.alerts import AlertTracker, WarningEvent
-from netcheck.delivery import Deliverer
+from netcheck.session.alerts import AlertTracker, WarningEvent
+from netcheck.store.delivery import Deliverer
 from netcheck.errors import MeasurementError
-from netcheck.hub_client import HubPoster
-from netcheck.loss_evidence import PacketCounts
+from netcheck.session.hub_client import HubPoster
+from netcheck.session.loss_evidence import PacketCounts
 from netcheck.model import Assessment, Measurement, ProbeResult, Status, assessment_to_dict, result_fields
-from netcheck.points import (
+from netcheck.store.points import (
     AGENT_MEASUREMENT,
     Origin,
     Point,
@@ -39,8 +39,8 @@ from netcheck.probes.system import SystemProbe
 from netcheck.probes.udp import KEY_EXPIRED_ERROR, UdpProbe, UdpProbeSettings, failed_result
 from netcheck.results import AvResult, UdpResult
 from netcheck.quality import METRICS, Metric, assess
-from netcheck.server_info import ReflectorAddress, find_reflector
-from netcheck.session_events import summary_event, warning_event
+from netcheck.net.server_info import ReflectorAddress, find_reflector
+from netcheck.session.events import summary_event, warning_event
 from netcheck.store.local import LocalStore
 
 UDP_SHARE_OF_WINDOW = 0.8

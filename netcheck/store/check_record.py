@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from netcheck.errors import StoreError
-from netcheck.points import Origin, report_points
+from netcheck.store.points import Origin, report_points
 
 CHECK_DELIVERY_BUDGET_S = 3.0
 """After the verdict is shown: how long `check` tries to send its points before leaving them to the agent."""
@@ -40,7 +40,7 @@ def save_check(config: Any, check_report: Any, report: dict[str, Any], local: bo
 
 def deliver_briefly(config: Any, open_store: Callable[[Any], Any], note: Callable[[str], None]) -> None:
     """Send the check's points (and any backlog) to InfluxDB within a few seconds; what fails waits."""
-    from netcheck.delivery import deliver_within
+    from netcheck.store.delivery import deliver_within
 
     try:
         with open_store(config) as store:

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck.server.hub_backends import HubBackend, HubLimits, HubRefusal, MemoryBackend, Subscription
-from netcheck.server.hub_events import KEEPALIVE_FRAME, EventError, parse_events
+from netcheck.server.hub.backend import HubBackend, HubLimits, HubRefusal, MemoryBackend, Subscription
+from netcheck.server.hub.events import KEEPALIVE_FRAME, EventError, parse_events
 from netcheck.tokens import TokenClaims, TokenError, verify_token
 
 __all__ = ["EVENTS_PATH", "HubLimits", "SessionHub", "register_disabled"]

@@ -1,7 +1,7 @@
 """`netcheck watch`: a therapist's live view of both legs of a session, from the session hub.
 
-Thin, like cli.py: resolve the server and token, follow the hub (netcheck/watch.py), store
-every event, show it (Rich live view or JSON lines) and notify (netcheck/notify.py).
+Thin, like cli.py: resolve the server and token, follow the hub (netcheck/session/watch.py), store
+every event, show it (Rich live view or JSON lines) and notify (netcheck/session/notify.py).
 """
 
 import os
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from netcheck.cli_common import open_store, server_url_from, stdout_console, stop_on_signals
+from netcheck.cli.common import open_store, server_url_from, stdout_console, stop_on_signals
 from netcheck.errors import StoreError, UsageError
 
 if TYPE_CHECKING:  # asyncio is imported where it runs: `netcheck --help` does not need it
@@ -34,7 +34,7 @@ def watch(
     import asyncio
 
     from netcheck.config import load_config
-    from netcheck.watch import check_watch_args
+    from netcheck.session.watch import check_watch_args
 
     config = load_config()
     server_url = server_url_from(server, config) or ""
@@ -52,9 +52,9 @@ async def _run(config: Any, server_url: str, session: str, token: str, json_outp
 
     from rich.live import Live
 
-    from netcheck.notify import Notifier, should_notify
-    from netcheck.render_watch import render_watch
-    from netcheck.watch import ConnectionStatus, Event, WatchState, follow_events
+    from netcheck.session.notify import Notifier, should_notify
+    from netcheck.cli.render_watch import render_watch
+    from netcheck.session.watch import ConnectionStatus, Event, WatchState, follow_events
 
     stop = asyncio.Event()
     stop_on_signals(stop)
