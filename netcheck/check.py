@@ -1,6 +1,8 @@
 """The pre-session check: ask the server where its reflector is, run the probes side by side, assess.
 
-This composes probes and the quality model; it stores and prints nothing.
+This composes probes and the quality model; it stores and prints nothing. It measures a server at a
+URL, whoever started it: `check --local`, which starts one in-process, is composed by the CLI
+(netcheck/cli/check.py), so that nothing here reaches the server.
 """
 
 from __future__ import annotations
@@ -9,13 +11,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
 
-from netcheck import __version__
 from netcheck.net.server_info import fetch_server_info, reflector_of
-from netcheck.model import Assessment, Measurement, assessment_to_dict, result_fields
+from netcheck.model import CheckReport
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe, run_probe
 from netcheck.probes.reach import ReachProbe
@@ -23,17 +23,6 @@ from netcheck.probes.system import SystemProbe
 from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
 from netcheck.quality import METRICS, Metric, assess
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    check_id: str
-    started_at: str
-    duration_s: float
-    server: str
-    measurements: dict[str, Measurement]
-    assessment: Assessment
-
 
 AV_SETUP_S = 1.0
 """ICE, DTLS and the first frame on a good path, plus the server's report."""
@@ -98,41 +87,3 @@ async def run_check(
         measurements=by_probe,
         assessment=assessment,
     )
-
-
-async def run_local_check(
-    udp_settings: UdpProbeSettings,
-    thresholds: tuple[Metric, ...] = METRICS,
-    av_settings: AvProbeSettings | None = None,
-    throughput_settings: ThroughputSettings | None = None,
-) -> CheckReport:
-    """A self-test for a fresh install: start a server on loopback in-process and check against it.
-
-    Media stays on loopback too: ICE host candidates are restricted to 127.0.0.1.
-    """
-    from netcheck.av.peer import restrict_host_candidates
-    from netcheck.server.app import start_server
-
-    if av_settings is not None:
-        restrict_host_candidates(["127.0.0.1"])
-    server = await start_server("127.0.0.1", 0, 0, hmac_key=udp_settings.hmac_key)
-    try:
-        return await run_check(server.url, udp_settings, thresholds=thresholds, av_settings=av_settings,
-                               throughput_settings=throughput_settings)
-    finally:
-        await server.close()
-
-
-def report_to_dict(report: CheckReport) -> dict[str, Any]:
-    """The `netcheck check --json` form, also what the local store keeps."""
-    return {
-        **assessment_to_dict(report.assessment),
-        "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
-        "probe_runs": {name: {"started_at": m.started_at, "duration_s": m.duration_s}
-                       for name, m in report.measurements.items()},
-        "started_at": report.started_at,
-        "duration_s": report.duration_s,
-        "check_id": report.check_id,
-        "server": report.server,
-        "netcheck_version": __version__,
-    }

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from netcheck import __version__
+
 
 class Status(str, Enum):
     """How a probe ended. Failure is data: a failed probe still returns a result."""
@@ -146,4 +148,34 @@ def assessment_to_dict(assessment: Assessment, detail: bool = True) -> dict[str,
         "cues": cues_to_dict(assessment, detail),
         "advice": list(assessment.advice),
         "video_setting": assessment.video_setting,
+    }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """One pre-session check: what each probe measured and what it means (the CLI's, or a browser's
+    as the server built it from the page's figures and its own records)."""
+
+    check_id: str
+    started_at: str
+    """ISO 8601 UTC."""
+    duration_s: float
+    server: str
+    measurements: dict[str, Measurement]
+    assessment: Assessment
+
+
+def report_to_dict(report: CheckReport) -> dict[str, Any]:
+    """The one serialised form of a check: `netcheck check --json`, the browser check's answer (which
+    adds its own keys) and what the local store keeps."""
+    return {
+        **assessment_to_dict(report.assessment),
+        "measurements": {name: result_fields(m.result) for name, m in report.measurements.items()},
+        "probe_runs": {name: {"started_at": m.started_at, "duration_s": m.duration_s}
+                       for name, m in report.measurements.items()},
+        "started_at": report.started_at,
+        "duration_s": report.duration_s,
+        "check_id": report.check_id,
+        "server": report.server,
+        "netcheck_version": __version__,
     }

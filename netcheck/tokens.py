@@ -23,7 +23,10 @@ from netcheck.errors import NetcheckError, UsageError
 VERSION = "v1"
 MAX_TOKEN_CHARS = 1024
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-ROLES = ("client", "therapist", "check")
+LEGS = ("client", "therapist")
+"""A session's legs, one per person: the roles whose tokens post (or a tab measures) a leg of the session.
+The one list: the hub, the tabs, the checks, the report, the watch view and the CLI's panels take it from here."""
+ROLES = (*LEGS, "check")
 """client and therapist post their leg of a session (and a therapist watches it); check only measures."""
 MIN_TTL_S = 60.0
 MAX_TTL_S = 7 * 86400.0

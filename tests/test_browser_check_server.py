@@ -26,11 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netcheck.browser.check_body import BODY, BodyError, Number, Obj, parse_body
-from netcheck.browser.check_report import CODE_ALPHABET, DEVICE_ADVICE, report_dict
-from netcheck.check import CheckReport, report_to_dict
+from netcheck.browser.check_report import CODE_ALPHABET, DEVICE_ADVICE
+from netcheck.model import CheckReport, report_to_dict
 from netcheck.config import InfluxSettings
 from netcheck.server.app import RunningServer, start_server
-from netcheck.server.checks import CheckRate, CheckSettings
+from netcheck.server.checks import CHECK_EVERY_S, CHECKS_BURST, CheckSettings
+from netcheck.server.rate import TokenBuckets, retry_after_s
 from netcheck.server.web import CONTENT_SECURITY_POLICY, StaticPages
 from netcheck.tokens import create_token
 from tests.harness.delivered import assert_influx_has_exactly, assert_victoria_has_exactly, stored_points
@@ -153,7 +154,8 @@ def test_nan_infinity_deep_nesting_and_non_objects_are_refused(raw: bytes) -> No
 
 
 def test_the_report_has_check_json_shape() -> None:
-    """browser_report.report_dict cannot import check.report_to_dict (an import cycle): equal here."""
+    """One serializer for both checks (model.report_to_dict): the browser's report is the CLI's `--json`
+    of the same measurements and assessment, plus its own keys, none of them overriding the CLI's."""
     from netcheck.browser.check_report import build_check, ServerView
 
     body = parse_body(json.dumps(VALID_BODY).encode())
@@ -161,8 +163,7 @@ def test_the_report_has_check_json_shape() -> None:
                         "http://127.0.0.1:1", None)
     cli = report_to_dict(CheckReport("c" * 32, "2026-01-01T00:00:00.000+00:00", 1.0, "http://127.0.0.1:1",
                                      check.measurements, check.assessment))
-    assert report_dict("c" * 32, "2026-01-01T00:00:00.000+00:00", 1.0, "http://127.0.0.1:1", check.measurements,
-                       check.assessment) == cli
+    assert {key: check.report[key] for key in cli} == cli
     assert set(check.report) - set(cli) == {"client", "devices", "code", "session_id", "audio_offset_ms", "held_back_by"}
     assert CHECK_CODE.match(check.report["code"])
     camera = next(f for f in check.report["devices"] if f["device"] == "camera")
@@ -218,12 +219,11 @@ def test_without_sound_from_the_microphone_a_clean_connection_says_phone(microph
 
 
 def test_the_check_rate_lets_a_person_rerun_but_not_a_script() -> None:
-    now = [0.0]
-    rate = CheckRate(clock=lambda: now[0])
-    assert [rate.take("a") for _ in range(5)] == [0] * 5
-    assert rate.take("a") > 0 and rate.take("b") == 0
-    now[0] = 20.0
-    assert rate.take("a") == 0
+    rate = TokenBuckets(1.0 / CHECK_EVERY_S, CHECKS_BURST)  # as the checks endpoint holds it
+    assert [rate.take("a", 0.0) for _ in range(5)] == [0] * 5
+    assert rate.take("a", 0.0) > 0 and rate.take("b", 0.0) == 0
+    assert retry_after_s(rate.take("a", 10.0)) == 11  # half a token back: 10 s to go, said as 11
+    assert rate.take("a", 20.0) == 0
 
 
 # --- hostile bodies against a real server: 4xx, nothing stored ---------------------------------------

@@ -1,6 +1,6 @@
 """The client's leg of a session measured from a browser tab (issue 14; docs/in-session.md, "The client's tab").
 
-Fast: the window arithmetic (browser_leg.py, av/video_windows.py, the voice log) with made-up times;
+Fast: the window arithmetic (browser/tab.py, av/video_windows.py, the voice log) with made-up times;
 the endpoints in-process with a real aiortc peer standing in for the tab (its offer, a report, the
 hub's events, the refusals). Slow: headless Chromium on a real `netcheck serve` with `netcheck
 watch --json` reading the hub; marked `netns`: Chromium in a network namespace with 8 % of the UDP
@@ -376,7 +376,7 @@ def test_a_therapist_token_measures_the_therapists_own_leg_into_the_hub():
             status, window = await tab.report()
             assert status == 200, window
             found = await summaries_of(bench.http, bench.server, {"therapist"})
-            assert _client_legs(bench.server).legs.keys() == {(SESSION, "therapist")}
+            assert _session_tabs(bench.server).legs.keys() == {(SESSION, "therapist")}
         assert set(found) == {"therapist"}, found  # the therapist's leg, and no client's
         summary = found["therapist"]
         assert (summary["leg"], summary["session_id"]) == ("therapist", SESSION)
@@ -483,7 +483,7 @@ def test_a_picture_bigger_than_the_tabs_closes_its_leg():
 def test_the_server_measures_at_most_its_bound_of_tabs_and_says_when_it_is_busy():
     async def body() -> None:
         async with serving() as bench:
-            legs = _client_legs(bench.server)
+            legs = _session_tabs(bench.server)
             legs.max_legs = 1
             await bench.tab().open()
             async with bench.http.post(f"{legs_url(bench.server, 's2')}/offer", headers=bearer(token(session_id="s2")),
@@ -544,14 +544,14 @@ def test_a_wrong_token_is_refused_in_the_hubs_words_and_opens_no_leg(headers, ex
 
 
 def _open_legs(server: Any) -> int:
-    return len(_client_legs(server).legs)
+    return len(_session_tabs(server).legs)
 
 
-def _client_legs(server: Any) -> Any:
-    """The app's ClientLegs (its endpoints' owner; the node's metrics count its legs)."""
-    from netcheck.server.app import CLIENT_LEGS
+def _session_tabs(server: Any) -> Any:
+    """The app's SessionTabs (its endpoints' owner; the node's metrics count its legs)."""
+    from netcheck.server.app import SESSION_TABS
 
-    return server.runner.app[CLIENT_LEGS]
+    return server.runner.app[SESSION_TABS]
 
 
 def test_without_a_secret_the_tab_is_told_the_hub_is_off():

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netcheck.net import wire
-from netcheck.server.reflector import FlowTable, Reflector, SourceRateLimiter
+from netcheck.server.rate import TokenBuckets
+from netcheck.server.reflector import FlowTable, Reflector
 
 KEY = b"test-key-0123456789"
 
@@ -61,7 +62,7 @@ def test_reflector_drops_replies_oversized_and_unauthenticated_packets() -> None
 
 
 def test_rate_limit_per_source() -> None:
-    limiter = SourceRateLimiter(rate_pps=10.0, burst_pkts=5.0)
+    limiter = TokenBuckets(rate_per_s=10.0, burst=5.0)
     allowed = sum(limiter.allow("192.0.2.1", 0.0) for _ in range(20))
     assert allowed == 5  # the burst, then nothing until tokens refill
     assert limiter.allow("192.0.2.2", 0.0)  # other sources are unaffected
@@ -69,10 +70,10 @@ def test_rate_limit_per_source() -> None:
 
 
 def test_rate_limiter_and_flow_table_stay_bounded() -> None:
-    limiter = SourceRateLimiter(rate_pps=10.0, burst_pkts=5.0, max_sources=100)
+    limiter = TokenBuckets(rate_per_s=10.0, burst=5.0, max_keys=100)
     for index in range(1000):
         limiter.allow(f"198.51.100.{index}", 0.0)
-    assert len(limiter._buckets) == 100
+    assert len(limiter) == 100
     flows = FlowTable(max_flows=50, max_seqs=10)
     for flow_id in range(500):
         flows.record("192.0.2.1", flow_id, 0, 0.0)

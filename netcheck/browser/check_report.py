@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from netcheck import __version__
-from netcheck.model import Assessment, Measurement, Recommendation, Status, assessment_to_dict, result_fields
+from netcheck.model import Assessment, CheckReport, Measurement, Recommendation, Status, report_to_dict
 from netcheck.probes.av import failed_result as av_failed
 from netcheck.probes.throughput import RAMP_S, rate_after_ramp_mbps
 from netcheck.probes.udp import EchoTiming, failed_result as udp_failed, summarise_echoes
@@ -211,7 +210,7 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
     assessment = replace(assessment, advice=assessment.advice + advice)
     assessment, held_back_by = devices_hold_back(assessment, body["devices"])
     report = {
-        **report_dict(check_id, started_at, duration_s, server, measurements, assessment),
+        **report_to_dict(CheckReport(check_id, started_at, duration_s, server, measurements, assessment)),
         "client": "browser", "devices": findings, "code": check_code(), "session_id": session_id,
         "held_back_by": held_back_by,
         "audio_offset_ms": body["audio_offset_ms"],
@@ -242,19 +241,3 @@ def devices_hold_back(assessment: Assessment, devices: Mapping[str, Any]) -> tup
                        summary="Use audio only until the camera works: the connection itself would carry video, "
                                "but no picture came from the camera."), "camera"
     return assessment, None
-
-
-def report_dict(check_id: str, started_at: str, duration_s: float, server: str,
-                measurements: Mapping[str, Measurement], assessment: Assessment) -> dict[str, Any]:
-    """`check.report_to_dict`'s shape (tests/test_browser_check_server.py holds them equal); not imported
-    from there because check.py reaches the server (its `--local` self-test) and the server reaches this."""
-    return {
-        **assessment_to_dict(assessment),
-        "measurements": {name: result_fields(m.result) for name, m in measurements.items()},
-        "probe_runs": {name: {"started_at": m.started_at, "duration_s": m.duration_s} for name, m in measurements.items()},
-        "started_at": started_at,
-        "duration_s": duration_s,
-        "check_id": check_id,
-        "server": server,
-        "netcheck_version": __version__,
-    }

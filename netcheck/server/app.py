@@ -23,10 +23,11 @@ from netcheck.server.hub.routes import HubLimits, SessionHub, register_disabled
 from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, report_node_metrics
 from netcheck.server.access import Caller, MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
+from netcheck.server.capacity import Capacity
 from netcheck.server.checks import CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
-from netcheck.server.legs.routes import ClientLegs
+from netcheck.server.legs.routes import SessionTabs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
@@ -43,10 +44,10 @@ THROUGHPUT_STREAMS_PER_CLIENT = 8
 """A check opens 4 per direction, one direction at a time; 8 leaves room for the switch."""
 THROUGHPUT_STREAM_EXPECTED_S = 8.0
 TURN_LABEL = "netcheck"
-CLIENT_LEGS = web.AppKey("client_legs", ClientLegs)
-"""The app's client session tabs (the node's metrics count them)."""
 """The TURN username's label for a page without a token; with one, its session id (the TURN server's
 log then names the check's session)."""
+SESSION_TABS = web.AppKey("session_tabs", SessionTabs)
+"""The app's session tabs, clients' and therapists' (the node's metrics count them)."""
 
 
 @dataclass
@@ -85,16 +86,6 @@ class RunningServer:
             await self.checks.close()
 
 
-@dataclass
-class Capacity:
-    """The server's measuring capacity, shared out fairly (admission.py)."""
-
-    access: MeasuringAccess
-    av: FairShare
-    throughput: FairShare
-    cpu: CpuHeadroom
-
-
 def default_capacity(access: MeasuringAccess) -> Capacity:
     return Capacity(
         access=access,
@@ -127,10 +118,10 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
         hub.on_published = check_endpoints.record_session_events  # the session's report reads them
     else:
         register_disabled(app)
-    client_legs = ClientLegs(hub, media, capacity, check_endpoints)
-    client_legs.routes(app)
-    app[CLIENT_LEGS] = client_legs
-    app.on_shutdown.append(lambda _app: client_legs.close())
+    session_tabs = SessionTabs(hub, media, capacity, check_endpoints)
+    session_tabs.routes(app)
+    app[SESSION_TABS] = session_tabs
+    app.on_shutdown.append(lambda _app: session_tabs.close())
     SessionPages(hub, capacity, check_endpoints).routes(app)
 
     def measuring_caller(request: web.Request) -> Caller | None:
@@ -249,7 +240,7 @@ async def start_server(
     if check_endpoints.delivers and check_endpoints.store is not None:
         origin = Origin(agent=check_endpoints.store.agent_id(), kind="node", site=checks.site if checks else None,
                         server=running.url.split("://", 1)[1])
-        sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity, app[CLIENT_LEGS])
+        sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity, app[SESSION_TABS])
         running.node_metrics = asyncio.ensure_future(
             report_node_metrics(check_endpoints, sources, origin, node_metrics_every_s))
     return running

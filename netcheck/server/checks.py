@@ -13,7 +13,6 @@ import asyncio
 import re
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,13 +23,18 @@ from aiohttp import web
 
 from netcheck.browser.check_body import MAX_BODY_BYTES, BodyError, parse_body
 from netcheck.browser.check_report import ServerView, build_check
+from netcheck.config import InfluxSettings
 from netcheck.errors import StoreError
 from netcheck.store.points import Origin, Point, report_points
 from netcheck.quality import METRICS, Metric
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.media import MediaPeerHub
+from netcheck.server.rate import TokenBuckets, retry_after_s
 from netcheck.server.throughput import ThroughputEndpoints
+from netcheck.store.delivery import Deliverer
+from netcheck.store.influx import make_writer
 from netcheck.store.local import LocalStore
+from netcheck.tokens import LEGS
 
 CHECK_ID = re.compile(r"^[0-9a-f]{32}$")
 CHECKS_BURST = 5
@@ -38,8 +42,6 @@ CHECK_EVERY_S = 20.0
 """A check takes about 30 s: five at once, then one every 20 s per client, is a person pressing
 "run again", not a script filling the store."""
 MAX_RATE_CLIENTS = 4096
-ATTACHING_ROLES = ("client", "therapist")
-"""Tokens of a session's legs attach the check to that session; a `check` token only measures."""
 
 
 @dataclass(frozen=True)
@@ -49,32 +51,12 @@ class CheckSettings:
     store_path: Path
     thresholds: tuple[Metric, ...] = METRICS
     site: str | None = None
-    influx: Any = None
-    """config.InfluxSettings, or None: points stay in the store."""
+    influx: InfluxSettings | None = None
+    """None: points stay in the store."""
     max_points: int = 200_000
     retention_days: float = 30.0
     on_event: Callable[[str], None] = field(default=lambda message: None, repr=False)
     """Told, in one sentence, about delivery (InfluxDB unreachable, back again)."""
-
-
-class CheckRate:
-    """Per-client token buckets (bounded in number: the oldest clients are forgotten first)."""
-
-    def __init__(self, burst: int = CHECKS_BURST, every_s: float = CHECK_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.every_s, self.clock = burst, every_s, clock
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def take(self, client: str) -> int:
-        """0 when admitted, else the seconds to wait."""
-        now_s = self.clock()
-        tokens, last_s = self.buckets.pop(client, (float(self.burst), now_s))
-        tokens = min(float(self.burst), tokens + (now_s - last_s) / self.every_s)
-        admitted = tokens >= 1.0
-        self.buckets[client] = (tokens - 1.0 if admitted else tokens, now_s)
-        while len(self.buckets) > MAX_RATE_CLIENTS:
-            self.buckets.popitem(last=False)
-        return 0 if admitted else max(1, int((1.0 - tokens) * self.every_s) + 1)
 
 
 SESSION_EVENTS_WRITE_S = 1.0
@@ -93,12 +75,12 @@ class CheckEndpoints:
         self.access = access
         self.media = media
         self.throughput = throughput
-        self.rate = CheckRate()
+        self.rate = TokenBuckets(1.0 / CHECK_EVERY_S, CHECKS_BURST, MAX_RATE_CLIENTS)
         self.store: LocalStore | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._delivery: asyncio.Task | None = None
-        self._deliverer: Any = None
+        self._deliverer: Deliverer | None = None
         self._session_events: list[dict[str, Any]] = []
         self._session_event_writer: asyncio.Task | None = None
         self.session_events_dropped = 0
@@ -114,9 +96,6 @@ class CheckEndpoints:
         self.store = LocalStore(self.settings.store_path, self.settings.max_points, self.settings.retention_days)
         self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
-            from netcheck.store.delivery import Deliverer
-            from netcheck.store.influx import make_writer
-
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
                                         self.settings.on_event)
             self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
@@ -197,9 +176,9 @@ class CheckEndpoints:
             body = parse_body(raw)
         except BodyError as error:
             return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
-        wait_s = self.rate.take(caller.client)  # only a check that would be stored takes from the rate
+        wait_s = self.rate.take(caller.client, time.monotonic())  # only a check that would be stored takes from the rate
         if wait_s:
-            return busy_response(wait_s, "too many checks from this client")
+            return busy_response(retry_after_s(wait_s), "too many checks from this client")
         call = voice = None
         age_s = 0.0
         if body["av_session_id"] is not None:
@@ -216,13 +195,14 @@ class CheckEndpoints:
             upload=self._upload(tp.get("upload_test_id")), download=self._download(tp.get("download_test_id")),
         )
         claims = caller.claims
-        session_id = claims.session_id if claims is not None and claims.role in ATTACHING_ROLES else None
+        # a leg's token attaches the check to its session; a `check` token only measures
+        session_id = claims.session_id if claims is not None and claims.role in LEGS else None
         now = datetime.now(timezone.utc)
         started_at = (now - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
         check = build_check(body, view, uuid.uuid4().hex, started_at, round(age_s, 3), _server_url(request),
                             session_id, self.settings.thresholds if self.settings else METRICS)
         origin = Origin(agent=self.store.agent_id(), kind="check",
-                        role=claims.role if claims is not None and claims.role in ATTACHING_ROLES else "client",
+                        role=claims.role if claims is not None and claims.role in LEGS else "client",
                         site=self.settings.site if self.settings else None,
                         server=_server_url(request).split("://", 1)[1], session_id=session_id,
                         check_id=check.report["check_id"], client="browser")

@@ -12,8 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from netcheck.server.capacity import Capacity
+from netcheck.server.checks import CheckEndpoints
+from netcheck.server.hub.routes import SessionHub
+from netcheck.server.legs.routes import SessionTabs
+from netcheck.server.media import MediaPeerHub
+from netcheck.server.reflector import Reflector
+from netcheck.server.throughput import ThroughputEndpoints
 from netcheck.store.points import NODE_MEASUREMENT, FieldValue, Origin, Point
 
 NODE_METRICS_EVERY_S = 10.0
@@ -24,18 +30,18 @@ NODE_METRICS_EVERY_S = 10.0
 class NodeSources:
     """The node's parts whose counters make up its metrics (server/app.py builds it)."""
 
-    hub: Any | None
-    """server.hub.SessionHub, or None when the hub is off."""
-    reflector: Any
-    """server.reflector.Reflector: its `counters`."""
-    media: Any
-    """server.media.MediaPeerHub: its `sessions` are the A/V calls in progress."""
-    throughput: Any
-    """server.throughput.ThroughputEndpoints: `active_streams`."""
-    capacity: Any
-    """server.app.Capacity: the fair shares' refusals and the CPU sample."""
-    client_legs: Any
-    """server.session_legs.ClientLegs: the session tabs (clients' and therapists' legs) the node measures now."""
+    hub: SessionHub | None
+    """None when the hub is off."""
+    reflector: Reflector
+    """Its `counters`."""
+    media: MediaPeerHub
+    """Its `sessions` are the A/V calls in progress."""
+    throughput: ThroughputEndpoints
+    """`active_streams`."""
+    capacity: Capacity
+    """The fair shares' refusals and the CPU sample."""
+    session_tabs: SessionTabs
+    """The session tabs (clients' and therapists' legs) the node measures now."""
 
 
 def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, outbox_pending: int) -> dict[str, FieldValue]:
@@ -47,7 +53,7 @@ def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, ou
         "rss_mb": round(rss_bytes / 1e6, 1),
         "outbox_pending": outbox_pending,
         "av_calls": len(sources.media.sessions),
-        "session_tabs": len(sources.client_legs.legs),
+        "session_tabs": len(sources.session_tabs.legs),
         "av_refused_total": sources.capacity.av.refused,
         "throughput_streams": sources.throughput.active_streams,
         "throughput_refused_total": sources.capacity.throughput.refused,
@@ -68,9 +74,9 @@ def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, ou
     return fields
 
 
-async def report_node_metrics(checks: Any, sources: NodeSources, origin: Origin,
+async def report_node_metrics(checks: CheckEndpoints, sources: NodeSources, origin: Origin,
                               every_s: float = NODE_METRICS_EVERY_S) -> None:
-    """Every `every_s`, one point into the node's outbox (server.checks.CheckEndpoints.store_points)."""
+    """Every `every_s`, one point into the node's outbox (`checks.store_points`)."""
     import psutil
 
     process = psutil.Process()

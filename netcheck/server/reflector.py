@@ -15,12 +15,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from netcheck.net import wire
+from netcheck.server.rate import TokenBuckets
 from netcheck.server.udp_keys import ClientKeys, full_expiry_min
 
 MAX_FLOWS = 4096
 MAX_SEQS_PER_FLOW = 65536
 FLOW_IDLE_S = 120.0
 MAX_SOURCES = 10000
+"""Sources whose rate the reflector remembers (server/rate.py forgets the least recent first)."""
 
 
 @dataclass
@@ -36,27 +38,6 @@ class ReflectorCounters:
     dropped_flow_limit: int = 0
     key_expired: int = 0
     """Answered with KIND_KEY_EXPIRED: the right address, an expired key."""
-
-
-class SourceRateLimiter:
-    """Token bucket per source address, bounded in the number of sources it remembers."""
-
-    def __init__(self, rate_pps: float, burst_pkts: float, max_sources: int = MAX_SOURCES) -> None:
-        self.rate_pps = rate_pps
-        self.burst_pkts = burst_pkts
-        self.max_sources = max_sources
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, source: str, now_s: float) -> bool:
-        tokens, last_s = self._buckets.pop(source, (self.burst_pkts, now_s))
-        tokens = min(self.burst_pkts, tokens + (now_s - last_s) * self.rate_pps)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        self._buckets[source] = (tokens, now_s)
-        if len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
-        return allowed
 
 
 @dataclass
@@ -106,7 +87,7 @@ class Reflector(asyncio.DatagramProtocol):
         self.hmac_key = hmac_key
         self.client_keys = client_keys
         self.open_reflector = open_reflector
-        self.limiter = SourceRateLimiter(rate_pps, burst_pkts)
+        self.limiter = TokenBuckets(rate_pps, burst_pkts, MAX_SOURCES)
         self.flows = FlowTable()
         self.counters = ReflectorCounters()
         self.transport: asyncio.DatagramTransport | None = None

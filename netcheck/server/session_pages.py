@@ -26,11 +26,13 @@ from aiohttp import web
 from netcheck.errors import StoreError
 from netcheck.quality import METRICS
 from netcheck.quality.end_to_end import end_to_end
-from netcheck.server.hub.routes import TokenRefused, session_claims
+from netcheck.server.capacity import Capacity
+from netcheck.server.checks import CheckEndpoints
+from netcheck.server.hub.routes import SessionHub, TokenRefused, session_claims
 from netcheck.server.hub.record import hub_held_events, merge_events
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
 from netcheck.session.report import build_report, report_to_dict
-from netcheck.tokens import TokenClaims
+from netcheck.tokens import LEGS, TokenClaims
 
 SESSION = "{session_id:[A-Za-z0-9._-]{1,128}}"
 PANEL_PAGE = "panel.html"
@@ -38,7 +40,6 @@ REPORT_PAGE = "report.html"
 MAX_ESTIMATE_BODY_BYTES = 16 * 1024
 """Two legs' `figures` (a dozen numbers each), with room to spare."""
 BODY_TIMEOUT_S = 10.0
-LEGS = ("client", "therapist")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -53,13 +54,13 @@ class _Refusal(Exception):
 class SessionPages:
     """The therapist's pages and the report's JSON; register with `routes(app)`."""
 
-    def __init__(self, hub: Any | None, capacity: Any, checks: Any) -> None:
+    def __init__(self, hub: SessionHub | None, capacity: Capacity, checks: CheckEndpoints | None) -> None:
         self.hub = hub
-        """server.hub.SessionHub (None: no secret, the hub is off)."""
+        """None: no secret, the hub is off."""
         self.capacity = capacity
-        """server.app.Capacity: access (tokens)."""
+        """Access (tokens)."""
         self.checks = checks
-        """server.checks.CheckEndpoints: the node's store (the session's checks)."""
+        """The node's store (the session's checks)."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get(f"/session/{SESSION}", self.panel_page)
@@ -101,7 +102,7 @@ class SessionPages:
             return refusal.response
         legs = {leg: {"window": {"figures": body.get(leg)}} if isinstance(body.get(leg), dict) else None
                 for leg in LEGS}
-        settings = getattr(self.checks, "settings", None)
+        settings = self.checks.settings if self.checks is not None else None
         thresholds = settings.thresholds if settings is not None else METRICS
         estimate = end_to_end(legs["client"], legs["therapist"], thresholds)
         figures = [{"metric": figure.metric, "label": figure.label, "value": figure.value, "unit": figure.unit,

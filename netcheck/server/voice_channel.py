@@ -15,6 +15,8 @@ import math
 import struct
 from dataclasses import dataclass, field
 
+from netcheck.server.rate import TokenBuckets
+
 LABEL = "netcheck-voice"
 MESSAGE_BYTES = 48
 MAGIC = b"NV"
@@ -79,8 +81,7 @@ class VoiceChannelLog:
     arrivals: list[Arrival] = field(default_factory=list)
     ignored: int = 0
     """Messages not answered: malformed, replies sent to the server, or beyond the rate."""
-    _tokens: float = MAX_MESSAGES_PER_S
-    _last_ms: float | None = None
+    _rate: TokenBuckets = field(default_factory=lambda: TokenBuckets(MAX_MESSAGES_PER_S, MAX_MESSAGES_PER_S, 1))
 
     @property
     def rx_count(self) -> int:
@@ -95,7 +96,7 @@ class VoiceChannelLog:
         `send_ms`: the clock when the reply leaves (default `now_ms`); the page removes the
         server's turnaround (send − receive) from its round trip, as the UDP probe does.
         """
-        if not self._admit(now_ms):
+        if not self._rate.allow(LABEL, now_ms / 1000.0):
             self.ignored += 1
             return None
         message = decode(data)
@@ -111,14 +112,3 @@ class VoiceChannelLog:
         else:
             kind = KIND_STATS_REPLY
         return encode(VoiceMessage(kind, message.seq, self.rx_count, message.client_send_ms, now_ms, send_ms))
-
-    def _admit(self, now_ms: float) -> bool:
-        """A token bucket of MAX_MESSAGES_PER_S, refilled continuously; every message costs a token."""
-        if self._last_ms is not None:
-            elapsed_s = max(0.0, now_ms - self._last_ms) / 1000.0
-            self._tokens = min(MAX_MESSAGES_PER_S, self._tokens + elapsed_s * MAX_MESSAGES_PER_S)
-        self._last_ms = now_ms
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True

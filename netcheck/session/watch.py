@@ -20,9 +20,9 @@ from typing import Any, Literal
 import aiohttp
 
 from netcheck.errors import NetcheckError, UsageError
+from netcheck.tokens import LEGS
 
 EVENT_TYPES = frozenset({"summary", "warning_raised", "warning_cleared"})
-LEGS = ("client", "therapist")
 LEVELS = ("good", "fair", "poor", "unknown")
 MAX_LINE_BYTES = 64 * 1024
 MAX_EVENT_BYTES = 64 * 1024

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netcheck.server.hub.events import sse_frame, stamp
-from netcheck.server.reflector import SourceRateLimiter
+from netcheck.server.rate import TokenBuckets
+from netcheck.tokens import LEGS
 
 WRITE_BATCH_BYTES = 64 * 1024
 CLOSE_GRACE_S = 1.0
@@ -143,7 +144,7 @@ class _MemoryWatcher:
 @dataclass(eq=False)
 class _Session:
     history: deque[tuple[int, bytes]]
-    post_limiter: SourceRateLimiter
+    post_limiter: TokenBuckets
     last_active_s: float
     last_id: int = 0
     watchers: set[_MemoryWatcher] = field(default_factory=set)
@@ -221,7 +222,7 @@ class MemoryBackend:
             if len(self.sessions) >= self.limits.max_sessions:
                 raise HubRefusal(503, f"too many live sessions (at most {self.limits.max_sessions})", 60)
             session = _Session(deque(maxlen=self.limits.history_events),
-                               SourceRateLimiter(self.limits.post_rate_per_s, self.limits.post_burst, 2), now_s,
+                               TokenBuckets(self.limits.post_rate_per_s, self.limits.post_burst, len(LEGS)), now_s,
                                last_id=int(time.time() * 1000) if self.limits.ids_from_clock else 0)
             self.sessions[session_id] = session
         session.last_active_s = now_s

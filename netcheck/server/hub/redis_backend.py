@@ -52,7 +52,7 @@ from redis.retry import Retry
 
 from netcheck.server.hub.backend import WRITE_BATCH_BYTES, HubLimits, HubRefusal
 from netcheck.server.hub.events import sse_frame, stamp
-from netcheck.server.reflector import SourceRateLimiter
+from netcheck.server.rate import TokenBuckets
 
 SEQ_PER_MS = 1000
 COMMAND_TIMEOUT_S = 2.0
@@ -155,7 +155,7 @@ class RedisBackend:
         self.reads = redis.Redis(connection_pool=reads, retry=Retry(NoBackoff(), 0))
         self._lease = self.commands.register_script(_LEASE)
         self._publish = self.commands.register_script(_PUBLISH)
-        self._local_posts = SourceRateLimiter(limits.post_rate_per_s, limits.post_burst)
+        self._local_posts = TokenBuckets(limits.post_rate_per_s, limits.post_burst)
         self.subscriptions: set[_RedisWatcher] = set()
         self.closing = asyncio.Event()
         self.reader = _NodeReader(self)

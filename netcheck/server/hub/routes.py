@@ -20,13 +20,11 @@ from aiohttp import web
 
 from netcheck.server.hub.backend import HubBackend, HubLimits, HubRefusal, MemoryBackend, Subscription
 from netcheck.server.hub.events import KEEPALIVE_FRAME, EventError, parse_events
-from netcheck.tokens import TokenClaims, TokenError, verify_token
+from netcheck.tokens import LEGS, TokenClaims, TokenError, verify_token
 
 __all__ = ["EVENTS_PATH", "HubLimits", "SessionHub", "register_disabled"]
 
 EVENTS_PATH = "/v1/sessions/{session_id}/events"
-LEGS = ("client", "therapist")
-"""The roles whose tokens post a leg of a session."""
 LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
 READ_CHUNK_BYTES = 16 * 1024
 

@@ -3,7 +3,7 @@ warnings and where they go.
 
 Each window the tab posts its report; the server adds its own records of the same window (the voice
 stream's arrivals, the picture it received, its RTCP round trip), builds the probes' results
-(browser_leg.py), judges them with the clinic's thresholds (`quality.assess`), runs the warnings'
+(browser/tab.py), judges them with the clinic's thresholds (`quality.assess`), runs the warnings'
 hysteresis (`alerts.AlertTracker`, with the packets' loss evidence as the agent passes it), and
 publishes the agent's events: a summary and the warnings raised or cleared, into the session hub
 as the tab's leg (its token's role, as `netcheck agent --role` does), into the node's store with the
@@ -32,13 +32,14 @@ from netcheck.session.hub_client import HUB_KEYS_SET_BY_SERVER, MAX_EVENTS_PER_P
 from netcheck.model import Measurement, ProbeResult
 from netcheck.store.points import Origin, report_points, warning_point
 from netcheck.quality import METRICS, Metric, assess
+from netcheck.server.admission import CpuHeadroom
+from netcheck.server.checks import CheckEndpoints
 from netcheck.server.hub.backend import HubRefusal
+from netcheck.server.hub.routes import SessionHub
 from netcheck.server.hub.events import parse_events
 from netcheck.server.legs.peer import ARRIVALS_KEPT_S, LegPeer
 from netcheck.session.events import summary_event, warning_event
-
-TAB_ROLES = ("client", "therapist")
-"""The legs a tab may measure: a session's two people (a check token measures no session leg)."""
+from netcheck.tokens import LEGS
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,9 @@ class LegSinks:
     """Where a tab's windows go: the hub (None: off), the node's checks endpoints (their store and
     outbox), how they are judged, and the tags of their points."""
 
-    hub: Any
-    """server.hub.SessionHub."""
-    checks: Any
-    """server.checks.CheckEndpoints (its `store` is None when the server keeps no store)."""
+    hub: SessionHub | None
+    checks: CheckEndpoints | None
+    """Its `store` is None when the server keeps no store."""
     thresholds: tuple[Metric, ...] = METRICS
     site: str | None = None
     server: str | None = None
@@ -61,8 +61,8 @@ class TabLeg:
     """A tab's leg of one session, from its offer until it closes."""
 
     def __init__(self, leg_id: str, session_id: str, role: str, until_s: float, peer: LegPeer, window_s: float,
-                 sinks: LegSinks, cpu: Any = None) -> None:
-        if role not in TAB_ROLES:
+                 sinks: LegSinks, cpu: CpuHeadroom | None = None) -> None:
+        if role not in LEGS:  # a check token measures no session leg
             raise ValueError(f"a tab measures a client's or a therapist's leg, not {role!r}")
         self.leg_id = leg_id
         self.session_id = session_id

@@ -22,11 +22,11 @@ import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from netcheck.av.peer import outbound_figures, restrict_host_candidates, rtc_configuration
+from netcheck.av.peer import IceSettings, outbound_figures, restrict_host_candidates, rtc_configuration
 from netcheck.av.tracks import VIDEO_CLOCK_HZ
 from netcheck.av.video_windows import VideoWindow, VideoWindows
 from netcheck.browser.tab import ReceivedVideo, VoiceArrival
-from netcheck.server.reflector import SourceRateLimiter
+from netcheck.server.rate import TokenBuckets
 from netcheck.server.voice_channel import KIND_ECHO_REPLY, KIND_ECHO_REQUEST, LABEL as VOICE_LABEL, VoiceMessage
 from netcheck.server.voice_channel import decode, encode
 
@@ -49,7 +49,7 @@ class LegVoiceLog:
     def __init__(self, rate_pps: float) -> None:
         self.arrivals: OrderedDict[int, VoiceArrival] = OrderedDict()
         self.max_arrivals = int(rate_pps * ARRIVALS_KEPT_S) + 1
-        self.limiter = SourceRateLimiter(2.0 * rate_pps + 1.0, ECHO_BURST, max_sources=1)
+        self.limiter = TokenBuckets(2.0 * rate_pps + 1.0, ECHO_BURST, max_keys=1)
         self.ignored = 0
 
     def answer(self, data: object, now_ms: float) -> bytes | None:
@@ -114,7 +114,7 @@ class MovingSquareTrack(MediaStreamTrack):
 class LegPeer:
     """One tab's peer connection; `on_gone` is called once when it fails, closes or misbehaves."""
 
-    def __init__(self, ice: Any, rate_pps: float, on_gone: Callable[[str], None]) -> None:
+    def __init__(self, ice: IceSettings, rate_pps: float, on_gone: Callable[[str], None]) -> None:
         restrict_host_candidates()
         self.pc = RTCPeerConnection(rtc_configuration(ice))
         self.voice = LegVoiceLog(rate_pps)

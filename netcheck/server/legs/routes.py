@@ -2,9 +2,9 @@
 own ("Also check my connection" in the panel), from the same page `/session/{id}/client`.
 
 The tab (netcheck/web/session-client.*) keeps one peer connection with the server for the session;
-the server measures the leg on it (leg_peer.py), assesses each window with the same quality model
+the server measures the leg on it (peer.py), assesses each window with the same quality model
 and publishes it into the session hub as the token's leg, exactly as the CLI agent's windows are
-(client_leg.py). The leg is the token's role, never the body's or the URL's alone: the URL names
+(leg.py). The leg is the token's role, never the body's or the URL's alone: the URL names
 the role only so that a token of the other role is refused (403) rather than measured as the wrong
 person. Legs are keyed by (session, role): a client's and a therapist's tab measure side by side.
 Contract and bounds: docs/in-session.md, "The client's tab" and "Also check my connection".
@@ -30,7 +30,7 @@ import asyncio
 import secrets
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -39,12 +39,19 @@ from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, p
 from netcheck.quality import METRICS
 from netcheck.server.hub.routes import TokenRefused, session_claims
 from netcheck.server.access import busy_response
-from netcheck.server.reflector import SourceRateLimiter
+from netcheck.server.capacity import Capacity
+from netcheck.server.checks import CheckEndpoints
+from netcheck.server.hub.routes import SessionHub
+from netcheck.server.media import MediaPeerHub
+from netcheck.server.rate import TokenBuckets
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
-from netcheck.tokens import SESSION_ID, TokenClaims
+from netcheck.tokens import LEGS, SESSION_ID, TokenClaims
+
+if TYPE_CHECKING:  # leg.py and peer.py bring aiortc: imported when a tab offers, not when the server starts
+    from netcheck.server.legs.leg import TabLeg
 
 PAGE = "session-client.html"
-LEG_PATH = "/v1/sessions/{session_id}/legs/{role:client|therapist}"
+LEG_PATH = f"/v1/sessions/{{session_id}}/legs/{{role:{'|'.join(LEGS)}}}"
 """The role in the path must be the token's (else 403): the leg itself is always the token's role."""
 MAX_TAB_LEGS = 20
 """Tabs measured at once by one node, clients' and therapists' together; each costs the server a few %
@@ -75,25 +82,27 @@ class _Refused(Exception):
         self.response = web.json_response({"error": message, **fields}, status=status, headers=headers)
 
 
-class ClientLegs:
-    """The session tabs' endpoints (a client's or a therapist's leg); register with `routes(app)`."""
+class SessionTabs:
+    """The session tabs' endpoints, each tab measuring a leg of either role (a client's or a therapist's);
+    register with `routes(app)`."""
 
-    def __init__(self, hub: Any | None, media: Any, capacity: Any, checks: Any) -> None:
+    def __init__(self, hub: SessionHub | None, media: MediaPeerHub, capacity: Capacity,
+                 checks: CheckEndpoints | None) -> None:
         self.hub = hub
-        """server.hub.SessionHub (None: no secret, the hub is off)."""
+        """None: no secret, the hub is off."""
         self.media = media
-        """server.media.MediaPeerHub (its ICE settings)."""
+        """Its ICE settings."""
         self.capacity = capacity
-        """server.app.Capacity: the CPU headroom."""
+        """The CPU headroom."""
         self.checks = checks
-        """server.checks.CheckEndpoints: the node's store (session events, points) and its settings."""
-        self.legs: dict[tuple[str, str], Any] = {}
-        """(session id, role) → its open client_leg.TabLeg: a client's and a therapist's tab side by side."""
+        """The node's store (session events, points) and its settings."""
+        self.legs: dict[tuple[str, str], TabLeg] = {}
+        """(session id, role) → its open leg: a client's and a therapist's tab side by side."""
         self.replaced: OrderedDict[str, None] = OrderedDict()
         """Leg ids a newer tab took over: their tabs are told so (409), not asked to reconnect."""
         self.max_legs = MAX_TAB_LEGS
-        self._limiters: dict[str, SourceRateLimiter] = {}
-        self._offers = SourceRateLimiter(1.0 / OFFER_EVERY_S, OFFER_BURST, max_sources=MAX_OFFERING_SESSIONS)
+        self._limiters: dict[str, TokenBuckets] = {}
+        self._offers = TokenBuckets(1.0 / OFFER_EVERY_S, OFFER_BURST, MAX_OFFERING_SESSIONS)
         self._watcher: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
 
@@ -117,7 +126,7 @@ class ClientLegs:
         return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
     async def offer(self, request: web.Request) -> web.Response:
-        from netcheck.server.legs.leg import LegSinks, TabLeg
+        from netcheck.server.legs.leg import LegSinks, TabLeg  # aiortc: only once a tab offers
         from netcheck.server.legs.peer import LegPeer
 
         try:
@@ -152,7 +161,7 @@ class ClientLegs:
         leg = TabLeg(leg_id, session_id, role, claims.accepted_until_s, peer, offer.window_s, sinks, cpu)
         previous = self.legs.get(key)
         self.legs[key] = leg
-        self._limiters[leg_id] = SourceRateLimiter(2.0 / offer.window_s, REPORT_BURST, max_sources=1)
+        self._limiters[leg_id] = TokenBuckets(2.0 / offer.window_s, REPORT_BURST, max_keys=1)
         if previous is not None:  # the same leg in a new tab (a reload): the newest measures
             await self._close(previous, "a newer tab took over", replaced=True)
         self._watch()
@@ -214,7 +223,7 @@ class ClientLegs:
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
-    async def _close(self, leg: Any, reason: str, replaced: bool = False) -> None:
+    async def _close(self, leg: TabLeg, reason: str, replaced: bool = False) -> None:
         """Close `leg`, saying why on the server's log (one line; the session id is opaque)."""
         leg.sinks.on_event(f"session {leg.session_id}: the {leg.role}'s tab stopped measuring ({reason})")
         if self.legs.get((leg.session_id, leg.role)) is leg:
