@@ -27,83 +27,8 @@ else:  # pragma: no cover - Python 3.10
 
 APP_NAME = "netcheck"
 
-CONFIG_TEMPLATE = """\
-# netcheck configuration. Environment variables NETCHECK_* and command-line flags override it.
-
-# The clinic's netcheck server (`netcheck serve`), e.g. "https://netcheck.example-clinic.org".
-# server = "http://127.0.0.1:8080"
-
-# A low-cardinality label for this site in metrics, e.g. "clinic-north". No personal data.
-# site = ""
-
-# A file (mode 0600) holding the reflector's HMAC key, if the server requires one.
-# Or set NETCHECK_HMAC_KEY. Never on the command line.
-# hmac_key_file = ""
-
-# A file (mode 0600) holding the session hub's secret (at least 16 bytes): `netcheck serve` checks
-# session tokens with it, `netcheck token create` signs them. Or set NETCHECK_SECRET. Without it
-# the hub is off. Never on the command line.
-# secret_file = ""
-
-# This client's session or check token (mode 0600 file), or NETCHECK_TOKEN. Never on the command line.
-# token_file = ""
-# The TURN server's password (mode 0600 file), or NETCHECK_TURN_PASSWORD.
-# turn_password_file = ""
-# `netcheck serve --browser-turn` only: coturn's static-auth-secret (mode 0600 file, at least 16
-# bytes), or NETCHECK_TURN_SECRET; pages get short-lived credentials signed with it, never the secret.
-# turn_secret_file = ""
-
-# `netcheck serve` only: keep the session hub in Redis, shared by several nodes (docs/deploy.md),
-# e.g. "redis://10.0.0.5:6379/0", or NETCHECK_HUB_URL, or `serve --hub`. No password in the URL:
-# NETCHECK_HUB_PASSWORD or this file (mode 0600).
-# hub_url = ""
-# hub_password_file = ""
-
-[check]
-# udp_interval_ms = 20
-# udp_duration_s = 3.0
-# udp_size_bytes = 160
-# quick_udp_duration_s = 1.0
-# av_duration_s = 4.0
-# quick_av_duration_s = 1.0
-# av_video = "1280x720@30"
-# throughput_duration_s = 4.0
-
-[agent]
-# window_s = 5.0           # one window: UDP probe, system probe, assessment, stored
-# udp_rate_pps = 10        # packets per second of the light UDP stream
-# udp_size_bytes = 64
-# av_every_s = 300         # a small A/V sync probe this often (0 = never), in a subprocess
-# av_duration_s = 2.0
-# av_video = "320x240@30"  # small; its resolution is ours (aiortc does not adapt it), so it is not judged
-# av_audio_offset_ms = 0   # calibration and tests only: send audio this much before its video
-
-[store]
-# max_points = 200000      # outbox + local history; when full, the oldest undelivered points are dropped (counted)
-# retention_days = 30      # delivered points are kept this long for `netcheck store export`
-
-# InfluxDB (optional). Secrets: NETCHECK_INFLUX_TOKEN / NETCHECK_INFLUX_PASSWORD, or a 0600 file.
-# [influx]
-# url = "http://127.0.0.1:8086"
-# api = "v2"               # v2: InfluxDB 2.x, 3.x, 1.8+ (org, bucket, token); v1: InfluxDB 1.x /write
-# org = "clinic"
-# bucket = "netcheck"
-# token_file = ""
-# database = "netcheck"    # v1
-# retention_policy = ""    # v1
-# username = ""            # v1
-# password_file = ""       # v1
-# timeout_s = 10.0
-# batch_size = 5000
-
-# Per-clinic thresholds; see docs/quality-model.md for the metrics and their sources.
-# [thresholds.rtt_p95_ms]
-# good = 140
-# fair = 240
-# [thresholds.av_skew_ms]
-# good = [-125, 45]
-# fair = [-185, 90]
-"""
+TEMPLATE_PATH = Path(__file__).with_name("config_template.toml")
+"""What `netcheck config init` writes: every key, commented out, with what it does."""
 
 
 @dataclass(frozen=True)
@@ -325,7 +250,7 @@ def write_template(path: Path) -> None:
     if path.exists():
         raise UsageError(f"{path} already exists; edit it or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    path.write_text(TEMPLATE_PATH.read_text(encoding="utf-8"), encoding="utf-8")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ The server trusts its own records over the page's wherever it has them: the upst
 is what its media peer received, the voice stream's server times and upstream count come from its
 own log of the data channel (a reply the server never sent is dropped), and throughput comes from
 its own byte counts of the two test ids. The results are the probes' own dataclasses, built by the
-probes' own statistics (`probes.udp.summarise_echoes`, `probes.throughput.rate_after_ramp_mbps`),
+probes' own statistics (`probes.udp.summarise_echoes`, `probes.throughput.counted_rate_mbps`),
 so a browser check and a CLI check are judged, stored and charted alike.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from netcheck.model import Assessment, CheckReport, Measurement, Recommendation, Status, report_to_dict
 from netcheck.probes.av import failed_result as av_failed
-from netcheck.probes.throughput import RAMP_S, rate_after_ramp_mbps
+from netcheck.probes.throughput import counted_rate_mbps
 from netcheck.probes.udp import EchoTiming, failed_result as udp_failed, summarise_echoes
 from netcheck.quality import METRICS, Metric, assess
 from netcheck.results import AvDirection, AvResult, ThroughputResult, UdpResult
@@ -151,8 +151,8 @@ def throughput_result(throughput: Mapping[str, Any] | None, view: ServerView) ->
     rates: dict[str, float | None] = {}
     totals: dict[str, int | None] = {}
     for direction, record in (("download", view.download), ("upload", view.upload)):
-        own = rate_after_ramp_mbps(record[0], RAMP_S) if record is not None else None
-        rates[direction] = round(own, 2) if own is not None else throughput[f"{direction}_mbps"]
+        own = counted_rate_mbps(record[0]) if record is not None else None
+        rates[direction] = own if own is not None else throughput[f"{direction}_mbps"]
         totals[direction] = record[1] if record is not None else None
     idle = throughput["idle_rtt_ms"]
     loaded = [rtt for rtt in (throughput["loaded_rtt_down_ms"], throughput["loaded_rtt_up_ms"]) if rtt is not None]

@@ -5,7 +5,7 @@ The tab keeps one peer connection with the server for the session. Every window 
 it can see: the voice stream's sends and the replies it got, its view of the server's picture
 (getStats) and of its own sending. The server trusts its own records wherever it has them — the
 voice stream's arrival times and count, the picture that arrived from the tab — and builds the
-probes' own result dataclasses with the probes' own statistics (`browser_report.voice_result` →
+probes' own result dataclasses with the probes' own statistics (`check_report.voice_result` →
 `probes.udp.summarise_echoes`), so a tab's window is judged, warned about, stored and charted
 exactly as a `netcheck agent` window is.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netcheck.bounds import Range
-from netcheck.browser.check_body import BodyError, Choice, Hex, Number, NumberList, Obj
+from netcheck.browser.check_body import KBPS, PERCENT, BodyError, Choice, Hex, Number, NumberList, Obj
 from netcheck.browser.check_report import ice_path, voice_result
 from netcheck.model import Status
 from netcheck.results import AvDirection, AvResult, UdpResult
@@ -46,8 +46,6 @@ LEG_ID = re.compile(r"^[0-9a-f]{32}$")
 QUALITY_LIMITATIONS = ("none", "cpu", "bandwidth", "other")
 """WebRTC's qualityLimitationReason of the tab's own sending."""
 
-PERCENT = Number(0, 100)
-KBPS = Number(0, 10_000_000)
 RTT_MS = Number(0, 60_000)
 
 

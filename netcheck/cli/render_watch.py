@@ -18,6 +18,7 @@ from rich.text import Text
 from netcheck.quality.end_to_end import EndToEndFigure, end_to_end
 from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
 from netcheck.session.watch import ConnectionStatus, WatchState, WindowPoint
+from netcheck.tokens import LEGS
 
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
 CUES = tuple((cue.value, words.short) for cue, words in CUE_WORDS.items())
@@ -36,7 +37,7 @@ def render_watch(state: WatchState, status: ConnectionStatus, session_id: str,
     legs = Table.grid(expand=True, padding=(0, 1))
     legs.add_column(ratio=1)
     legs.add_column(ratio=1)
-    legs.add_row(*(leg_panel(state, leg) for leg in ("client", "therapist")))
+    legs.add_row(*(leg_panel(state, leg) for leg in LEGS))
     return Group(status_line(state, status, session_id), legs,
                  end_to_end_line(state, thresholds), *warning_lines(state))
 

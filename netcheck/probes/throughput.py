@@ -32,6 +32,8 @@ from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
 from netcheck.net.wire import ClientKey
 
 RAMP_S = 1.0
+"""Slow start, not measured (bytes nor delay): the CLI's phases, the server's count of a page's tests
+(`counted_rate_mbps`) and the page itself, told by /v1/info (`throughput_ramp_s`), skip the same second."""
 BIN_S = 0.25
 STABLE_BINS = 4
 STABLE_SPREAD = 0.10
@@ -113,6 +115,13 @@ def rate_after_ramp_mbps(samples: list[tuple[float, int]], ramp_s: float) -> flo
         return None
     (t0, b0), (t1, b1) = measured[0], measured[-1]
     return (b1 - b0) * 8 / (t1 - t0) / 1e6 if t1 > t0 and b1 > b0 else None
+
+
+def counted_rate_mbps(samples: list[tuple[float, int]]) -> float | None:
+    """A test's figure from the server's count (to 10 kbit/s), after the one ramp, RAMP_S: what the
+    server's count endpoints tell a page and what a browser check stores."""
+    rate = rate_after_ramp_mbps(samples, RAMP_S)
+    return round(rate, 2) if rate is not None else None
 
 
 def settled(samples: list[tuple[float, int]]) -> bool:

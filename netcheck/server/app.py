@@ -19,6 +19,7 @@ from netcheck import __version__
 from netcheck.net import wire
 from netcheck.av.peer import IceSettings
 from netcheck.store.points import Origin
+from netcheck.probes.throughput import RAMP_S
 from netcheck.server.hub.routes import HubLimits, SessionHub, register_disabled
 from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, report_node_metrics
 from netcheck.server.access import Caller, MeasuringAccess
@@ -161,6 +162,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
             "token_required": capacity.access.require_token,
             "av": True,
             "throughput": True,
+            "throughput_ramp_s": RAMP_S,
             "sessions": hub is not None,
             **udp_key_fields(request),
             **ice_server_fields(request),

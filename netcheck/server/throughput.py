@@ -21,6 +21,7 @@ from netcheck.net.httpio import MAX_STREAM_MBPS, Pacer
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.admission import Busy, FairShare
 from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.probes.throughput import counted_rate_mbps
 
 CHUNK_BYTES = 64 * 1024
 MAX_TRANSFER_BYTES = 1 << 30
@@ -139,12 +140,14 @@ class ThroughputEndpoints:
             slot.release()
 
     async def upload_count(self, request: web.Request) -> web.Response:
-        """What arrived of an upload test over time: [[seconds since its first byte, bytes so far], …]."""
+        """What arrived of an upload test over time: [[seconds since its first byte, bytes so far], …],
+        and its rate after the ramp (`mbps`, the figure a browser check stores)."""
         self.access.caller(request)
         record = self.uploaded.get(request.match_info["test_id"])
         if record is None:
             return web.json_response({"error": "no such upload test"}, status=404)
-        return web.json_response({"bytes": record.total_bytes, "samples": record.samples})
+        return web.json_response({"bytes": record.total_bytes, "samples": record.samples,
+                                  "mbps": counted_rate_mbps(record.samples)})
 
     async def download_count(self, request: web.Request) -> web.Response:
         """What reached the client of a download test over time, by the kernel's acknowledgements."""
@@ -153,7 +156,7 @@ class ThroughputEndpoints:
         if record is None:
             return web.json_response({"error": "no such download test"}, status=404)
         return web.json_response({"bytes": record.total_bytes(), "samples": record.samples,
-                                  "counted_by": "tcp_info"})
+                                  "mbps": counted_rate_mbps(record.samples), "counted_by": "tcp_info"})
 
     def _download_record(self, test_id: str) -> DownloadRecord:
         record = self.downloaded.pop(test_id, None) or DownloadRecord()

@@ -1,17 +1,11 @@
 // Requests to the clinic's server: the token as `Authorization: Bearer` (never in a URL), and a
 // busy server (429 + Retry-After) waited for and retried, with the wait shown to the client.
 
+import { sleep } from "./util.js";
+
 const BUSY_BUDGET_MS = 90_000;
 /** How long in all the page waits for a busy server before it gives up. */
 const DEFAULT_RETRY_S = 5;
-
-/** The token travels in the URL fragment (never to the server's logs) and then only in a header: read it
- * and remove it from the address bar (and so from the history and from a link copied out of it). */
-export function takeToken() {
-  const token = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (token) history.replaceState(null, "", location.pathname + location.search);
-  return token;
-}
 
 export class ServerError extends Error {
   constructor(status, message) {
@@ -50,6 +44,17 @@ export class Api {
     }
   }
 
+  /** GET /v1/info: what the server offers (for a caller who may measure, its TURN server too); null when
+   * it does not answer. */
+  async info() {
+    try {
+      const response = await this.fetch("/v1/info", { cache: "no-store" });
+      return response.ok ? await response.json() : null;
+    } catch {
+      return null;
+    }
+  }
+
   async json(path, body) {
     const response = await this.fetch(path, {
       method: "POST",
@@ -71,6 +76,6 @@ async function countdown(seconds, onBusy, signal) {
   for (let left = seconds; left > 0; left--) {
     if (signal?.aborted) throw signal.reason;
     onBusy(left);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
   }
 }

@@ -5,6 +5,7 @@
 
 import { fill } from "./texts.js";
 import { selectedPair } from "./path.js";
+import { delta, lossPct, round, sleep } from "./util.js";
 
 // netcheck/av/markers.py, mirrored: the frame-index code and the marker timing
 const SYNC_BITS = [1, 0, 1, 1];
@@ -231,35 +232,10 @@ function inbound(stats, kind) {
   return null;
 }
 
-export function delta(end, start, key) {
-  const a = end?.[key];
-  if (typeof a !== "number") return null;
-  const b = start?.[key];
-  return a - (typeof b === "number" ? b : 0);
-}
-
-function lossPct(end, start) {
-  const lost = delta(end, start, "packetsLost");
-  const received = delta(end, start, "packetsReceived");
-  if (lost === null || received === null || lost + received <= 0) return null;
-  return round(100 * Math.max(0, lost) / (Math.max(0, lost) + received), 2);
-}
-
-function round(value, digits = 1) {
-  if (value === null || value === undefined || !Number.isFinite(value)) return null;
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
-
 /** The `ice_servers` /v1/info hands out (`serve --browser-turn`), or none. */
 export async function iceServersFrom(api) {
-  try {
-    const response = await api.fetch("/v1/info", { cache: "no-store" });
-    const info = response.ok ? await response.json() : null;
-    return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
-  } catch {
-    return [];
-  }
+  const info = await api.info();
+  return Array.isArray(info?.ice_servers) ? info.ice_servers : [];
 }
 
 export class Call {
@@ -422,8 +398,4 @@ export function showDownstream(figures) {
   set("fig-lipsync", skew !== null
     ? fill("fig_lipsync_value", { value: Math.round(Math.abs(skew)), direction: fill(skew >= 0 ? "lipsync_ahead" : "lipsync_behind") })
     : none);
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }

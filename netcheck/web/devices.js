@@ -6,6 +6,7 @@
 // signal silent: facts about the device, not quality thresholds.
 
 import { fill } from "./texts.js";
+import { round, sleep } from "./util.js";
 
 const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 const WATCH_MS = 1600;
@@ -154,7 +155,7 @@ async function watchMicrophone(track, audioContext) {
   let finding = "ok";
   if (!(peakDb > SILENT_PEAK_DBFS)) finding = "silent";
   else if (clipped) finding = "clipping";
-  return { finding, levelDb: Number.isFinite(loudestDb) ? Math.max(LEVEL_FLOOR_DB, round1(loudestDb)) : LEVEL_FLOOR_DB };
+  return { finding, levelDb: Number.isFinite(loudestDb) ? Math.max(LEVEL_FLOOR_DB, round(loudestDb, 1)) : LEVEL_FLOOR_DB };
 }
 
 /** The chime, the "I heard it" / "I didn't" answer and the choice of output device. */
@@ -262,12 +263,4 @@ export async function checkDevices(audioContext) {
   showFinding("microphone", devices.microphone);
   await speakers.offerOutputChoice();
   return { stream: opened.stream, devices, speakers };
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function round1(value) {
-  return Math.round(value * 10) / 10;
 }

@@ -3,7 +3,8 @@
 // #verdict[data-recommendation], [data-device][data-finding].
 
 import { applyTexts, fill } from "./texts.js";
-import { Api, ServerError, takeToken } from "./api.js";
+import { Api, ServerError } from "./api.js";
+import { takeToken } from "./util.js";
 import { checkDevices } from "./devices.js";
 import { Call, DEFAULT_FORMAT, parseFormat, showDownstream } from "./call.js";
 import { VoiceProbe } from "./voice.js";

@@ -4,6 +4,7 @@
 // hub's words are shown as they come.
 
 export const LEGS = ["client", "therapist"];
+/** A session's legs (netcheck/tokens.py LEGS, mirrored: the pages' one copy). */
 export const CUES = ["facial_expression", "vocal_tone", "conversational_timing", "lip_sync"];
 export const LEVELS = ["good", "fair", "poor", "unknown"];
 export const STRIP_WINDOWS = 36;

@@ -4,14 +4,15 @@
 // stays silent for 45 s (three missed keep-alives) is dropped and reconnected. A refused token
 // (401, 403) or a server without a hub (404) ends it: retrying cannot help.
 
+import { LEGS } from "./panel-state.js";
 import { errorOf } from "./panel-token.js";
+import { sleep } from "./util.js";
 
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
 const READ_TIMEOUT_MS = 45_000;
 const MAX_LINE_CHARS = 64 * 1024;
 const EVENT_TYPES = new Set(["summary", "warning_raised", "warning_cleared"]);
-const LEGS = new Set(["client", "therapist"]);
 
 /** SSE field rules of the HTML standard: text in, complete messages out; `lastId` survives reconnections. */
 export class SseParser {
@@ -71,7 +72,7 @@ export function parseEvent(message, sessionId) {
   } catch {
     return null;
   }
-  if (!event || typeof event !== "object" || !EVENT_TYPES.has(event.type) || !LEGS.has(event.leg)) return null;
+  if (!event || typeof event !== "object" || !EVENT_TYPES.has(event.type) || !LEGS.includes(event.leg)) return null;
   if (!["", "message", event.type].includes(message.event)) return null;
   if ((event.session_id ?? sessionId) !== sessionId || typeof event.at !== "string") return null;
   if (!Number.isSafeInteger(event.id)) return null;
@@ -118,7 +119,7 @@ export class EventStream {
       if (outcome === "refused" || this.stopped) return;
       backoffMs = nextBackoffMs(backoffMs);
       this.handlers.onStatus({ state: "reconnecting", retryInMs: backoffMs, reason: outcome });
-      await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      await sleep(backoffMs);
     }
   }
 

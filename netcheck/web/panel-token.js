@@ -1,6 +1,5 @@
-// The session's token for the therapist's pages (panel, report): read from the URL fragment
-// (#token=…, never sent to the server), kept for this tab only (sessionStorage, so a reload still
-// works), removed from the address bar, and sent only as `Authorization: Bearer`.
+// The therapist's pages (panel, report): the session of the path, and a refused token's one sentence.
+// The token itself is read by util.js's takeToken (kept for the tab, so that a reload still works).
 
 import { fill } from "./texts.js";
 
@@ -10,19 +9,6 @@ const SESSION_PATH = /^\/session\/([A-Za-z0-9._-]{1,128})(?:\/|$)/;
 export function sessionIdFromPath(pathname = location.pathname) {
   const match = SESSION_PATH.exec(pathname);
   return match ? match[1] : null;
-}
-
-/** The token from the fragment (then kept for the tab), else the one kept earlier; null when neither. */
-export function takeSessionToken(sessionId) {
-  const key = `netcheck.token.${sessionId}`;
-  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
-  try {
-    if (fromUrl) sessionStorage.setItem(key, fromUrl);
-    return fromUrl ?? sessionStorage.getItem(key);
-  } catch {
-    return fromUrl;  // storage refused (a private window's policy): the fragment's token still works
-  }
 }
 
 /** The texts key of the one sentence that explains a refusal, from the status and the server's {"error"}. */

@@ -5,7 +5,8 @@
 
 import { applyTexts, fill } from "./texts.js";
 import { Api } from "./api.js";
-import { refusalKey, sessionIdFromPath, showRefused, takeSessionToken } from "./panel-token.js";
+import { refusalKey, sessionIdFromPath, showRefused } from "./panel-token.js";
+import { takeToken } from "./util.js";
 import { EventStream } from "./panel-stream.js";
 import { PanelState } from "./panel-state.js";
 import { PanelView } from "./panel-view.js";
@@ -21,7 +22,7 @@ const $ = (id) => document.getElementById(id);
 function init() {
   applyTexts();
   const sessionId = sessionIdFromPath();
-  const token = sessionId ? takeSessionToken(sessionId) : null;
+  const token = sessionId ? takeToken(sessionId) : null;
   if (!sessionId || !token) {
     showRefused("refused.no_token");
     return;

@@ -6,7 +6,8 @@
 // State for automation: body[data-state] loading|ready|refused, window.netcheckReport.
 
 import { applyTexts, fill } from "./texts.js";
-import { errorOf, refusalKey, sessionIdFromPath, showRefused, takeSessionToken } from "./panel-token.js";
+import { errorOf, refusalKey, sessionIdFromPath, showRefused } from "./panel-token.js";
+import { takeToken } from "./util.js";
 import { CUES, LEGS, LEVELS } from "./panel-state.js";
 import { clockTime, element, words } from "./panel-view.js";
 
@@ -181,7 +182,7 @@ async function init() {
   applyTexts();
   $("print").addEventListener("click", () => window.print());
   const sessionId = sessionIdFromPath();
-  const token = sessionId ? takeSessionToken(sessionId) : null;
+  const token = sessionId ? takeToken(sessionId) : null;
   if (!sessionId || !token) {
     $("loading").hidden = true;
     showRefused("refused.no_token");

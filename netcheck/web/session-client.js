@@ -9,10 +9,11 @@
 // lost, stopped), #problem[data-problem].
 
 import { TEXTS, applyTexts, fill } from "./texts.js";
-import { Api, ServerError, takeToken } from "./api.js";
-import { delta, iceServersFrom, waitFor } from "./call.js";
+import { Api, ServerError } from "./api.js";
+import { iceServersFrom, waitFor } from "./call.js";
 import { selectedPair, selectedPath } from "./path.js";
 import { KIND_ECHO, KIND_REPLY, message, parse } from "./voice.js";
+import { delta, lossPct, round, sleep, takeToken } from "./util.js";
 
 const CARD = { width: 320, height: 180, fps: 30 };
 /** The tab's picture, as small as the server's: the path is measured, not the camera. */
@@ -28,7 +29,6 @@ const RECONNECT_FIRST_MS = 2000;
 const RECONNECT_MAX_MS = 30_000;
 
 const $ = (id) => document.getElementById(id);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Whose leg this tab measures: "client" or "therapist". From the token until the server's answer names it. */
 let role = "client";
@@ -58,12 +58,6 @@ function showRole(whose) {
   document.body.dataset.role = role;
   for (const element of document.querySelectorAll("main [data-text]")) element.textContent = say(element.dataset.text);
   showBadge($("badge").dataset.connection);
-}
-
-function round(value, digits = 1) {
-  if (value === null || value === undefined || !Number.isFinite(value)) return null;
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }
 
 function setState(state) {
@@ -178,7 +172,7 @@ class VoiceStream {
 
   /** The sends of `lateMs` ago and earlier that were not reported yet, with the replies they got. */
   report(nowMs, lateMs) {
-    const us = (value) => Math.round(value * 1000) / 1000;
+    const us = (value) => round(value, 3);
     let firstSeq = null;
     const sentMs = [];
     const replies = [];
@@ -203,8 +197,6 @@ function windowFigures(end, start, seconds) {
   const [in1, in0] = [statsOf(end, "inbound-rtp", "video"), statsOf(start, "inbound-rtp", "video")];
   const [out1, out0] = [statsOf(end, "outbound-rtp", "video"), statsOf(start, "outbound-rtp", "video")];
   const remote = statsOf(end, "remote-inbound-rtp", "video");
-  const lost = delta(in1, in0, "packetsLost");
-  const received = delta(in1, in0, "packetsReceived");
   const kbps = (bytes) => (bytes !== null && seconds > 0 ? round((8 * bytes) / seconds / 1000) : null);
   const frames = delta(in1, in0, "framesDecoded");
   const pair = selectedPair(end);
@@ -216,8 +208,7 @@ function windowFigures(end, start, seconds) {
       video_height: in1.frameHeight ?? null,
       video_freezes: delta(in1, in0, "freezeCount"),
       video_frozen_ms: round((delta(in1, in0, "totalFreezesDuration") ?? NaN) * 1000),
-      video_loss_pct: lost !== null && received !== null && Math.max(0, lost) + received > 0
-        ? round((100 * Math.max(0, lost)) / (Math.max(0, lost) + received), 2) : null,
+      video_loss_pct: lossPct(in1, in0),
       video_bitrate_kbps: kbps(delta(in1, in0, "bytesReceived")),
       rtt_ms: round((pair?.currentRoundTripTime ?? NaN) * 1000, 2),
     } : null,

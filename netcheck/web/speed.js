@@ -1,12 +1,14 @@
 // Step 4: speed and delay under load, as the CLI measures them: 4 streams per direction against
 // the throughput endpoints, about 2 s each, while the voice channel keeps echoing, so the delay a
 // voice sees on a loaded link (bufferbloat) is measured too. The server counts what crossed the
-// link by the test ids; the page's own figures are its fallback.
+// link by the test ids and tells the page its figure; the page's own count is the fallback. Slow
+// start is not measured, bytes nor delay: the server says how long it lasts (/v1/info
+// `throughput_ramp_s`, the CLI's own ramp), so the page, the server and the CLI skip the same.
+
+import { round, sleep } from "./util.js";
 
 const STREAMS = 4;
 const PHASE_MS = 2000;
-const RAMP_MS = 500;
-/** Slow start: the first half second is not measured (bytes nor delay). */
 const DOWNLOAD_BYTES = 1 << 30;
 const UPLOAD_CHUNK_BYTES = 1 << 20;
 const STREAM_MBPS = 50;
@@ -42,21 +44,6 @@ export function percentile(values, fraction) {
   return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
 }
 
-function round(value, digits = 2) {
-  if (value === null || !Number.isFinite(value)) return null;
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
-}
-
-/** Mbit/s from the server's [[seconds, bytes so far], …] samples, after the ramp. */
-function rateFromSamples(samples) {
-  if (!Array.isArray(samples) || samples.length < 2) return null;
-  const after = samples.filter(([seconds]) => seconds >= RAMP_MS / 1000);
-  const [first, last] = after.length >= 2 ? [after[0], after[after.length - 1]] : [samples[0], samples[samples.length - 1]];
-  const seconds = last[0] - first[0];
-  return seconds > 0 ? ((last[1] - first[1]) * 8) / seconds / 1e6 : null;
-}
-
 async function serverCount(api, path) {
   try {
     const response = await api.fetch(path, { cache: "no-store" });
@@ -86,7 +73,7 @@ async function uploadStream(api, id, signal, deadlineMs, stream) {
   const startMs = performance.now();
   for (let sent = 0; performance.now() < deadlineMs && !signal.aborted; sent += body.size) {
     const dueMs = startMs + (sent * 8) / (STREAM_MBPS * 1000);
-    if (dueMs > performance.now()) await new Promise((resolve) => setTimeout(resolve, dueMs - performance.now()));
+    if (dueMs > performance.now()) await sleep(dueMs - performance.now());
     if (performance.now() >= deadlineMs || signal.aborted) return;
     try {
       const response = await api.fetch(`/v1/throughput/upload/${id}`, {
@@ -99,7 +86,13 @@ async function uploadStream(api, id, signal, deadlineMs, stream) {
   }
 }
 
-async function phase(api, voice, direction) {
+/** The server's ramp in ms (/v1/info), or null when it did not say: then the page has no figure of its own. */
+async function rampMsOf(api) {
+  const info = await api.info();
+  return typeof info?.throughput_ramp_s === "number" ? info.throughput_ramp_s * 1000 : null;
+}
+
+async function phase(api, voice, direction, rampMs) {
   const id = testId();
   const stopEchoes = voice ? voice.startLoad() : null;
   const controller = new AbortController();
@@ -107,36 +100,39 @@ async function phase(api, voice, direction) {
   const deadlineMs = startMs + PHASE_MS;
   const counter = { bytes: 0 };
   let rampBytes = 0;
-  const rampTimer = setTimeout(() => { rampBytes = counter.bytes; }, RAMP_MS);
+  const rampTimer = rampMs !== null ? setTimeout(() => { rampBytes = counter.bytes; }, rampMs) : null;
   const streams = Array.from({ length: STREAMS }, (_, stream) => direction === "download"
     ? downloadStream(api, id, controller.signal, counter)
     : uploadStream(api, id, controller.signal, deadlineMs, stream));
-  await new Promise((resolve) => setTimeout(resolve, PHASE_MS));
+  await sleep(PHASE_MS);
   const measuredBytes = counter.bytes - rampBytes;
   controller.abort();
   clearTimeout(rampTimer);
   await Promise.all(streams);
   if (stopEchoes) await stopEchoes();
-  const rtts = voice ? voice.loadRttsBetween(startMs + RAMP_MS, deadlineMs) : [];
+  const rtts = voice && rampMs !== null ? voice.loadRttsBetween(startMs + rampMs, deadlineMs) : [];
   const count = await serverCount(api, `/v1/throughput/${direction === "download" ? "download" : "upload"}/${id}`);
-  let mbps = rateFromSamples(count?.samples);
-  if (mbps === null && direction === "download") mbps = (measuredBytes * 8) / ((PHASE_MS - RAMP_MS) / 1000) / 1e6;
-  return { id, mbps: round(mbps), loadedRttMs: round(percentile(rtts, 0.95)) };
+  let mbps = typeof count?.mbps === "number" ? count.mbps : null;  // the server's figure, from its own count
+  if (mbps === null && direction === "download" && rampMs !== null) {
+    mbps = (measuredBytes * 8) / ((PHASE_MS - rampMs) / 1000) / 1e6;  // no count of the server's: the page's own
+  }
+  return { id, mbps: round(mbps, 2), loadedRttMs: round(percentile(rtts, 0.95), 2) };
 }
 
 /** The contract's `throughput`; `voice` (may be null) times the delay under load. */
 export async function runSpeed(api, voice, onPhase) {
+  const rampMs = await rampMsOf(api);
   onPhase("download", null);
-  const down = await phase(api, voice, "download");
+  const down = await phase(api, voice, "download", rampMs);
   onPhase("upload", down);
-  const up = await phase(api, voice, "upload");
+  const up = await phase(api, voice, "upload", rampMs);
   onPhase("done", up);
   return {
     download_test_id: down.id,
     upload_test_id: up.id,
     download_mbps: down.mbps,
     upload_mbps: up.mbps,
-    idle_rtt_ms: voice ? round(percentile(voice.idleRtts(), 0.95)) : null,
+    idle_rtt_ms: voice ? round(percentile(voice.idleRtts(), 0.95), 2) : null,
     loaded_rtt_down_ms: down.loadedRttMs,
     loaded_rtt_up_ms: up.loadedRttMs,
   };

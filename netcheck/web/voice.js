@@ -3,6 +3,8 @@
 // (docs/browser-check.md). The page only records: the server computes RTT, jitter and loss from
 // the raw log it is sent, with the UDP probe's own definitions.
 
+import { round, sleep } from "./util.js";
+
 export const INTERVAL_MS = 20;
 const MESSAGE_BYTES = 48;
 export const KIND_ECHO = 1;
@@ -43,7 +45,7 @@ export function parse(data) {
 }
 
 function sleepUntil(targetMs) {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, targetMs - performance.now())));
+  return sleep(targetMs - performance.now());
 }
 
 export class VoiceProbe {
@@ -144,7 +146,7 @@ export class VoiceProbe {
   /** The contract's `voice`: the raw log, rounded to µs. */
   report() {
     if (this.sentMs.length === 0) return null;
-    const us = (value) => Math.round(value * 1000) / 1000;
+    const us = (value) => round(value, 3);
     return {
       interval_ms: INTERVAL_MS,
       sent_ms: this.sentMs.map(us),
