@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from netcheck import bounds
+from netcheck.av.session import parse_video_format
 from netcheck.errors import ConfigError, UsageError
 from netcheck.parse import parse_hub_url, parse_server_url
 from netcheck.quality.metrics import METRICS, Metric
@@ -288,8 +289,6 @@ def _check_defaults(section: Any) -> CheckDefaults:
 
 
 def _video_format(value: Any, table: str) -> str:
-    from netcheck.av.session import parse_video_format
-
     try:
         parse_video_format(str(value))
     except UsageError as error:

@@ -102,3 +102,121 @@ def test_quality_imports_nothing_that_does_io() -> None:
             offenders[name] = sorted(bad) + (["open()"] if calls_open else [])
     assert not offenders, offenders
     assert "netcheck.quality.assess" in reached and "netcheck.results" in reached
+
+
+# --- the package map (docs/design-notes.md, "The house"): what each part may import --------------------
+
+ROOT_MODULES = frozenset(path.stem for path in PACKAGE.glob("*.py")) - {"__init__"}
+ROOT = frozenset({"netcheck"}) | ROOT_MODULES - {"check", "__main__"}
+"""What any root module may import: the others (the package's own `__version__` too), not `check`."""
+SERVER_PARTS = frozenset({"server", "server.hub", "server.legs"})
+MAP: dict[str, frozenset[str]] = {
+    # importer: the parts it may import, besides itself, the standard library and third parties
+    **{module: ROOT for module in ROOT_MODULES},
+    "check": ROOT | {"probes", "quality", "net"},
+    "config": ROOT | {"quality", "av"},  # the thresholds it overrides, the video format it validates
+    "__main__": frozenset({"cli"}),
+    "net": frozenset({"errors"}),
+    "av": frozenset({"errors"}),
+    "probes": ROOT - {"config"} | {"net", "av"},
+    "quality": frozenset({"model", "results", "errors"}),
+    "store": ROOT,
+    "session": ROOT | {"probes", "quality", "store", "net"},
+    "browser": ROOT | {"probes", "quality"},
+    "dashboards": frozenset({"quality"}),
+    "server": ROOT | {"net", "av", "probes", "quality", "store", "session", "browser"} | SERVER_PARTS,
+    "server.app": ROOT | {"net", "av", "probes", "quality", "store", "session", "browser"} | SERVER_PARTS,
+    "server.hub": ROOT | {"net", "session", "store", "server"},
+    "server.legs": ROOT | {"net", "av", "browser", "quality", "session", "store", "server", "server.hub"},
+    "cli": ROOT | {"check", "net", "av", "probes", "quality", "store", "session", "browser", "dashboards",
+                   "server", "server.app", "server.hub", "server.legs"},
+}
+"""The map's table as allow-lists: nothing imports `cli` (only `__main__`), `browser` and `session` never
+`server`, `net` and `av` only `errors`, `quality` only the data it judges (and no I/O, below), the hub and
+the legs never `server.app` and the hub never the legs."""
+
+
+def part_of(module: str) -> str:
+    """The map's row of a module: a root module by its name, a package by its own, the server by its parts."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "netcheck"
+    if parts[1] == "server":
+        return f"server.{parts[2]}" if len(parts) > 2 and parts[2] in ("app", "hub", "legs") else "server"
+    return parts[1]
+
+
+def map_violations(graph: dict[str, set[str]], table: dict[str, frozenset[str]]) -> list[str]:
+    """Every import of one part by another that the table does not allow, as "a → b"."""
+    found = []
+    for importer, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            own, other = part_of(importer), part_of(target)
+            if own != other and other not in table.get(own, frozenset()):
+                found.append(f"{importer} → {target}")
+    return found
+
+
+def test_every_import_keeps_to_the_package_map() -> None:
+    graph = netcheck_graph()
+    assert {part_of(name) for name in graph} - {"netcheck"} <= set(MAP), "a part the map does not know"
+    assert map_violations(graph, MAP) == []
+
+
+def test_the_map_check_finds_a_forbidden_import() -> None:
+    graph = {"netcheck.browser.tab": {"netcheck.server.app", "netcheck.model"},
+             "netcheck.net.wire": {"netcheck.errors"}, "netcheck.server.hub.routes": {"netcheck.server.legs.leg"},
+             "netcheck.session.watch": {"netcheck.cli.render"}}
+    assert map_violations(graph, MAP) == ["netcheck.browser.tab → netcheck.server.app",
+                                          "netcheck.server.hub.routes → netcheck.server.legs.leg",
+                                          "netcheck.session.watch → netcheck.cli.render"]
+
+
+MAX_ROOT_MODULES = 12
+
+
+def test_at_most_12_modules_directly_under_netcheck() -> None:
+    modules = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(modules) <= MAX_ROOT_MODULES, modules
+
+
+def test_every_package_says_what_it_holds_and_what_it_may_import() -> None:
+    """Each package's docstring has a line beginning "Holds:" and one beginning "May import:"."""
+    missing = {}
+    for init in sorted(PACKAGE.rglob("__init__.py")):
+        docstring = ast.get_docstring(ast.parse(init.read_text())) or ""
+        lines = [line.strip() for line in docstring.splitlines()]
+        absent = [key for key in ("Holds:", "May import:") if not any(line.startswith(key) for line in lines)]
+        if absent:
+            missing[module_name(init)] = absent
+    assert not missing, missing
+
+
+# --- sizes: a module past ~400 lines is probably two concepts; a function past ~80, two steps ----------
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+LONG_ALLOWED: dict[str, str] = {}
+"""Module paths (relative to the repository) or `path:function` over the bounds, and why (said beside them too)."""
+
+
+def oversized() -> list[str]:
+    found = []
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE / "web").glob("*.js")]
+    for path in sorted(sources):
+        relative = str(path.relative_to(PACKAGE.parent))
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES and relative not in LONG_ALLOWED:
+            found.append(f"{relative}: {len(text.splitlines())} lines")
+        if path.suffix != ".py":
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES and f"{relative}:{node.name}" not in LONG_ALLOWED:
+                    found.append(f"{relative}:{node.name}: {length} lines")
+    return found
+
+
+def test_no_module_over_400_lines_and_no_function_over_80_without_a_reason() -> None:
+    assert oversized() == []

@@ -5,13 +5,20 @@ Thin, like cli.py: parse, build settings from config and flags, call the library
 
 import sys
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from netcheck.cli.common import JsonFlag, open_store, print_json, server_url_from, stop_on_signals
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
+
+if TYPE_CHECKING:  # the agent and the store are imported when the command runs, not at `netcheck --help`
+    from collections.abc import Callable
+
+    from netcheck.config import Config
+    from netcheck.session.agent import AgentCounters, AgentSettings, WindowReport
+    from netcheck.store.outbox import OutboxStats
 
 store_app = typer.Typer(help="The local store: what was measured, what is waiting for InfluxDB.",
                         no_args_is_help=True)
@@ -40,11 +47,10 @@ def agent(
 ) -> int:
     """Background agent: light probing in windows during a session; stored locally, delivered to InfluxDB."""
     import asyncio
-    import json
 
     from netcheck import bounds
-    from netcheck.session.agent import Agent, AgentSettings, window_to_dict
     from netcheck.config import load_config
+    from netcheck.session.agent import AgentSettings
 
     config = load_config()
     server_url = server_url_from(server, config) or ""
@@ -68,51 +74,69 @@ def agent(
     )
     settings.udp_settings()  # validates rate, size and window together
 
-    def event(message: str) -> None:
-        print(f"netcheck agent: {message}", file=sys.stderr, flush=True)
+    counters, outbox = asyncio.run(run_agent(config, settings, window_printer(json_output), agent_event))
+    agent_event(f"stopped after {counters.windows} window(s), {counters.skipped_windows} skipped; "
+                f"outbox {outbox.outbox_pending} pending, {outbox.delivered} delivered, {outbox.dropped} dropped")
+    return 0
+
+
+def agent_event(message: str) -> None:
+    """What the agent says as it runs: one line on stderr."""
+    print(f"netcheck agent: {message}", file=sys.stderr, flush=True)
+
+
+def window_printer(json_output: bool) -> "Callable[[WindowReport], None]":
+    """Each window as one JSON line on stdout, or its warnings and any change of verdict on stderr."""
+    import json
+
+    from netcheck.session.agent import window_to_dict
 
     last_recommendation: list[str] = []
 
-    def window_done(report: Any) -> None:
+    def window_done(report: "WindowReport") -> None:
         if json_output:
             print(json.dumps(window_to_dict(report), ensure_ascii=False), flush=True)
             return
         for warning in report.warnings:
             if warning.kind == "warning_raised":
-                event(f"warning: {warning.message} {warning.advice}")
+                agent_event(f"warning: {warning.message} {warning.advice}")
             else:
-                event(f"cleared: {warning.message}")
+                agent_event(f"cleared: {warning.message}")
         recommendation = report.assessment.recommendation.value
         if last_recommendation[-1:] != [recommendation]:
-            event(f"{recommendation}: {report.assessment.summary}")
+            agent_event(f"{recommendation}: {report.assessment.summary}")
             last_recommendation.append(recommendation)
 
-    async def run() -> Any:
-        from netcheck.store.delivery import Deliverer
-        from netcheck.session.hub_client import HubPoster
-        from netcheck.store.influx import make_writer
+    return window_done
 
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-        with open_store(config) as store:
-            deliverer = None
-            if config.influx is not None:
-                deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event)
-                event(f"delivering to {deliverer.writer.target}")
-            else:
-                event("no InfluxDB configured (NETCHECK_INFLUX_URL); points stay in the local store")
-            hub = HubPoster(server_url, session, token, event) if token and session else None
-            try:
-                counters = await Agent(settings, store, deliverer, window_done, event, hub).run(stop)
-            finally:
-                if deliverer is not None:
-                    deliverer.close()
-            return counters, store.outbox_stats()
 
-    counters, outbox = asyncio.run(run())
-    event(f"stopped after {counters.windows} window(s), {counters.skipped_windows} skipped; "
-          f"outbox {outbox.outbox_pending} pending, {outbox.delivered} delivered, {outbox.dropped} dropped")
-    return 0
+async def run_agent(config: "Config", settings: "AgentSettings", window_done: "Callable[[WindowReport], None]",
+                    event: "Callable[[str], None]") -> "tuple[AgentCounters, OutboxStats]":
+    """Windows until stopped (SIGTERM, SIGINT) or done, delivering as it goes; then what it did."""
+    import asyncio
+
+    from netcheck.session.agent import Agent
+    from netcheck.session.hub_client import HubPoster
+    from netcheck.store.delivery import Deliverer
+    from netcheck.store.influx import make_writer
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    with open_store(config) as store:
+        deliverer = None
+        if config.influx is not None:
+            deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event)
+            event(f"delivering to {deliverer.writer.target}")
+        else:
+            event("no InfluxDB configured (NETCHECK_INFLUX_URL); points stay in the local store")
+        token, session = settings.token, settings.session_id
+        hub = HubPoster(settings.server_url, session, token, event) if token and session else None
+        try:
+            counters = await Agent(settings, store, deliverer, window_done, event, hub).run(stop)
+        finally:
+            if deliverer is not None:
+                deliverer.close()
+        return counters, store.outbox_stats()
 
 
 @store_app.command("stats")

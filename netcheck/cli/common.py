@@ -13,8 +13,14 @@ import typer
 from netcheck.errors import UsageError
 from netcheck.parse import parse_server_url
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: these modules are imported where the commands run
     import asyncio
+
+    from rich.console import Console
+
+    from netcheck.av.peer import IceSettings
+    from netcheck.config import Config
+    from netcheck.store.local import LocalStore
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of tables.")]
 StunOption = Annotated[Optional[str], typer.Option("--stun", help="STUN server, stun:HOST:PORT.")]
@@ -24,14 +30,14 @@ TurnUserOption = Annotated[Optional[str], typer.Option(
 RelayOnlyFlag = Annotated[bool, typer.Option("--relay-only", help="Use only TURN-relayed ICE candidates.")]
 
 
-def ice_settings(stun: str | None, turn: str | None, turn_user: str | None, relay_only: bool, config: Any) -> Any:
+def ice_settings(stun: str | None, turn: str | None, turn_user: str | None, relay_only: bool,
+                 config: Config) -> IceSettings:
     """STUN/TURN from the flags; the TURN password from the environment or a 0600 file (config)."""
     from netcheck.av.peer import IceSettings
 
     ice = IceSettings(stun, turn, turn_user, config.turn_password, relay_only)
     ice.validate()
     return ice
-
 
 
 def note_busy(message: str) -> None:
@@ -41,13 +47,13 @@ def note_busy(message: str) -> None:
     print(f"netcheck: {message}", file=sys.stderr, flush=True)
 
 
-def stdout_console() -> Any:
+def stdout_console() -> Console:
     from rich.console import Console
 
     return Console()
 
 
-def stderr_console() -> Any:
+def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -59,7 +65,7 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def server_url_from(server: str | None, config: Any, required: bool = True) -> str | None:
+def server_url_from(server: str | None, config: Config, required: bool = True) -> str | None:
     """--server, else NETCHECK_SERVER or the config's `server` (config.server already holds both)."""
     url = parse_server_url(server) if server else config.server
     if required and not url:
@@ -88,7 +94,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
-def open_store(config: Any) -> Any:
+def open_store(config: Config) -> LocalStore:
     """The local store as configured; says so on stderr when a corrupted file had to be moved aside."""
     import sys
 

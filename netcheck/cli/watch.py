@@ -14,8 +14,11 @@ import typer
 from netcheck.cli.common import open_store, server_url_from, stdout_console, stop_on_signals
 from netcheck.errors import StoreError, UsageError
 
-if TYPE_CHECKING:  # asyncio is imported where it runs: `netcheck --help` does not need it
+if TYPE_CHECKING:  # asyncio, the config and the store are imported where they run: `netcheck --help` needs none
     import asyncio
+
+    from netcheck.config import Config
+    from netcheck.store.local import LocalStore
 
 VIEW_TICK_S = 1.0
 """The view redraws at least this often, so the age of the last event stays true."""
@@ -46,7 +49,7 @@ def watch(
     return 0
 
 
-async def _run(config: Any, server_url: str, session: str, token: str, json_output: bool, no_notify: bool) -> None:
+async def _run(config: "Config", server_url: str, session: str, token: str, json_output: bool, no_notify: bool) -> None:
     import asyncio
     import json
 
@@ -127,9 +130,9 @@ def _print_line(line: str, stop: "asyncio.Event") -> None:
 class _EventStore:
     """The local store for received events; a broken store is said once and never ends the watch."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: "Config") -> None:
         self.config = config
-        self.store: Any = None
+        self.store: "LocalStore | None" = None
         self.pending: list[dict[str, Any]] = []
         self.warned = False
 

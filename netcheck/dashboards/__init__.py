@@ -3,6 +3,10 @@
 `netcheck dashboards build` writes them into the repository's `dashboards/` (committed; a test
 fails when they differ from what the code generates); `netcheck dashboards export DIR` writes a
 ready-to-provision tree for a Grafana install.
+
+Holds: the panels' and queries' builders (`grafana`), the dashboards (`boards`), the datasource and
+alert rules (`provisioning`), and here the tree they are written as.
+May import: `quality` (its metric rows and bands) and the standard library.
 """
 
 from __future__ import annotations

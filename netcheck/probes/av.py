@@ -11,10 +11,12 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from netcheck.av.markers import VideoFormat
-from netcheck.av.peer import IceSettings
+from netcheck.av import peer
+from netcheck.av.figures import received_fields, sent_fields
+from netcheck.av.peer import IceSettings, turn_transport
 from netcheck.net.httpio import (
     BUSY_WAIT_BUDGET_S, BodyTooLarge, ServerBusy, bearer, busy_message, read_bounded, retry_after_s,
 )
@@ -79,10 +81,6 @@ class AvProbe:
         A firewall that blocks UDP stops WebRTC's usual paths; whether TURN over TCP then carries
         the call is what the client and the clinic need to know.
         """
-        from dataclasses import replace
-
-        from netcheck.av.peer import turn_transport
-
         first = await self._call_when_admitted(self.settings)
         ice = self.settings.ice
         if first.status not in (Status.BLOCKED, Status.TIMEOUT) or not ice.turn_url or turn_transport(ice.turn_url) != "udp":
@@ -108,6 +106,7 @@ class AvProbe:
                 await asyncio.sleep(busy.retry_after_s)
 
     async def _call(self, settings: AvProbeSettings) -> AvResult:
+        # aiohttp, aiortc and PyAV (tracks) only when a call is made: `check` imports this module for its settings
         import aiohttp
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -205,9 +204,6 @@ class AvProbe:
 
     async def _summarise(self, http, pc, recorder, clock, settings: AvProbeSettings, session_id: str,
                          start_s: float, first_frame_s: float) -> AvResult:
-        from netcheck.av.figures import received_fields, sent_fields
-        from netcheck.av import peer
-
         window_end_s = time.monotonic()
         downstream_received = received_fields(recorder.recording, await peer.inbound_figures(pc), settings.video,
                                               window_end_s)

@@ -24,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netcheck import bounds
-from netcheck.net.httpio import BUSY_WAIT_BUDGET_S, ServerBusy, bearer, busy_message, retry_after_s
+from netcheck.net.httpio import (
+    BUSY_WAIT_BUDGET_S, MAX_STREAM_MBPS, BodyTooLarge, Pacer, ServerBusy, bearer, busy_message, read_bounded,
+    retry_after_s,
+)
 from netcheck.model import Status
 from netcheck.results import ThroughputResult
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
@@ -265,8 +268,6 @@ class ThroughputProbe:
                         return
 
     async def _upload(self, http, phase: _Phase, test_id: str) -> None:
-        from netcheck.net.httpio import MAX_STREAM_MBPS, Pacer
-
         payload = secrets.token_bytes(64 * 1024)
         pacer = Pacer(MAX_STREAM_MBPS)
 
@@ -288,8 +289,6 @@ class ThroughputProbe:
 async def _server_count(response) -> tuple[int, list[tuple[float, int]]]:
     """(bytes, [(seconds, bytes so far), …]) from the server's count of a test; nothing if it has none
     or answers with something else (bounded: a hostile server cannot make us read more)."""
-    from netcheck.net.httpio import BodyTooLarge, read_bounded
-
     if response.status != 200:
         return 0, []
     try:

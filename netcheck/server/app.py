@@ -124,6 +124,27 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     app[SESSION_TABS] = session_tabs
     app.on_shutdown.append(lambda _app: session_tabs.close())
     SessionPages(hub, capacity, check_endpoints).routes(app)
+    info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn)
+
+    async def sample_cpu(app: web.Application) -> AsyncIterator[None]:
+        async def every_second() -> None:
+            while True:
+                capacity.cpu.sample()
+                media.note_cpu(capacity.cpu.cpu_pct)
+                await asyncio.sleep(CPU_SAMPLE_S)
+
+        task = asyncio.ensure_future(every_second())
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(sample_cpu)
+    return app, check_endpoints
+
+
+def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessions: bool, keys: ClientKeys | None,
+                capacity: Capacity, browser_turn: BrowserTurn | None) -> None:
+    """`GET /v1/info` (what this server offers; for a caller who may measure, a UDP key and the pages'
+    TURN server) and `POST /v1/udp/key`."""
 
     def measuring_caller(request: web.Request) -> Caller | None:
         """Who is asking, when they may measure; None when a token is required and theirs is missing or wrong."""
@@ -163,7 +184,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
             "av": True,
             "throughput": True,
             "throughput_ramp_s": RAMP_S,
-            "sessions": hub is not None,
+            "sessions": sessions,
             **udp_key_fields(request),
             **ice_server_fields(request),
         }, headers={"Cache-Control": "no-store"})
@@ -172,21 +193,8 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
         capacity.access.caller(request)  # 401 when a token is required and missing or wrong
         return web.json_response(udp_key_fields(request), headers={"Cache-Control": "no-store"})
 
-    async def sample_cpu(app: web.Application) -> AsyncIterator[None]:
-        async def every_second() -> None:
-            while True:
-                capacity.cpu.sample()
-                media.note_cpu(capacity.cpu.cpu_pct)
-                await asyncio.sleep(CPU_SAMPLE_S)
-
-        task = asyncio.ensure_future(every_second())
-        yield
-        task.cancel()
-
     app.router.add_get("/v1/info", info)
     app.router.add_post("/v1/udp/key", udp_key)
-    app.cleanup_ctx.append(sample_cpu)
-    return app, check_endpoints
 
 
 async def start_server(

@@ -16,7 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck.av.peer import IceSettings
+from netcheck.av.figures import received_fields, sent_fields
+from netcheck.av.peer import IceSettings, inbound_figures, outbound_figures
+from netcheck.errors import UsageError
 from netcheck.server.access import MeasuringAccess, busy_response
 from netcheck.server.admission import Busy, CpuHeadroom, FairShare, Slot
 from netcheck.server.voice_channel import LABEL as VOICE_LABEL
@@ -85,13 +87,13 @@ class MediaPeerHub:
         app.on_shutdown.append(lambda _app: self.close_all())
 
     async def handle_offer(self, request: web.Request) -> web.Response:
+        # aiortc and PyAV (tracks) once a call is offered: `serve` and `check --local` start without them
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         from netcheck.av.analysis import TrackRecorder
         from netcheck.av.peer import restrict_host_candidates, rtc_configuration
         from netcheck.av.session import parse_offer_request
         from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
-        from netcheck.errors import UsageError
 
         caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
         if self.cpu is not None and self.cpu.busy:
@@ -164,9 +166,6 @@ class MediaPeerHub:
 
 async def server_view(session: MediaSession) -> dict[str, Any]:
     """What the server saw of a session: the upstream it received, the downstream it sent, its CPU."""
-    from netcheck.av.figures import received_fields, sent_fields
-    from netcheck.av.peer import inbound_figures, outbound_figures
-
     window_end_s = time.monotonic()
     return {
         "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),

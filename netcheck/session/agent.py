@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from netcheck.session.alerts import AlertTracker, WarningEvent
 from netcheck.store.delivery import Deliverer
+from netcheck.store.influx import WriteError
 from netcheck.errors import MeasurementError
 from netcheck.session.hub_client import HubPoster
 from netcheck.session.loss_evidence import PacketCounts
@@ -302,8 +303,6 @@ class Agent:
                 pass
 
     async def _final_delivery(self, deliverer: Deliverer) -> None:
-        from netcheck.store.influx import WriteError
-
         try:
             await deliverer.deliver_pending(deadline=time.monotonic() + SHUTDOWN_DELIVERY_S)
         except WriteError:

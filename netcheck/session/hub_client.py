@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from netcheck.net.httpio import BodyTooLarge, read_bounded
+
 POST_TIMEOUT_S = 3.0
 MAX_EVENTS_PER_POST = 20
 MAX_WAITING_EVENTS = 200
@@ -73,9 +75,7 @@ class HubPoster:
             return
 
     async def _post(self, events: list[dict[str, Any]]) -> tuple[int, str]:
-        import aiohttp
-
-        from netcheck.net.httpio import BodyTooLarge, read_bounded
+        import aiohttp  # only once a session's agent posts: not on every command's start
 
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT_S))

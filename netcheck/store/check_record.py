@@ -12,15 +12,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from netcheck.config import Config
 from netcheck.errors import StoreError
+from netcheck.model import CheckReport
+from netcheck.store.local import LocalStore
 from netcheck.store.points import Origin, report_points
 
 CHECK_DELIVERY_BUDGET_S = 3.0
 """After the verdict is shown: how long `check` tries to send its points before leaving them to the agent."""
 
 
-def save_check(config: Any, check_report: Any, report: dict[str, Any], local: bool, role: str,
-               open_store: Callable[[Any], Any], warn: Callable[[str], None]) -> bool:
+def save_check(config: Config, check_report: CheckReport, report: dict[str, Any], local: bool, role: str,
+               open_store: Callable[[Config], LocalStore], warn: Callable[[str], None]) -> bool:
     """Store the check and its points; False (and a warning) when the store cannot take them.
 
     A `--local` self-test's server has a random port: its points say `server=local`, one tag value.
@@ -38,9 +41,9 @@ def save_check(config: Any, check_report: Any, report: dict[str, Any], local: bo
         return False
 
 
-def deliver_briefly(config: Any, open_store: Callable[[Any], Any], note: Callable[[str], None]) -> None:
+def deliver_briefly(config: Config, open_store: Callable[[Config], LocalStore], note: Callable[[str], None]) -> None:
     """Send the check's points (and any backlog) to InfluxDB within a few seconds; what fails waits."""
-    from netcheck.store.delivery import deliver_within
+    from netcheck.store.delivery import deliver_within  # urllib and the InfluxDB writer: only when configured
 
     try:
         with open_store(config) as store:

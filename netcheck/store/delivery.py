@@ -16,10 +16,10 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netcheck.config import InfluxSettings
-from netcheck.store.influx import WriteError, Writer, to_line
+from netcheck.store.influx import WriteError, Writer, make_writer, to_line
 from netcheck.store.local import LocalStore
 from netcheck.store.outbox import StoredPoint
 
@@ -174,10 +174,6 @@ class Deliverer:
 async def deliver_within(store: LocalStore, settings: InfluxSettings, budget_s: float,
                          on_event: Callable[[str], None] = lambda message: None) -> DeliveryCounters:
     """For short-lived commands (`check`): deliver what goes within `budget_s`; the rest waits in the store."""
-    from dataclasses import replace
-
-    from netcheck.store.influx import make_writer
-
     writer = make_writer(replace(settings, timeout_s=min(settings.timeout_s, budget_s)))
     deliverer = Deliverer(store, writer, settings.batch_size, on_event)
     try:

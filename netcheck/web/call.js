@@ -5,7 +5,7 @@
 
 import { fill } from "./texts.js";
 import { selectedPair } from "./path.js";
-import { delta, lossPct, round, sleep } from "./util.js";
+import { delta, lossPct, percentile, round, sleep } from "./util.js";
 
 // netcheck/av/markers.py, mirrored: the frame-index code and the marker timing
 const SYNC_BITS = [1, 0, 1, 1];
@@ -167,7 +167,7 @@ class LipSync {
   /** The lip-sync figure: the median over the onsets after the warm-up, on the video's display clock. */
   skewMs() {
     const skews = this.frameClockSkewsMs();
-    return skews.length ? median(skews) : null;
+    return skews.length ? percentile(skews, 0.5) : null;
   }
 
   /** The display clock of the video: the median of (display time − capture time) over every frame
@@ -177,7 +177,7 @@ class LipSync {
     const offsets = this.frames
       .filter(([, displayMs]) => displayMs >= this.startMs + LIP_SYNC_WARM_UP_MS)
       .map(([index, displayMs]) => displayMs - (index * 1000) / fps);
-    return offsets.length ? { median: median(offsets), spread: percentileOf(offsets, 0.9) - percentileOf(offsets, 0.1), count: offsets.length } : null;
+    return offsets.length ? { median: percentile(offsets, 0.5), spread: percentile(offsets, 0.9) - percentile(offsets, 0.1), count: offsets.length } : null;
   }
 
   /** Each burst onset against the display time its marker frame has on that clock (+: sound first). */
@@ -198,17 +198,6 @@ class LipSync {
     }
     return skews;
   }
-}
-
-function percentileOf(values, fraction) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /** Resolves true once `ready()` holds (checked now and at each `event` of `target`), false after `timeoutMs`. */

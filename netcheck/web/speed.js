@@ -5,7 +5,7 @@
 // start is not measured, bytes nor delay: the server says how long it lasts (/v1/info
 // `throughput_ramp_s`, the CLI's own ramp), so the page, the server and the CLI skip the same.
 
-import { round, sleep } from "./util.js";
+import { percentile, round, sleep } from "./util.js";
 
 const STREAMS = 4;
 const PHASE_MS = 2000;
@@ -33,15 +33,6 @@ function payload(stream) {
 
 function testId() {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-export function percentile(values, fraction) {
-  if (!values.length) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const position = (sorted.length - 1) * fraction;
-  const low = Math.floor(position);
-  const high = Math.ceil(position);
-  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
 }
 
 async function serverCount(api, path) {

@@ -1,11 +1,22 @@
-// What every page shares: rounding for the contract's figures, waiting, the loss of two getStats
-// readings, and the token from the URL fragment. One copy each; the pages import them from here.
+// What every page shares: rounding for the contract's figures, a percentile, waiting, the loss of two
+// getStats readings, and the token from the URL fragment. One copy each; the pages import them from here.
 
 /** `value` to `digits` decimals; null for a missing or non-finite value (JSON has no NaN). */
 export function round(value, digits = 1) {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
+}
+
+/** The `fraction` quantile of `values`, interpolated between the two nearest (numpy's default; 0.5 is
+ * the median); null for none. */
+export function percentile(values, fraction) {
+  if (!values.length) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const position = (sorted.length - 1) * fraction;
+  const low = Math.floor(position);
+  const high = Math.ceil(position);
+  return sorted[low] + (sorted[high] - sorted[low]) * (position - low);
 }
 
 /** Resolves after `ms` (at once when it is not positive). */
