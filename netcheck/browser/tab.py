@@ -1,5 +1,6 @@
-"""A session's client leg measured from a browser tab (docs/in-session.md): the tab's offer and window
-reports validated, and each window's probe results built from them and the server's own records. Pure.
+"""A session's leg (the client's or the therapist's) measured from a browser tab (docs/in-session.md):
+the tab's offer and window reports validated, and each window's probe results built from them and the
+server's own records. Pure.
 
 The tab keeps one peer connection with the server for the session. Every window it posts what only
 it can see: the voice stream's sends and the replies it got, its view of the server's picture
