@@ -2,7 +2,7 @@
 
 import sys
 from functools import partial
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -13,12 +13,21 @@ from netcheck.cli.common import (
 from netcheck.errors import UsageError
 from netcheck.parse import parse_duration_s, parse_host_port
 
+if TYPE_CHECKING:  # the probes, the model and Rich are imported where a probe runs
+    from collections.abc import Callable
+
+    from rich.console import Console
+
+    from netcheck.model import ProbeResult
+    from netcheck.probes.base import Probe
+
 EXIT_COULD_NOT_MEASURE = 5
 
 probe_app = typer.Typer(help="Run one probe and show all its figures.", no_args_is_help=True)
 
 
-def finish_probe(result: Any, json_output: bool, render: Any, what: str) -> int:
+def finish_probe(result: "ProbeResult", json_output: bool, render: "Callable[[dict[str, Any], Console], None]",
+                 what: str) -> int:
     """The end of every `probe` command: JSON or the rendered figures, a one-line reason on stderr when
     the probe could not measure, and the exit code (0, or 5 for could not measure)."""
     from netcheck.model import Status, result_fields
@@ -127,7 +136,7 @@ def probe_throughput(
     if backend == "speedtest":
         from netcheck.probes.speedtest_backend import SpeedtestProbe
 
-        probe: Any = SpeedtestProbe()
+        probe: "Probe" = SpeedtestProbe()
     else:
         if not server_url:
             raise UsageError("no server: pass --server URL, set NETCHECK_SERVER, or use --backend speedtest")

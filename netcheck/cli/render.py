@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from netcheck.quality.metrics import CUE_WORDS
+from netcheck.session.report import SessionReport
 
 T = TypeVar("T")
 
@@ -281,7 +282,7 @@ def render_av(fields: Mapping[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def render_session_report(report: Any, console: Console) -> None:
+def render_session_report(report: SessionReport, console: Console) -> None:
     """`netcheck session report`: the checks before it, the warnings timeline, then minutes per cue level for each leg."""
     console.print(Prose(f"[bold]Session {report.session_id}[/]  {_clock(report.first_at)} – {_clock(report.last_at)} UTC"
                         "  · windows: " + ", ".join(f"{leg} {count}" for leg, count in sorted(report.windows.items()))))

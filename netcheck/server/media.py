@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -24,6 +24,12 @@ from netcheck.server.admission import Busy, CpuHeadroom, FairShare, Slot
 from netcheck.server.voice_channel import LABEL as VOICE_LABEL
 from netcheck.server.voice_channel import VoiceChannelLog
 
+if TYPE_CHECKING:  # aiortc and PyAV: imported when a call is offered (handle_offer)
+    from aiortc import RTCPeerConnection
+
+    from netcheck.av.analysis import TrackRecorder
+    from netcheck.av.tracks import MarkedVideoTrack, MediaClock
+
 MAX_SESSIONS = 4
 """Each session encodes and decodes video; two cores carry about four."""
 MAX_SESSION_S = 60.0
@@ -34,10 +40,10 @@ CPU_BUSY_RETRY_S = 5
 @dataclass
 class MediaSession:
     session_id: str
-    pc: Any
-    recorder: Any
-    clock: Any
-    video: Any
+    pc: RTCPeerConnection
+    recorder: TrackRecorder
+    clock: MediaClock
+    video: MarkedVideoTrack
     created_s: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = None
     slot: Slot | None = None
