@@ -37,11 +37,10 @@ from aiohttp import web
 from netcheck.browser.check_body import BodyError
 from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
 from netcheck.quality import METRICS
-from netcheck.server.hub.routes import TokenRefused, session_claims
 from netcheck.server.access import busy_response
 from netcheck.server.capacity import Capacity
 from netcheck.server.checks import CheckEndpoints
-from netcheck.server.hub.routes import SessionHub
+from netcheck.server.hub.routes import SessionHub, TokenRefused, session_claims
 from netcheck.server.media import MediaPeerHub
 from netcheck.server.rate import TokenBuckets
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
