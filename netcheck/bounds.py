@@ -49,5 +49,9 @@ UDP_SIZE_BYTES = Range(64, 1472, "bytes")
 """What the config accepts; the wire's own floor (48 bytes, 64 with an HMAC tag) is checked by the probe."""
 STORE_MAX_POINTS = Range(1000, 100_000_000, "points")
 STORE_RETENTION_DAYS = Range(0.01, 3650.0, "days")
+STORE_MAX_ROWS = Range(10, 100_000_000, "rows")
+"""Checks, windows, session events: a store that kept fewer could not show the check it just made."""
+CHECK_BURST = Range(1, 100_000, "checks")
+CHECK_EVERY_S = Range(0.0001, 86400.0, "s")
 INFLUX_TIMEOUT_S = Range(0.5, 120.0, "s")
 INFLUX_BATCH_SIZE = Range(1, 50_000, "points")

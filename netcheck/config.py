@@ -61,10 +61,38 @@ class AgentDefaults:
 
 @dataclass(frozen=True)
 class StoreLimits:
+    """How much the local store keeps: every table by age and by count (store/retention.py prunes).
+    Sized for a clinic's node, the busiest store; why these figures: docs/design-notes.md, "Store"."""
+
     max_points: int = 200_000
     """Points kept locally (outbox and history); beyond it delivered points go first, then the oldest undelivered."""
     retention_days: float = 30.0
     """Delivered points older than this are deleted."""
+    max_checks: int = 50_000
+    """Checks, each with its measurement rows (≈ 7.6 kB): ≈ 300 a day at a busy clinic, so the age bound
+    rules; 50,000 hold a flood to ≈ 380 MB, and their 4 points each fill `max_points`."""
+    checks_retention_days: float = 90.0
+    max_windows: int = 50_000
+    """Agent windows (≈ 2 kB, 4 points each, as many as `max_points` holds): 720 an hour at 5 s,
+    ≈ 2 weeks of a therapist's agent in six sessions a day."""
+    windows_retention_days: float = 30.0
+    max_session_events: int = 200_000
+    """≈ 1,250 per fifty-minute session of two agents, ≈ 1 kB each."""
+    session_events_retention_days: float = 90.0
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """`netcheck serve`: how many browser checks (`POST /v1/checks`) it takes (docs/browser-check.md)."""
+
+    check_burst: int = 5
+    """Per client (an address, or a token's session leg): five at once, then one every 20 s, is a person
+    pressing "run again", not a script filling the store."""
+    check_every_s: float = 20.0
+    anonymous_check_burst: int = 30
+    """All clients without a token together: ten times a busy clinic's peak, and a flood from many
+    addresses held to 1,800 checks an hour."""
+    anonymous_check_every_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,7 @@ class Config:
     thresholds: tuple[Metric, ...] = METRICS
     agent: AgentDefaults = AgentDefaults()
     store: StoreLimits = StoreLimits()
+    serve: ServeLimits = ServeLimits()
     influx: InfluxSettings | None = None
     """None: points stay in the local store (and are delivered once InfluxDB is configured)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -142,7 +171,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     path = config_path(env)
     raw = _read_toml(path)
     unknown = set(raw) - {"server", "site", "hmac_key_file", "secret_file", "token_file", "turn_password_file", "turn_secret_file", "hub_url", "hub_password_file", "check", "thresholds", "agent", "store",
-                          "influx"}
+                          "serve", "influx"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
 
@@ -200,6 +229,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         thresholds=apply_overrides(METRICS, thresholds_raw),
         agent=_agent_defaults(raw.get("agent", {})),
         store=_store_limits(raw.get("store", {})),
+        serve=_serve_limits(raw.get("serve", {})),
         influx=_influx_settings(raw.get("influx", {}), env),
         raw=raw,
     )
@@ -326,8 +356,18 @@ def _agent_defaults(section: Any) -> AgentDefaults:
 
 def _store_limits(section: Any) -> StoreLimits:
     limits = {"max_points": bounds.STORE_MAX_POINTS, "retention_days": bounds.STORE_RETENTION_DAYS}
+    for table in ("checks", "windows", "session_events"):
+        limits[f"max_{table}"] = bounds.STORE_MAX_ROWS
+        limits[f"{table}_retention_days"] = bounds.STORE_RETENTION_DAYS
     defaults = StoreLimits()
     return StoreLimits(**{**defaults.__dict__, **_numbers(section, "store", limits, defaults)})
+
+
+def _serve_limits(section: Any) -> ServeLimits:
+    limits = {"check_burst": bounds.CHECK_BURST, "check_every_s": bounds.CHECK_EVERY_S,
+              "anonymous_check_burst": bounds.CHECK_BURST, "anonymous_check_every_s": bounds.CHECK_EVERY_S}
+    defaults = ServeLimits()
+    return ServeLimits(**{**defaults.__dict__, **_numbers(section, "serve", limits, defaults)})
 
 
 INFLUX_ENV = {

@@ -141,19 +141,28 @@ async def run_agent(config: "Config", settings: "AgentSettings", window_done: "C
 
 @store_app.command("stats")
 def store_stats(json_output: JsonFlag = False) -> int:
-    """How many points the local store holds, how many wait for InfluxDB, delivered and dropped."""
+    """What the local store holds per table, its bounds, what left it (by age, by count); the outbox."""
     from dataclasses import asdict
 
     from netcheck.config import load_config
 
     config = load_config()
     with open_store(config) as store:
-        stats = asdict(store.outbox_stats())
+        stats: dict[str, Any] = asdict(store.outbox_stats())
+        tables = {name: asdict(table) for name, table in store.table_stats().items()}
     if json_output:
-        print_json(stats)
-    else:
-        for key, value in stats.items():
-            print(f"{key:16} {value}")
+        print_json({**stats, "tables": tables})
+        return 0
+    for key, value in stats.items():
+        print(f"{key:16} {value}")
+    print()
+    print(f"{'table':16}{'rows':>12}{'at most':>12}{'kept for':>12}{'dropped by age':>16}{'by count':>10}")
+    for name, table in tables.items():
+        at_most = f"{table['max_rows']:,}" if table["max_rows"] is not None else "with check"
+        kept_for = f"{table['retention_days']:g} days" if table["retention_days"] is not None else "with check"
+        print(f"{name:16}{table['kept']:>12,}{at_most:>12}{kept_for:>12}{table['dropped_by_age']:>16,}"
+              f"{table['dropped_by_count']:>10,}")
+    print("Delivered points are kept that long; undelivered ones wait, whatever their age.")
     return 0
 
 

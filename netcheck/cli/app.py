@@ -100,6 +100,7 @@ def config_show() -> int:
         "thresholds": {t.name: {"good": t.good, "fair": t.fair} for t in config.thresholds},
         "agent": config.agent.__dict__,
         "store": config.store.__dict__,
+        "serve": config.serve.__dict__,
         "influx": config.influx.describe() if config.influx else None,
     })
     return 0

@@ -100,7 +100,7 @@ def open_store(config: Config) -> LocalStore:
 
     from netcheck.store.local import LocalStore
 
-    store = LocalStore(config.store_path, config.store.max_points, config.store.retention_days)
+    store = LocalStore(config.store_path, limits=config.store)
     if store.moved_aside is not None:
         print(f"netcheck: warning: the local store was not a readable database; kept as {store.moved_aside}, "
               "a fresh one was made", file=sys.stderr)

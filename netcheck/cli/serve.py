@@ -67,8 +67,8 @@ def serve(
     def delivery_event(message: str) -> None:
         print(f"netcheck: {message}", file=sys.stderr, flush=True)
 
-    checks = CheckSettings(config.store_path, config.thresholds, config.site, config.influx, config.store.max_points,
-                           config.store.retention_days, delivery_event)  # browser checks: the same store and outbox
+    checks = CheckSettings(config.store_path, config.thresholds, config.site, config.influx, config.store,
+                           config.serve, delivery_event)  # browser checks: the same store and outbox
     start = partial(start_server, bind, http_port, udp_port, config.hmac_key, rate_limit_pps, ice, config.secret,
                     tls=tls, require_token=require_token, open_reflector=open_reflector, checks=checks,
                     hub_url=hub_url, hub_password=config.hub_password, trust_proxy=trust_proxy,

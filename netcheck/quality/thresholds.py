@@ -7,6 +7,7 @@ them in the config file (`[thresholds.<metric>]`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,6 +72,10 @@ def apply_overrides(thresholds: tuple[Metric, ...], overrides: Mapping[str, Any]
 
 
 def _bound(key: str, value: Any, direction: Direction) -> Bound:
+    """A bound from the file; TOML writes `nan` and `inf` as numbers, and every comparison with NaN is
+    false, so a NaN bound would pass the order check below and judge nothing (or everything)."""
+    if any(_is_number(item) and not math.isfinite(item) for item in (value if isinstance(value, list) else [value])):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
     if direction == "within":
         if (not isinstance(value, (list, tuple)) or len(value) != 2
                 or not all(_is_number(item) for item in value) or value[0] > value[1]):

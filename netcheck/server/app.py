@@ -25,7 +25,7 @@ from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, repo
 from netcheck.server.access import Caller, MeasuringAccess
 from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
 from netcheck.server.capacity import Capacity
-from netcheck.server.checks import CheckEndpoints, CheckSettings
+from netcheck.server.checks import FROM_TRUSTED_PROXY, CheckEndpoints, CheckSettings
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.legs.routes import SessionTabs
@@ -258,7 +258,9 @@ async def start_server(
 
 def forwarded_for(proxy: str) -> Any:
     """A middleware: a request from `proxy` (an address or network) gets the client address that proxy
-    appended to X-Forwarded-For; from anyone else the header is ignored (a client can write anything there).
+    appended to X-Forwarded-For, and is marked FROM_TRUSTED_PROXY (then its X-Forwarded-Host and -Proto
+    name the page's origin, checks.own_origin); from anyone else these headers are ignored (a client
+    can write anything there).
 
     Raises ValueError when `proxy` is not an address or network.
     """
@@ -270,6 +272,7 @@ def forwarded_for(proxy: str) -> Any:
             client = _last_forwarded(request.headers.getall("X-Forwarded-For", []))
             if client is not None:
                 request = request.clone(remote=client)
+            request[FROM_TRUSTED_PROXY] = True
         return await handler(request)
 
     return middleware

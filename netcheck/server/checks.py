@@ -4,7 +4,9 @@ The page posts what it measured (netcheck/browser/check_body.py validates it); t
 it names, adds its own view of the call, the voice channel and the throughput tests, assesses with
 the clinic's thresholds (netcheck/browser/check_report.py), stores the check in its local store with its
 points (`client=browser`) and, when InfluxDB is configured, delivers them from the same outbox as
-the agent does. Posting is bounded: 256 kB, a handful of checks per client per minute.
+the agent does. Posting is bounded: 256 kB, a handful of checks per client per minute, and for
+clients without a token a rate for all of them together; only JSON, and only from the node's own
+pages or from a program that is no web page (docs/browser-check.md, "Who may post").
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from netcheck.browser.check_body import MAX_BODY_BYTES, BodyError, parse_body
 from netcheck.browser.check_report import ServerView, build_check
-from netcheck.config import InfluxSettings
+from netcheck.config import InfluxSettings, ServeLimits, StoreLimits
 from netcheck.errors import StoreError
 from netcheck.store.points import Origin, Point, report_points
 from netcheck.quality import METRICS, Metric
@@ -37,10 +40,16 @@ from netcheck.store.local import LocalStore
 from netcheck.tokens import LEGS
 
 CHECK_ID = re.compile(r"^[0-9a-f]{32}$")
-CHECKS_BURST = 5
-CHECK_EVERY_S = 20.0
+CHECKS_BURST = ServeLimits.check_burst
+CHECK_EVERY_S = ServeLimits.check_every_s
 """A check takes about 30 s: five at once, then one every 20 s per client, is a person pressing
-"run again", not a script filling the store."""
+"run again", not a script filling the store (config.ServeLimits; `[serve]` in the config file)."""
+ANONYMOUS = "anonymous"
+"""The one key of the global bucket that all clients without a token share."""
+FROM_TRUSTED_PROXY: Any = (web.RequestKey("from_trusted_proxy", bool) if hasattr(web, "RequestKey")  # aiohttp ≥ 3.14
+                           else "netcheck.from_trusted_proxy")
+"""Set on a request by `serve --trust-proxy`'s middleware (app.forwarded_for) when the TCP peer is that
+proxy: only then are its X-Forwarded-Host and X-Forwarded-Proto the page's own origin."""
 MAX_RATE_CLIENTS = 4096
 
 
@@ -53,8 +62,10 @@ class CheckSettings:
     site: str | None = None
     influx: InfluxSettings | None = None
     """None: points stay in the store."""
-    max_points: int = 200_000
-    retention_days: float = 30.0
+    limits: StoreLimits = StoreLimits()
+    """The store's bounds (the config's `[store]`): every write prunes within them."""
+    rates: ServeLimits = ServeLimits()
+    """How many checks a client, and all clients without a token together, may post (`[serve]`)."""
     on_event: Callable[[str], None] = field(default=lambda message: None, repr=False)
     """Told, in one sentence, about delivery (InfluxDB unreachable, back again)."""
 
@@ -62,10 +73,9 @@ class CheckSettings:
 SESSION_EVENTS_WRITE_S = 1.0
 """How often the hub's accepted events are written to the node's store: at most a second is lost in a crash."""
 SESSION_EVENTS_BUFFERED = 20_000
-"""Events waiting for that write, at most: 1,000 sessions post ≈ 400 events a second."""
-SESSION_EVENTS_KEPT = 200_000
-"""The node keeps this many session events for reports (≈ 1 kB each: ≈ 200 MB; 160 fifty-minute
-sessions of two agents); older ones are deleted. InfluxDB, not the node, is the platform's record."""
+"""Events waiting for that write, at most: 1,000 sessions post ≈ 400 events a second. The store keeps
+them within the config's `max_session_events` and `session_events_retention_days` (StoreLimits);
+InfluxDB, not the node, is the platform's record."""
 
 
 class CheckEndpoints:
@@ -75,7 +85,9 @@ class CheckEndpoints:
         self.access = access
         self.media = media
         self.throughput = throughput
-        self.rate = TokenBuckets(1.0 / CHECK_EVERY_S, CHECKS_BURST, MAX_RATE_CLIENTS)
+        rates = settings.rates if settings is not None else ServeLimits()
+        self.rate = TokenBuckets(1.0 / rates.check_every_s, rates.check_burst, MAX_RATE_CLIENTS)
+        self.anonymous_rate = TokenBuckets(1.0 / rates.anonymous_check_every_s, rates.anonymous_check_burst, 1)
         self.store: LocalStore | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -93,7 +105,7 @@ class CheckEndpoints:
         """Open the store and start delivering (when InfluxDB is configured); StoreError when it cannot."""
         if self.settings is None:
             return
-        self.store = LocalStore(self.settings.store_path, self.settings.max_points, self.settings.retention_days)
+        self.store = LocalStore(self.settings.store_path, limits=self.settings.limits)
         self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
@@ -125,8 +137,7 @@ class CheckEndpoints:
             return
         events, self._session_events = self._session_events, []
         try:
-            self.store.add_session_events(events)
-            self.store.limit_session_events(SESSION_EVENTS_KEPT)
+            self.store.add_session_events(events)  # pruned to the store's bounds in the same write
         except StoreError as error:
             self.session_events_dropped += len(events)
             if self.settings is not None:
@@ -167,6 +178,9 @@ class CheckEndpoints:
 
     async def post_check(self, request: web.Request) -> web.Response:
         caller = self.access.caller(request)  # 401 first: a refused caller costs nothing
+        refused = refuse_foreign_post(request)
+        if refused is not None:
+            return refused
         if self.store is None:
             return _error(503, "this server keeps no checks (it was started without a store)")
         raw = await _read_bounded(request, MAX_BODY_BYTES)
@@ -179,6 +193,10 @@ class CheckEndpoints:
         wait_s = self.rate.take(caller.client, time.monotonic())  # only a check that would be stored takes from the rate
         if wait_s:
             return busy_response(retry_after_s(wait_s), "too many checks from this client")
+        # Everyone's rate after the client's own, so that a client refused its share takes nothing from it.
+        wait_s = self.anonymous_rate.take(ANONYMOUS, time.monotonic()) if caller.claims is None else 0.0
+        if wait_s:
+            return busy_response(retry_after_s(wait_s), "too many checks without a check link")
         call = voice = None
         age_s = 0.0
         if body["av_session_id"] is not None:
@@ -231,6 +249,56 @@ class CheckEndpoints:
     def _download(self, test_id: str | None) -> tuple[list[tuple[float, int]], int] | None:
         record = self.throughput.downloaded.get(test_id) if test_id else None
         return (list(record.samples), record.total_bytes()) if record is not None else None
+
+
+def refuse_foreign_post(request: web.Request) -> web.Response | None:
+    """403 when a web page of another origin sent this post, 415 when it is not declared JSON; None to go on.
+
+    A browser lets any page post a "simple" request (`text/plain`, no preflight) to any address, so
+    without this every visitor of a hostile page would post checks from their own address. Browsers
+    send `Origin` with every POST and a page cannot forge it: the node's own page sends the node's
+    origin (scheme and Host, or behind `--trust-proxy` the proxy's X-Forwarded-Proto and -Host); a
+    program that is no web page (the CLI, curl, a test) sends none and is let through, within the rates.
+    """
+    origin = request.headers.get("Origin")
+    own = _origin_key(own_origin(request))
+    if origin is not None and (own is None or _origin_key(origin) != own):
+        return web.json_response({"error": "checks are taken from this server's own page only",
+                                  "reason": "foreign_origin"}, status=403)
+    if request.content_type != "application/json":
+        return web.json_response({"error": "the body must be JSON (Content-Type: application/json)",
+                                  "reason": "content_type"}, status=415)
+    return None
+
+
+def own_origin(request: web.Request) -> str:
+    """This node's origin as the requesting page sees it: `scheme://host[:port]`. Behind a trusted proxy,
+    the last X-Forwarded-Proto and X-Forwarded-Host the proxy set (it may terminate TLS and rename)."""
+    scheme, host = ("https" if request.secure else "http"), request.host
+    if request.get(FROM_TRUSTED_PROXY):
+        proto = _last_entry(request.headers.getall("X-Forwarded-Proto", []))
+        scheme = proto.lower() if proto and proto.lower() in ("http", "https") else scheme
+        host = _last_entry(request.headers.getall("X-Forwarded-Host", [])) or host
+    return f"{scheme}://{host}"
+
+
+def _last_entry(headers: list[str]) -> str | None:
+    """The value the trusted proxy appended: the last entry of the last header."""
+    if not headers:
+        return None
+    return headers[-1].rsplit(",", 1)[-1].strip() or None
+
+
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for `null` or a malformed origin."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query or parts.username:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:

@@ -1,7 +1,8 @@
 """The local store: SQLite in WAL mode, every check, window and point, always written first.
 
 It is also the outbox (store/outbox.py): points leave for InfluxDB from here. Commits are
-fsynced (`synchronous=FULL`), so a power cut loses nothing that was reported as stored.
+fsynced (`synchronous=FULL`), so a power cut loses nothing that was reported as stored. Every
+write also prunes what it wrote to, within `StoreLimits` (store/retention.py).
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from netcheck.config import StoreLimits
 from netcheck.errors import StoreError
 from netcheck.store.points import Point
-from netcheck.store import outbox
+from netcheck.store import outbox, retention
 from netcheck.store.outbox import OutboxStats, StoredPoint
+from netcheck.store.retention import DAY_MS, TableBound
 
-SCHEMA_VERSION = 2
-DAY_MS = 86_400_000
+SCHEMA_VERSION = 3
+"""3: `stored_ms` on checks, windows and session events (retention by age); 2: session events."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checks (
     check_id TEXT PRIMARY KEY,
@@ -29,7 +33,8 @@ CREATE TABLE IF NOT EXISTS checks (
     server TEXT,
     recommendation TEXT NOT NULL,
     level TEXT NOT NULL,
-    report_json TEXT NOT NULL
+    report_json TEXT NOT NULL,
+    stored_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS measurements (
     check_id TEXT NOT NULL REFERENCES checks(check_id),
@@ -49,7 +54,8 @@ CREATE TABLE IF NOT EXISTS windows (
     duration_s REAL NOT NULL,
     recommendation TEXT NOT NULL,
     level TEXT NOT NULL,
-    report_json TEXT NOT NULL
+    report_json TEXT NOT NULL,
+    stored_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS windows_session ON windows(session_id, started_at);
 CREATE TABLE IF NOT EXISTS session_events (
@@ -59,18 +65,36 @@ CREATE TABLE IF NOT EXISTS session_events (
     at TEXT NOT NULL,
     cue TEXT NOT NULL DEFAULT '',
     event_json TEXT NOT NULL,
+    stored_ms INTEGER,
     PRIMARY KEY (session_id, leg, type, at, cue)
 );
 """
 
 
+@dataclass(frozen=True)
+class TableStats:
+    """One table in `netcheck store stats`: what it keeps, its bounds, and what left it since the store was made."""
+
+    kept: int
+    max_rows: int | None
+    """None: bounded through another table (a check's measurements go with it)."""
+    retention_days: float | None
+    dropped_by_age: int
+    dropped_by_count: int
+
+
 class LocalStore:
     """One SQLite file; safe to open from several processes (WAL, busy timeout)."""
 
-    def __init__(self, path: Path, max_points: int = 200_000, retention_days: float = 30.0) -> None:
+    def __init__(self, path: Path, max_points: int | None = None, retention_days: float | None = None,
+                 limits: StoreLimits = StoreLimits()) -> None:
+        """`max_points`, `retention_days`: shorthands that override `limits`' own (tests, benchmarks)."""
         self.path = path
-        self.max_points = max_points
-        self.retention_ms = int(retention_days * DAY_MS)
+        self.limits = replace(limits, **{key: value for key, value in
+                                         (("max_points", max_points), ("retention_days", retention_days))
+                                         if value is not None})
+        self.max_points = self.limits.max_points
+        self.retention_ms = int(self.limits.retention_days * DAY_MS)
         self.moved_aside: Path | None = None
         """Set when the file was not a readable SQLite database: it was renamed to this, and a fresh store made."""
         try:
@@ -91,8 +115,17 @@ class LocalStore:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA + outbox.SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # One transaction: two processes opening an old store upgrade it once, and a new store's
+            # schema is one WAL commit, not one per table (a nearly full disk has room for it).
+            db.executescript("BEGIN IMMEDIATE;" + SCHEMA + outbox.SCHEMA)
+            try:
+                retention.upgrade(db, _now_ms())
+                if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
         except BaseException:
             db.close()
             raise
@@ -114,10 +147,12 @@ class LocalStore:
         """
         try:
             with self._db:
+                now_ms = _now_ms()
                 self._db.execute(
-                    "INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO checks (check_id, started_at, duration_s, server, recommendation, level, "
+                    "report_json, stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (report["check_id"], report["started_at"], report["duration_s"], report.get("server"),
-                     report["recommendation"], report["level"], json.dumps(report)),
+                     report["recommendation"], report["level"], json.dumps(report), now_ms),
                 )
                 for probe, fields in report["measurements"].items():
                     run = report["probe_runs"][probe]
@@ -126,6 +161,7 @@ class LocalStore:
                         (report["check_id"], probe, run["started_at"], run["duration_s"],
                          fields["status"], json.dumps(fields)),
                     )
+                retention.prune(self._db, "checks", self._bound("checks"), now_ms, 1)
                 return self._add_points(points)
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
@@ -135,12 +171,15 @@ class LocalStore:
         """Store one agent window (its report, points and session events) atomically; returns points dropped."""
         try:
             with self._db:
-                self._add_session_events(session_events)
+                now_ms = _now_ms()
+                self._add_session_events(session_events, now_ms)
                 self._db.execute(
-                    "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO windows (window_id, session_id, role, started_at, duration_s, "
+                    "recommendation, level, report_json, stored_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (window["window_id"], window.get("session_id"), window.get("role"), window["started_at"],
-                     window["duration_s"], window["recommendation"], window["level"], json.dumps(window)),
+                     window["duration_s"], window["recommendation"], window["level"], json.dumps(window), now_ms),
                 )
+                retention.prune(self._db, "windows", self._bound("windows"), now_ms, 1)
                 return self._add_points(points)
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
@@ -150,23 +189,38 @@ class LocalStore:
 
         The same event stored twice (the therapist's agent and `watch` on one machine) is kept once.
         """
-        self._write(lambda: self._add_session_events(events))
+        self._write(lambda: self._add_session_events(events, _now_ms()))
 
-    def _add_session_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+    def _add_session_events(self, events: Sequence[Mapping[str, Any]], now_ms: int) -> None:
+        if not events:
+            return
         self._db.executemany(
-            "INSERT OR IGNORE INTO session_events VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO session_events (session_id, leg, type, at, cue, event_json, stored_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(event["session_id"], event["leg"], event["type"], event["at"], event.get("cue") or "",
-              json.dumps(event)) for event in events],
+              json.dumps(event), now_ms) for event in events],
         )
+        retention.prune(self._db, "session_events", self._bound("session_events"), now_ms, len(events))
 
-    def limit_session_events(self, max_rows: int) -> int:
-        """Keep the newest `max_rows` session events (a server node records every session's); returns how
-        many were deleted. By insertion order (rowid), not by the events' own `at`, which a peer wrote."""
-        def delete() -> int:
-            cursor = self._db.execute("DELETE FROM session_events WHERE rowid <= "
-                                      "(SELECT max(rowid) FROM session_events) - ?", (max_rows,))
-            return cursor.rowcount
-        return self._write(delete)
+    def _bound(self, table: str) -> TableBound:
+        return TableBound(getattr(self.limits, f"max_{table}"), getattr(self.limits, f"{table}_retention_days"))
+
+    def table_stats(self) -> dict[str, TableStats]:
+        """Per table: rows kept, bounds, rows dropped by age and by count since the store was made."""
+        def read() -> dict[str, TableStats]:
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+
+            def stats(table: str, max_rows: int | None, days: float | None) -> TableStats:
+                kept = int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                return TableStats(kept, max_rows, days, counters.get(f"{table}_dropped_by_age", 0),
+                                  counters.get(f"{table}_dropped_by_count", 0))
+
+            tables = {table: stats(table, self._bound(table).max_rows, self._bound(table).retention_days)
+                      for table in retention.PRUNED_TABLES}
+            tables["measurements"] = stats("measurements", None, None)
+            tables["points"] = stats("points", self.limits.max_points, self.limits.retention_days)
+            return {name: tables[name] for name in ("checks", "measurements", "windows", "session_events", "points")}
+        return self._read(read)
 
     def session_events(self, session_id: str) -> list[dict[str, Any]]:
         """A session's events, both legs, in time order."""
@@ -187,7 +241,7 @@ class LocalStore:
 
     def _add_points(self, points: Sequence[Point]) -> int:
         outbox.insert_points(self._db, points)
-        return outbox.enforce_limits(self._db, self.max_points, _now_ms() - self.retention_ms)
+        return outbox.enforce_limits(self._db, self.max_points, _now_ms() - self.retention_ms, len(points))
 
     # --- outbox ---------------------------------------------------------------------------
 

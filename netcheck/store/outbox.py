@@ -67,24 +67,38 @@ def insert_points(db: sqlite3.Connection, points: Sequence[Point]) -> None:
     )
 
 
-def enforce_limits(db: sqlite3.Connection, max_points: int, delivered_before_ms: int) -> int:
+PRUNE_BATCH_POINTS = 500
+"""Points that one write deletes at most by age, and by count beyond what it added itself: a node
+off for a month, or a lowered `max_points`, would otherwise delete a month of history in one stop;
+the rest go with the next writes. 500 take ≈ 2 ms (BENCHMARKS.md, "Keeping the store bounded")."""
+
+
+def enforce_limits(db: sqlite3.Connection, max_points: int, delivered_before_ms: int, added: int = 0) -> int:
     """Delete delivered history past retention, then keep at most `max_points` rows.
 
     Delivered and rejected rows go first, oldest first; only then the oldest pending rows,
-    which are counted as dropped. Returns how many pending points were dropped.
+    which are counted as dropped. Returns how many pending points were dropped. Every deletion
+    is also counted by reason (`points_dropped_by_age`, `points_dropped_by_count`). `added`: the
+    points this write inserted; at least that many may go, so a write never leaves the table further
+    over its bound than it found it.
     """
-    db.execute("DELETE FROM points WHERE state != 0 AND time_ms < ?", (delivered_before_ms,))
+    aged = db.execute("DELETE FROM points WHERE id IN (SELECT id FROM points WHERE state != 0 AND time_ms < ? "
+                      "ORDER BY time_ms LIMIT ?)", (delivered_before_ms, PRUNE_BATCH_POINTS)).rowcount
+    add_to_counter(db, "points_dropped_by_age", aged)
     excess = _count(db, "SELECT COUNT(*) FROM points") - max_points
     if excess <= 0:
         return 0
-    db.execute("DELETE FROM points WHERE id IN (SELECT id FROM points WHERE state != 0 ORDER BY id LIMIT ?)",
-               (excess,))
-    excess = _count(db, "SELECT COUNT(*) FROM points") - max_points
+    excess = min(excess, max(PRUNE_BATCH_POINTS, added))
+    history = db.execute("DELETE FROM points WHERE id IN (SELECT id FROM points WHERE state != 0 ORDER BY id LIMIT ?)",
+                         (excess,)).rowcount
+    add_to_counter(db, "points_dropped_by_count", history)
+    excess -= history
     if excess <= 0:
         return 0
     db.execute("DELETE FROM points WHERE id IN (SELECT id FROM points WHERE state = 0 ORDER BY id LIMIT ?)",
                (excess,))
     add_to_counter(db, "dropped", excess)
+    add_to_counter(db, "points_dropped_by_count", excess)
     return excess
 
 

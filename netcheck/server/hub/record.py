@@ -2,7 +2,7 @@
 
 The hub holds a session's last `history_events` (500) events, in memory until a restart or in Redis
 until the tokens expire; the node's store holds every event the hub accepted on this node (written
-once a second, newest SESSION_EVENTS_KEPT kept: server/checks.py) and the session's checks.
+once a second by server/checks.py, within the config's `[store]` bounds) and the session's checks.
 Neither alone is the whole session, so the report reads both and keeps each event once (the store's
 own key: session, leg, type, time, cue). docs/in-session.md, "The therapist's panel and the report page".
 
