@@ -56,3 +56,26 @@ def test_hmac_key_file_must_be_private(tmp_path: Path) -> None:
     key_file.write_text("secret\n")
     with pytest.raises(ConfigError, match="hmac_key_file: the HMAC key must be at least 16 bytes"):
         load_config(env)
+
+
+@pytest.mark.parametrize(("table", "text"), [
+    ("thresholds.rtt_p95_ms.good", "[thresholds.rtt_p95_ms]\ngood = nan\n"),
+    ("thresholds.rtt_p95_ms.fair", "[thresholds.rtt_p95_ms]\nfair = inf\n"),
+    ("thresholds.video_fps.good", "[thresholds.video_fps]\ngood = +inf\n"),
+    ("thresholds.mos.fair", "[thresholds.mos]\nfair = -nan\n"),
+    ("thresholds.av_skew_ms.fair", "[thresholds.av_skew_ms]\nfair = [-inf, inf]\n"),
+])
+def test_nan_and_infinite_thresholds_are_refused_naming_the_key_exit_2(tmp_path: Path, table: str, text: str) -> None:
+    """TOML has nan and inf; every comparison with NaN is false, so a NaN bound passed the order check and
+    judged nothing; an infinite one made a level unreachable. Both were accepted."""
+    import subprocess
+    import sys
+
+    from tests.harness.servers import REPO, subprocess_env
+
+    with pytest.raises(ConfigError, match=f"^{table}: must be a finite number"):
+        load_config(write(tmp_path, text))
+    answer = subprocess.run([sys.executable, str(REPO / "cli.py"), "config", "show"], capture_output=True, text=True,
+                            timeout=60, env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+    assert answer.returncode == 2 and answer.stdout == ""
+    assert answer.stderr.count("\n") == 1 and f"{table}: must be a finite number" in answer.stderr, answer.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
+from netcheck.config import StoreLimits
 from netcheck.server.app import start_server
 from netcheck.server.checks import CheckSettings
 from netcheck.server.hub.routes import HubLimits
@@ -54,8 +55,9 @@ def test_the_report_covers_more_than_the_hub_holds(tmp_path: Path) -> None:
 
 
 def test_the_nodes_record_keeps_the_newest_events(tmp_path: Path) -> None:
-    with LocalStore(tmp_path / "node.sqlite3") as store:
+    with LocalStore(tmp_path / "node.sqlite3", limits=StoreLimits(max_session_events=4)) as store:
         store.add_session_events([{**summary(minute), "session_id": "s1", "leg": "client"} for minute in range(10)])
-        assert store.limit_session_events(4) == 6
+        assert store.table_stats()["session_events"].dropped_by_count == 6
         assert [event["at"][14:16] for event in store.session_events("s1")] == ["06", "07", "08", "09"]
-        assert store.limit_session_events(4) == 0
+        store.add_session_events([{**summary(9), "session_id": "s1", "leg": "client"}])  # the same event again
+        assert store.table_stats()["session_events"].dropped_by_count == 6
