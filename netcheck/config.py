@@ -10,9 +10,10 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netcheck import bounds
 from netcheck.av.session import parse_video_format
@@ -61,37 +62,28 @@ class AgentDefaults:
 
 @dataclass(frozen=True)
 class StoreLimits:
-    """How much the local store keeps: every table by age and by count (store/retention.py prunes).
-    Sized for a clinic's node, the busiest store; why these figures: docs/design-notes.md, "Store"."""
+    """What the local store keeps, each table by age and count (store/retention.py); why: design notes, "Store"."""
 
     max_points: int = 200_000
     """Points kept locally (outbox and history); beyond it delivered points go first, then the oldest undelivered."""
     retention_days: float = 30.0
     """Delivered points older than this are deleted."""
     max_checks: int = 50_000
-    """Checks, each with its measurement rows (≈ 7.6 kB): ≈ 300 a day at a busy clinic, so the age bound
-    rules; 50,000 hold a flood to ≈ 380 MB, and their 4 points each fill `max_points`."""
     checks_retention_days: float = 90.0
     max_windows: int = 50_000
-    """Agent windows (≈ 2 kB, 4 points each, as many as `max_points` holds): 720 an hour at 5 s,
-    ≈ 2 weeks of a therapist's agent in six sessions a day."""
     windows_retention_days: float = 30.0
     max_session_events: int = 200_000
-    """≈ 1,250 per fifty-minute session of two agents, ≈ 1 kB each."""
     session_events_retention_days: float = 90.0
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """`netcheck serve`: how many browser checks (`POST /v1/checks`) it takes (docs/browser-check.md)."""
+    """Checks `serve` takes: per client (address, token's leg) 5, then one every 20 s (a person pressing "run
+    again"); all clients without a token together 30, then one every 2 s (docs/browser-check.md)."""
 
     check_burst: int = 5
-    """Per client (an address, or a token's session leg): five at once, then one every 20 s, is a person
-    pressing "run again", not a script filling the store."""
     check_every_s: float = 20.0
     anonymous_check_burst: int = 30
-    """All clients without a token together: ten times a busy clinic's peak, and a flood from many
-    addresses held to 1,800 checks an hour."""
     anonymous_check_every_s: float = 2.0
 
 
@@ -225,11 +217,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         turn_secret=turn_secret,
         hub_url=hub_url or None,
         hub_password=hub_password,
-        check=_check_defaults(raw.get("check", {})),
+        check=_table(raw, "check", CheckDefaults, CHECK_LIMITS, {"av_video": partial(_video_format, table="check")}),
         thresholds=apply_overrides(METRICS, thresholds_raw),
-        agent=_agent_defaults(raw.get("agent", {})),
-        store=_store_limits(raw.get("store", {})),
-        serve=_serve_limits(raw.get("serve", {})),
+        agent=_table(raw, "agent", AgentDefaults, AGENT_LIMITS, {"av_video": partial(_video_format, table="agent")}),
+        store=_table(raw, "store", StoreLimits, STORE_LIMITS),
+        serve=_table(raw, "serve", ServeLimits, SERVE_LIMITS),
         influx=_influx_settings(raw.get("influx", {}), env),
         raw=raw,
     )
@@ -303,19 +295,26 @@ def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-def _check_defaults(section: Any) -> CheckDefaults:
-    limits = {
-        "udp_interval_ms": bounds.UDP_INTERVAL_MS,
-        "udp_duration_s": bounds.UDP_DURATION_S,
-        "udp_size_bytes": bounds.UDP_SIZE_BYTES,
-        "quick_udp_duration_s": bounds.UDP_DURATION_S,
-        "av_duration_s": bounds.AV_DURATION_S,
-        "quick_av_duration_s": bounds.AV_DURATION_S,
-        "throughput_duration_s": bounds.THROUGHPUT_DURATION_S,
-    }
-    defaults = CheckDefaults()
-    values = _numbers(section, "check", limits, defaults, {"av_video": lambda value: _video_format(value, "check")})
-    return CheckDefaults(**{**defaults.__dict__, **values})
+T = TypeVar("T")
+CHECK_LIMITS = {"udp_interval_ms": bounds.UDP_INTERVAL_MS, "udp_duration_s": bounds.UDP_DURATION_S,
+                "udp_size_bytes": bounds.UDP_SIZE_BYTES, "quick_udp_duration_s": bounds.UDP_DURATION_S,
+                "av_duration_s": bounds.AV_DURATION_S, "quick_av_duration_s": bounds.AV_DURATION_S,
+                "throughput_duration_s": bounds.THROUGHPUT_DURATION_S}
+AGENT_LIMITS = {"window_s": bounds.AGENT_WINDOW_S, "udp_rate_pps": bounds.AGENT_UDP_RATE_PPS,
+                "udp_size_bytes": bounds.UDP_SIZE_BYTES, "av_every_s": bounds.AGENT_AV_EVERY_S,
+                "av_duration_s": bounds.AGENT_AV_DURATION_S, "av_audio_offset_ms": bounds.AUDIO_OFFSET_MS}
+STORE_LIMITS = {"max_points": bounds.STORE_MAX_POINTS, "retention_days": bounds.STORE_RETENTION_DAYS}
+for _rows in ("checks", "windows", "session_events"):
+    STORE_LIMITS.update({f"max_{_rows}": bounds.STORE_MAX_ROWS, f"{_rows}_retention_days": bounds.STORE_RETENTION_DAYS})
+SERVE_LIMITS = {"check_burst": bounds.CHECK_BURST, "check_every_s": bounds.CHECK_EVERY_S,
+                "anonymous_check_burst": bounds.CHECK_BURST, "anonymous_check_every_s": bounds.CHECK_EVERY_S}
+
+
+def _table(raw: Mapping[str, Any], table: str, kind: type[T], limits: Mapping[str, bounds.Range],
+           strings: Mapping[str, Any] | None = None) -> T:
+    """The file's `[table]` over `kind`'s defaults, every key validated (unknown keys and ranges name the key)."""
+    defaults = kind()
+    return replace(defaults, **_numbers(raw.get(table, {}), table, limits, defaults, strings))
 
 
 def _video_format(value: Any, table: str) -> str:
@@ -343,31 +342,6 @@ def _numbers(section: Any, table: str, limits: Mapping[str, bounds.Range], defau
             raise ConfigError(f"{table}.{key}: must be a number in {limits[key].describe()}, got {value!r}")
         values[key] = type(getattr(defaults, key))(value)
     return values
-
-
-def _agent_defaults(section: Any) -> AgentDefaults:
-    limits = {"window_s": bounds.AGENT_WINDOW_S, "udp_rate_pps": bounds.AGENT_UDP_RATE_PPS,
-              "udp_size_bytes": bounds.UDP_SIZE_BYTES, "av_every_s": bounds.AGENT_AV_EVERY_S,
-              "av_duration_s": bounds.AGENT_AV_DURATION_S, "av_audio_offset_ms": bounds.AUDIO_OFFSET_MS}
-    defaults = AgentDefaults()
-    values = _numbers(section, "agent", limits, defaults, {"av_video": lambda value: _video_format(value, "agent")})
-    return AgentDefaults(**{**defaults.__dict__, **values})
-
-
-def _store_limits(section: Any) -> StoreLimits:
-    limits = {"max_points": bounds.STORE_MAX_POINTS, "retention_days": bounds.STORE_RETENTION_DAYS}
-    for table in ("checks", "windows", "session_events"):
-        limits[f"max_{table}"] = bounds.STORE_MAX_ROWS
-        limits[f"{table}_retention_days"] = bounds.STORE_RETENTION_DAYS
-    defaults = StoreLimits()
-    return StoreLimits(**{**defaults.__dict__, **_numbers(section, "store", limits, defaults)})
-
-
-def _serve_limits(section: Any) -> ServeLimits:
-    limits = {"check_burst": bounds.CHECK_BURST, "check_every_s": bounds.CHECK_EVERY_S,
-              "anonymous_check_burst": bounds.CHECK_BURST, "anonymous_check_every_s": bounds.CHECK_EVERY_S}
-    defaults = ServeLimits()
-    return ServeLimits(**{**defaults.__dict__, **_numbers(section, "serve", limits, defaults)})
 
 
 INFLUX_ENV = {
