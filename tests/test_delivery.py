@@ -28,10 +28,17 @@ V2_NOT_FOUND = b'{"code":"not found","message":"bucket \\"nope\\" not found"}'
 """What InfluxDB 2.x answers for an unknown bucket (it is not installable here; VictoriaMetrics accepts any bucket)."""
 
 
-def sample_points(count: int, agent: str = "t1") -> list[Point]:
+SHARD_GROUP_MS = 7 * 86_400_000
+"""InfluxDB 1.x keeps a field's type per shard group: 7 days from Monday 00:00 UTC (Go's zero time)."""
+MIDDLE_OF_LAST_SHARD_GROUP_MS = (NOW_MS - 4 * 86_400_000) // SHARD_GROUP_MS * SHARD_GROUP_MS + 4 * 86_400_000 \
+    - SHARD_GROUP_MS // 2
+"""Thursday noon of last week: points around it share one shard group whatever the time of the run."""
+
+
+def sample_points(count: int, agent: str = "t1", start_ms: int = NOW_MS - 10_000_000) -> list[Point]:
     return [Point("netcheck_udp", {"agent": agent, "role": "client", "status": "ok"},
                   {"rtt_p95_ms": 10.0 + i / 7, "packets_sent": 40, "tiny_ms": 1e-7 * (i + 1),
-                   "session_id": f"s{i % 3}", "udp_blocked": i % 2 == 0}, NOW_MS - 10_000_000 + i * 5000)
+                   "session_id": f"s{i % 3}", "udp_blocked": i % 2 == 0}, start_ms + i * 5000)
             for i in range(count)]
 
 
@@ -159,11 +166,14 @@ def test_v2_unknown_bucket_is_a_configuration_error(tmp_path: Path, vm: Victoria
 
 
 def test_a_refused_point_is_set_aside_and_the_rest_flows(tmp_path: Path, influx: InfluxDB1) -> None:
-    """InfluxDB refuses a field whose type changed (400 partial write); only that point is rejected."""
+    """InfluxDB refuses a field whose type changed (400 partial write); only that point is rejected.
+
+    All points lie in one shard group: across a group's boundary (Monday 00:00 UTC) the type is
+    another group's to set, and a run at 02:45 on a Monday once saw 16 good points refused."""
     harness = Harness(tmp_path / "s.sqlite3", v1_settings(influx))
-    good = sample_points(64)
+    good = sample_points(64, start_ms=MIDDLE_OF_LAST_SHARD_GROUP_MS)
     bad = Point("netcheck_udp", {"agent": "t1", "role": "client", "status": "ok"},
-                {"packets_sent": "forty"}, NOW_MS - 5_000_000)
+                {"packets_sent": "forty"}, MIDDLE_OF_LAST_SHARD_GROUP_MS + 5_000_000)
     harness.store.add_points(good[:40] + [bad] + good[40:])
     assert harness.deliver() == 64
     stats = harness.store.outbox_stats()
