@@ -12,16 +12,27 @@ import sys
 import pytest
 
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.tiers import OUT_OF_FAST, markers_reached
 
 if TYPE_CHECKING:
     from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that build network namespaces are slow too: `-m "not slow"` leaves them out."""
+    """The tiers (tests/harness/tiers.py): `servers`, `browser`, `netns` from what a test and its
+    fixtures reach; tests that build network namespaces are slow too; the rest is `fast`."""
     for item in items:
+        function = getattr(item, "function", None)
+        if function is not None:
+            fixtures = getattr(item, "_fixtureinfo", None)
+            definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+            roots = [function, *(definition.func for chain in definitions for definition in chain)]
+            for marker in sorted(markers_reached(roots)):
+                item.add_marker(marker)
         if item.get_closest_marker("netns") is not None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+        if not any(item.get_closest_marker(marker) for marker in OUT_OF_FAST):
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(scope="session")
