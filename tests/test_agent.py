@@ -248,14 +248,16 @@ def test_agent_once_runs_one_window_and_delivers(server: ServerProcess, vm: Vict
 
 
 def test_sigint_finishes_the_window_and_exits_0(server: ServerProcess, tmp_path: Path) -> None:
-    agent = start_agent(server, tmp_path / "home", {}, "--window", "3s", "--av-every", "0", "--json")
-    time.sleep(4.0)  # inside the second window
+    agent = start_agent(server, tmp_path / "home", {}, "--window", "1s", "--av-every", "0", "--json")
+    assert agent.stdout is not None
+    first_window = agent.stdout.readline()
+    time.sleep(0.3)  # inside the second window
     agent.send_signal(signal.SIGINT)
     start_s = time.monotonic()
     code, stdout, stderr = finish(agent, timeout_s=15)
     assert code == 0, stderr
     assert time.monotonic() - start_s < 5.0
-    assert len(stdout.splitlines()) == 2  # the interrupted window was finished and stored
+    assert len((first_window + stdout).splitlines()) == 2  # the interrupted window was finished and stored
     assert "stopped after 2 window(s)" in stderr
 
 

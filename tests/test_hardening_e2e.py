@@ -38,6 +38,7 @@ def test_a_check_waits_for_a_busy_server_says_so_and_then_completes(tmp_path: Pa
     async def scenario() -> tuple[int, str, str, list]:
         server = await start_server("127.0.0.1", 0, 0)
         server.media.cpu.busy_pct = 101.0  # a FAKE calm CPU: this test is about the address's share only
+        server.media.share.expected_hold_s = 6.0  # the holders' length (the default, 10 s, is a check's call)
         try:
             holders = [asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=6.0)).run())
                        for _ in range(2)]

@@ -46,6 +46,7 @@ def test_a_third_call_from_the_same_client_waits_its_turn_and_then_runs() -> Non
 
     async def scenario():
         server = await start_server("127.0.0.1", 0, 0)
+        server.media.share.expected_hold_s = 2.0  # these calls' length (the default, 10 s, is a check's call)
         try:
             first = [asyncio.ensure_future(AvProbe(server.url, AvProbeSettings(duration_s=2.0)).run())
                      for _ in range(2)]
