@@ -72,10 +72,12 @@ def measurements(points: list[Point]) -> set[str]:
 @pytest.mark.slow
 def test_agent_for_60_s_delivers_every_stored_point_to_both_apis(
         server: ServerProcess, influx: InfluxDB1, vm: VictoriaMetrics, tmp_path: Path) -> None:
-    """Must show 1: 60 s at the defaults (5 s windows, one A/V run), v1 to InfluxDB and v2 to VictoriaMetrics."""
+    """Must show 1: 12 windows with one A/V run, v1 to InfluxDB and v2 to VictoriaMetrics. The
+    defaults' 60 s (5 s windows) compressed to 24 s through the window's setting (2 s windows)."""
     agents = {
-        "v1": start_agent(server, tmp_path / "v1", v1_env(influx), "--duration", "60s", "--role", "therapist"),
-        "v2": start_agent(server, tmp_path / "v2", v2_env(vm.url), "--duration", "60s"),
+        "v1": start_agent(server, tmp_path / "v1", v1_env(influx), "--duration", "24s", "--window", "2s",
+                          "--role", "therapist"),
+        "v2": start_agent(server, tmp_path / "v2", v2_env(vm.url), "--duration", "24s", "--window", "2s"),
     }
     results = {name: finish(agent, timeout_s=100) for name, agent in agents.items()}
     for name, (code, _, stderr) in results.items():
@@ -353,18 +355,20 @@ def test_loss_raises_a_vocal_tone_warning_stored_and_written_as_netcheck_warning
 @pytest.mark.slow
 def test_delay_oscillating_around_the_timing_threshold_for_2_minutes_raises_at_most_twice(
         server: ServerProcess, tmp_path: Path) -> None:
-    """Must show 2 of the warnings issue, at the default 5 s windows: RTT flips between 230 ms and
-    270 ms (the poor threshold is 250 ms) every 7 s for 2 minutes."""
+    """Must show 2 of the warnings issue: RTT flips between 230 ms and 270 ms (the poor threshold is
+    250 ms) every 1.4 windows for 24 windows. The issue's 2 minutes at the default 5 s windows (a flip
+    every 7 s) compressed through the window's setting to 2 s windows, a flip every 2.8 s, 48 s:
+    the hysteresis counts windows, so it sees the same sequence."""
     low = Profile("rtt-230", Impairment(delay_ms=115.0), Impairment(delay_ms=115.0))
     high = Profile("rtt-270", Impairment(delay_ms=135.0), Impairment(delay_ms=135.0))
     relay = Relay((server.udp_host, server.udp_port), low, seed=6, max_clients=64).start()
     try:
-        agent = start_agent(server, tmp_path / "home", {}, "--av-every", "0", "--json", "--duration", "120s",
-                            "--udp-target", "%s:%d" % relay.address)
-        end_s = time.monotonic() + 120
+        agent = start_agent(server, tmp_path / "home", {}, "--av-every", "0", "--json", "--duration", "48s",
+                            "--window", "2s", "--udp-target", "%s:%d" % relay.address)
+        end_s = time.monotonic() + 48
         flips = 0
         while time.monotonic() < end_s and agent.poll() is None:
-            time.sleep(7.0)
+            time.sleep(2.8)
             flips += 1
             relay.set_profile(high if flips % 2 else low)
         code, stdout, stderr = finish(agent, timeout_s=30)

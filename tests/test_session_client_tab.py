@@ -456,12 +456,15 @@ def test_a_tab_that_stops_reporting_loses_its_leg(monkeypatch):
     from netcheck.server.legs import routes as session_legs
 
     monkeypatch.setattr(session_legs, "SILENT_MIN_S", 1.0)
+    monkeypatch.setattr(session_legs, "SILENT_WINDOWS", 1)
 
     async def body() -> None:
         async with serving() as bench:
             tab = bench.tab()
-            await tab.open(window_s=2)  # silent after 3 windows and the late replies' second: 7 s
-            await asyncio.sleep(8.5)
+            await tab.open(window_s=2)  # silent after 1 window and the late replies' second: 3 s
+            deadline_s = time.monotonic() + 4.5  # and the watcher's second
+            while _open_legs(bench.server) and time.monotonic() < deadline_s:
+                await asyncio.sleep(0.1)
             assert (await tab.report())[0] == 404
             assert _open_legs(bench.server) == 0
 
