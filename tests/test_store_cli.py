@@ -112,6 +112,18 @@ def test_bad_influx_agent_and_store_config_names_the_key(tmp_path: Path, text: s
         load_config({"NETCHECK_HOME": str(tmp_path), **env})
 
 
+def test_the_delivery_backoff_cap_is_a_setting(tmp_path: Path) -> None:
+    """`[influx] retry_max_s`: 15 s unless set, 1–300 s (tests compress an outage with it)."""
+    (tmp_path / "config.toml").write_text('[influx]\nurl = "http://db"\nbucket = "b"\nretry_max_s = 2\n')
+    settings = load_config({"NETCHECK_HOME": str(tmp_path)}).influx
+    assert settings is not None and settings.retry_max_s == 2.0
+    assert load_config({"NETCHECK_HOME": str(tmp_path / "none"), "NETCHECK_INFLUX_URL": "http://db",
+                        "NETCHECK_INFLUX_BUCKET": "b"}).influx.retry_max_s == 15.0  # type: ignore[union-attr]
+    (tmp_path / "config.toml").write_text('[influx]\nurl = "http://db"\nbucket = "b"\nretry_max_s = 0.1\n')
+    with pytest.raises(ConfigError, match=r"influx.retry_max_s: must be a number in 1..300 s"):
+        load_config({"NETCHECK_HOME": str(tmp_path)})
+
+
 def test_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret")

@@ -125,7 +125,8 @@ async def run_agent(config: "Config", settings: "AgentSettings", window_done: "C
     with open_store(config) as store:
         deliverer = None
         if config.influx is not None:
-            deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event)
+            deliverer = Deliverer(store, make_writer(config.influx), config.influx.batch_size, event,
+                                  retry_max_s=config.influx.retry_max_s)
             event(f"delivering to {deliverer.writer.target}")
         else:
             event("no InfluxDB configured (NETCHECK_INFLUX_URL); points stay in the local store")

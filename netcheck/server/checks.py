@@ -109,7 +109,7 @@ class CheckEndpoints:
         self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
-                                        self.settings.on_event)
+                                        self.settings.on_event, retry_max_s=self.settings.influx.retry_max_s)
             self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
 
     def record_session_events(self, events: list[dict[str, Any]]) -> None:
