@@ -166,8 +166,13 @@ def test_quick_check_names_its_delays(terminal: Terminal, home: Path, width: int
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
-def test_full_check_names_each_delay_and_the_one_that_decided(terminal: Terminal, home: Path, width: int) -> None:
-    screen, code = terminal.run(width, ["check", "--local"], subprocess_env(NETCHECK_HOME=str(home)), timeout_s=90)
+def test_full_check_names_each_delay_and_the_one_that_decided(terminal: Terminal, home: Path, width: int,
+                                                              tmp_path: Path) -> None:
+    # every phase of a full check, each shortened through [check] (the table's rows, not the figures, are tested)
+    config = tmp_path / "config.toml"
+    config.write_text("[check]\nudp_duration_s = 1.0\nav_duration_s = 2.0\n")
+    screen, code = terminal.run(width, ["check", "--local"],
+                                subprocess_env(NETCHECK_HOME=str(home), NETCHECK_CONFIG=str(config)), timeout_s=90)
     assert code in (0, 3, 4, 5)
     assert_readable(screen, width)
     for name in ("idle RTT before the speed test", "RTT p95 during the call", "RTT p95 under download load",
@@ -195,8 +200,8 @@ def test_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tm
 @pytest.mark.parametrize("width", WIDTHS)
 def test_av_and_throughput_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tmp_path: Path) -> None:
     env = subprocess_env(NETCHECK_HOME=str(tmp_path))
-    for args in (["probe", "av", "--server", server.http_url, "--duration", "2s"],
-                 ["probe", "throughput", "--server", server.http_url]):
+    for args in (["probe", "av", "--server", server.http_url, "--duration", "1s"],
+                 ["probe", "throughput", "--server", server.http_url, "--duration", "2s"]):
         screen, code = terminal.run(width, args, env, timeout_s=90)
         assert code == 0, screen
         assert_readable(screen, width)
