@@ -88,3 +88,13 @@ def grafana_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple["In
 
     with InfluxDB1() as running:
         yield running, fill_influx(running, tmp_path_factory.mktemp("grafana-fill"))
+
+
+@pytest.fixture(scope="module")
+def one_chromium_per_module() -> Iterator[None]:
+    """For a browser module (`pytestmark = pytest.mark.usefixtures("one_chromium_per_module")`): one
+    Playwright driver and one default Chromium for all its tests (tests/harness/browser.py)."""
+    from tests.harness.browser import one_chromium_per_module as pool
+
+    with pool():
+        yield

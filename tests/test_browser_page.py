@@ -21,7 +21,7 @@ from tests.harness.browser import chromium, result, run_check, silent_wav
 from netcheck.server.app import AV_SESSIONS_PER_CLIENT
 from tests.harness.servers import start_serve, stop, subprocess_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_chromium_per_module")]
 
 CALL_ADMITTED = lambda response: response.url.endswith("/v1/av/offer") and response.status == 200  # noqa: E731
 DONE = "body[data-state='done'], body[data-state='error']"

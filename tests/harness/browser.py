@@ -103,7 +103,15 @@ def chromium_args(*, fake_ui: bool = True, video_file: Path | None = None, audio
 
 @contextlib.contextmanager
 def chromium(executable: str = CHROMIUM, **options) -> Iterator:
-    """A headless Chromium (Playwright Browser) with fake devices; options as `chromium_args`."""
+    """A headless Chromium (Playwright Browser) with fake devices; options as `chromium_args`.
+
+    Inside `one_chromium_per_module()` the Playwright driver is the module's, and Chromium with
+    the default options is launched once and handed to each test (its pages and contexts are
+    closed after the test; `browser.new_page()` gives every page a fresh context)."""
+    if _MODULE_POOL:
+        with _MODULE_POOL[-1].browser(executable, options) as browser:
+            yield browser
+        return
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -112,6 +120,58 @@ def chromium(executable: str = CHROMIUM, **options) -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+class _ChromiumPool:
+    """One Playwright driver for a module's tests, and one Chromium with the default options."""
+
+    def __init__(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._driver = sync_playwright()
+        self._playwright = self._driver.start()
+        self._default = None
+
+    @contextlib.contextmanager
+    def browser(self, executable: str, options: dict) -> Iterator:
+        shared = executable == CHROMIUM and not options  # a namespace's Chromium ends with its namespace
+        if shared and (self._default is None or not self._default.is_connected()):
+            self._default = self._launch(executable, options)
+        browser = self._default if shared else self._launch(executable, options)
+        try:
+            yield browser
+        finally:
+            if shared:
+                for context in browser.contexts:
+                    context.close()
+            else:
+                browser.close()
+
+    def _launch(self, executable: str, options: dict):  # type: ignore[no-untyped-def]
+        return self._playwright.chromium.launch(executable_path=executable, headless=True,
+                                                args=chromium_args(**options))
+
+    def close(self) -> None:
+        if self._default is not None:
+            self._default.close()
+        self._driver.__exit__()
+
+
+_MODULE_POOL: list[_ChromiumPool] = []
+
+
+@contextlib.contextmanager
+def one_chromium_per_module() -> Iterator[None]:
+    """While open, `chromium()` shares one driver and one default Chromium (tests/conftest.py's
+    `one_chromium_per_module` fixture). Only for modules whose tests make no asyncio loop of their
+    own: Playwright's sync API marks its loop as the thread's running loop while its driver lives."""
+    pool = _ChromiumPool()
+    _MODULE_POOL.append(pool)
+    try:
+        yield
+    finally:
+        _MODULE_POOL.remove(pool)
+        pool.close()
 
 
 def namespaced_chromium(namespace, folder: Path) -> str:
