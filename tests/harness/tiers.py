@@ -41,6 +41,11 @@ OWN_CODE_PREFIX = "tests"
 
 def markers_reached(roots: Iterable[Callable[..., object]]) -> set[str]:
     """The tier markers of everything `roots` (a test function, its fixtures' functions) reach."""
+    return {REAL_THINGS[name] for name in names_reached(roots) if name in REAL_THINGS}
+
+
+def names_reached(roots: Iterable[Callable[..., object]]) -> set[str]:
+    """Every global and attribute name that `roots` and the tests' own code they name use."""
     names: set[str] = set()
     seen: set[int] = set()
     pending: list[object] = list(roots)
@@ -56,7 +61,7 @@ def markers_reached(roots: Iterable[Callable[..., object]]) -> set[str]:
                 found = namespace.get(name)
                 if found is not None and _is_own_code(found):
                     pending.append(found)
-    return {REAL_THINGS[name] for name in names if name in REAL_THINGS}
+    return names
 
 
 def _functions_of(thing: object) -> list[types.FunctionType]:
