@@ -12,7 +12,9 @@ import sys
 import pytest
 
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
-from tests.harness.tiers import OUT_OF_FAST, markers_reached
+from tests.harness.tiers import (
+    OUT_OF_FAST, REAL_THINGS, command_lines_reached, is_alone, names_reached, side_by_side,
+)
 
 if TYPE_CHECKING:
     from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
@@ -27,12 +29,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             fixtures = getattr(item, "_fixtureinfo", None)
             definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
             roots = [function, *(definition.func for chain in definitions for definition in chain)]
-            for marker in sorted(markers_reached(roots)):
+            names = names_reached(roots) | set(item.fixturenames)
+            for marker in sorted({REAL_THINGS[name] for name in names if name in REAL_THINGS}):
                 item.add_marker(marker)
+            parameters = getattr(getattr(item, "callspec", None), "params", {}).values()
+            command_lines = command_lines_reached(roots) | {
+                frozenset(value) for value in parameters
+                if isinstance(value, (tuple, list)) and all(isinstance(word, str) for word in value)}
+            if is_alone(names, command_lines):
+                item.add_marker(pytest.mark.alone)
         if item.get_closest_marker("netns") is not None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
         if not any(item.get_closest_marker(marker) for marker in OUT_OF_FAST):
             item.add_marker(pytest.mark.fast)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Set-up, call and tear-down of a test (with the fixtures it starts or ends) under its tier's
+    lock: `alone` tests run with nothing beside them when the fast tier runs in two processes."""
+    with side_by_side(item.get_closest_marker("alone") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")
