@@ -12,17 +12,15 @@ import sys
 import pytest
 
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
-from tests.harness.tiers import (
-    OUT_OF_FAST, REAL_THINGS, command_lines_reached, is_alone, names_reached, side_by_side,
-)
+from tests.harness.tiers import OUT_OF_FAST, REAL_THINGS, command_lines_reached, measures, names_reached
 
 if TYPE_CHECKING:
     from tests.harness.tsdb import InfluxDB1, VictoriaMetrics
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tiers (tests/harness/tiers.py): `servers`, `browser`, `netns` from what a test and its
-    fixtures reach; tests that build network namespaces are slow too; the rest is `fast`."""
+    """The tiers (tests/harness/tiers.py): `servers`, `browser`, `netns`, `measures` from what a test
+    and its fixtures reach; tests that build network namespaces are slow too; the rest is `fast`."""
     for item in items:
         function = getattr(item, "function", None)
         if function is not None:
@@ -36,20 +34,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             command_lines = command_lines_reached(roots) | {
                 frozenset(value) for value in parameters
                 if isinstance(value, (tuple, list)) and all(isinstance(word, str) for word in value)}
-            if is_alone(names, command_lines):
-                item.add_marker(pytest.mark.alone)
+            if measures(names, command_lines):
+                item.add_marker(pytest.mark.measures)
         if item.get_closest_marker("netns") is not None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
         if not any(item.get_closest_marker(marker) for marker in OUT_OF_FAST):
             item.add_marker(pytest.mark.fast)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Set-up, call and tear-down of a test (with the fixtures it starts or ends) under its tier's
-    lock: `alone` tests run with nothing beside them when the fast tier runs in two processes."""
-    with side_by_side(item.get_closest_marker("alone") is not None):
-        yield
 
 
 @pytest.fixture(scope="session")

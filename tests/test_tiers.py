@@ -3,9 +3,6 @@ however it reaches it — in its body, through a helper or a class of its module
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +11,7 @@ from hypothesis import given, settings, strategies
 from tests.harness.browser import chromium
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import start_serve, stop
-from tests.harness.tiers import command_lines_reached, is_alone, markers_reached, names_reached, side_by_side
+from tests.harness.tiers import command_lines_reached, markers_reached, measures, names_reached
 
 
 def _starts_redis() -> None:
@@ -88,7 +85,8 @@ def test_conftest_tiers_every_collected_test(request: pytest.FixtureRequest) -> 
     """This test reaches nothing real: the conftest marks it fast; `fast` never sits beside another tier."""
     assert request.node.get_closest_marker("fast") is not None
     for item in request.session.items:
-        tiers = {marker.name for marker in item.iter_markers()} & {"fast", "slow", "netns", "servers", "browser"}
+        tiers = {marker.name for marker in item.iter_markers()} & {"fast", "slow", "netns", "servers", "browser",
+                                                                   "measures"}
         assert tiers and (tiers == {"fast"} or "fast" not in tiers), (item.nodeid, tiers)
 
 
@@ -113,38 +111,13 @@ def _opens_an_aiortc_peer() -> None:
     RTCPeerConnection()
 
 
-@pytest.mark.parametrize(("root", "alone"), [
+@pytest.mark.parametrize(("root", "measuring"), [
     (_check_with_av, True),
     (_check_without_av_then_with_it, True),
     (_probe_udp_and_a_check_without_av, False),
     (_opens_an_aiortc_peer, True),
     (_serves_on_loopback, False),
 ])
-def test_a_fast_test_that_measures_runs_alone(root, alone: bool) -> None:
-    assert is_alone(names_reached([root]), command_lines_reached([root])) == alone
+def test_a_test_that_measures_is_told_from_one_that_does_not(root, measuring: bool) -> None:
+    assert measures(names_reached([root]), command_lines_reached([root])) == measuring
 
-
-def test_an_alone_test_has_the_cores_to_itself(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under xdist (a run id), a shared holder waits for an exclusive one and the reverse."""
-    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
-    spans: dict[str, tuple[float, float]] = {}
-
-    def hold(name: str, alone: bool, delay_s: float) -> None:
-        time.sleep(delay_s)
-        with side_by_side(alone):
-            start_s = time.monotonic()
-            time.sleep(0.2)
-            spans[name] = (start_s, time.monotonic())
-
-    threads = [threading.Thread(target=hold, args=args) for args in
-               (("shared-1", False, 0.0), ("shared-2", False, 0.05), ("alone", True, 0.1), ("shared-3", False, 0.15))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert spans["shared-2"][0] < spans["shared-1"][1]  # two shared holders side by side
-    alone_start, alone_end = spans["alone"]
-    for name in ("shared-1", "shared-2", "shared-3"):
-        start_s, end_s = spans[name]
-        assert end_s <= alone_start or start_s >= alone_end, (name, spans)
-    assert spans["shared-3"][0] >= alone_end  # it came after the alone test asked: it waited its turn

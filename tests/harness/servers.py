@@ -17,8 +17,10 @@ LOOPBACK_ICE = {"NETCHECK_ICE_HOST_ADDRESSES": "127.0.0.1"}
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment for netcheck subprocesses: no NETCHECK_* of the caller, loopback-only ICE."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("NETCHECK_")}
+    """The environment for netcheck subprocesses: no NETCHECK_* of the caller, loopback-only ICE, and
+    no COLUMNS/LINES (pytest-xdist's workers set 80x24: a table in a 120-column tmux was drawn at 80)."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("NETCHECK_") and key not in ("COLUMNS", "LINES")}
     return {**env, **LOOPBACK_ICE, **extra}
 
 

@@ -1,28 +1,25 @@
 """The suite's tiers, decided in one place from what each test reaches (tests/conftest.py applies it).
 
 `scripts/test --fast` runs the tests marked `fast`: every test that reaches none of the things
-named in REAL_THINGS and is not marked `slow` or `netns` by hand. A test that starts a real
-redis-server, InfluxDB, VictoriaMetrics, coturn or irtt is `servers`; one that drives Chromium (or
-any other browser) is `browser`; one that builds a network namespace is `netns` (and so `slow`).
-"Reaches" means: the test's function, the fixtures it uses (theirs too) and every function or
-class of the tests' own code that those name, followed to the end; so a new test that starts a
-real server through a helper of its module, a fixture or a harness class lands outside the fast
-tier without anyone remembering to mark it. A loopback `netcheck serve` is not a real server here:
-the fast tier is for it.
+named here and is not marked `slow` or `netns` by hand. A test that starts a real redis-server,
+InfluxDB, VictoriaMetrics, coturn or irtt is `servers`; one that drives Chromium (or any other
+browser) is `browser`; one that builds a network namespace is `netns` (and so `slow`); one whose
+assertions stand on measured figures — an A/V call, a check that judges what it measured, the
+agent's windows, the impairment relay's delays, a live terminal — is `measures`. "Reaches" means:
+the test's function, the fixtures it uses (theirs too) and every function or class of the tests'
+own code that those name, followed to the end, and the words of each call in that code (a
+command line); so a new test lands in its tier without anyone remembering to mark it. A loopback
+`netcheck serve` is not a real server here: the fast tier is for it. The fast tier runs in two
+processes; everything else runs alone (docs/design-notes.md, "The suite in tiers").
 """
 
 from __future__ import annotations
 
-import contextlib
 import dis
-import fcntl
 import functools
 import inspect
-import os
-import tempfile
 import types
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 REAL_THINGS: dict[str, str] = {
     # the harness's entry points to real servers
@@ -37,22 +34,20 @@ REAL_THINGS: dict[str, str] = {
 }
 """A name a test reaches → the marker that takes it out of the fast tier."""
 
-ALONE_NAMES = frozenset({
-    # A/V calls (they take a core each; the server refuses calls from 85 % CPU), the agent's
-    # windows, the impairment relay's delays, a terminal drawn live
+MEASURING_NAMES = frozenset({
+    # A/V calls (a call takes a core; the server refuses calls from 85 % CPU), the agent's windows,
+    # the impairment relay's delays, a terminal drawn live
     "AvProbe", "probe_in_process", "open_call", "run_page_check", "RTCPeerConnection", "Agent", "Relay",
-    "RelayProcess",
-    "Terminal", "Tmux",
+    "RelayProcess", "Terminal", "Tmux",
 })
-"""Names that make a fast test `alone`: under `scripts/test --fast`'s two processes it runs with
-nothing beside it (side_by_side). So does a test that runs `check` with its A/V call (no
-"--no-av" among its strings) or `probe av`: a check judges what it measured, and a second core's
-load shows in its figures (seen: a check beside another check recommended the phone)."""
+"""Names that make a test `measures`. So does a call that runs `check` with its A/V call (no
+"--no-av" among the call's words) or `probe av`. Seen when such tests ran beside others: a
+`check --quick` recommended the phone, then audio only — its A/V call short of a core."""
 
 TIERED_BY_HAND = ("slow", "netns")
 """Markers a test module may still set itself (a long wait on the clock, an accuracy run)."""
 
-OUT_OF_FAST = (*TIERED_BY_HAND, "servers", "browser")
+OUT_OF_FAST = (*TIERED_BY_HAND, "servers", "browser", "measures")
 
 OWN_CODE_PREFIX = "tests"
 """Only the tests' own code is followed (netcheck and libraries are not the tests' choice of servers)."""
@@ -63,14 +58,14 @@ def markers_reached(roots: Iterable[Callable[..., object]]) -> set[str]:
     return {REAL_THINGS[name] for name in names_reached(roots) if name in REAL_THINGS}
 
 
-def is_alone(names: set[str], command_lines: Iterable[frozenset[str]]) -> bool:
-    """A fast test that must run with nothing beside it: it reaches one of ALONE_NAMES, or one of
-    its calls runs `check` with the A/V call (no "--no-av" in the same call) or `probe av`."""
+def measures(names: set[str], command_lines: Iterable[frozenset[str]]) -> bool:
+    """Its assertions stand on measured figures: it reaches one of MEASURING_NAMES, or one of its
+    calls runs `check` with the A/V call (no "--no-av" in the same call) or `probe av`."""
     def runs_a_call(words: frozenset[str]) -> bool:
         options = any(word.startswith("--") for word in words)  # a command line, not an assertion's text
         return options and (("check" in words and "--no-av" not in words) or {"probe", "av"} <= words)
 
-    return bool(names & ALONE_NAMES) or any(runs_a_call(words) for words in command_lines)
+    return bool(names & MEASURING_NAMES) or any(runs_a_call(words) for words in command_lines)
 
 
 def names_reached(roots: Iterable[Callable[..., object]]) -> set[str]:
@@ -161,27 +156,3 @@ def _is_own_code(thing: object) -> bool:
     own = module == OWN_CODE_PREFIX or module.startswith(OWN_CODE_PREFIX + ".")
     return own and (inspect.isfunction(thing) or inspect.isclass(thing))
 
-
-@contextlib.contextmanager
-def side_by_side(alone: bool) -> Iterator[None]:
-    """Under pytest-xdist: a test that may run beside another holds a shared lock, an `alone` test
-    an exclusive one, so it starts only when the other process is between tests and nothing starts
-    beside it. A turnstile keeps a waiting `alone` test from being overtaken forever. Without
-    xdist (one process) this does nothing."""
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if not run:
-        yield
-        return
-    folder = Path(tempfile.gettempdir())
-    with open(folder / f"netcheck-tests-{run}.turnstile", "a") as turnstile, \
-            open(folder / f"netcheck-tests-{run}.lock", "a") as lock:
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        if not alone:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        if alone:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
