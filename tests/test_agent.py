@@ -97,7 +97,7 @@ def test_agent_for_60_s_delivers_every_stored_point_to_both_apis(
 
 
 @pytest.mark.slow
-def test_an_outage_twice_the_backoff_cap_loses_nothing_duplicates_nothing_and_drains_within_30_s(
+def test_an_outage_past_the_backoff_cap_loses_nothing_duplicates_nothing_and_drains_within_30_s(
         server: ServerProcess, influx: InfluxDB1, vm: VictoriaMetrics, tmp_path: Path) -> None:
     """Must show 2, against both servers at once; VictoriaMetrics runs without dedup, so a re-sent
     point would show as a duplicate sample. The issue's 30 s outage at the default backoff cap
