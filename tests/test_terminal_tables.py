@@ -200,8 +200,8 @@ def test_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tm
 @pytest.mark.parametrize("width", WIDTHS)
 def test_av_and_throughput_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tmp_path: Path) -> None:
     env = subprocess_env(NETCHECK_HOME=str(tmp_path))
-    for args in (["probe", "av", "--server", server.http_url, "--duration", "1s"],
-                 ["probe", "throughput", "--server", server.http_url, "--duration", "2s"]):
+    for args in (["probe", "av", "--server", server.http_url, "--duration", "2s"],
+                 ["probe", "throughput", "--server", server.http_url]):
         screen, code = terminal.run(width, args, env, timeout_s=90)
         assert code == 0, screen
         assert_readable(screen, width)
