@@ -103,8 +103,7 @@ class InfluxSettings:
     timeout_s: float = 10.0
     batch_size: int = 5000
     retry_max_s: float = 15.0
-    """The longest wait between retries while InfluxDB fails (the backoff's cap): 15 s drains the
-    outbox within 30 s of the server's return; longer spares a struggling server."""
+    """The backoff's cap while InfluxDB fails: 15 s drains the outbox within 30 s of its return."""
 
     def describe(self) -> dict[str, Any]:
         """For `config show`: everything but the secrets."""
@@ -365,12 +364,13 @@ def _influx_settings(section: Any, env: Mapping[str, str]) -> InfluxSettings | N
         if secret in section:
             raise ConfigError(f"influx.{secret}: keep secrets out of the config file; "
                               f"use influx.{secret}_file (mode 0600) or {INFLUX_ENV[secret]}")
-    numbers = {key: section[key] for key in ("timeout_s", "batch_size", "retry_max_s") if key in section}
+    limits = {"timeout_s": bounds.INFLUX_TIMEOUT_S, "batch_size": bounds.INFLUX_BATCH_SIZE,
+              "retry_max_s": bounds.INFLUX_RETRY_MAX_S}
+    numbers = {key: section[key] for key in limits if key in section}
     strings = {key: value for key, value in section.items() if key not in numbers}
     for key, value in strings.items():
         if key not in INFLUX_STRING_KEYS:
-            raise ConfigError(f"influx.{key}: unknown key (known: {', '.join(INFLUX_STRING_KEYS)}, timeout_s, batch_size, "
-                              "retry_max_s)")
+            raise ConfigError(f"influx.{key}: unknown key (known: {', '.join((*INFLUX_STRING_KEYS, *limits))})")
         if not isinstance(value, str):
             raise ConfigError(f"influx.{key}: must be a string, got {value!r}")
     values: dict[str, Any] = {key: strings.get(key) or None for key in INFLUX_ENV if key not in ("token", "password")}
@@ -398,7 +398,5 @@ def _influx_settings(section: Any, env: Mapping[str, str]) -> InfluxSettings | N
         raise ConfigError("influx.bucket: the v2 API needs a bucket (NETCHECK_INFLUX_BUCKET)")
     if api == "v1" and not values.get("database"):
         raise ConfigError("influx.database: the v1 API needs a database (NETCHECK_INFLUX_DATABASE)")
-    limits = {"timeout_s": bounds.INFLUX_TIMEOUT_S, "batch_size": bounds.INFLUX_BATCH_SIZE,
-              "retry_max_s": bounds.INFLUX_RETRY_MAX_S}
     values.update(_numbers(numbers, "influx", limits, InfluxSettings(url="")))
     return InfluxSettings(**values)
