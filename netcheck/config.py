@@ -107,8 +107,7 @@ class InfluxSettings:
 
     def describe(self) -> dict[str, Any]:
         """For `config show`: everything but the secrets."""
-        shown = {key: value for key, value in self.__dict__.items() if key not in ("token", "password")}
-        return {**shown, "token": "set" if self.token else None, "password": "set" if self.password else None}
+        return {**self.__dict__, "token": "set" if self.token else None, "password": "set" if self.password else None}
 
 
 @dataclass(frozen=True)
@@ -169,9 +168,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
 
-    server = _optional_str(raw, "server")
-    if env.get("NETCHECK_SERVER"):
-        server = env["NETCHECK_SERVER"]
+    file_server = _optional_str(raw, "server")
+    server = env.get("NETCHECK_SERVER") or file_server
     if server:
         try:
             server = parse_server_url(server)
