@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 
+from netcheck.errors import MeasurementError
 from netcheck.net.server_info import fetch_server_info, reflector_of
-from netcheck.model import CheckReport
+from netcheck.model import CheckReport, Measurement
 from netcheck.probes.av import AvProbe, AvProbeSettings
 from netcheck.probes.base import Probe, run_probe
 from netcheck.probes.reach import ReachProbe
@@ -23,7 +24,10 @@ from netcheck.probes.system import SystemProbe
 from netcheck.probes.throughput import ThroughputProbe, ThroughputSettings
 from netcheck.probes.udp import UdpProbe, UdpProbeSettings
 from netcheck.quality import METRICS, Metric, assess
+from netcheck.results import marked_server_busy
 
+NODE_SAMPLE_S = 1.0
+"""The node samples its CPU once a second: a spell just before a phase may still be in its last sample."""
 AV_SETUP_S = 1.0
 """ICE, DTLS and the first frame on a good path, plus the server's report."""
 
@@ -73,10 +77,14 @@ async def run_check(
     ]
     if run_av and av_settings is not None:
         probes.append(AvProbe(server_url, replace(av_settings, token=token, on_busy=on_busy)))
-    measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))
+    phase_s = time.monotonic()
+    measurements = await marked_by_node(list(await asyncio.gather(*(run_probe(probe) for probe in probes))),
+                                        server_url, token, phase_s)
     if throughput_settings is not None and info.throughput:
         throughput = replace(throughput_settings, client_key=reflector.client_key, token=token, on_busy=on_busy)
-        measurements.append(await run_probe(ThroughputProbe(server_url, (host, port), throughput)))
+        phase_s = time.monotonic()
+        measurements += await marked_by_node([await run_probe(ThroughputProbe(server_url, (host, port), throughput))],
+                                             server_url, token, phase_s)
     by_probe = {measurement.probe: measurement for measurement in measurements}
     assessment = assess({name: m.result for name, m in by_probe.items()}, thresholds)
     return CheckReport(
@@ -87,3 +95,18 @@ async def run_check(
         measurements=by_probe,
         assessment=assessment,
     )
+
+
+async def marked_by_node(measurements: list[Measurement], server_url: str, token: str | None,
+                         since_s: float) -> list[Measurement]:
+    """The measurements, marked when the node says it was short of CPU since `since_s` (time.monotonic()):
+    their figures may then carry the node's delay, and the assessment does not hold them against the
+    connection. One more GET /v1/info; a node that cannot say (older, or gone) leaves them unmarked."""
+    try:
+        ago_s = (await fetch_server_info(server_url, token)).short_of_cpu_ago_s
+    except MeasurementError:
+        return measurements
+    if ago_s is None:
+        return measurements
+    busy = ago_s <= time.monotonic() - since_s + NODE_SAMPLE_S
+    return [replace(m, result=marked_server_busy(m.result, busy)) for m in measurements]

@@ -7,14 +7,15 @@ results without importing anything that opens a socket. Field names are a public
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
+from dataclasses import dataclass, replace
+from typing import Literal, TypeVar, get_args
 
 from netcheck.model import Status
 
 SubStatus = Literal["ok", "timeout", "unreachable", "blocked", "error", "auth_failed", "skipped"]
 """The status of one part of the reachability probe."""
 SUB_STATUSES: tuple[str, ...] = get_args(SubStatus)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,14 @@ class AvResult:
     """The measured window (after the first frame)."""
     error: str | None
     server_cpu_pct: float | None = None
-    """The server's busiest CPU sample during the call: from SERVER_BUSY_CPU_PCT on, what the call
-    lost may be the server's doing, not the client's network (the advice says so)."""
+    """The node's own CPU during the call at its busiest, % of the CPU it may use (its cores or its
+    cgroup quota): a figure, not the mark; whether the node was short of CPU is `server_busy`."""
+    server_busy: bool | None = None
+    """True when the clinic's server was short of CPU during the call (server/headroom.py), or refused
+    it as busy (429) until the probe gave up: a figure worse than good may then be the server's doing
+    and is not held against the connection, nor is a call that could not be set up. The voice stream
+    measured beside the call (the UDP probe, a page's voice path) carries the same mark: UdpResult's
+    fields are a pinned contract. None: the server did not say (an older one)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,10 @@ class ThroughputResult:
     backend: str
     """netcheck (a netcheck server) or speedtest (speedtest-cli's servers)."""
     error: str | None
+    server_busy: bool | None = None
+    """True when the clinic's server was short of CPU while this was measured (server/headroom.py):
+    a figure worse than good may then be the server's doing and is not held against the connection.
+    None: the server did not say (an older one, or one that was not asked)."""
 
 
 @dataclass(frozen=True)
@@ -169,3 +180,11 @@ class ProbeFailure:
 
     status: Status
     error: str
+
+
+def marked_server_busy(result: R, busy: bool | None) -> R:
+    """`result` with the node's word on its CPU added: busy if either it or `busy` says so; unchanged
+    for a result without the mark (system, reach) or when the node did not say (None)."""
+    if busy is None or not hasattr(result, "server_busy"):
+        return result
+    return replace(result, server_busy=bool(result.server_busy) or busy)  # type: ignore[attr-defined]

@@ -11,8 +11,9 @@ import pytest
 
 from netcheck.model import Status
 from netcheck.probes.av import AvProbe, AvProbeSettings
-from netcheck.server.admission import Busy, FairShare, Slot
+from netcheck.server.admission import Busy, FairShare, Slot, client_of
 from netcheck.server.app import start_server
+from netcheck.server.headroom import ShortOfCpu
 from netcheck.tokens import create_token
 
 SECRET = b"k" * 32
@@ -37,6 +38,46 @@ def test_a_fair_share_caps_each_client_and_the_total_and_says_how_long_to_wait()
     now[0] = 500.0
     late = share.acquire("c")
     assert isinstance(late, Busy) and late.retry_after_s == 1  # overdue holders: ask again soon, not never
+
+
+def test_two_addresses_of_one_64_share_a_slot_and_two_64s_do_not() -> None:
+    """An IPv6 client's share is its /64 (a household holds a whole one); IPv4 is the address itself."""
+    share = FairShare("A/V sessions", per_client=1, total=10, expected_hold_s=10.0)
+
+    def admitted(remote: str) -> bool:
+        return isinstance(share.acquire(client_of(remote, None)), Slot)
+
+    assert admitted("2001:db8:1:2::a")
+    assert not admitted("2001:db8:1:2:8000:0:0:b")  # the same /64
+    assert admitted("2001:db8:1:3::a")  # the next /64
+    assert admitted("192.0.2.1") and not admitted("::ffff:192.0.2.1") and admitted("192.0.2.2")
+    assert client_of("2001:db8:1:2::a", "s1", "client") == "session:s1:client"  # a token's leg, as before
+
+
+def test_an_ipv6_clients_share_is_its_64_behind_a_proxy() -> None:
+    """A real server behind a trusted proxy: eight addresses of one /64 fill one client's eight streams,
+    a ninth address of that /64 waits (429); an address of another /64 does not."""
+    async def scenario() -> tuple[int, int]:
+        server = await start_server("127.0.0.1", 0, 0, trust_proxy="127.0.0.1")
+        held: list[aiohttp.ClientResponse] = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def download(address: str) -> int:
+                    response = await http.get(f"{server.url}/v1/throughput/download?bytes=50000000",
+                                              headers={"X-Forwarded-For": address})
+                    held.append(response)  # not read: the stream keeps its slot
+                    return response.status
+
+                for index in range(8):
+                    assert await download(f"2001:db8:1:2::{index + 1:x}") == 200
+                same_64, other_64 = await download("2001:db8:1:2:ffff:ffff:ffff:ffff"), await download("2001:db8:1:3::1")
+                for response in held:
+                    response.close()
+                return same_64, other_64
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == (429, 200)
 
 
 def test_a_third_call_from_the_same_client_waits_its_turn_and_then_runs() -> None:
@@ -156,7 +197,9 @@ def test_a_check_token_cannot_post_to_a_sessions_hub() -> None:
 def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
     async def scenario() -> tuple[int, str | None, dict]:
         server = await start_server("127.0.0.1", 0, 0)
-        server.media.cpu.busy_pct = 0.0  # a FAKE busy CPU: every sample counts as short of headroom
+        cpu = server.media.cpu
+        cpu.limits = ShortOfCpu(0.0, 0.0, 0.0, 0.0)  # FAKE limits: every sample counts as short of CPU
+        cpu.sample()
         try:
             async with aiohttp.ClientSession() as http:
                 async with http.post(server.url + "/v1/av/offer", json={"type": "offer", "sdp": "v=0"}) as response:

@@ -69,6 +69,19 @@ def test_rate_limit_per_source() -> None:
     assert limiter.allow("192.0.2.1", 0.1)  # 0.1 s × 10 pps = one token
 
 
+def test_the_reflectors_rate_limit_takes_an_ipv6_clients_64_as_one_source() -> None:
+    """One /64 is one household's (2^64 addresses): a client that rotates through them shares one bucket;
+    another /64 has its own, and each address's flow is still counted apart."""
+    reflector = Reflector(rate_pps=1.0, burst_pkts=4.0, open_reflector=True)
+    same_64 = [f"2001:db8:1:2::{index:x}" for index in range(1, 9)]
+    answered = [reflector.answer(echo_request(seq=index), source, 1_000) is not None
+                for index, source in enumerate(same_64)]
+    assert answered == [True] * 4 + [False] * 4
+    assert reflector.answer(echo_request(seq=0), "2001:db8:1:3::1", 1_000) is not None  # another /64
+    assert reflector.answer(echo_request(seq=0), "192.0.2.7", 1_000) is not None  # IPv4: the address itself
+    assert wire.decode(reflector.answer(echo_request(seq=9), "2001:db8:1:3::2", 1_000) or b"").server_rx_count == 1
+
+
 def test_rate_limiter_and_flow_table_stay_bounded() -> None:
     limiter = TokenBuckets(rate_per_s=10.0, burst=5.0, max_keys=100)
     for index in range(1000):

@@ -22,7 +22,7 @@ from netcheck.probes.av import failed_result as av_failed
 from netcheck.probes.throughput import counted_rate_mbps
 from netcheck.probes.udp import EchoTiming, failed_result as udp_failed, summarise_echoes
 from netcheck.quality import METRICS, Metric, assess
-from netcheck.results import AvDirection, AvResult, ThroughputResult, UdpResult
+from netcheck.results import AvDirection, AvResult, ThroughputResult, UdpResult, marked_server_busy
 
 CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY23456789"
 """A–Z and 2–9 without look-alikes (B/8, I/L/1, O/0, S/5, Z/2 keep only one of each): read aloud on
@@ -60,12 +60,15 @@ class ServerView:
     """What the server itself recorded of the page's check."""
 
     call: Mapping[str, Any] | None
-    """The media peer's report of the call (`received`, `sent`, `server_cpu_max_pct`), or None."""
+    """The media peer's report of the call (`received`, `sent`, `server_cpu_max_pct`, `server_short_of_cpu`), or None."""
     voice_arrivals: Mapping[int, tuple[float, float]] | None
     """seq → (server_recv_ms, server_send_ms) of the first arrival on the voice channel; None: no channel."""
     upload: tuple[list[tuple[float, int]], int] | None = None
     """The upload test's samples [(s, bytes so far)] and total bytes, where the server has them."""
     download: tuple[list[tuple[float, int]], int] | None = None
+    short_of_cpu: bool | None = None
+    """Whether the node was short of CPU (its own, server/headroom.py) from the call's start to the post:
+    the page's voice stream, call and speed test then carry the node's delay; None: not known."""
 
 
 def voice_result(voice: Mapping[str, Any] | None, arrivals: Mapping[int, tuple[float, float]] | None) -> UdpResult | None:
@@ -141,6 +144,7 @@ def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | No
         udp_blocked=False if route and route != "relay-tcp" else None,
         duration_s=downstream["duration_s"], error=None,
         server_cpu_pct=float(cpu) if isinstance(cpu, (int, float)) else None,
+        server_busy=call.get("server_short_of_cpu") if isinstance(call.get("server_short_of_cpu"), bool) else None,
     )
 
 
@@ -203,6 +207,7 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
         results["udp"] = udp
     if (throughput := throughput_result(body["throughput"], view)) is not None:
         results["throughput"] = throughput
+    results = {name: marked_server_busy(result, view.short_of_cpu) for name, result in results.items()}
     measurements = {name: Measurement(name, started_at, duration_s, result) for name, result in results.items()}
     assessment = assess(results, thresholds)
     findings = device_findings(body["devices"])

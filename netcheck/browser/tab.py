@@ -188,7 +188,8 @@ class ReceivedVideo:
 
 
 def window_av(received: ReceivedVideo | None, report: Mapping[str, Any], duration_s: float,
-              server_rtt_ms: float | None, server_cpu_pct: float | None) -> AvResult | None:
+              server_rtt_ms: float | None, server_cpu_pct: float | None,
+              server_busy: bool | None = None) -> AvResult | None:
     """The window's call: the server's reception is the upstream, the tab's the downstream.
 
     Both pictures are small synthetic ones of a fixed size (the tab's test card, the server's), so
@@ -220,7 +221,8 @@ def window_av(received: ReceivedVideo | None, report: Mapping[str, Any], duratio
     return AvResult(status=Status.OK, time_to_first_frame_ms=None, av_skew_ms=None, upstream=upstream,
                     downstream=downstream, ice_path=route,
                     udp_blocked=False if route and route != "relay-tcp" else None,
-                    duration_s=round(duration_s, 3), error=None, server_cpu_pct=server_cpu_pct)
+                    duration_s=round(duration_s, 3), error=None, server_cpu_pct=server_cpu_pct,
+                    server_busy=server_busy)
 
 
 def _json_document(raw: bytes, limit: int) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -43,6 +44,9 @@ class ServerInfo:
     server, or when a token was required and not given."""
     udp_key_valid_until_s: float = 0.0
     """time.monotonic() by which to have fetched a fresh key."""
+    short_of_cpu_ago_s: float | None = None
+    """Seconds since the node was last short of CPU (its own CPU, not the machine's); infinity when not
+    within the node's memory of two minutes; None from an older server."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,22 @@ async def fetch_server_info(server_url: str, token: str | None = None) -> Server
         return ServerInfo(version=str(info.get("version", "?")), udp_port=udp_port,
                           hmac_required=bool(info.get("hmac_required", False)), av=info.get("av") is True,
                           throughput=info.get("throughput") is True, token_required=info.get("token_required") is True,
-                          udp_key=key, udp_key_valid_until_s=time.monotonic() + ttl_s - KEY_REFRESH_MARGIN_S)
+                          udp_key=key, udp_key_valid_until_s=time.monotonic() + ttl_s - KEY_REFRESH_MARGIN_S,
+                          short_of_cpu_ago_s=_short_of_cpu_ago_s(info))
     except (ValueError, KeyError, TypeError):
         raise MeasurementError(f"{url} is not a netcheck server (unexpected answer)") from None
+
+
+def _short_of_cpu_ago_s(info: dict) -> float | None:
+    """/v1/info's `short_of_cpu_ago_s`: null is "not lately" (infinity); absent or not a number, None."""
+    if "short_of_cpu_ago_s" not in info:
+        return None
+    value = info["short_of_cpu_ago_s"]
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        return None
+    return float(value)
 
 
 def _udp_key(info: dict) -> tuple[ClientKey | None, float]:

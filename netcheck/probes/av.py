@@ -22,7 +22,7 @@ from netcheck.net.httpio import (
 )
 from netcheck import bounds
 from netcheck.model import Status
-from netcheck.results import AvDirection, AvResult
+from netcheck.results import AvDirection, AvResult, marked_server_busy
 
 CONNECT_TIMEOUT_S = 10.0
 """From offer to first received video frame, ICE and DTLS included."""
@@ -83,7 +83,8 @@ class AvProbe:
         """
         first = await self._call_when_admitted(self.settings)
         ice = self.settings.ice
-        if first.status not in (Status.BLOCKED, Status.TIMEOUT) or not ice.turn_url or turn_transport(ice.turn_url) != "udp":
+        if (first.status not in (Status.BLOCKED, Status.TIMEOUT) or first.server_busy or not ice.turn_url
+                or turn_transport(ice.turn_url) != "udp"):
             return first
         over_tcp = await self._call_when_admitted(replace(self.settings, ice=ice.with_turn_transport("tcp")))
         if over_tcp.status == Status.OK:
@@ -98,9 +99,9 @@ class AvProbe:
             try:
                 return await self._call(settings)
             except ServerBusy as busy:
-                if time.monotonic() + busy.retry_after_s > deadline_s:
-                    return failed_result(Status.TIMEOUT, f"the clinic's test server stayed busy for "
-                                         f"{BUSY_WAIT_BUDGET_S:g} s: try again later")
+                if time.monotonic() + busy.retry_after_s > deadline_s:  # the server's doing, not the path's
+                    return replace(failed_result(Status.TIMEOUT, f"the clinic's test server stayed busy for "
+                                                 f"{BUSY_WAIT_BUDGET_S:g} s: try again later"), server_busy=True)
                 if settings.on_busy is not None:
                     settings.on_busy(busy_message(busy.retry_after_s))
                 await asyncio.sleep(busy.retry_after_s)
@@ -140,21 +141,24 @@ class AvProbe:
                 if isinstance(answer, AvResult):
                     return answer
                 session_id = str(answer.get("session_id"))
+                ended: object = None
                 try:
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=str(answer.get("sdp")), type="answer"))
                     if not await self._first_frame(pc, recorder, start_s):
-                        return failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
-                                             f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
-                                             time.monotonic() - start_s)
-                    first_frame_s = recorder.recording.video_arrivals_s[0]
-                    await asyncio.sleep(settings.duration_s)
-                    result = await self._summarise(http, pc, recorder, clock, settings, session_id, start_s,
-                                                   first_frame_s)
-                    session_id = ""  # the report ended it
-                    return result
+                        result = failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
+                                               f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
+                                               time.monotonic() - start_s)
+                    else:
+                        first_frame_s = recorder.recording.video_arrivals_s[0]
+                        await asyncio.sleep(settings.duration_s)
+                        result = await self._summarise(http, pc, recorder, clock, settings, session_id, start_s,
+                                                       first_frame_s)
+                        session_id = ""  # the report ended it
                 finally:
                     if session_id:  # a call that failed half-way: free its place on the server now, not in a minute
-                        await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
+                        ended = await self._post_json(http, f"/v1/av/sessions/{session_id}/report", {})
+                # a call that could not start while the node was short of CPU is the node's doing, not a firewall's
+                return marked_server_busy(result, _short_of_cpu(ended) if session_id else None)
         except ValueError as error:  # aiortc rejects the answer's SDP
             return failed_result(Status.ERROR, f"bad answer from server: {error}")
         finally:
@@ -233,6 +237,7 @@ class AvProbe:
             duration_s=round(window_end_s - first_frame_s, 3),
             error=None,
             server_cpu_pct=_cpu_pct(report.get("server_cpu_max_pct")),
+            server_busy=_short_of_cpu(report),
         )
 
 
@@ -241,6 +246,12 @@ def _cpu_pct(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
         return None
     return float(value)
+
+
+def _short_of_cpu(report: object) -> bool | None:
+    """The server's mark: was the node short of CPU during the call? None from an older server."""
+    value = report.get("server_short_of_cpu") if isinstance(report, dict) else None
+    return value if isinstance(value, bool) else None
 
 
 def _error_text(data: bytes) -> str | None:

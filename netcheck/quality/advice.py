@@ -13,8 +13,6 @@ VIDEO_LOSS_CAUSE_PCT = 2.0
 """Video packet loss from which loss, not the sender, is the likely cause of a poor picture."""
 LOW_VIDEO_BITRATE_KBPS = 400.0
 """Below this the encoder was starved: 360p needs about 500 kbps."""
-SERVER_BUSY_CPU_PCT = 85.0
-"""The clinic's server's CPU from which its own encoding, not the path, may have cost the call frames."""
 QUEUED_RTT_MS = 400.0
 """A call's RTT this high on a link that idles fast means packets wait in a full queue."""
 DIRECTION_WORDS = {"upstream": "from you to the clinic", "downstream": "from the clinic to you"}
@@ -53,14 +51,13 @@ def metric_advice(verdict: MetricVerdict, metric: Metric, video_cause: VideoCaus
 
 
 def video_cause(direction_name: str, direction: AvDirection, system: SystemResult | None,
-                limits: SystemLimits, server_busy: bool = False) -> VideoCause:
+                limits: SystemLimits) -> VideoCause:
     """The likeliest reason for a poor picture in one direction: bandwidth, loss, or a busy computer.
 
     Network signs come first: a full link also keeps the CPU busy with retransmissions and
-    keyframes, while a busy computer on a clean network shows no loss and no queueing.
+    keyframes, while a busy computer on a clean network shows no loss and no queueing. (A picture
+    measured while the clinic's server was short of CPU is not judged at all: assess.py.)
     """
-    if server_busy:  # measured while the clinic's server was short of CPU: not the client's network
-        return VideoCause(direction_name, "the clinic's test server was busy", "run the check again in a minute")
     # a full link also loses packets (its queue overflows), so its signs are looked for first
     starved = direction.video_bitrate_kbps is not None and direction.video_bitrate_kbps < LOW_VIDEO_BITRATE_KBPS
     queued = direction.rtt_ms is not None and direction.rtt_ms >= QUEUED_RTT_MS
@@ -88,9 +85,23 @@ PROBE_FAILURE_ADVICE: dict[str, str] = {
 }
 
 
-def probe_failure_advice(probe: str, status: str) -> str | None:
-    """What to do when a probe could not measure at all."""
-    template = PROBE_FAILURE_ADVICE.get(probe)
+SERVER_BUSY_FAILURE_ADVICE: dict[str, str] = {
+    "udp": "The clinic's test server was busy and did not answer the voice test ({status}): this says nothing "
+           "about your connection — run the check again in a few minutes.",
+    "av": "The clinic's test server was busy, so the video test call could not be made ({status}): this says "
+          "nothing about your connection — run the check again in a few minutes.",
+    "throughput": "The clinic's test server was busy, so the speed test could not run ({status}): run the check "
+                  "again in a few minutes.",
+}
+SERVER_BUSY_ADVICE = ("The clinic's test server was busy (short of processing power) during the check: figures "
+                      "that came out worse than good may be its doing, not your connection's, so they were not "
+                      "judged — run the check again in a few minutes.")
+
+
+def probe_failure_advice(probe: str, status: str, server_busy: bool = False) -> str | None:
+    """What to do when a probe could not measure at all. When the clinic's server was busy (short of CPU,
+    or refusing the call as busy) the failure is its own, never a firewall's or the network's."""
+    template = (SERVER_BUSY_FAILURE_ADVICE if server_busy else PROBE_FAILURE_ADVICE).get(probe)
     return template.format(status=status) if template else None
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
 from netcheck.results import AvDirection, AvResult, ReachResult, SystemResult, ThroughputResult, UdpResult
 from netcheck.quality import emodel
 from netcheck.quality.advice import (
-    SERVER_BUSY_CPU_PCT,
+    SERVER_BUSY_ADVICE,
     bufferbloat_advice,
     metric_advice,
     path_advice,
@@ -42,6 +42,17 @@ class Measured:
     """The probe field(s), and how they were combined or converted."""
     direction: str | None = None
     """upstream or downstream when the worse of two one-way figures decided."""
+    server_busy: bool = False
+    """Measured while the clinic's server was short of CPU: worse than good, it is not judged (SPOILED)."""
+
+
+SPOILED = "measured while the clinic's test server was short of CPU: not judged"
+"""A node short of CPU adds its own delay, loss and frozen frames; it never makes a figure better. So a
+good figure stands, and one worse than good is reported, not held against the client's connection."""
+
+
+def _spoiled_if(busy: bool | None, metrics: dict[str, Measured]) -> dict[str, Measured]:
+    return {name: replace(m, server_busy=True) for name, m in metrics.items()} if busy else metrics
 
 
 def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measured]:
@@ -52,28 +63,30 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measu
     metrics: dict[str, Measured] = {}
     udp = measurements.get("udp")
     udp_got_through = isinstance(udp, UdpResult) and udp.status == Status.OK and udp.rtt_mean_ms is not None
-    if udp_got_through:
-        metrics.update(voice_metrics_from_udp(udp))  # type: ignore[arg-type]
     av = measurements.get("av")
+    if udp_got_through:  # the voice stream ran beside the call: the call's mark is the stream's (AvResult.server_busy)
+        metrics.update(_spoiled_if(_server_busy(av), voice_metrics_from_udp(udp)))  # type: ignore[arg-type]
     if isinstance(av, AvResult) and av.status == Status.OK and av.upstream and av.downstream:
-        metrics.update(face_metrics_from_call(av))
+        from_call = face_metrics_from_call(av)
         if av.av_skew_ms is not None:
-            metrics["av_skew_ms"] = Measured(av.av_skew_ms, "av.av_skew_ms (the worse direction)")
+            from_call["av_skew_ms"] = Measured(av.av_skew_ms, "av.av_skew_ms (the worse direction)")
         if not udp_got_through:
-            metrics.update(voice_metrics_from_call(av.upstream, av.downstream))
+            from_call.update(voice_metrics_from_call(av.upstream, av.downstream))
+        metrics.update(_spoiled_if(av.server_busy, from_call))
     throughput = measurements.get("throughput")
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
+        busy = bool(throughput.server_busy)
         directions = [(value, name) for value, name in ((throughput.download_mbps, "download_mbps"),
                                                           (throughput.upload_mbps, "upload_mbps")) if value is not None]
         if directions:
             bandwidth, bandwidth_from = min(directions)
-            metrics["bandwidth_mbps"] = Measured(bandwidth, f"throughput.{bandwidth_from}")
+            metrics["bandwidth_mbps"] = Measured(bandwidth, f"throughput.{bandwidth_from}", server_busy=busy)
         loaded = [(value, name) for value, name in ((throughput.loaded_rtt_down_ms, "loaded_rtt_down_ms"),
                                                       (throughput.loaded_rtt_up_ms, "loaded_rtt_up_ms")) if value is not None]
         idle = metrics.get("rtt_p95_ms")
         if loaded and (idle is None or max(loaded)[0] >= idle.value):  # DESIGN §5: timing under load when
             rtt, rtt_from = max(loaded)                                  # measured, the worst delay a session sees
-            metrics["rtt_p95_ms"] = Measured(rtt, f"throughput.{rtt_from} (RTT p95 under load)")
+            metrics["rtt_p95_ms"] = Measured(rtt, f"throughput.{rtt_from} (RTT p95 under load)", server_busy=busy)
     return metrics
 
 
@@ -198,14 +211,17 @@ def assess(
     metrics = measured_metrics(measurements)
     cues = {cue: _judge_cue(cue, thresholds, metrics) for cue in Cue}
     av = measurements.get("av")
-    av_failed = av is not None and av.status != Status.OK
+    # a call the clinic's busy server refused, or could not carry while short of CPU, says nothing of the path
+    av_failed = av is not None and av.status != Status.OK and not _server_busy(av)
     reach = measurements.get("reach")
     # UDP blocked and a video call that was tried and failed: nothing real-time gets through
     no_realtime_path = (isinstance(reach, ReachResult) and reach.udp_status in ("blocked", "unreachable")
-                        and isinstance(av, AvResult) and av.status != Status.OK)
+                        and isinstance(av, AvResult) and av_failed)
     throughput = measurements.get("throughput")
     video_setting = (video_setting_for(metrics["bandwidth_mbps"].value)
                      if isinstance(throughput, ThroughputResult) and "bandwidth_mbps" in metrics else None)
+    if video_setting != "720p" and _server_busy(throughput):
+        video_setting = None  # a lower rung from a speed test the busy server held back: not judged
     bandwidth_short = video_setting == "audio only"  # the ladder's margin: fair bandwidth may still carry no video
     recommendation = Recommendation.PHONE if no_realtime_path else recommend(cues, av_failed or bandwidth_short)
     measured_levels = [verdict.level for verdict in cues.values() if verdict.level != Level.UNKNOWN]
@@ -219,21 +235,22 @@ def assess(
         for metric in verdict.metrics:
             cause = None
             if isinstance(av, AvResult) and metric.cue == Cue.FACIAL_EXPRESSION and metric.direction is not None:
-                cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits,
-                                    server_busy=(av.server_cpu_pct or 0.0) >= SERVER_BUSY_CPU_PCT)
+                cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits)
             if line := metric_advice(metric, _registry_row(thresholds, metric.metric), cause):
                 advice.append(line)
     for name, result in measurements.items():
         # the reach probe names the cause of a silent UDP port (blocked) and says what to do itself
         if result.status != Status.OK and not (name == "udp" and udp_blocked):
-            if line := probe_failure_advice(name, result.status.value):
+            if line := probe_failure_advice(name, result.status.value, _server_busy(av if name == "udp" else result)):
                 advice.append(line)
+    if any(_spoiled(verdict) for cue in cues.values() for verdict in cue.metrics):
+        advice.append(SERVER_BUSY_ADVICE)
     if isinstance(av, AvResult) and av.status == Status.OK and (line := path_advice(av)):
         advice.append(line)
     if isinstance(reach, ReachResult):
         advice.extend(reach_advice(reach, call_went_through=isinstance(av, AvResult) and av.status == Status.OK))
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
-        if line := bufferbloat_advice(throughput, limits):
+        if not throughput.server_busy and (line := bufferbloat_advice(throughput, limits)):
             advice.append(line)
         if video_setting is not None and (line := video_setting_advice(video_setting, metrics["bandwidth_mbps"].value)):
             advice.append(line)
@@ -271,9 +288,12 @@ def summarise(
     """The verdict in one sentence."""
     poor = [verdict for verdict in cues.values() if verdict.level == Level.POOR]
     fair = [verdict for verdict in cues.values() if verdict.level == Level.FAIR]
-    unknown = [CUE_WORDS[verdict.cue].name for verdict in cues.values() if verdict.level == Level.UNKNOWN]
+    unknown = [CUE_WORDS[v.cue].name for v in cues.values() if v.level == Level.UNKNOWN and v.note != SPOILED]
+    spoiled = [CUE_WORDS[v.cue].name for v in cues.values() if v.level == Level.UNKNOWN and v.note == SPOILED]
     if recommendation == Recommendation.UNKNOWN:
         failed = [f"{name} {result.status.value}" for name, result in measurements.items() if result.status != Status.OK]
+        if any(_server_busy(result) for result in measurements.values()):
+            failed.insert(0, "the clinic's test server was busy")
         reason = f" ({', '.join(failed)})" if failed else ""
         return f"The connection could not be measured{reason}: no recommendation."
     if recommendation in (Recommendation.PHONE, Recommendation.AUDIO_ONLY):
@@ -296,11 +316,15 @@ def summarise(
         sentence += " well for every cue measured"
     if unknown:
         sentence += f". Not measured, so not part of this verdict: {_join(unknown)}"
+    if spoiled:
+        sentence += f". Not judged, because the clinic's test server was busy: {_join(spoiled)}"
     return sentence + "."
 
 
 def _judge_cue(cue: Cue, thresholds: tuple[Metric, ...], metrics: Mapping[str, Measured]) -> CueVerdict:
     verdicts = tuple(_judge_metric(t, metrics.get(t.name)) for t in thresholds if t.cue == cue)
+    if any(_spoiled(verdict) for verdict in verdicts):  # a cue with an unjudged figure has no level
+        return CueVerdict(cue, Level.UNKNOWN, verdicts, None, SPOILED)
     measured = [verdict for verdict in verdicts if verdict.level != Level.UNKNOWN]
     if not measured:
         probes = sorted({t.probe for t in thresholds if t.cue == cue})
@@ -321,9 +345,21 @@ def _judge_metric(metric: Metric, measured: Measured | None) -> MetricVerdict:
         return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue, level=Level.UNKNOWN, value=None,
                              unit=metric.unit, good=good, fair=fair,
                              source=f"not measured: needs the {metric.probe} probe")
-    return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue, level=metric.level(measured.value),
-                         value=measured.value, unit=metric.unit, good=good, fair=fair, source=measured.source,
+    level = metric.level(measured.value)
+    spoiled = measured.server_busy and level != Level.GOOD
+    return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue,
+                         level=Level.UNKNOWN if spoiled else level, value=measured.value, unit=metric.unit,
+                         good=good, fair=fair, source=f"{measured.source}; {SPOILED}" if spoiled else measured.source,
                          direction=measured.direction)
+
+
+def _spoiled(verdict: MetricVerdict) -> bool:
+    """A figure that was measured and not judged: the clinic's server was short of CPU."""
+    return verdict.level == Level.UNKNOWN and verdict.value is not None
+
+
+def _server_busy(result: ProbeResult | None) -> bool:
+    return bool(getattr(result, "server_busy", False))
 
 
 def _registry_row(thresholds: tuple[Metric, ...], name: str) -> Metric:

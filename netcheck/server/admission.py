@@ -1,10 +1,12 @@
-"""Fair shares of the server's measuring capacity: per client, in all, and only while the CPU has room.
+"""Fair shares of the server's measuring capacity: per client, in all, and only while the node has CPU.
 
 A public check link is reachable by anyone, so no client may take what another needs: each kind
 of slot (A/V sessions, throughput streams, in-call data channels) has a per-client share and a
-total, and A/V sessions (which encode and decode video) are admitted only while the server has
-CPU headroom. A client that must wait is told how long (`429` with `Retry-After`); the CLI and
-the page say so and retry. A client is its session (with a token) or its source address.
+total, and A/V sessions and session tabs (which encode and decode video) are admitted only while
+the node itself is not short of CPU (headroom.py: its own CPU, waiting and loop lag, never the
+machine's). A client that must wait is told how long (`429` with `Retry-After`); the CLI and the
+page say so and retry. A client is its session (with a token) or its source address — for IPv6,
+its /64 (udp_keys.share_address).
 """
 
 from __future__ import annotations
@@ -16,9 +18,6 @@ from dataclasses import dataclass, field
 
 RETRY_AFTER_MIN_S = 1
 RETRY_AFTER_MAX_S = 60
-CPU_BUSY_PCT = 85.0
-"""Share of all cores in use from which a new A/V session would slow everyone's measurements."""
-CPU_SAMPLE_S = 1.0
 
 
 @dataclass
@@ -84,31 +83,12 @@ class FairShare:
         return min(RETRY_AFTER_MAX_S, max(RETRY_AFTER_MIN_S, math.ceil(first_end_s - now_s)))
 
 
-class CpuHeadroom:
-    """The server's CPU use, sampled once a second by `sample()` (the server calls it on a timer)."""
-
-    def __init__(self, busy_pct: float = CPU_BUSY_PCT) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.busy_pct = busy_pct
-        self.cpu_pct = 0.0
-        self._psutil.cpu_percent(None)
-
-    def sample(self) -> float:
-        self.cpu_pct = float(self._psutil.cpu_percent(None))
-        return self.cpu_pct
-
-    @property
-    def busy(self) -> bool:
-        return self.cpu_pct >= self.busy_pct
-
-
 def client_of(remote: str | None, session_id: str | None, role: str | None = None) -> str:
     """Whose share a request takes: its token's leg of a session (the client's and the therapist's
-    agents measure side by side), else its source address's (one household, or one NAT)."""
-    from netcheck.server.udp_keys import normalized_address
+    agents measure side by side), else its source address's (one household, or one NAT; an IPv6
+    client's /64, which one household holds whole)."""
+    from netcheck.server.udp_keys import share_address
 
     if session_id:
         return f"session:{session_id}:{role or ''}"
-    return f"address:{normalized_address(remote or '?')}"
+    return f"address:{share_address(remote or '?')}"

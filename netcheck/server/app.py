@@ -23,9 +23,10 @@ from netcheck.probes.throughput import RAMP_S
 from netcheck.server.hub.routes import HubLimits, SessionHub, register_disabled
 from netcheck.server.node_metrics import NODE_METRICS_EVERY_S, NodeSources, report_node_metrics
 from netcheck.server.access import Caller, MeasuringAccess
-from netcheck.server.admission import CPU_SAMPLE_S, CpuHeadroom, FairShare
+from netcheck.server.admission import FairShare
 from netcheck.server.capacity import Capacity
 from netcheck.server.checks import FROM_TRUSTED_PROXY, CheckEndpoints, CheckSettings
+from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.legs.routes import SessionTabs
@@ -127,13 +128,7 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn)
 
     async def sample_cpu(app: web.Application) -> AsyncIterator[None]:
-        async def every_second() -> None:
-            while True:
-                capacity.cpu.sample()
-                media.note_cpu(capacity.cpu.cpu_pct)
-                await asyncio.sleep(CPU_SAMPLE_S)
-
-        task = asyncio.ensure_future(every_second())
+        task = asyncio.ensure_future(capacity.cpu.run())  # the node's own CPU and loop lag (headroom.py)
         yield
         task.cancel()
 
@@ -185,6 +180,7 @@ def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessio
             "throughput": True,
             "throughput_ramp_s": RAMP_S,
             "sessions": sessions,
+            "short_of_cpu_ago_s": _rounded(capacity.cpu.short_ago_s()),
             **udp_key_fields(request),
             **ice_server_fields(request),
         }, headers={"Cache-Control": "no-store"})
@@ -254,6 +250,10 @@ async def start_server(
         running.node_metrics = asyncio.ensure_future(
             report_node_metrics(check_endpoints, sources, origin, node_metrics_every_s))
     return running
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def forwarded_for(proxy: str) -> Any:

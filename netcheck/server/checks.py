@@ -211,6 +211,8 @@ class CheckEndpoints:
             call=call,
             voice_arrivals={a.seq: (a.server_recv_ms, a.server_send_ms) for a in voice.arrivals} if voice else None,
             upload=self._upload(tp.get("upload_test_id")), download=self._download(tp.get("download_test_id")),
+            short_of_cpu=self.media.cpu.during(time.monotonic() - age_s).short_of_cpu
+            if call is not None and self.media.cpu is not None else None,
         )
         claims = caller.claims
         # a leg's token attaches the check to its session; a `check` token only measures

@@ -20,7 +20,8 @@ from netcheck.av.figures import received_fields, sent_fields
 from netcheck.av.peer import IceSettings, inbound_figures, outbound_figures
 from netcheck.errors import UsageError
 from netcheck.server.access import MeasuringAccess, busy_response
-from netcheck.server.admission import Busy, CpuHeadroom, FairShare, Slot
+from netcheck.server.admission import Busy, FairShare, Slot
+from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.voice_channel import LABEL as VOICE_LABEL
 from netcheck.server.voice_channel import VoiceChannelLog
 
@@ -48,9 +49,6 @@ class MediaSession:
     expiry: asyncio.TimerHandle | None = None
     slot: Slot | None = None
     """Its place in the A/V fair share, released when the session ends."""
-    cpu_max_pct: float = 0.0
-    """The server's busiest CPU sample while the session ran: measurements taken while the server
-    itself was short of CPU are marked as such (the report's `server_cpu_max_pct`)."""
     client: str = ""
     """Who started it (admission.client_of): only they may end it with a browser check."""
     voice: VoiceChannelLog | None = None
@@ -62,7 +60,7 @@ class FinishedSession:
     """A session ended by a browser check, and what the server recorded of it."""
 
     view: dict[str, Any]
-    """As the report endpoint answers: `received`, `sent`, `server_cpu_max_pct`."""
+    """As the report endpoint answers: `received`, `sent`, `server_cpu_max_pct`, `server_short_of_cpu`."""
     voice: VoiceChannelLog | None
     age_s: float
     """From the offer to the end."""
@@ -83,10 +81,6 @@ class MediaPeerHub:
         self.cpu = cpu
         self.sessions: dict[str, MediaSession] = {}
 
-    def note_cpu(self, cpu_pct: float) -> None:
-        for session in self.sessions.values():
-            session.cpu_max_pct = max(session.cpu_max_pct, cpu_pct)
-
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/av/offer", self.handle_offer)
         app.router.add_post("/v1/av/sessions/{session_id}/report", self.handle_report)
@@ -102,8 +96,9 @@ class MediaPeerHub:
         from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
 
         caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
-        if self.cpu is not None and self.cpu.busy:
-            return busy_response(CPU_BUSY_RETRY_S, f"CPU {self.cpu.cpu_pct:.0f} %")
+        if self.cpu is not None and self.cpu.busy:  # the node's own CPU, never the machine's (headroom.py)
+            self.share.refused += 1  # the node's metrics count it with the share's refusals
+            return busy_response(CPU_BUSY_RETRY_S, self.cpu.load.reason(self.cpu.limits))
         try:
             body = json.loads(await request.read())
             sdp, video, audio_offset_ms = parse_offer_request(body)
@@ -119,8 +114,7 @@ class MediaPeerHub:
         pc = RTCPeerConnection(rtc_configuration(self.ice))
         clock = MediaClock()
         recorder = TrackRecorder()
-        session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video, slot=slot,
-                               cpu_max_pct=self.cpu.cpu_pct if self.cpu is not None else 0.0, client=caller.client)
+        session = MediaSession(secrets.token_hex(16), pc, recorder, clock, video, slot=slot, client=caller.client)
         pc.on("track", recorder.follow)
         pc.on("datachannel", lambda channel: _answer_voice(session, channel))
         try:
@@ -144,7 +138,7 @@ class MediaPeerHub:
         if session is None:
             return _error(404, "no such session (ended or expired)")
         try:
-            report = await server_view(session)
+            report = await server_view(session, self.cpu)
         finally:
             await self.end(session.session_id)
         return web.json_response(report)
@@ -156,7 +150,7 @@ class MediaPeerHub:
         if session is None or session.client != client:
             return None
         try:
-            view = await server_view(session)
+            view = await server_view(session, self.cpu)
         finally:
             await self.end(session_id)
         return FinishedSession(view, session.voice, time.monotonic() - session.created_s)
@@ -170,14 +164,17 @@ class MediaPeerHub:
         await asyncio.gather(*(self.end(session_id) for session_id in list(self.sessions)))
 
 
-async def server_view(session: MediaSession) -> dict[str, Any]:
-    """What the server saw of a session: the upstream it received, the downstream it sent, its CPU."""
+async def server_view(session: MediaSession, cpu: CpuHeadroom | None = None) -> dict[str, Any]:
+    """What the server saw of a session: the upstream it received, the downstream it sent, and whether
+    the node was short of CPU meanwhile (its figures may then carry the node's delay, not the path's)."""
     window_end_s = time.monotonic()
+    spell = cpu.during(session.created_s) if cpu is not None else None
     return {
         "received": received_fields(session.recorder.recording, await inbound_figures(session.pc),
                                     session.video, window_end_s),
         "sent": sent_fields(await outbound_figures(session.pc, session.clock.start_s)),
-        "server_cpu_max_pct": round(session.cpu_max_pct, 1),
+        "server_cpu_max_pct": round(spell.cpu_max_pct, 1) if spell else 0.0,
+        "server_short_of_cpu": spell.short_of_cpu if spell else False,
     }
 
 

@@ -39,17 +39,23 @@ class NodeSources:
     throughput: ThroughputEndpoints
     """`active_streams`."""
     capacity: Capacity
-    """The fair shares' refusals and the CPU sample."""
+    """The fair shares' refusals and the node's CPU headroom."""
     session_tabs: SessionTabs
     """The session tabs (clients' and therapists' legs) the node measures now."""
 
 
-def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, outbox_pending: int) -> dict[str, FieldValue]:
+def node_fields(sources: NodeSources, process_cpu_pct: float, rss_bytes: int, outbox_pending: int,
+                machine_cpu_pct: float = 0.0) -> dict[str, FieldValue]:
     """Counters since the node started (`_total`: Grafana takes their rate) and levels now."""
     reflector = sources.reflector.counters
+    load = sources.capacity.cpu.load
     fields: dict[str, FieldValue] = {
         "cpu_pct": round(process_cpu_pct, 1),
-        "machine_cpu_pct": round(sources.capacity.cpu.cpu_pct, 1),
+        "machine_cpu_pct": round(machine_cpu_pct, 1),
+        "cpu_wait_per_run_ms": load.wait_per_run_ms,
+        "cpu_throttled_pct": load.throttled_pct,
+        "loop_lag_ms": load.loop_lag_ms,
+        "short_of_cpu_s_total": sources.capacity.cpu.short_s_total,
         "rss_mb": round(rss_bytes / 1e6, 1),
         "outbox_pending": outbox_pending,
         "av_calls": len(sources.media.sessions),
@@ -81,11 +87,12 @@ async def report_node_metrics(checks: CheckEndpoints, sources: NodeSources, orig
 
     process = psutil.Process()
     process.cpu_percent(None)
+    psutil.cpu_percent(None)
     while True:
         await asyncio.sleep(every_s)
         store = checks.store
         if store is None:
             continue
         fields = node_fields(sources, process.cpu_percent(None), process.memory_info().rss,
-                             store.outbox_stats().outbox_pending)
+                             store.outbox_stats().outbox_pending, psutil.cpu_percent(None))
         checks.store_points([Point(NODE_MEASUREMENT, origin.tags(), fields, int(time.time() * 1000))])

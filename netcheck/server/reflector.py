@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from netcheck.net import wire
 from netcheck.server.rate import TokenBuckets
-from netcheck.server.udp_keys import ClientKeys, full_expiry_min
+from netcheck.server.udp_keys import ClientKeys, full_expiry_min, share_address
 
 MAX_FLOWS = 4096
 MAX_SEQS_PER_FLOW = 65536
@@ -106,7 +106,7 @@ class Reflector(asyncio.DatagramProtocol):
     def answer(self, data: bytes, source: str, recv_ns: int, wall_s: float | None = None) -> bytes | None:
         """The reply datagram for `data` from `source`, or None to drop it. No I/O: fuzzable."""
         now_s = recv_ns / 1e9
-        if not self.limiter.allow(source, now_s):
+        if not self.limiter.allow(share_address(source), now_s):  # an IPv6 client's /64 is one source
             self.counters.dropped_rate_limited += 1
             return None
         try:

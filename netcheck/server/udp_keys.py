@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -44,6 +45,32 @@ def normalized_address(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         return str(parsed.ipv4_mapped)
     return str(parsed)
+
+
+IPV6_SHARE_PREFIX = 64
+"""An IPv6 client's fair share is its /64: a household or an office gets a whole /64 (RFC 6177) and
+may use any of its 2^64 addresses, so a share per full address would be no share at all."""
+
+
+def share_address(address: str) -> str:
+    """Whose share a source address takes: an IPv4 address (a mapped one too) itself, an IPv6 one its
+    /64 (`2001:db8:1:2::/64`). A key stays bound to the full address (normalized_address): the
+    share is about fairness, the key about proving where a datagram comes from.
+
+    The reflector calls it for every datagram, so it parses with inet_pton (≈ 1 µs), not ipaddress
+    (≈ 40 µs: a flood of distinct addresses would cost a core)."""
+    if ":" not in address:  # IPv4, as a socket writes it (or not an address at all): itself
+        return address
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, address.split("%", 1)[0])
+    except (OSError, ValueError):
+        return address
+    if packed[:12] == _IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return f"{socket.inet_ntop(socket.AF_INET6, packed[:8] + bytes(8))}/{IPV6_SHARE_PREFIX}"
+
+
+_IPV4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def derive_key(secret: bytes, address: str, expiry_min: int) -> bytes:

@@ -37,6 +37,7 @@ from netcheck.server.checks import CheckEndpoints
 from netcheck.server.hub.backend import HubRefusal
 from netcheck.server.hub.routes import SessionHub
 from netcheck.server.hub.events import parse_events
+from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.legs.peer import ARRIVALS_KEPT_S, LegPeer
 from netcheck.session.events import summary_event, warning_event
 from netcheck.tokens import LEGS
@@ -98,8 +99,10 @@ class TabLeg:
         arrivals = self.peer.voice.take(older_than_ms=(end_s - ARRIVALS_KEPT_S) * 1000.0)
         if (udp := voice_window(report["voice"], arrivals)) is not None:
             results["udp"] = udp
+        # the node short of CPU during the window (its own, headroom.py): its figures are not held against the tab
+        spell = self.cpu.during(self.window_start_s) if self.cpu is not None else None
         av = window_av(self.peer.take_video(end_s), report, duration_s, await self.peer.server_rtt_ms(),
-                       self.cpu.cpu_pct if self.cpu is not None else None)
+                       spell.cpu_max_pct if spell else None, spell.short_of_cpu if spell else None)
         if av is not None:
             results["av"] = av
         measurements = {name: Measurement(name, started_at, round(duration_s, 3), result)

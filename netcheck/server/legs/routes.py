@@ -21,7 +21,7 @@ Contract and bounds: docs/in-session.md, "The client's tab" and "Also check my c
 of another role than the path's, or a check token (`reason: "role"`); 404 hub disabled (no secret) or
 no such open leg; 409 a newer tab of the same session and role took the leg over; 400 a body that is
 not the contract's (naming the field); 413 too large; 429 + Retry-After when the server measures as
-many tabs as it may, its CPU is busy, or a tab reports faster than its window.
+many tabs as it may, the node is short of CPU (its own, headroom.py), or a tab reports faster than its window.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ class SessionTabs:
         except _Refused as refused:
             return refused.response
         cpu = self.capacity.cpu
-        if cpu is not None and cpu.busy:
-            return busy_response(CPU_BUSY_RETRY_S, f"CPU {cpu.cpu_pct:.0f} %")
+        if cpu is not None and cpu.busy:  # the node's own CPU, never the machine's
+            return busy_response(CPU_BUSY_RETRY_S, cpu.load.reason(cpu.limits))
         try:
             offer = parse_offer(await request.read())
         except web.HTTPRequestEntityTooLarge:
