@@ -32,7 +32,6 @@ from netcheck.session.hub_client import HUB_KEYS_SET_BY_SERVER, MAX_EVENTS_PER_P
 from netcheck.model import Measurement, ProbeResult
 from netcheck.store.points import Origin, report_points, warning_point
 from netcheck.quality import METRICS, Metric, assess
-from netcheck.server.admission import CpuHeadroom
 from netcheck.server.checks import CheckEndpoints
 from netcheck.server.hub.backend import HubRefusal
 from netcheck.server.hub.routes import SessionHub
