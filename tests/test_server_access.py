@@ -198,7 +198,7 @@ def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
     async def scenario() -> tuple[int, str | None, dict]:
         server = await start_server("127.0.0.1", 0, 0)
         cpu = server.media.cpu
-        cpu.limits = ShortOfCpu(0.0, 0.0, 0.0, 0.0)  # FAKE limits: every sample counts as short of CPU
+        cpu.limits = ShortOfCpu(loop_cpu_pct=0.0)  # FAKE limits: every sample counts as short of CPU
         cpu.sample()
         try:
             async with aiohttp.ClientSession() as http:

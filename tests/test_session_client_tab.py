@@ -30,6 +30,7 @@ from netcheck.av.video_windows import VideoWindows
 from netcheck.browser.check_body import BodyError
 from netcheck.browser.tab import SEQ_MODULUS, VoiceArrival, parse_offer, parse_report, voice_window
 from netcheck.model import Status
+from netcheck.server.headroom import ShortOfCpu
 from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
 from netcheck.tokens import create_token
 from tests.test_session_e2e import lines_of, next_event
@@ -492,7 +493,9 @@ def test_the_server_measures_at_most_its_bound_of_tabs_and_says_when_it_is_busy(
             async with bench.http.post(f"{legs_url(bench.server, 's2')}/offer", headers=bearer(token(session_id="s2")),
                                        json={"type": "offer", "sdp": "v=0"}) as answer:
                 assert answer.status == 429 and int(answer.headers["Retry-After"]) > 0
-            bench.server.media.cpu.busy_pct = 0.0  # a FAKE busy CPU
+            cpu = bench.server.media.cpu
+            cpu.limits = ShortOfCpu(loop_cpu_pct=0.0)  # FAKE limits: every sample counts as short of CPU
+            cpu.sample()
             async with bench.http.post(f"{legs_url(bench.server)}/offer", headers=bearer(token()),
                                        json={"type": "offer", "sdp": "v=0"}) as answer:
                 assert answer.status == 429 and "CPU" in (await answer.json())["error"]
