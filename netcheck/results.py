@@ -128,6 +128,7 @@ class SystemResult:
 
     status: Status
     cpu_pct: float | None
+    """All cores' share busy with work at normal or higher priority (low-priority work yields to a call)."""
     memory_pct: float | None
     battery_pct: float | None
     battery_plugged: bool | None

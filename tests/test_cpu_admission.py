@@ -59,8 +59,10 @@ def test_nice_19_burners_on_every_core_leave_a_local_check_at_video(run_cli) -> 
     assert result.returncode == 0, (result.stderr, result.stdout[-2000:])
     report = json.loads(result.stdout)
     assert report["recommendation"] == "video", (report["summary"], report["advice"])
-    # (the client's own system probe may still say "Your computer is busy": it reads the machine's CPU)
     assert not any("firewall" in line or "server" in line for line in report["advice"]), report["advice"]
+    # low-priority work yields to the call: the client's computer is not "busy" either
+    assert report["measurements"]["system"]["cpu_pct"] < 50, report["measurements"]["system"]
+    assert not any("computer is busy" in line for line in report["advice"]), report["advice"]
     av = report["measurements"]["av"]
     assert av["status"] == "ok" and av["server_busy"] is False, av
 

@@ -64,6 +64,26 @@ def interface_for_address(address: str) -> str | None:
     return None
 
 
+IDLE_FIELDS = ("idle", "iowait")
+LOW_PRIORITY_FIELDS = ("nice", "guest_nice")
+GUEST_FIELDS = ("guest", "guest_nice")  # Linux already counts guest time inside user and nice
+
+
+def competing_cpu_pct(before: object, after: object) -> float | None:
+    """Share of all cores busy with work that competes with a call, from two `psutil.cpu_times()`.
+
+    Work at low priority (`nice` > 0: a backup, a build) yields the CPU to the call the moment the
+    call needs it, so it is left out; psutil's `cpu_percent` counts it as busy.
+    """
+    fields = [name for name in getattr(after, "_fields", ()) if name not in GUEST_FIELDS]
+    spent_s = {name: getattr(after, name) - getattr(before, name) for name in fields}
+    total_s = sum(spent_s.values())
+    if total_s <= 0:
+        return None
+    competing_s = sum(value for name, value in spent_s.items() if name not in IDLE_FIELDS + LOW_PRIORITY_FIELDS)
+    return round(100.0 * max(competing_s, 0.0) / total_s, 1)
+
+
 class SystemProbe:
     """Sample the computer over `window_s` seconds, for the interface that reaches `target_host`."""
 
@@ -78,13 +98,13 @@ class SystemProbe:
 
         local_address = await asyncio.to_thread(local_address_towards, self.target_host)
         nic = interface_for_address(local_address) if local_address else None
-        psutil.cpu_percent(interval=None)
+        cpu_before = psutil.cpu_times()
         before = psutil.net_io_counters(pernic=True).get(nic) if nic else None
         loop = asyncio.get_running_loop()
         start_s = loop.time()
         await asyncio.sleep(self.window_s)
         window_s = loop.time() - start_s
-        cpu_pct = psutil.cpu_percent(interval=None)
+        cpu_pct = competing_cpu_pct(cpu_before, psutil.cpu_times())
         after = psutil.net_io_counters(pernic=True).get(nic) if nic else None
         battery = psutil.sensors_battery() if hasattr(psutil, "sensors_battery") else None
         have_counters = before is not None and after is not None and window_s > 0

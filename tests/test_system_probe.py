@@ -1,0 +1,25 @@
+"""The client's CPU figure: work that competes with a call, not work that yields to it."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from netcheck.probes.system import competing_cpu_pct
+
+LinuxTimes = namedtuple("LinuxTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
+WindowsTimes = namedtuple("WindowsTimes", "user system idle interrupt dpc")
+
+
+def test_low_priority_work_is_left_out_and_normal_work_counts() -> None:
+    before = LinuxTimes(100, 50, 20, 800, 5, 1, 1, 0, 0, 0)
+    niced = before._replace(nice=before.nice + 180, system=before.system + 10, idle=before.idle + 10)
+    assert competing_cpu_pct(before, niced) == 5.0  # 180 s of nice 19 work: the call would still get the CPU
+    normal = before._replace(user=before.user + 180, system=before.system + 10, idle=before.idle + 10)
+    assert competing_cpu_pct(before, normal) == 95.0
+    assert competing_cpu_pct(before, before) is None
+
+
+def test_without_nice_time_every_busy_tick_counts() -> None:
+    before = WindowsTimes(10, 5, 100, 0, 0)
+    after = WindowsTimes(60, 15, 140, 0, 0)
+    assert competing_cpu_pct(before, after) == 60.0
