@@ -503,6 +503,37 @@ def test_the_server_measures_at_most_its_bound_of_tabs_and_says_when_it_is_busy(
     run(body)
 
 
+def test_40_offers_at_once_open_exactly_the_bound_of_20_tabs():
+    """Issue 23: the bound was checked before the peer connection was built and counted after it, so
+    offers arriving together all passed it. 40 sessions' tabs offer at once → 20 legs, 20 told to wait."""
+    from aiortc import RTCPeerConnection
+
+    from netcheck.server.legs.peer import SERVER_PICTURE, MovingSquareTrack
+
+    async def body() -> None:
+        async with serving() as bench:
+            tab = RTCPeerConnection()  # one real offer, posted for 40 sessions: the server answers each on its own
+            tab.addTrack(MovingSquareTrack(*SERVER_PICTURE))
+            tab.createDataChannel("netcheck-voice", ordered=False, maxRetransmits=0)
+            await tab.setLocalDescription(await tab.createOffer())
+
+            async def offer(number: int) -> int:
+                session_id = f"race{number}"
+                async with bench.http.post(f"{legs_url(bench.server, session_id)}/offer",
+                                           headers=bearer(token(session_id=session_id)),
+                                           json={"type": "offer", "sdp": tab.localDescription.sdp}) as answer:
+                    return answer.status
+
+            try:
+                statuses = await asyncio.gather(*(offer(number) for number in range(40)))
+            finally:
+                await tab.close()
+            assert sorted(statuses) == [200] * 20 + [429] * 20
+            assert _open_legs(bench.server) == 20 and not _session_tabs(bench.server).opening
+
+    run(body)
+
+
 def test_offers_of_one_session_are_limited():
     async def body() -> None:
         async with serving() as bench:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from netcheck.browser.check_body import BodyError
-from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, parse_offer, parse_report
+from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, LegOffer, parse_offer, parse_report
 from netcheck.quality import METRICS
 from netcheck.server.access import busy_response
 from netcheck.server.capacity import Capacity
@@ -100,6 +100,9 @@ class SessionTabs:
         self.replaced: OrderedDict[str, None] = OrderedDict()
         """Leg ids a newer tab took over: their tabs are told so (409), not asked to reconnect."""
         self.max_legs = MAX_TAB_LEGS
+        self.opening: dict[tuple[str, str], int] = {}
+        """(session id, role) → offers admitted and still building their peer connection: they hold a tab's
+        place across the await, so concurrent offers cannot all pass the bound before any is counted."""
         self._limiters: dict[str, TokenBuckets] = {}
         self._offers = TokenBuckets(1.0 / OFFER_EVERY_S, OFFER_BURST, MAX_OFFERING_SESSIONS)
         self._watcher: asyncio.Task | None = None
@@ -125,9 +128,6 @@ class SessionTabs:
         return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
     async def offer(self, request: web.Request) -> web.Response:
-        from netcheck.server.legs.leg import LegSinks, TabLeg  # aiortc: only once a tab offers
-        from netcheck.server.legs.peer import LegPeer
-
         try:
             claims = self._authorize(request)
         except _Refused as refused:
@@ -144,8 +144,33 @@ class SessionTabs:
         session_id, role = key = (claims.session_id, claims.role)
         if not self._offers.allow(f"{session_id}/{role}", time.monotonic()):
             return busy_response(round(OFFER_EVERY_S), f"too many offers for the {role}'s leg of this session")
-        if key not in self.legs and len(self.legs) >= self.max_legs:
+        if not self._hold(key):
             return busy_response(BUSY_RETRY_S, f"all {self.max_legs} session tabs this server measures are open")
+        try:
+            return await self._open(request, claims, offer)
+        finally:
+            self._release(key)
+
+    def _hold(self, key: tuple[str, str]) -> bool:
+        """Admit an offer for leg `key` and hold its place until it opens or fails: checked and counted with
+        no await between, so the bound holds however many offers arrive at once (a takeover takes no new place)."""
+        places = self.legs.keys() | self.opening.keys()
+        if key not in places and len(places) >= self.max_legs:
+            return False
+        self.opening[key] = self.opening.get(key, 0) + 1
+        return True
+
+    def _release(self, key: tuple[str, str]) -> None:
+        left = self.opening.pop(key) - 1
+        if left:
+            self.opening[key] = left
+
+    async def _open(self, request: web.Request, claims: TokenClaims, offer: LegOffer) -> web.Response:
+        """Answer an admitted offer: the peer connection, then the leg (a newer tab of the same leg takes over)."""
+        from netcheck.server.legs.leg import LegSinks, TabLeg  # aiortc: only once a tab offers
+        from netcheck.server.legs.peer import LegPeer
+
+        session_id, role = key = (claims.session_id, claims.role)
         leg_id = secrets.token_hex(16)
         peer = LegPeer(self.media.ice, offer.rate_pps, lambda reason: self._gone(leg_id, reason))
         try:
@@ -157,7 +182,8 @@ class SessionTabs:
         sinks = LegSinks(self.hub, self.checks, settings.thresholds if settings else METRICS,
                          settings.site if settings else None, _server(request),
                          settings.on_event if settings else (lambda message: None))
-        leg = TabLeg(leg_id, session_id, role, claims.accepted_until_s, peer, offer.window_s, sinks, cpu)
+        leg = TabLeg(leg_id, session_id, role, claims.accepted_until_s, peer, offer.window_s, sinks,
+                     self.capacity.cpu)
         previous = self.legs.get(key)
         self.legs[key] = leg
         self._limiters[leg_id] = TokenBuckets(2.0 / offer.window_s, REPORT_BURST, max_keys=1)
