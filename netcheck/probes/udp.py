@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from netcheck import bounds, stats
-from netcheck.net import wire
+from netcheck.net import stamped, wire
 from netcheck.errors import UsageError
 from netcheck.model import Status
 from netcheck.results import UdpResult
@@ -83,8 +83,10 @@ class ReplyCollector(asyncio.DatagramProtocol):
         """Every packet answered, or the port refused (ICMP): nothing more to wait for."""
         self.stats_back = asyncio.Event()
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        recv_ns = time.monotonic_ns()
+    def datagram_received(self, data: bytes, addr: tuple, recv_ns: int | None = None) -> None:
+        """`recv_ns`: the kernel's receive stamp (net/stamped.py); without one, now on the loop's clock."""
+        if recv_ns is None:
+            recv_ns = time.monotonic_ns()
         try:
             packet = wire.decode(data, self.hmac_key)
         except wire.WireError:
@@ -151,7 +153,7 @@ class UdpProbe:
         key, _, _ = settings.signing()
         collector = ReplyCollector(flow_id, settings.packet_count, key)
         try:
-            transport, _ = await loop.create_datagram_endpoint(lambda: collector, remote_addr=address[:2], family=family)
+            transport = await stamped.open_endpoint(collector, remote_addr=address[:2], family=family)  # kernel stamps
         except OSError:
             return failed_result(Status.UNREACHABLE)
         try:
@@ -162,7 +164,7 @@ class UdpProbe:
             transport.close()
         return summarise(send_ns, collector)
 
-    async def _send_stream(self, transport: asyncio.DatagramTransport, flow_id: int) -> list[int]:
+    async def _send_stream(self, transport: stamped.StampedEndpoint, flow_id: int) -> list[int]:
         """Send packet i at start + i × interval (absolute schedule, no drift); return send times."""
         settings = self.settings
         send_ns: list[int] = []
@@ -192,7 +194,7 @@ class UdpProbe:
                 pass
 
     async def _ask_received_count(
-        self, transport: asyncio.DatagramTransport, collector: ReplyCollector, flow_id: int, send_ns: list[int]
+        self, transport: stamped.StampedEndpoint, collector: ReplyCollector, flow_id: int, send_ns: list[int]
     ) -> None:
         """Ask the reflector how many of our packets it received (upstream loss); retried on loss."""
         if not collector.echo_replies:

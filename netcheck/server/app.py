@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from netcheck import __version__
-from netcheck.net import wire
+from netcheck.net import stamped, wire
 from netcheck.av.peer import IceSettings
 from netcheck.store.points import Origin
 from netcheck.probes.throughput import RAMP_S
@@ -62,7 +62,7 @@ class RunningServer:
     reflector: Reflector
     media: MediaPeerHub
     runner: web.AppRunner
-    udp_transport: asyncio.DatagramTransport
+    udp_transport: stamped.StampedEndpoint
     hub: SessionHub | None = None
     """None: no secret, the session hub is off."""
     tls: bool = False
@@ -216,12 +216,11 @@ async def start_server(
     `browser_turn`: the TURN server (and the secret of its time-limited credentials) for browser pages.
     `node_metrics_every_s`: how often the node's own load goes to InfluxDB (only when `checks` delivers there).
     """
-    loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     keys = ClientKeys(secret or os.urandom(32))
     access = MeasuringAccess(secret, require_token)
     reflector = Reflector(hmac_key=hmac_key, rate_pps=rate_pps, client_keys=keys, open_reflector=open_reflector)
-    transport, _ = await loop.create_datagram_endpoint(lambda: reflector, local_addr=(bind, udp_port), family=family)
+    transport = await stamped.open_endpoint(reflector, local_addr=(bind, udp_port), family=family)  # kernel arrival stamps
     _enlarge_receive_buffer(transport)
     bound_udp_port = transport.get_extra_info("sockname")[1]
     capacity = default_capacity(access)
@@ -315,7 +314,7 @@ scheduling pause of the event loop then delays replies instead of dropping them 
 reflector capacity). The kernel caps it at net.core.rmem_max."""
 
 
-def _enlarge_receive_buffer(transport: asyncio.DatagramTransport) -> None:
+def _enlarge_receive_buffer(transport: stamped.StampedEndpoint) -> None:
     sock = transport.get_extra_info("socket")
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, REFLECTOR_RCVBUF_BYTES)

@@ -5,6 +5,10 @@ silently, replies are never larger than requests, every source is rate-limited a
 table is bounded. A datagram is authentic when it carries a valid per-client key bound to its
 source address (udp_keys.py), or the server's shared HMAC key; an open reflector (`serve
 --open-reflector`, for a LAN or a test bench) also answers untagged datagrams.
+
+Times: a request's receive time is the kernel's stamp of its arrival (net/stamped.py), its send
+time is read just before the reply is sent; the probe subtracts the difference (turnaround), so a
+stall of this node's event loop lengthens the turnaround, never the client's round trip or jitter.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from netcheck.net import wire
 from netcheck.server.rate import TokenBuckets
@@ -90,13 +95,19 @@ class Reflector(asyncio.DatagramProtocol):
         self.limiter = TokenBuckets(rate_pps, burst_pkts, MAX_SOURCES)
         self.flows = FlowTable()
         self.counters = ReflectorCounters()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: Any = None
+        """The stamped endpoint (net/stamped.py; its `kernel_stamps` says which clock stamps arrivals)."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        recv_ns = time.monotonic_ns()
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for an earlier reply: nothing to do, the peer's next packet is answered as ever."""
+
+    def datagram_received(self, data: bytes, addr: tuple, recv_ns: int | None = None) -> None:
+        """`recv_ns`: the kernel's receive stamp (net/stamped.py); without one, now on the loop's clock."""
+        if recv_ns is None:
+            recv_ns = time.monotonic_ns()
         self.counters.received += 1
         reply = self.answer(data, addr[0], recv_ns)
         if reply is not None and self.transport is not None:
