@@ -734,6 +734,39 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
     assert ("POST", "offer", 200) in requests.seen and ("POST", "window", 200) in requests.seen
 
 
+RELOAD_RESUMES_S = 10.0
+"""Issue 23: a reloaded tab measures its leg again within this (an offer, the connection, one 5 s window)."""
+
+
+@pytest.mark.slow
+def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
+    """The token leaves the address bar once read; the tab keeps it (sessionStorage, this tab only), so a
+    reload takes its leg over and measures on: a new leg's first window reaches the hub within 10 s."""
+    from tests.harness.browser import chromium
+
+    watch = watch_json(serve.http_url, tmp_path / "therapist")
+    events = lines_of(watch)
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 360, "height": 740})
+            page.goto(f"{serve.http_url}/session/{SESSION}/client#token={serve_token('client')}")
+            page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
+            next_event(events, time.monotonic() + 15, client_summary)  # the first leg's window 0
+            assert "token" not in page.url
+            kept = page.evaluate("Object.keys(localStorage).length")
+            reloaded_s = time.monotonic()
+            page.reload()
+            _, resumed_s = next_event(events, reloaded_s + RELOAD_RESUMES_S,
+                                      lambda event: client_summary(event) and event["window"]["index"] == 0)
+            page.wait_for_selector(MEASURING, state="attached", timeout=5_000)
+            state = page.get_attribute("body", "data-state")
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+    print(f"the reloaded tab's first window reached the hub {resumed_s - reloaded_s:.1f} s after the reload")
+    assert state == "measuring" and kept == 0  # nothing in localStorage: the token does not outlive the tab
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("which, problem, status", [
     ("expired", "refused.expired", 401),

@@ -272,8 +272,9 @@ async function measure(api, sessionId) {
 function init() {
   applyTexts();
   showBadge("pending");
-  const token = takeToken();
   const match = /^\/session\/([^/]+)\/client$/.exec(location.pathname);
+  // kept for this tab only (sessionStorage, never localStorage): a reload takes over its leg and measures on
+  const token = match ? takeToken(`${decodeURIComponent(match[1])}.tab`) : takeToken();
   showRole(token ? tokenRole(token) : "client");
   if (!token || !match) {
     stop("refused", "refused.missing");
