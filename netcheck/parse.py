@@ -1,8 +1,12 @@
-"""Parsing of user-given values (durations, HOST:PORT, URLs); errors are one-line UsageErrors."""
+"""Parsing of user-given values (durations, HOST:PORT, URLs; errors are one-line UsageErrors), and of
+JSON a peer sends (`strict_json`)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from netcheck.errors import UsageError
@@ -63,3 +67,26 @@ def parse_hub_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise UsageError("bad hub URL: no query or fragment")
     return text.strip()
+
+
+def strict_json(raw: bytes | str) -> Any:
+    """JSON as RFC 8259 has it, for what a peer sends: Python's json also takes NaN, Infinity and
+    -Infinity, and turns 1e999 into infinity, none of which a figure may be (and which --json output
+    and the store could not write back). Raises ValueError with a short reason: not UTF-8, not JSON,
+    nested too deep, or a number that is not finite."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # not UTF-16 or -32, which json.loads guesses
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except RecursionError:  # "[[[[…" thousands deep
+        raise ValueError("nested too deep") from None
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number out of range ({text[:20]})")
+    return number

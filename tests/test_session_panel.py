@@ -556,14 +556,15 @@ def test_the_report_and_estimate_refuse_as_the_hub_does(tmp_path: Path) -> None:
         finally:
             await server.close()
             await without_hub.close()
-        assert answers == {
-            "wrong secret": (401, {"error": "token refused: bad signature"}),
-            "expired": (401, {"error": "token refused: expired"}),
-            "other session": (401, {"error": "token refused: other session"}),
-            "client's token": (403, {"error": "only a therapist token may read a session's report"}),
-            "no token": (401, {"error": "missing token: send Authorization: Bearer <token>"}),
+        assert answers == {  # each with its reason code since issue 24 (server/refusal.py REASONS)
+            "wrong secret": (401, {"error": "token refused: bad signature", "reason": "bad signature"}),
+            "expired": (401, {"error": "token refused: expired", "reason": "expired"}),
+            "other session": (401, {"error": "token refused: other session", "reason": "other session"}),
+            "client's token": (403, {"error": "only a therapist token may read a session's report", "reason": "role"}),
+            "no token": (401, {"error": "missing token: send Authorization: Bearer <token>", "reason": "missing"}),
         }
-        assert no_hub == (404, {"error": "session hub disabled: the server has no secret (NETCHECK_SECRET)"})
+        assert no_hub == (404, {"error": "session hub disabled: the server has no secret (NETCHECK_SECRET)",
+                                "reason": "hub_disabled"})
         assert estimate_by_client == 403
 
     run(body)

@@ -9,12 +9,13 @@ reported as one sentence naming the field (`downstream.video_fps: …`), and not
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from netcheck.parse import strict_json
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_SENT = 1000
@@ -214,18 +215,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise BodyError("", f"body larger than {MAX_BODY_BYTES // 1024} kB")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except BodyError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise BodyError("", f"not JSON ({type(error).__name__})") from None
+        data = strict_json(raw)
+    except ValueError as error:
+        raise BodyError("", f"not JSON ({error})"[:200]) from None
     body = BODY.check(data, "")
     assert body is not None
     return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise BodyError("", f"{name} is not a number this contract takes")
 
 
 def _bounded_list(value: Any, max_items: int, where: str) -> list[Any]:

@@ -13,7 +13,6 @@ exactly as a `netcheck agent` window is.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from netcheck.bounds import Range
 from netcheck.browser.check_body import KBPS, PERCENT, BodyError, Choice, Hex, Number, NumberList, Obj
 from netcheck.browser.check_report import ice_path, voice_result
 from netcheck.model import Status
+from netcheck.parse import strict_json
 from netcheck.results import AvDirection, AvResult, UdpResult
 
 LEG_WINDOW_S = Range(2.0, 30.0, "s")
@@ -229,12 +229,6 @@ def _json_document(raw: bytes, limit: int) -> Any:
     if len(raw) > limit:
         raise BodyError("", f"body larger than {limit // 1024} kB")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except BodyError:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise BodyError("", f"not JSON ({type(error).__name__})") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise BodyError("", f"{name} is not a number this contract takes")
+        return strict_json(raw)
+    except ValueError as error:
+        raise BodyError("", f"not JSON ({error})"[:200]) from None

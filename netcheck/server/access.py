@@ -8,12 +8,12 @@ in an `Authorization: Bearer` header, never in a URL (URLs end up in access logs
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from netcheck.server.admission import client_of
+from netcheck.server.refusal import Refusal
 from netcheck.tokens import TokenClaims, TokenError, verify_token
 
 
@@ -32,29 +32,22 @@ class MeasuringAccess:
         self.require_token = require_token
 
     def caller(self, request: web.Request) -> Caller:
-        """The caller of `request`; raises web.HTTPUnauthorized (a JSON body, one sentence) when refused."""
+        """The caller of `request`; raises a Refusal (401, one sentence) when refused."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if not scheme and not token:
             if self.require_token:
-                raise _unauthorized("this server measures only with a check link's token: "
-                                    "send Authorization: Bearer <token>")
+                raise _unauthorized("missing", "this server measures only with a check link's token: "
+                                               "send Authorization: Bearer <token>")
             return Caller(client_of(request.remote, None), None)
         if scheme.lower() != "bearer" or not self.secret:
-            raise _unauthorized("token refused: malformed" if self.secret else
-                                "this server takes no tokens (no NETCHECK_SECRET set)")
+            raise (_unauthorized("malformed", "token refused: malformed") if self.secret else
+                   _unauthorized("no_tokens", "this server takes no tokens (no NETCHECK_SECRET set)"))
         try:
             claims = verify_token(self.secret, token.strip(), None)
         except TokenError as error:
-            raise _unauthorized(str(error)) from None
+            raise _unauthorized(error.reason, str(error)) from None
         return Caller(client_of(request.remote, claims.session_id, claims.role), claims)
 
 
-def _unauthorized(message: str) -> web.HTTPUnauthorized:
-    return web.HTTPUnauthorized(text=json.dumps({"error": message}), content_type="application/json",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-
-def busy_response(retry_after_s: int, reason: str) -> web.Response:
-    """429 with Retry-After: the client waits and tries again; the body says why, for people."""
-    return web.json_response({"error": f"the clinic's test server is busy ({reason}); retry in {retry_after_s} s",
-                              "retry_after_s": retry_after_s}, status=429, headers={"Retry-After": str(retry_after_s)})
+def _unauthorized(reason: str, message: str) -> Refusal:
+    return Refusal(401, reason, message, headers={"WWW-Authenticate": "Bearer"})

@@ -29,6 +29,7 @@ from netcheck.server.checks import FROM_TRUSTED_PROXY, CheckEndpoints, CheckSett
 from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
+from netcheck.server.refusal import BODY_TIMEOUT, BODY_TIMEOUT_S, MAX_REQUEST_BYTES, Refusal, refusals
 from netcheck.server.legs.routes import SessionTabs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
@@ -36,7 +37,6 @@ from netcheck.server.udp_keys import ClientKeys
 from netcheck.server.web import StaticPages
 from netcheck.server.turn_credentials import BrowserTurn
 
-MAX_REQUEST_BYTES = 64 * 1024
 AV_SESSIONS_PER_CLIENT = 2
 """A check runs one call. Two, because an address may be a household or an office behind one NAT (a
 therapist's agent and a client's check); half of the total, so one client never takes them all."""
@@ -102,13 +102,16 @@ def default_capacity(access: MeasuringAccess) -> Capacity:
 def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: SessionHub | None = None,
               keys: ClientKeys | None = None, capacity: Capacity | None = None,
               checks: CheckSettings | None = None, trust_proxy: str | None = None,
-              browser_turn: BrowserTurn | None = None,
+              browser_turn: BrowserTurn | None = None, body_timeout_s: float = BODY_TIMEOUT_S,
               ) -> tuple[web.Application, CheckEndpoints]:
     """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller.
-    `browser_turn`: the TURN server /v1/info hands to pages, with fresh credentials, when the caller may measure."""
+    `browser_turn`: the TURN server /v1/info hands to pages, with fresh credentials, when the caller may measure.
+    `body_timeout_s`: how long any request's body may take to arrive (refusal.read_body; the hub's own is
+    its limits')."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
-    middlewares = [forwarded_for(trust_proxy)] if trust_proxy else []
+    middlewares = [refusals, forwarded_for(trust_proxy)] if trust_proxy else [refusals]
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
+    app[BODY_TIMEOUT] = body_timeout_s
     media.routes(app)
     StaticPages().routes(app)
     throughput = ThroughputEndpoints(capacity.access, capacity.throughput)
@@ -145,7 +148,7 @@ def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessio
         """Who is asking, when they may measure; None when a token is required and theirs is missing or wrong."""
         try:
             return capacity.access.caller(request)
-        except web.HTTPUnauthorized:
+        except Refusal:
             return None
 
     def udp_key_fields(request: web.Request) -> dict[str, object]:
@@ -199,7 +202,7 @@ async def start_server(
     hub_limits: HubLimits = HubLimits(), tls: ssl.SSLContext | None = None, require_token: bool = False,
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
     hub_password: str | None = None, trust_proxy: str | None = None, browser_turn: BrowserTurn | None = None,
-    node_metrics_every_s: float = NODE_METRICS_EVERY_S,
+    node_metrics_every_s: float = NODE_METRICS_EVERY_S, body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -215,6 +218,7 @@ async def start_server(
     address is the last one in X-Forwarded-For (UDP keys, fair shares and check links bind to it).
     `browser_turn`: the TURN server (and the secret of its time-limited credentials) for browser pages.
     `node_metrics_every_s`: how often the node's own load goes to InfluxDB (only when `checks` delivers there).
+    `body_timeout_s`: how long a request's body may take to arrive before it is refused (408 `too_slow`).
     """
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     keys = ClientKeys(secret or os.urandom(32))
@@ -227,7 +231,7 @@ async def start_server(
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
     app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks,
-                                     trust_proxy, browser_turn)
+                                     trust_proxy, browser_turn, body_timeout_s)
     runner = web.AppRunner(app, access_log=None)
     try:
         check_endpoints.open()

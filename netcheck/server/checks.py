@@ -30,9 +30,10 @@ from netcheck.config import InfluxSettings, ServeLimits, StoreLimits
 from netcheck.errors import StoreError
 from netcheck.store.points import Origin, Point, report_points
 from netcheck.quality import METRICS, Metric
-from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.server.access import MeasuringAccess
 from netcheck.server.media import MediaPeerHub
 from netcheck.server.rate import TokenBuckets, retry_after_s
+from netcheck.server.refusal import Refusal, bad_body, busy, read_body
 from netcheck.server.throughput import ThroughputEndpoints
 from netcheck.store.delivery import Deliverer
 from netcheck.store.influx import make_writer
@@ -178,33 +179,27 @@ class CheckEndpoints:
 
     async def post_check(self, request: web.Request) -> web.Response:
         caller = self.access.caller(request)  # 401 first: a refused caller costs nothing
-        refused = refuse_foreign_post(request)
-        if refused is not None:
-            return refused
+        refuse_foreign_post(request)
         if self.store is None:
-            return _error(503, "this server keeps no checks (it was started without a store)")
-        raw = await _read_bounded(request, MAX_BODY_BYTES)
-        if raw is None:
-            return _error(413, f"body larger than {MAX_BODY_BYTES // 1024} kB")
+            raise Refusal(503, "no_store", "this server keeps no checks (it was started without a store)")
         try:
-            body = parse_body(raw)
+            body = parse_body(await read_body(request, MAX_BODY_BYTES))
         except BodyError as error:
-            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+            raise bad_body(error) from None
         wait_s = self.rate.take(caller.client, time.monotonic())  # only a check that would be stored takes from the rate
         if wait_s:
-            return busy_response(retry_after_s(wait_s), "too many checks from this client")
+            raise busy(retry_after_s(wait_s), "too many checks from this client", "rate")
         # Everyone's rate after the client's own, so that a client refused its share takes nothing from it.
         wait_s = self.anonymous_rate.take(ANONYMOUS, time.monotonic()) if caller.claims is None else 0.0
         if wait_s:
-            return busy_response(retry_after_s(wait_s), "too many checks without a check link")
+            raise busy(retry_after_s(wait_s), "too many checks without a check link", "rate")
         call = voice = None
         age_s = 0.0
         if body["av_session_id"] is not None:
             finished = await self.media.finish(body["av_session_id"], caller.client)
             if finished is None:
-                return web.json_response({"error": "av_session_id: no call of yours with this id (ended, expired, "
-                                                   "or started by another client)", "field": "av_session_id"},
-                                         status=400)
+                raise Refusal(400, "bad_body", "av_session_id: no call of yours with this id (ended, expired, "
+                                               "or started by another client)", field="av_session_id")
             call, voice, age_s = finished.view, finished.voice, finished.age_s
         tp = body["throughput"] or {}
         view = ServerView(
@@ -230,7 +225,7 @@ class CheckEndpoints:
         try:
             self.store.save_check(check.report, report_points(check.measurements, check.assessment, origin, time_ms))
         except StoreError as error:
-            return _error(503, f"the check could not be stored: {error}"[:300])
+            raise Refusal(503, "unavailable", f"the check could not be stored: {error}"[:300]) from None
         self._wake.set()
         return web.json_response(check.report, status=201, headers={"Cache-Control": "no-store"})
 
@@ -238,10 +233,10 @@ class CheckEndpoints:
         self.access.caller(request)
         check_id = request.match_info["check_id"]
         if self.store is None:
-            return _error(503, "this server keeps no checks (it was started without a store)")
+            raise Refusal(503, "no_store", "this server keeps no checks (it was started without a store)")
         report = self.store.get_check(check_id) if CHECK_ID.match(check_id) else None
         if report is None or report.get("client") != "browser":
-            return _error(404, "no such check")
+            raise Refusal(404, "not_found", "no such check")
         return web.json_response(report, headers={"Cache-Control": "no-store"})
 
     def _upload(self, test_id: str | None) -> tuple[list[tuple[float, int]], int] | None:
@@ -253,8 +248,8 @@ class CheckEndpoints:
         return (list(record.samples), record.total_bytes()) if record is not None else None
 
 
-def refuse_foreign_post(request: web.Request) -> web.Response | None:
-    """403 when a web page of another origin sent this post, 415 when it is not declared JSON; None to go on.
+def refuse_foreign_post(request: web.Request) -> None:
+    """Refuses (403) a post a web page of another origin sent, and (415) one not declared JSON.
 
     A browser lets any page post a "simple" request (`text/plain`, no preflight) to any address, so
     without this every visitor of a hostile page would post checks from their own address. Browsers
@@ -265,12 +260,9 @@ def refuse_foreign_post(request: web.Request) -> web.Response | None:
     origin = request.headers.get("Origin")
     own = _origin_key(own_origin(request))
     if origin is not None and (own is None or _origin_key(origin) != own):
-        return web.json_response({"error": "checks are taken from this server's own page only",
-                                  "reason": "foreign_origin"}, status=403)
+        raise Refusal(403, "foreign_origin", "checks are taken from this server's own page only")
     if request.content_type != "application/json":
-        return web.json_response({"error": "the body must be JSON (Content-Type: application/json)",
-                                  "reason": "content_type"}, status=415)
-    return None
+        raise Refusal(415, "content_type", "the body must be JSON (Content-Type: application/json)")
 
 
 def own_origin(request: web.Request) -> str:
@@ -303,22 +295,6 @@ def _origin_key(origin: str) -> tuple[str, str, int] | None:
     return parts.scheme.lower(), parts.hostname.lower(), port
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it is longer than `limit` (no more than limit + 64 kB is ever read)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-
-
 def _server_url(request: web.Request) -> str:
     """This server as the check's `server`: the address the connection came in on, not the Host header
     (which the client chooses, and which would become an InfluxDB tag)."""
@@ -326,7 +302,3 @@ def _server_url(request: web.Request) -> str:
     host, port = (sockname[0], sockname[1]) if sockname else ("unknown", 0)
     host = f"[{host}]" if ":" in str(host) else host
     return f"{'https' if request.secure else 'http'}://{host}:{port}"
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)

@@ -8,7 +8,6 @@ ends the session.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -19,9 +18,11 @@ from aiohttp import web
 from netcheck.av.figures import received_fields, sent_fields
 from netcheck.av.peer import IceSettings, inbound_figures, outbound_figures
 from netcheck.errors import UsageError
-from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.parse import strict_json
+from netcheck.server.access import MeasuringAccess
 from netcheck.server.admission import Busy, FairShare, Slot
 from netcheck.server.headroom import CpuHeadroom
+from netcheck.server.refusal import Refusal, busy, read_body, sdp_not_accepted
 from netcheck.server.voice_channel import LABEL as VOICE_LABEL
 from netcheck.server.voice_channel import VoiceChannelLog
 
@@ -98,17 +99,15 @@ class MediaPeerHub:
         caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
         if self.cpu is not None and self.cpu.busy:  # the node's own CPU, never the machine's (headroom.py)
             self.share.refused += 1  # the node's metrics count it with the share's refusals
-            return busy_response(CPU_BUSY_RETRY_S, self.cpu.load.reason(self.cpu.limits))
+            raise busy(CPU_BUSY_RETRY_S, self.cpu.load.reason(self.cpu.limits))
+        raw = await read_body(request)
         try:
-            body = json.loads(await request.read())
-            sdp, video, audio_offset_ms = parse_offer_request(body)
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "offer too large")
+            sdp, video, audio_offset_ms = parse_offer_request(strict_json(raw))
         except (ValueError, UsageError) as error:
-            return _error(400, f"bad offer: {error}")
+            raise Refusal(400, "bad_offer", f"bad offer: {error}"[:300]) from None
         slot = self.share.acquire(caller.client)
         if isinstance(slot, Busy):
-            return busy_response(slot.retry_after_s, slot.reason)
+            raise busy(slot.retry_after_s, slot.reason)
 
         restrict_host_candidates()
         pc = RTCPeerConnection(rtc_configuration(self.ice))
@@ -124,7 +123,7 @@ class MediaPeerHub:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as error:  # aiortc raises ValueError, KeyError, … on malformed SDP
             await _close(session)
-            return _error(400, f"bad offer: SDP not accepted ({type(error).__name__}: {error})"[:300])
+            raise sdp_not_accepted(error) from None
         self.sessions[session.session_id] = session
         session.expiry = asyncio.get_running_loop().call_later(
             self.max_session_s, lambda: asyncio.ensure_future(self.end(session.session_id)))
@@ -136,7 +135,7 @@ class MediaPeerHub:
         self.access.caller(request)
         session = self.sessions.get(request.match_info["session_id"])
         if session is None:
-            return _error(404, "no such session (ended or expired)")
+            raise Refusal(404, "not_found", "no such session (ended or expired)")
         try:
             report = await server_view(session, self.cpu)
         finally:
@@ -203,7 +202,3 @@ async def _close(session: MediaSession) -> None:
         session.slot.release()
     await session.recorder.stop()
     await session.pc.close()
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)

@@ -17,20 +17,20 @@ docs/in-session.md, "The therapist's panel and the report page".
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 from aiohttp import web
 
 from netcheck.errors import StoreError
+from netcheck.parse import strict_json
 from netcheck.quality import METRICS
 from netcheck.quality.end_to_end import end_to_end
 from netcheck.server.capacity import Capacity
 from netcheck.server.checks import CheckEndpoints
-from netcheck.server.hub.routes import SessionHub, TokenRefused, session_claims
+from netcheck.server.hub.routes import SessionHub, hub_disabled, session_claims
 from netcheck.server.hub.record import hub_held_events, merge_events
-from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
+from netcheck.server.refusal import Refusal, read_body
+from netcheck.server.web import CONTENT_TYPES, NO_SUCH_FILE, resolve, static_headers
 from netcheck.session.report import build_report, report_to_dict
 from netcheck.tokens import LEGS, TokenClaims
 
@@ -39,16 +39,7 @@ PANEL_PAGE = "panel.html"
 REPORT_PAGE = "report.html"
 MAX_ESTIMATE_BODY_BYTES = 16 * 1024
 """Two legs' `figures` (a dozen numbers each), with room to spare."""
-BODY_TIMEOUT_S = 10.0
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-class _Refusal(Exception):
-    """Ends a request with the hub's JSON error wording (docs/session-hub.md)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.response = web.json_response({"error": message}, status=status, headers={**NO_STORE, **(headers or {})})
 
 
 class SessionPages:
@@ -76,17 +67,14 @@ class SessionPages:
 
     async def report(self, request: web.Request) -> web.Response:
         """The session's report from the node's store and the hub's held events."""
-        try:
-            claims = self._therapist(request, "read a session's report")
-        except _Refusal as refusal:
-            return refusal.response
+        claims = self._therapist(request, "read a session's report")
         session_id = claims.session_id
         store = self.checks.store if self.checks is not None else None
         try:
             stored = store.session_events(session_id) if store is not None else []
             checks = store.session_checks(session_id) if store is not None else []
         except StoreError as error:
-            return _Refusal(503, f"the session's report could not be read: {error}"[:300]).response
+            raise Refusal(503, "unavailable", f"the session's report could not be read: {error}"[:300]) from None
         held = await hub_held_events(self.hub.backend, session_id, request.transport)
         report = report_to_dict(build_report(session_id, merge_events(stored, held.events), checks))
         report["coverage"] = {"store_events": len(stored), "hub_events": len(held.events),
@@ -95,11 +83,8 @@ class SessionPages:
 
     async def estimate(self, request: web.Request) -> web.Response:
         """`{"client": figures | null, "therapist": figures | null}` → the judged end-to-end figures."""
-        try:
-            self._therapist(request, "ask for a session's estimate")
-            body = await _read_json(request)
-        except _Refusal as refusal:
-            return refusal.response
+        self._therapist(request, "ask for a session's estimate")
+        body = await _read_json(request)
         legs = {leg: {"window": {"figures": body.get(leg)}} if isinstance(body.get(leg), dict) else None
                 for leg in LEGS}
         settings = self.checks.settings if self.checks is not None else None
@@ -112,47 +97,26 @@ class SessionPages:
     def _therapist(self, request: web.Request, what: str) -> TokenClaims:
         """The claims of a valid therapist token for the URL's session; refusals as the hub words them."""
         if self.hub is None:
-            raise _Refusal(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
-        try:
-            claims = session_claims(self.hub.secret, request)
-        except TokenRefused as refused:
-            raise _Refusal(401, str(refused), refused.headers) from None
+            raise hub_disabled()
+        claims = session_claims(self.hub.secret, request)
         if claims.role != "therapist":
-            raise _Refusal(403, f"only a therapist token may {what}")
+            raise Refusal(403, "role", f"only a therapist token may {what}")
         return claims
 
 
 def _page(name: str) -> web.Response:
     path = resolve(name)
     if path is None:
-        return web.json_response({"error": "no such file"}, status=404, headers={"Cache-Control": "no-cache"})
+        return NO_SUCH_FILE.response()
     return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
-    """A small JSON object, read within BODY_TIMEOUT_S; anything else is a 400 (or 413)."""
-    if request.content_length is not None and request.content_length > MAX_ESTIMATE_BODY_BYTES:
-        raise _Refusal(413, f"body larger than {MAX_ESTIMATE_BODY_BYTES} bytes")
-    raw = bytearray()
-
-    async def read() -> None:
-        while chunk := await request.content.readany():
-            raw.extend(chunk)
-            if len(raw) > MAX_ESTIMATE_BODY_BYTES:
-                raise _Refusal(413, f"body larger than {MAX_ESTIMATE_BODY_BYTES} bytes")
-
+    """A small JSON object, read within the body time limit; anything else is a 400 (or 413, 408)."""
     try:
-        await asyncio.wait_for(read(), BODY_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        raise _Refusal(408, f"body not received within {BODY_TIMEOUT_S:g} s") from None
-    try:
-        body = json.loads(raw, parse_constant=_refuse)
-    except (ValueError, RecursionError):
-        raise _Refusal(400, "body is not JSON") from None
+        body = strict_json(await read_body(request, MAX_ESTIMATE_BODY_BYTES))
+    except ValueError:
+        raise Refusal(400, "bad_body", "body is not JSON") from None
     if not isinstance(body, dict):
-        raise _Refusal(400, 'body must be {"client": {...}, "therapist": {...}}')
+        raise Refusal(400, "bad_body", 'body must be {"client": {...}, "therapist": {...}}')
     return body
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -18,8 +18,9 @@ from collections import OrderedDict
 from aiohttp import web
 
 from netcheck.net.httpio import MAX_STREAM_MBPS, Pacer
-from netcheck.server.access import MeasuringAccess, busy_response
+from netcheck.server.access import MeasuringAccess
 from netcheck.server.admission import Busy, FairShare
+from netcheck.server.refusal import Refusal, busy
 from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
 from netcheck.probes.throughput import counted_rate_mbps
 
@@ -64,13 +65,13 @@ class ThroughputEndpoints:
         except ValueError:
             size = -1
         if not 0 < size <= MAX_TRANSFER_BYTES:
-            return web.json_response({"error": f"bytes must be 1..{MAX_TRANSFER_BYTES}"}, status=400)
+            raise Refusal(400, "bad_query", f"bytes must be 1..{MAX_TRANSFER_BYTES}")
         test_id = request.query.get("test")
         if test_id is not None and not TEST_ID.match(test_id):
-            return web.json_response({"error": "bad test id"}, status=400)
+            raise Refusal(400, "bad_query", "bad test id")
         slot = self.share.acquire(self.access.caller(request).client)
         if isinstance(slot, Busy):
-            return busy_response(slot.retry_after_s, slot.reason)
+            raise busy(slot.retry_after_s, slot.reason)
         self.active_streams += 1
         record = self._download_record(test_id) if test_id is not None and tcp_info_available() else None
         stream = record.join(request.transport.get_extra_info("socket")) if record and request.transport else None
@@ -107,10 +108,10 @@ class ThroughputEndpoints:
     async def upload(self, request: web.Request) -> web.Response:
         test_id = request.match_info["test_id"]
         if not TEST_ID.match(test_id):
-            return web.json_response({"error": "bad test id"}, status=400)
+            raise Refusal(400, "bad_query", "bad test id")
         slot = self.share.acquire(self.access.caller(request).client)
         if isinstance(slot, Busy):
-            return busy_response(slot.retry_after_s, slot.reason)
+            raise busy(slot.retry_after_s, slot.reason)
         self.active_streams += 1
         try:
             self._count(test_id, 0)
@@ -124,14 +125,14 @@ class ThroughputEndpoints:
                     self._count(test_id, len(chunk))
                     request_bytes += len(chunk)
                     if request_bytes > MAX_TRANSFER_BYTES:  # a client that wants more sends another request
-                        return web.json_response({"error": "upload too large"}, status=413)
+                        raise Refusal(413, "too_large", "upload too large")
                     elapsed_s = time.monotonic() - started_s
                     if elapsed_s > STREAM_LIFETIME_S:
-                        return web.json_response({"error": "upload longer than a test may last"}, status=408)
+                        raise Refusal(408, "too_long", "upload longer than a test may last")
                     if elapsed_s > TRICKLE_GRACE_S and request_bytes < MIN_UPLOAD_BYTES_PER_S * elapsed_s:
-                        return web.json_response({"error": "upload too slow: cut"}, status=408)
+                        raise Refusal(408, "too_slow", "upload too slow: cut")
             except asyncio.TimeoutError:
-                return web.json_response({"error": f"no upload data for {IDLE_TIMEOUT_S:g} s: cut"}, status=408)
+                raise Refusal(408, "too_slow", f"no upload data for {IDLE_TIMEOUT_S:g} s: cut") from None
             except ConnectionError:
                 pass
             return web.json_response({"bytes": self.uploaded[test_id].total_bytes})
@@ -145,7 +146,7 @@ class ThroughputEndpoints:
         self.access.caller(request)
         record = self.uploaded.get(request.match_info["test_id"])
         if record is None:
-            return web.json_response({"error": "no such upload test"}, status=404)
+            raise Refusal(404, "not_found", "no such upload test")
         return web.json_response({"bytes": record.total_bytes, "samples": record.samples,
                                   "mbps": counted_rate_mbps(record.samples)})
 
@@ -154,7 +155,7 @@ class ThroughputEndpoints:
         self.access.caller(request)
         record = self.downloaded.get(request.match_info["test_id"])
         if record is None:
-            return web.json_response({"error": "no such download test"}, status=404)
+            raise Refusal(404, "not_found", "no such download test")
         return web.json_response({"bytes": record.total_bytes(), "samples": record.samples,
                                   "mbps": counted_rate_mbps(record.samples), "counted_by": "tcp_info"})
 

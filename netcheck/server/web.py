@@ -14,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from netcheck.server.refusal import Refusal
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 CHECK_PAGE = "check.html"
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.(html|css|js)$")
@@ -27,6 +29,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; medi
                            "connect-src 'self'; worker-src 'self' blob:")
 MAX_FILE_BYTES = 1 << 20
 """The page's files are small; anything bigger is not one of them."""
+NO_SUCH_FILE = Refusal(404, "not_found", "no such file", headers={"Cache-Control": "no-cache"})
 
 
 def static_headers(content_type: str) -> dict[str, str]:
@@ -65,11 +68,13 @@ class StaticPages:
         return self._serve(request.match_info["name"])
 
     def _serve(self, name: str) -> web.Response:
+        """The file; a refusal is returned rather than raised, so that these routes also serve in an app
+        without the refusals middleware (a test's)."""
         path = resolve(name, self.web_dir)
         if path is None:
-            return web.json_response({"error": "no such file"}, status=404, headers={"Cache-Control": "no-cache"})
+            return NO_SUCH_FILE.response()
         try:
             body = path.read_bytes()
         except OSError:
-            return web.json_response({"error": "no such file"}, status=404)
+            return NO_SUCH_FILE.response()
         return web.Response(body=body, headers=static_headers(CONTENT_TYPES[name.rsplit(".", 1)[1]]))

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import aiohttp
 
 from netcheck.errors import NetcheckError, UsageError
+from netcheck.parse import strict_json
 from netcheck.tokens import LEGS
 
 EVENT_TYPES = frozenset({"summary", "warning_raised", "warning_cleared"})
@@ -133,8 +134,8 @@ class SseParser:
 def parse_event(message: SseMessage, session_id: str) -> Event | None:
     """The event of a message if it keeps to the contract, else None (skipped, never fatal)."""
     try:
-        event = json.loads(message.data, parse_constant=_refuse, parse_float=_finite)
-    except (ValueError, RecursionError):  # RecursionError: a peer's [[[[…]]]]
+        event = strict_json(message.data)  # NaN, Infinity and 1e999 would print as invalid JSON under --json
+    except ValueError:
         return None
     if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
         return None
@@ -150,18 +151,6 @@ def parse_event(message: SseMessage, session_id: str) -> Event | None:
         if not all(isinstance(event.get(key), str) for key in ("cue", "level", "message", "advice")):
             return None
     return _clean(event, 0)
-
-
-def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    """NaN, Infinity and 1e999 would print as invalid JSON under --json and as 'nan' in the view."""
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError("number out of range")
-    return number
 
 
 def _clean(value: Any, depth: int) -> Any:

@@ -1,18 +1,13 @@
 // Requests to the clinic's server: the token as `Authorization: Bearer` (never in a URL), and a
-// busy server (429 + Retry-After) waited for and retried, with the wait shown to the client.
+// busy server (429 + Retry-After) waited for and retried, with the wait shown to the client. A refused
+// answer is thrown as a Refusal (refusal.js), which says what it means by the server's `reason`.
 
+import { Refusal } from "./refusal.js";
 import { sleep } from "./util.js";
 
 const BUSY_BUDGET_MS = 90_000;
 /** How long in all the page waits for a busy server before it gives up. */
 const DEFAULT_RETRY_S = 5;
-
-export class ServerError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
 
 export class Api {
   /** @param {string|null} token  @param {(seconds: number|null) => void} onBusy  null: no longer busy */
@@ -38,7 +33,7 @@ export class Api {
       const waitS = Number.isFinite(header) && header >= 0 ? Math.ceil(header) : DEFAULT_RETRY_S;
       if (performance.now() - started + waitS * 1000 > BUSY_BUDGET_MS) {
         this.onBusy(null);
-        throw new ServerError(429, "busy");
+        throw new Refusal(429, { error: "busy", reason: "busy" });
       }
       await countdown(waitS, this.onBusy, init.signal);
     }
@@ -67,7 +62,7 @@ export class Api {
     } catch {
       answer = null;
     }
-    if (!response.ok) throw new ServerError(response.status, answer?.error ?? `HTTP ${response.status}`);
+    if (!response.ok) throw new Refusal(response.status, answer);
     return answer;
   }
 }

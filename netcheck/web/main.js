@@ -3,7 +3,8 @@
 // #verdict[data-recommendation], [data-device][data-finding].
 
 import { applyTexts, fill } from "./texts.js";
-import { Api, ServerError } from "./api.js";
+import { Api } from "./api.js";
+import { Refusal } from "./refusal.js";
 import { takeToken } from "./util.js";
 import { checkDevices } from "./devices.js";
 import { Call, DEFAULT_FORMAT, parseFormat, showDownstream } from "./call.js";
@@ -121,7 +122,7 @@ async function run() {
     try {
       connected = await call.connect();
     } catch (error) {
-      if (error instanceof ServerError && (error.status === 401 || error.status === 429)) throw error;
+      if (error instanceof Refusal && (error.ofToken || error.kind === "busy")) throw error;
       connected = false;
     }
     if (connected) {
@@ -180,8 +181,8 @@ async function run() {
     setState("done");
   } catch (error) {
     const box = $("error");
-    if (error instanceof ServerError && error.status === 401) box.textContent = fill("error_token");
-    else if (error instanceof ServerError && error.status === 429) box.textContent = fill("busy_gave_up");
+    if (error instanceof Refusal && error.ofToken) box.textContent = fill("error_token");
+    else if (error instanceof Refusal && error.kind === "busy") box.textContent = fill("busy_gave_up");
     else box.textContent = fill("error_server", { detail: error?.message ?? String(error) });
     box.hidden = false;
     status(null);

@@ -5,7 +5,7 @@
 // (401, 403) or a server without a hub (404) ends it: retrying cannot help.
 
 import { LEGS } from "./panel-state.js";
-import { errorOf } from "./panel-token.js";
+import { refusalOf } from "./refusal.js";
 import { sleep } from "./util.js";
 
 const BACKOFF_FIRST_MS = 500;
@@ -89,7 +89,7 @@ export class EventStream {
   /**
    * @param {string} url  the hub's events URL of the session
    * @param {{onEvents: (events: object[]) => void, onStatus: (status: object) => void,
-   *          onRefused: (status: number, error: string) => void}} handlers
+   *          onRefused: (refusal: import("./refusal.js").Refusal) => void}} handlers
    *   status: {state: "connecting" | "live" | "reconnecting", retryInMs?, reason?}
    */
   constructor(url, sessionId, token, handlers) {
@@ -154,13 +154,15 @@ export class EventStream {
         cache: "no-store",
         signal: controller.signal,
       });
-      if ([401, 403, 404].includes(response.status)) {
-        this.handlers.onRefused(response.status, await errorOf(response));
-        return "refused";
+      if (!response.ok) {
+        const refusal = await refusalOf(response);
+        if (refusal.final) {
+          this.handlers.onRefused(refusal);
+          return "refused";
+        }
+        return refusal.kind === "busy" || refusal.kind === "unavailable" ? "busy" : "http";
       }
-      if (!response.ok || !(response.headers.get("Content-Type") ?? "").startsWith("text/event-stream")) {
-        return response.status === 429 || response.status === 503 ? "busy" : "http";
-      }
+      if (!(response.headers.get("Content-Type") ?? "").startsWith("text/event-stream")) return "http";
       onLive();
       this.handlers.onStatus({ state: "live" });
       this.parser.startStream();

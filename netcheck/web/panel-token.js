@@ -11,24 +11,15 @@ export function sessionIdFromPath(pathname = location.pathname) {
   return match ? match[1] : null;
 }
 
-/** The texts key of the one sentence that explains a refusal, from the status and the server's {"error"}. */
-export function refusalKey(status, error = "") {
-  if (status === 404) return "refused.no_hub";
-  if (status === 403) return "refused.client";
-  if (error.includes("expired")) return "refused.expired";
-  if (error.includes("other session")) return "refused.other_session";
-  if (error.includes("missing token")) return "refused.no_token";
-  return "refused.invalid";
-}
+/** The texts key of the one sentence that explains a refusal (refusal.js), by its kind. */
+const REFUSED_KEYS = {
+  hub_disabled: "refused.no_hub", role: "refused.client", expired: "refused.expired",
+  other_session: "refused.other_session", missing: "refused.no_token",
+};
 
-/** The server's `{"error": …}` of a refused answer, or "". */
-export async function errorOf(response) {
-  try {
-    const body = await response.json();
-    return typeof body?.error === "string" ? body.error : "";
-  } catch {
-    return "";
-  }
+/** @param {import("./refusal.js").Refusal} refusal */
+export function refusalKey(refusal) {
+  return REFUSED_KEYS[refusal.kind] ?? "refused.invalid";
 }
 
 /** Show the one sentence of a refusal in `#refused`, and nothing of the session. */

@@ -70,9 +70,9 @@ function init() {
   const stream = new EventStream(`/v1/sessions/${sessionId}/events`, sessionId, token, {
     onEvents,
     onStatus: (status) => view.renderLive(status),
-    onRefused: (status, error) => {
+    onRefused: (refusal) => {
       stream.stop();
-      showRefused(refusalKey(status, error));
+      showRefused(refusalKey(refusal));
     },
   });
   stream.start();

@@ -6,7 +6,8 @@
 // State for automation: body[data-state] loading|ready|refused, window.netcheckReport.
 
 import { applyTexts, fill } from "./texts.js";
-import { errorOf, refusalKey, sessionIdFromPath, showRefused } from "./panel-token.js";
+import { refusalKey, sessionIdFromPath, showRefused } from "./panel-token.js";
+import { refusalOf } from "./refusal.js";
 import { takeToken } from "./util.js";
 import { CUES, LEGS, LEVELS } from "./panel-state.js";
 import { clockTime, element, words } from "./panel-view.js";
@@ -200,7 +201,7 @@ async function init() {
   if (response === null || response.status >= 500) {
     showRefused("refused.unreachable");
   } else if (!response.ok) {
-    showRefused(refusalKey(response.status, await errorOf(response)));
+    showRefused(refusalKey(await refusalOf(response)));
   } else {
     show(await response.json());
   }

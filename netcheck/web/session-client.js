@@ -9,7 +9,8 @@
 // lost, stopped), #problem[data-problem].
 
 import { TEXTS, applyTexts, fill } from "./texts.js";
-import { Api, ServerError } from "./api.js";
+import { Api } from "./api.js";
+import { Refusal, refusalOf } from "./refusal.js";
 import { iceServersFrom, waitFor } from "./call.js";
 import { selectedPath } from "./path.js";
 import { CARD, Card, Ticker, VoiceStream, windowFigures } from "./session-tab.js";
@@ -82,24 +83,6 @@ function stop(state, problem, values) {
   box.dataset.problem = problem;
   box.textContent = say(`tab.${problem}`, values);
   box.hidden = false;
-}
-
-/** An answer the server refused, with the hub's reason (expired, other session, …) when it gave one. */
-class Refusal extends ServerError {
-  constructor(status, body) {
-    super(status, body?.error ?? `HTTP ${status}`);
-    this.reason = body?.reason ?? null;
-  }
-}
-
-async function refusalOf(response) {
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  return new Refusal(response.status, body);
 }
 
 /** One leg: an offer, a peer connection, windows until it ends. `run()` resolves when it must be
@@ -191,9 +174,12 @@ class Leg {
       } catch {
         return ++this.failedReports >= FAILED_REPORTS_BEFORE_RECONNECT;
       }
-      if (response.status === 404) return true;  // the server closed the leg (or restarted): open another
-      if (response.status === 401 || response.status === 403 || response.status === 409) return refusalOf(response);
-      if (!response.ok) return ++this.failedReports >= FAILED_REPORTS_BEFORE_RECONNECT;
+      if (!response.ok) {
+        const refusal = await refusalOf(response);
+        if (refusal.kind === "not_found") return true;  // the server closed the leg (or restarted): open another
+        if (refusal.final) return refusal;
+        return ++this.failedReports >= FAILED_REPORTS_BEFORE_RECONNECT;
+      }
       this.failedReports = 0;
       const answer = await response.json();
       showBadge(answer.connection === "weak" ? "weak" : "ok");
@@ -220,14 +206,11 @@ class Leg {
   }
 }
 
-function refusalProblem(error) {
-  if (error.status === 409) return "replaced";
-  if (error.status === 404) return "refused.disabled";
-  if (error.status === 403) return "refused.role";
-  if (error.reason === "expired") return "refused.expired";
-  if (error.reason === "missing") return "refused.missing";
-  return "refused.invalid";
-}
+/** The texts key (under tab.*) of a final refusal's one sentence, by its kind (refusal.js). */
+const PROBLEMS = {
+  replaced: "replaced", hub_disabled: "refused.disabled", role: "refused.role", expired: "refused.expired",
+  missing: "refused.missing",
+};
 
 function settings() {
   const query = new URLSearchParams(location.search);
@@ -250,12 +233,12 @@ async function measure(api, sessionId) {
       waitMs = RECONNECT_FIRST_MS;
       await leg.run();
     } catch (error) {
-      if (error instanceof Refusal && [401, 403, 404, 409].includes(error.status)) {
+      if (error instanceof Refusal && error.final) {
         leg.close();
-        stop(error.status === 409 ? "replaced" : "refused", refusalProblem(error));
+        stop(error.kind === "replaced" ? "replaced" : "refused", PROBLEMS[error.kind] ?? "refused.invalid");
         return;
       }
-      if (error instanceof Refusal && error.status === 400) {
+      if (error instanceof Refusal && error.kind === "bad_request") {
         leg.close();
         stop("error", "error", { detail: error.message });
         return;

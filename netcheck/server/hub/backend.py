@@ -4,7 +4,7 @@ several `netcheck serve` nodes share them (docs/session-hub.md, "Backends").
 
 A backend admits posts (per-leg rate), publishes events (it assigns their ids), and subscribes
 watchers (per-session count, replay after Last-Event-ID, then live events). It refuses with
-`HubRefusal`, which the HTTP layer turns into the contract's JSON error.
+a `Refusal` (server/refusal.py), which the app's middleware turns into the contract's JSON error.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from netcheck.server.hub.events import sse_frame, stamp
 from netcheck.server.rate import TokenBuckets
+from netcheck.server.refusal import Refusal
 from netcheck.tokens import LEGS
 
 WRITE_BATCH_BYTES = 64 * 1024
@@ -49,15 +50,6 @@ class HubLimits:
     server, and it misses none. (At ≤ 80 events/s per session, ids never overtake the clock.)"""
 
 
-class HubRefusal(Exception):
-    """A request the hub refuses: HTTP status, the message, and when to retry (seconds) if it may."""
-
-    def __init__(self, status: int, message: str, retry_after_s: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-
 class Subscription(Protocol):
     """One watcher's stream: held frames after its Last-Event-ID first, then live ones."""
 
@@ -73,12 +65,12 @@ class Subscription(Protocol):
 
 class HubBackend(Protocol):
     async def admit_post(self, session_id: str, leg: str) -> None:
-        """Raise HubRefusal (429) when the leg posts too fast, (503) when the store cannot take it.
+        """Raise a Refusal (429) when the leg posts too fast, (503) when the store cannot take it.
         Called before the body is read: a shared store may count only this node's share here."""
 
     async def publish(self, session_id: str, leg: str, events: list[dict[str, Any]], until_s: float) -> int:
         """Store and fan out `events` (agent events, already validated); the id of the last one.
-        Raises HubRefusal (429) when a shared store finds the leg over its rate across nodes, (503)
+        Raises a Refusal (429) when a shared store finds the leg over its rate across nodes, (503)
         when the store cannot take them.
 
         `until_s`: the posting token's expiry (unix seconds), how long the session must be kept at least.
@@ -164,7 +156,7 @@ class MemoryBackend:
 
     async def admit_post(self, session_id: str, leg: str) -> None:
         if not self._session(session_id).post_limiter.allow(leg, time.monotonic()):
-            raise HubRefusal(429, f"too many posts: at most {self.limits.post_rate_per_s:g} per second per leg", 1)
+            raise Refusal(429, "rate", f"too many posts: at most {self.limits.post_rate_per_s:g} per second per leg", 1)
 
     async def publish(self, session_id: str, leg: str, events: list[dict[str, Any]], until_s: float) -> int:
         session = self._session(session_id)
@@ -186,7 +178,7 @@ class MemoryBackend:
         session = self._session(session_id)
         _forget_disconnected(session)
         if len(session.watchers) >= self.limits.max_watchers:
-            raise HubRefusal(429, f"too many watchers of this session (at most {self.limits.max_watchers})")
+            raise Refusal(429, "busy", f"too many watchers of this session (at most {self.limits.max_watchers})")
         watcher = _MemoryWatcher(session, asyncio.Queue(self.limits.watcher_queue_events), transport)
         for frame in _replay(session, last_event_id)[-self.limits.watcher_queue_events:]:
             watcher.queue.put_nowait(frame)
@@ -213,14 +205,14 @@ class MemoryBackend:
     def _session(self, session_id: str) -> _Session:
         """The session, created on first use; 503 when the hub is full of sessions that are still live."""
         if self.closing:
-            raise HubRefusal(503, "server shutting down")
+            raise Refusal(503, "unavailable", "server shutting down")
         now_s = time.monotonic()
         session = self.sessions.get(session_id)
         if session is None:
             if len(self.sessions) >= self.limits.max_sessions:
                 self._evict_idle(now_s)
             if len(self.sessions) >= self.limits.max_sessions:
-                raise HubRefusal(503, f"too many live sessions (at most {self.limits.max_sessions})", 60)
+                raise Refusal(503, "busy", f"too many live sessions (at most {self.limits.max_sessions})", 60)
             session = _Session(deque(maxlen=self.limits.history_events),
                                TokenBuckets(self.limits.post_rate_per_s, self.limits.post_burst, len(LEGS)), now_s,
                                last_id=int(time.time() * 1000) if self.limits.ids_from_clock else 0)

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from netcheck.errors import NetcheckError
+from netcheck.parse import strict_json
 
 EVENT_TYPES = ("summary", "warning_raised", "warning_cleared")
 LEVELS = ("good", "fair", "poor", "unknown")
@@ -29,9 +30,9 @@ class EventError(NetcheckError):
 def parse_events(body: bytes, max_events: int = MAX_EVENTS_PER_POST) -> list[dict[str, Any]]:
     """`{"events": [...]}` → agent events with only the contract's keys, strings cut, types checked."""
     try:
-        document = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested thousands deep
-        raise EventError("body is not JSON") from None
+        document = strict_json(body)
+    except ValueError as error:
+        raise EventError(f"body is not JSON: {error}"[:200]) from None
     events = document.get("events") if isinstance(document, dict) else None
     if not isinstance(events, list) or not 1 <= len(events) <= max_events:
         raise EventError(f'body must be {{"events": [...]}} with 1..{max_events} events')
@@ -128,7 +129,3 @@ def _bounded(value: Any, depth: int, where: str) -> Any:
 
 def _cut(text: str) -> str:
     return text[:MAX_STRING_CHARS]
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netcheck.server.hub.backend import HubBackend, HubRefusal
+from netcheck.server.hub.backend import HubBackend
+from netcheck.server.refusal import Refusal
 from netcheck.session.watch import LineSplitter, SseParser, StreamBroken, parse_event
 
 HELD_READ_WAIT_S = 0.05
@@ -47,7 +48,7 @@ async def hub_held_events(backend: HubBackend, session_id: str,
     """
     try:
         subscription = await backend.subscribe(session_id, 0, transport)
-    except HubRefusal as refusal:
+    except Refusal as refusal:
         return HeldEvents([], str(refusal))
     events: list[Event] = []
     splitter, parser = LineSplitter(), SseParser()

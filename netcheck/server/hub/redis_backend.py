@@ -50,9 +50,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from netcheck.server.hub.backend import WRITE_BATCH_BYTES, HubLimits, HubRefusal
+from netcheck.server.hub.backend import WRITE_BATCH_BYTES, HubLimits
 from netcheck.server.hub.events import sse_frame, stamp
 from netcheck.server.rate import TokenBuckets
+from netcheck.server.refusal import Refusal
 
 SEQ_PER_MS = 1000
 COMMAND_TIMEOUT_S = 2.0
@@ -170,11 +171,11 @@ class RedisBackend:
     async def admit_post(self, session_id: str, leg: str) -> None:
         """This node's share of the check, before the body is read; `publish` counts across nodes."""
         if not self._local_posts.allow(f"{session_id}/{leg}", time.monotonic()):
-            raise HubRefusal(429, self._too_many_posts, 1)
+            raise Refusal(429, "rate", self._too_many_posts, 1)
 
     async def publish(self, session_id: str, leg: str, events: list[dict[str, Any]], until_s: float) -> int:
         if self.closing.is_set():
-            raise HubRefusal(503, "server shutting down")
+            raise Refusal(503, "unavailable", "server shutting down")
         window_s = self.limits.post_burst / self.limits.post_rate_per_s
         posts_key = _key(session_id, f"posts:{leg}:{int(time.time() // window_s)}")
         try:
@@ -183,9 +184,9 @@ class RedisBackend:
                 max(1, math.ceil(until_s - time.time())), leg,
                 *(json.dumps(event, separators=(",", ":")) for event in events)])
         except RedisError as error:
-            raise HubRefusal(503, f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
+            raise Refusal(503, "unavailable", f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
         if last_id is None:
-            raise HubRefusal(429, self._too_many_posts, 1)
+            raise Refusal(429, "rate", self._too_many_posts, 1)
         return sse_id(last_id)
 
     @property
@@ -195,7 +196,7 @@ class RedisBackend:
     async def subscribe(self, session_id: str, last_event_id: int | None,
                         transport: asyncio.BaseTransport | None) -> _RedisWatcher:
         if self.closing.is_set():
-            raise HubRefusal(503, "server shutting down")
+            raise Refusal(503, "unavailable", "server shutting down")
         lease = secrets.token_hex(8)
         events_key = _key(session_id, "events")
         try:
@@ -203,10 +204,10 @@ class RedisBackend:
                 time.time(), self.limits.max_watchers, time.time() + self._lease_s, lease,
                 math.ceil(self._lease_s) + 1])
             if not taken:
-                raise HubRefusal(429, f"too many watchers of this session (at most {self.limits.max_watchers})")
+                raise Refusal(429, "busy", f"too many watchers of this session (at most {self.limits.max_watchers})")
             newest = await self.commands.xrevrange(events_key, count=1)
         except RedisError as error:
-            raise HubRefusal(503, f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
+            raise Refusal(503, "unavailable", f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
         newest_id = _id_pair(newest[0][0]) if newest else (0, 0)
         after = newest_id  # live events only
         if last_event_id is not None:
@@ -218,7 +219,7 @@ class RedisBackend:
             await self.reader.join(watcher, newest_id)
         except RedisError as error:
             self.subscriptions.discard(watcher)
-            raise HubRefusal(503, f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
+            raise Refusal(503, "unavailable", f"{UNAVAILABLE} ({type(error).__name__})", 5) from None
         return watcher
 
     async def close(self) -> None:

@@ -18,28 +18,15 @@ from typing import Any
 
 from aiohttp import web
 
-from netcheck.server.hub.backend import HubBackend, HubLimits, HubRefusal, MemoryBackend, Subscription
+from netcheck.server.hub.backend import HubBackend, HubLimits, MemoryBackend, Subscription
 from netcheck.server.hub.events import KEEPALIVE_FRAME, EventError, parse_events
+from netcheck.server.refusal import Refusal, read_body
 from netcheck.tokens import LEGS, TokenClaims, TokenError, verify_token
 
 __all__ = ["EVENTS_PATH", "HubLimits", "SessionHub", "register_disabled"]
 
 EVENTS_PATH = "/v1/sessions/{session_id}/events"
 LAST_EVENT_ID = re.compile(r"[0-9]{1,18}")
-READ_CHUNK_BYTES = 16 * 1024
-
-
-class _Refusal(Exception):
-    """Ends a request early with the contract's JSON error."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.response = web.json_response({"error": message}, status=status, headers=headers)
-
-    @classmethod
-    def of(cls, refusal: HubRefusal) -> _Refusal:
-        headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s is not None else None
-        return cls(refusal.status, str(refusal), headers)
 
 
 @dataclass
@@ -56,28 +43,26 @@ class HubCounters:
     """Streams cut because the watcher did not keep up (its queue overflowed or its socket stopped draining)."""
 
 
-class TokenRefused(Exception):
-    """A request's session token is missing, malformed or not valid for the URL's session (a 401)."""
-
-    def __init__(self, message: str, reason: str, headers: dict[str, str]) -> None:
-        super().__init__(message)
-        self.reason = reason
-        """`missing`, `malformed`, or the token's own reason (`expired`, `other session`, …)."""
-        self.headers = headers
-
-
 def session_claims(secret: bytes, request: web.Request) -> TokenClaims:
     """The claims of the request's Bearer token for the URL's session: one check, one wording, for the
-    hub and every page of a session (session_legs.py, session_pages.py); raises TokenRefused."""
+    hub and every page of a session (legs/routes.py, session_pages.py); else a Refusal (401) whose
+    reason is `missing`, `malformed`, or the token's own (`expired`, `other session`, …)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if not token and not scheme:
-        raise TokenRefused("missing token: send Authorization: Bearer <token>", "missing", {"WWW-Authenticate": "Bearer"})
+        raise Refusal(401, "missing", "missing token: send Authorization: Bearer <token>",
+                      headers={"WWW-Authenticate": "Bearer"})
     if scheme.lower() != "bearer":
-        raise TokenRefused("token refused: malformed", "malformed", {"WWW-Authenticate": "Bearer"})
+        raise Refusal(401, "malformed", "token refused: malformed", headers={"WWW-Authenticate": "Bearer"})
     try:
         return verify_token(secret, token.strip(), request.match_info["session_id"])
     except TokenError as error:
-        raise TokenRefused(str(error), error.reason, {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        raise Refusal(401, error.reason, str(error),
+                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+
+def hub_disabled() -> Refusal:
+    """404 from every session path of a node without a secret: no hub, no tokens, no sessions."""
+    return Refusal(404, "hub_disabled", "session hub disabled: the server has no secret (NETCHECK_SECRET)")
 
 
 class SessionHub:
@@ -103,21 +88,19 @@ class SessionHub:
 
     async def post_events(self, request: web.Request) -> web.Response:
         try:
-            claims = self._authorize(request)
+            claims = session_claims(self.secret, request)
             if claims.role not in LEGS:
-                raise _Refusal(403, "a check token measures only: it cannot post a session's events")
+                raise Refusal(403, "role", "a check token measures only: it cannot post a session's events")
             await self.backend.admit_post(claims.session_id, claims.role)
+            body = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
             try:
-                events = parse_events(await self._read_body(request), self.limits.max_events_per_post)
+                events = parse_events(body, self.limits.max_events_per_post)
             except EventError as error:
-                raise _Refusal(400, str(error)) from None
+                raise Refusal(400, "bad_body", str(error)) from None
             last_id = await self.backend.publish(claims.session_id, claims.role, events, claims.accepted_until_s)
-        except HubRefusal as refusal:
+        except Refusal:
             self.counters.posts_refused += 1
-            return _Refusal.of(refusal).response
-        except _Refusal as refusal:
-            self.counters.posts_refused += 1
-            return refusal.response
+            raise
         self.counters.posts_accepted += 1
         self.counters.events_published += len(events)
         if self.on_published is not None:
@@ -125,16 +108,10 @@ class SessionHub:
         return web.json_response({"accepted": len(events), "last_id": last_id}, status=202)
 
     async def watch_events(self, request: web.Request) -> web.StreamResponse:
-        try:
-            claims = self._authorize(request)
-            if claims.role != "therapist":
-                raise _Refusal(403, "only a therapist token may watch a session")
-            subscription = await self.backend.subscribe(claims.session_id, _last_event_id(request),
-                                                        request.transport)
-        except HubRefusal as refusal:
-            return _Refusal.of(refusal).response
-        except _Refusal as refusal:
-            return refusal.response
+        claims = session_claims(self.secret, request)
+        if claims.role != "therapist":
+            raise Refusal(403, "role", "only a therapist token may watch a session")
+        subscription = await self.backend.subscribe(claims.session_id, _last_event_id(request), request.transport)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         self.counters.watchers_open += 1
@@ -155,31 +132,6 @@ class SessionHub:
     async def close(self) -> None:
         """End every stream: cleanly if the watcher keeps up, else by cutting its socket."""
         await self.backend.close()
-
-    def _authorize(self, request: web.Request) -> TokenClaims:
-        try:
-            return session_claims(self.secret, request)
-        except TokenRefused as refused:
-            raise _Refusal(401, str(refused), refused.headers) from None
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        """At most max_body_bytes, within body_timeout_s: a slow or endless body must not hold a handler."""
-        limit = self.limits.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _Refusal(413, f"body larger than {limit} bytes")
-        body = bytearray()
-
-        async def read() -> None:
-            async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
-                body.extend(chunk)
-                if len(body) > limit:
-                    raise _Refusal(413, f"body larger than {limit} bytes")
-
-        try:
-            await asyncio.wait_for(read(), self.limits.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise _Refusal(408, f"body not received within {self.limits.body_timeout_s:g} s") from None
-        return bytes(body)
 
     async def _stream(self, response: web.StreamResponse, subscription: Subscription, until_s: float) -> None:
         """Frames as they come, a keep-alive comment on schedule, until the token stops being valid."""
@@ -215,8 +167,7 @@ def register_disabled(app: web.Application) -> None:
     """Without a secret the hub is off; its paths say so in the contract's JSON rather than a bare 404."""
 
     async def disabled(_request: web.Request) -> web.Response:
-        return web.json_response({"error": "session hub disabled: the server has no secret (NETCHECK_SECRET)"},
-                                 status=404)
+        raise hub_disabled()
 
     app.router.add_post(EVENTS_PATH, disabled)
     app.router.add_get(EVENTS_PATH, disabled, allow_head=False)

@@ -33,7 +33,7 @@ from netcheck.model import Measurement, ProbeResult
 from netcheck.store.points import Origin, report_points, warning_point
 from netcheck.quality import METRICS, Metric, assess
 from netcheck.server.checks import CheckEndpoints
-from netcheck.server.hub.backend import HubRefusal
+from netcheck.server.refusal import Refusal
 from netcheck.server.hub.routes import SessionHub
 from netcheck.server.hub.events import parse_events
 from netcheck.server.headroom import CpuHeadroom
@@ -137,7 +137,7 @@ class TabLeg:
                 await hub.backend.admit_post(self.session_id, self.role)
                 await hub.backend.publish(self.session_id, self.role,
                                           parse_events(json.dumps({"events": batch}).encode()), self.until_s)
-            except HubRefusal as refusal:
+            except Refusal as refusal:
                 self.waiting.extendleft(reversed(batch))
                 hub.counters.posts_refused += 1
                 self.sinks.on_event(f"session {self.session_id}: the hub did not take the {self.role}'s tab's window "

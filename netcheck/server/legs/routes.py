@@ -37,12 +37,12 @@ from aiohttp import web
 from netcheck.browser.check_body import BodyError
 from netcheck.browser.tab import LATE_REPLY_MS, MAX_REPORT_BYTES, LegOffer, parse_offer, parse_report
 from netcheck.quality import METRICS
-from netcheck.server.access import busy_response
 from netcheck.server.capacity import Capacity
 from netcheck.server.checks import CheckEndpoints
-from netcheck.server.hub.routes import SessionHub, TokenRefused, session_claims
+from netcheck.server.hub.routes import SessionHub, hub_disabled, session_claims
 from netcheck.server.media import MediaPeerHub
 from netcheck.server.rate import TokenBuckets
+from netcheck.server.refusal import Refusal, bad_body, busy, read_body, sdp_not_accepted
 from netcheck.server.web import CONTENT_TYPES, resolve, static_headers
 from netcheck.tokens import LEGS, SESSION_ID, TokenClaims
 
@@ -70,15 +70,6 @@ builds a peer connection, and a token holder looping offers must not make the se
 MAX_OFFERING_SESSIONS = 4096
 WATCH_EVERY_S = 1.0
 CPU_BUSY_RETRY_S = 5
-BODY_TIMEOUT_S = 10.0
-
-
-class _Refused(Exception):
-    """Ends a request with the hub's JSON error."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **fields: str) -> None:
-        super().__init__(message)
-        self.response = web.json_response({"error": message, **fields}, status=status, headers=headers)
 
 
 class SessionTabs:
@@ -124,28 +115,23 @@ class SessionTabs:
     async def page(self, request: web.Request) -> web.Response:
         path = resolve(PAGE)
         if not SESSION_ID.fullmatch(request.match_info["session_id"]) or path is None:
-            return web.json_response({"error": "no such page"}, status=404, headers={"Cache-Control": "no-cache"})
+            raise Refusal(404, "not_found", "no such page", headers={"Cache-Control": "no-cache"})
         return web.Response(body=path.read_bytes(), headers=static_headers(CONTENT_TYPES["html"]))
 
     async def offer(self, request: web.Request) -> web.Response:
-        try:
-            claims = self._authorize(request)
-        except _Refused as refused:
-            return refused.response
+        claims = self._authorize(request)
         cpu = self.capacity.cpu
         if cpu is not None and cpu.busy:  # the node's own CPU, never the machine's
-            return busy_response(CPU_BUSY_RETRY_S, cpu.load.reason(cpu.limits))
+            raise busy(CPU_BUSY_RETRY_S, cpu.load.reason(cpu.limits))
         try:
-            offer = parse_offer(await request.read())
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, "offer too large")
+            offer = parse_offer(await read_body(request))
         except BodyError as error:
-            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+            raise bad_body(error) from None
         session_id, role = key = (claims.session_id, claims.role)
         if not self._offers.allow(f"{session_id}/{role}", time.monotonic()):
-            return busy_response(round(OFFER_EVERY_S), f"too many offers for the {role}'s leg of this session")
+            raise busy(round(OFFER_EVERY_S), f"too many offers for the {role}'s leg of this session", "rate")
         if not self._hold(key):
-            return busy_response(BUSY_RETRY_S, f"all {self.max_legs} session tabs this server measures are open")
+            raise busy(BUSY_RETRY_S, f"all {self.max_legs} session tabs this server measures are open")
         try:
             return await self._open(request, claims, offer)
         finally:
@@ -177,7 +163,7 @@ class SessionTabs:
             sdp = await peer.answer(offer.sdp)
         except Exception as error:  # aiortc raises ValueError, KeyError, … on a malformed SDP
             await peer.close()
-            return _error(400, f"bad offer: SDP not accepted ({type(error).__name__}: {error})"[:300])
+            raise sdp_not_accepted(error) from None
         settings = self.checks.settings if self.checks is not None else None
         sinks = LegSinks(self.hub, self.checks, settings.thresholds if settings else METRICS,
                          settings.site if settings else None, _server(request),
@@ -195,34 +181,27 @@ class SessionTabs:
                                   "late_reply_ms": LATE_REPLY_MS}, headers={"Cache-Control": "no-store"})
 
     async def window(self, request: web.Request) -> web.Response:
+        claims = self._authorize(request)
         try:
-            claims = self._authorize(request)
-        except _Refused as refused:
-            return refused.response
-        try:
-            report = parse_report(await _read_bounded(request, MAX_REPORT_BYTES))
-        except _Refused as refused:
-            return refused.response
+            report = parse_report(await read_body(request, MAX_REPORT_BYTES))
         except BodyError as error:
-            return web.json_response({"error": str(error)[:300], "field": error.field[:100]}, status=400)
+            raise bad_body(error) from None
         leg = self.legs.get((claims.session_id, claims.role))
         if leg is None or leg.leg_id != report["leg_id"]:
             if report["leg_id"] in self.replaced:
-                return _error(409, f"a newer tab of this session measures the {claims.role}'s connection now")
-            return _error(404, "no open leg with this id (closed or expired): open it again")
+                raise Refusal(409, "replaced",
+                              f"a newer tab of this session measures the {claims.role}'s connection now")
+            raise Refusal(404, "not_found", "no open leg with this id (closed or expired): open it again")
         limiter = self._limiters.get(leg.leg_id)
         if limiter is None or not limiter.allow("tab", time.monotonic()):
-            return _error(429, "reports come once a window", headers={"Retry-After": str(max(1, round(leg.window_s)))})
+            raise Refusal(429, "rate", "reports come once a window", max(1, round(leg.window_s)))
         return web.json_response(await leg.window(report), headers={"Cache-Control": "no-store"})
 
     async def leave(self, request: web.Request) -> web.Response:
-        try:
-            claims = self._authorize(request)
-        except _Refused as refused:
-            return refused.response
+        claims = self._authorize(request)
         leg = self.legs.get((claims.session_id, claims.role))
         if leg is None or leg.leg_id != request.match_info["leg_id"]:
-            return _error(404, "no open leg with this id (closed or expired)")
+            raise Refusal(404, "not_found", "no open leg with this id (closed or expired)")
         await self._close(leg, "the tab went away")
         return web.Response(status=204)
 
@@ -230,14 +209,11 @@ class SessionTabs:
         """A token of the URL's session whose role is the path's, or the hub's refusal in its own words.
         The leg is the token's role; the path's only has to agree (a check token measures no leg)."""
         if self.hub is None:
-            raise _Refused(404, "session hub disabled: the server has no secret (NETCHECK_SECRET)")
-        try:
-            claims = session_claims(self.hub.secret, request)
-        except TokenRefused as refused:
-            raise _Refused(401, str(refused), refused.headers, reason=refused.reason) from None
+            raise hub_disabled()
+        claims = session_claims(self.hub.secret, request)
         role = request.match_info["role"]
         if claims.role != role:
-            raise _Refused(403, f"only the session's {role} token measures the {role}'s connection", reason="role")
+            raise Refusal(403, "role", f"only the session's {role} token measures the {role}'s connection")
         return claims
 
     def _gone(self, leg_id: str, reason: str) -> None:
@@ -279,29 +255,6 @@ class SessionTabs:
         self._watcher = asyncio.ensure_future(every_second())
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes:
-    """The body; refused when it is longer than `limit` (413) or takes longer than BODY_TIMEOUT_S (408)."""
-    too_large = _Refused(413, f"body larger than {limit // 1024} kB")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-
-    async def read() -> bool:
-        async for chunk in request.content.iter_chunked(16 * 1024):
-            body.extend(chunk)
-            if len(body) > limit:
-                return False
-        return True
-
-    try:
-        complete = await asyncio.wait_for(read(), BODY_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        raise _Refused(408, f"body not received within {BODY_TIMEOUT_S:g} s") from None
-    if not complete:
-        raise too_large
-    return bytes(body)
-
-
 def _server(request: web.Request) -> str:
     """This node as host:port, from the connection's own address (not the client's Host header)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
@@ -309,7 +262,3 @@ def _server(request: web.Request) -> str:
         return "unknown"
     host = f"[{sockname[0]}]" if ":" in str(sockname[0]) else sockname[0]
     return f"{host}:{sockname[1]}"
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
