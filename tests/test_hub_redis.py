@@ -30,7 +30,8 @@ from netcheck.errors import UsageError
 from netcheck.session.hub_client import HubPoster
 from netcheck.server.app import start_server
 from netcheck.server.hub.routes import HubLimits
-from netcheck.server.hub.redis_backend import sse_id, stream_id
+from netcheck.server.hub.redis_backend import RedisBackend, sse_id, stream_id
+from netcheck.server.rate import TokenBuckets
 from netcheck.tokens import create_token
 from tests.harness.ports import HOST
 from tests.harness.redis_server import RedisServer
@@ -331,5 +332,29 @@ def test_watcher_and_post_limits_hold_across_nodes(redis_server: RedisServer) ->
         finally:
             for server in servers:
                 await server.close()
+
+    asyncio.run(body())
+
+
+def test_the_posts_rate_across_nodes_is_the_servers_one_limiter(redis_server: RedisServer) -> None:
+    """The leg's bucket in Redis answers as rate.py's TokenBuckets at the same instants: the same
+    admissions, the same waits (a fixed window admitted a burst at its end and another at the next's start)."""
+    limits = HubLimits(post_rate_per_s=0.5, post_burst=3)
+    gaps_s = [0, 0, 0, 0, 1.0, 0.9, 0.2, 2.0, 0, 0, 5.5, 0, 0, 0, 0, 0.1, 30.0, 0, 0, 0, 0, 1.999, 0.001]
+    session_id = f"s-{uuid.uuid4().hex[:12]}"
+
+    async def body() -> None:
+        backend = RedisBackend(redis_server.url, REDIS_PASSWORD, limits)
+        reference = TokenBuckets(limits.post_rate_per_s, limits.post_burst)
+        now_s = time.time()
+        try:
+            for index, gap_s in enumerate(gaps_s):
+                now_s += gap_s
+                last_id, wait_s = await backend.post(session_id, "client", [window(index)], now_s + 3600, now_s)
+                expected_s = reference.take("client", now_s)
+                assert wait_s == pytest.approx(expected_s, rel=1e-9, abs=1e-9), (index, wait_s, expected_s)
+                assert bool(last_id) == (expected_s == 0.0), index
+        finally:
+            await backend.close()
 
     asyncio.run(body())

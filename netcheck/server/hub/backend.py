@@ -41,6 +41,9 @@ class HubLimits:
     post_burst: int = 10
     watcher_queue_events: int = 1000
     keepalive_s: float = 15.0
+    lease_keepalives: int = 3
+    """Redis only: a watcher's lease (its place across nodes) lasts this many keep-alives and is renewed
+    at each; a node that dies frees its places within it (tests shorten `keepalive_s` to compress it)."""
     write_timeout_s: float = 30.0
     """A watcher whose socket takes longer than this to take one write is cut off."""
     body_timeout_s: float = 10.0
