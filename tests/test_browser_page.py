@@ -103,8 +103,15 @@ def test_clean_loopback_says_video_with_all_four_cues_within_30_s(server):
         assert downstream["av_skew_ms"] is not None
 
 
-@pytest.mark.parametrize("audio_offset_ms", [-150, -60, 40, 120])
-def test_lip_sync_in_the_page_follows_the_server_audio_offset(server, audio_offset_ms):
+STEADY_AUDIO_JITTER_BUFFER_MS = 60.0
+"""The premise of the lip-sync accuracy test: a steady playout pipeline. Loopback has no network jitter,
+so an audio jitter buffer above this (quiet runs: 30–55 ms) means packets came late because the machine
+was short of CPU (seen in CI: 70 and 110 ms, with the skews drifting by 330 ms within one call). Such a
+run measures the busy machine's playback, truly, and says nothing of the page's accuracy."""
+
+
+def lip_sync_run(server, audio_offset_ms: int) -> tuple[float | None, dict]:
+    """One browser check with the server's audio `audio_offset_ms` ahead; the posted skew and the page's diagnostics."""
     with chromium() as browser:
         page, posted = open_check(browser, server, f"?audio_offset_ms={audio_offset_ms}")
         run_check(page)
@@ -112,9 +119,20 @@ def test_lip_sync_in_the_page_follows_the_server_audio_offset(server, audio_offs
         assert posted.body is not None and posted.body["audio_offset_ms"] == audio_offset_ms
         skew_ms = posted.body["downstream"]["av_skew_ms"]
         print(f"offset {audio_offset_ms:+d} ms: page skew {skew_ms} ms; diagnostics {diagnostics}")
-        assert skew_ms is not None
-        assert len(diagnostics["skews_ms"]) >= 4, "too few markers timed for a lip-sync figure"
-        assert abs(skew_ms - audio_offset_ms) <= LIP_SYNC_TOLERANCE_MS
+        assert diagnostics is not None
+        return skew_ms, diagnostics
+
+
+@pytest.mark.parametrize("audio_offset_ms", [-150, -60, 40, 120])
+def test_lip_sync_in_the_page_follows_the_server_audio_offset(server, audio_offset_ms):
+    skew_ms, diagnostics = lip_sync_run(server, audio_offset_ms)
+    if diagnostics["audio_jitter_buffer_ms"] > STEADY_AUDIO_JITTER_BUFFER_MS:  # the premise failed: once more
+        skew_ms, diagnostics = lip_sync_run(server, audio_offset_ms)
+    assert diagnostics["audio_jitter_buffer_ms"] <= STEADY_AUDIO_JITTER_BUFFER_MS, \
+        "the machine was too busy for a steady playout twice: this run cannot judge the page's accuracy"
+    assert skew_ms is not None
+    assert len(diagnostics["skews_ms"]) >= 4, "too few markers timed for a lip-sync figure"
+    assert abs(skew_ms - audio_offset_ms) <= LIP_SYNC_TOLERANCE_MS
 
 
 def test_permission_denied_is_explained_and_the_network_part_completes(server):

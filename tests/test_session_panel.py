@@ -33,7 +33,7 @@ from netcheck.server.app import start_server
 from netcheck.server.checks import CheckSettings
 from netcheck.session.report import build_report, report_to_dict
 from netcheck.tokens import create_token
-from tests.harness.browser import chromium, run_check
+from tests.harness.browser import chromium, result, run_check
 from tests.harness.impairment import Relay
 from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
@@ -375,6 +375,9 @@ def test_the_report_page_shows_the_session_with_its_check_and_prints_on_one_a4_p
     with chromium() as browser:
         check = open_page(browser, node, "/check", token("client"))
         assert run_check(check) == "done"  # a browser check made with the session's client link
+        recommendation = result(check)["recommendation"]
+        # (what the check recommends is measured on this machine: a busy CI host has given "phone";
+        # this test is about the report showing the check as the check said, whatever it said)
         check.context.close()
 
         page = open_page(browser, node, f"/session/{SESSION}/report", token("therapist"))
@@ -384,7 +387,8 @@ def test_the_report_page_shows_the_session_with_its_check_and_prints_on_one_a4_p
             ("client", "vocal_tone", False), ("therapist", "conversational_timing", True)]
         assert report["windows"] == {"client": 200, "therapist": 200}
         assert report["minutes_by_level"]["client"]["vocal_tone"]["poor"] == pytest.approx(2.5, abs=0.01)
-        assert len(report["checks"]) == 1 and page.locator("#checks li[data-recommendation='video']").count() == 1
+        assert [check["recommendation"] for check in report["checks"]] == [recommendation]
+        assert page.locator(f"#checks li[data-recommendation='{recommendation}']").count() == 1
         assert page.locator(".tl-bar").count() == 2
         assert "token" not in page.url
         page.screenshot(path=str(screenshots / "report-1280.png"), full_page=True)
