@@ -302,6 +302,17 @@ def test_refusals_are_not_retried(status: int, message: str) -> None:
     assert raised.value.exit_code == (2 if status != 404 else 1)  # type: ignore[attr-defined]
 
 
+def test_a_refused_token_is_named_by_the_hubs_reason_code_not_its_sentence() -> None:
+    """The hub's `reason` (docs/http-api.md) names why; the sentence may be reworded (issue 24)."""
+    async def handler(_request: web.Request, _over: asyncio.Event) -> web.Response:
+        return web.json_response({"error": "missing token: send Authorization: Bearer <token>", "reason": "missing"},
+                                 status=401)
+
+    with pytest.raises(Exception) as raised:
+        run_follower(handler, until_events=1)
+    assert str(raised.value) == "token refused: expired or not for this session (hub: missing)"
+
+
 # --- the command against the real hub ------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ is skipped, and a silent or broken stream is reconnected with `Last-Event-ID`.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import time
@@ -251,8 +250,8 @@ async def _follow(url: str, session_id: str, token: str, on_event: Callable[[Eve
 
 async def _check_response(response: aiohttp.ClientResponse) -> None:
     if response.status == 401:
-        reason = await _error_reason(response)
-        reason = reason.removeprefix("token refused: ")
+        reason = await _error_reason(response, code=True)
+        reason = reason.removeprefix("token refused: ")  # a hub older than the `reason` field says it in its sentence
         raise TokenRefused("token refused: expired or not for this session" + (f" (hub: {reason})" if reason else ""))
     if response.status == 403:
         raise TokenRefused("a client token cannot watch; ask for a therapist token")
@@ -267,13 +266,16 @@ async def _check_response(response: aiohttp.ClientResponse) -> None:
         raise StreamBroken(f"the server answered {response.content_type or 'no content type'}, not an event stream")
 
 
-async def _error_reason(response: aiohttp.ClientResponse) -> str:
-    """The hub's `{"error": ...}`, short and clean, or "" (a hostile server may send anything)."""
+async def _error_reason(response: aiohttp.ClientResponse, code: bool = False) -> str:
+    """The hub's `{"error": ...}` (with `code`: its `reason` code when it sends one, docs/http-api.md), short
+    and clean, or "" (a hostile server may send anything)."""
     try:
-        body = json.loads(await response.content.read(4096))
-    except (ValueError, RecursionError, aiohttp.ClientError, asyncio.TimeoutError):
+        body = strict_json(await response.content.read(4096))
+    except (ValueError, aiohttp.ClientError, asyncio.TimeoutError):
         return ""
     error = body.get("error") if isinstance(body, dict) else None
+    if code and isinstance(body, dict) and isinstance(body.get("reason"), str):
+        error = body["reason"]
     return CONTROL_CHARS.sub("", error)[:100] if isinstance(error, str) else ""
 
 
