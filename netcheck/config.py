@@ -11,14 +11,13 @@ import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from netcheck import bounds
 from netcheck.av.session import parse_video_format
 from netcheck.errors import ConfigError, UsageError
-from netcheck.parse import parse_hub_url, parse_server_url
+from netcheck.parse import parse_frame_ancestors, parse_hub_url, parse_server_url
 from netcheck.quality.metrics import METRICS, Metric
 from netcheck.quality.thresholds import apply_overrides
 
@@ -78,13 +77,14 @@ class StoreLimits:
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """Checks `serve` takes: per client (address, token's leg) 5, then one every 20 s (a person pressing "run
-    again"); all clients without a token together 30, then one every 2 s (docs/browser-check.md)."""
+    """`serve`: checks per client (5, then one every 20 s) and for all without a token (docs/browser-check.md)."""
 
     check_burst: int = 5
     check_every_s: float = 20.0
     anonymous_check_burst: int = 30
     anonymous_check_every_s: float = 2.0
+    frame_ancestors: tuple[str, ...] = ()
+    """Sites besides the node's own that may frame its pages (the clinic's call page); none: 'self' only."""
 
 
 @dataclass(frozen=True)
@@ -217,11 +217,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         turn_secret=turn_secret,
         hub_url=hub_url or None,
         hub_password=hub_password,
-        check=_table(raw, "check", CheckDefaults, CHECK_LIMITS, {"av_video": partial(_video_format, table="check")}),
+        check=_table(raw, "check", CheckDefaults, CHECK_LIMITS, {"av_video": _video_format}),
         thresholds=apply_overrides(METRICS, thresholds_raw),
-        agent=_table(raw, "agent", AgentDefaults, AGENT_LIMITS, {"av_video": partial(_video_format, table="agent")}),
+        agent=_table(raw, "agent", AgentDefaults, AGENT_LIMITS, {"av_video": _video_format}),
         store=_table(raw, "store", StoreLimits, STORE_LIMITS),
-        serve=_table(raw, "serve", ServeLimits, SERVE_LIMITS),
+        serve=_table(raw, "serve", ServeLimits, SERVE_LIMITS, {"frame_ancestors": parse_frame_ancestors}),
         influx=_influx_settings(raw.get("influx", {}), env),
         raw=raw,
     )
@@ -317,11 +317,8 @@ def _table(raw: Mapping[str, Any], table: str, kind: type[T], limits: Mapping[st
     return replace(defaults, **_numbers(raw.get(table, {}), table, limits, defaults, strings))
 
 
-def _video_format(value: Any, table: str) -> str:
-    try:
-        parse_video_format(str(value))
-    except UsageError as error:
-        raise ConfigError(f"{table}.av_video: {error}") from None
+def _video_format(value: Any) -> str:
+    parse_video_format(str(value))
     return str(value)
 
 
@@ -334,7 +331,10 @@ def _numbers(section: Any, table: str, limits: Mapping[str, bounds.Range], defau
     values: dict[str, Any] = {}
     for key, value in section.items():
         if key in strings:
-            values[key] = strings[key](value)
+            try:
+                values[key] = strings[key](value)
+            except UsageError as error:
+                raise ConfigError(f"{table}.{key}: {error}") from None
             continue
         if key not in limits:
             raise ConfigError(f"{table}.{key}: unknown key (known: {', '.join([*limits, *strings])})")

@@ -90,3 +90,23 @@ def _finite(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"number out of range ({text[:20]})")
     return number
+
+
+_FRAME_ANCESTOR = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
+"""A CSP host-source that names one site: scheme, host (a leading `*.` for its subdomains), port."""
+MAX_FRAME_ANCESTORS = 8
+
+
+def parse_frame_ancestors(value: object) -> tuple[str, ...]:
+    """The origins besides the node's own that may frame its pages (`[serve] frame_ancestors`, e.g. the
+    clinic's call page): a list of `https://HOST[:PORT]`. No path, quote, space or semicolon (each would
+    change the header's meaning), no bare `*`: any site could then frame the panel (clickjacking)."""
+    if not isinstance(value, list) or not all(isinstance(origin, str) for origin in value):
+        raise UsageError('must be a list of origins, e.g. ["https://call.clinic.example"]')
+    if len(value) > MAX_FRAME_ANCESTORS:
+        raise UsageError(f"at most {MAX_FRAME_ANCESTORS} origins")
+    for origin in value:
+        if not _FRAME_ANCESTOR.match(origin):
+            raise UsageError(f"{origin[:100]!r} is not an origin: use https://HOST or https://HOST:PORT "
+                             "(http:// on a LAN; *.HOST for its subdomains)")
+    return tuple(origin.lower() for origin in value)

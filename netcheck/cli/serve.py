@@ -72,7 +72,7 @@ def serve(
     start = partial(start_server, bind, http_port, udp_port, config.hmac_key, rate_limit_pps, ice, config.secret,
                     tls=tls, require_token=require_token, open_reflector=open_reflector, checks=checks,
                     hub_url=hub_url, hub_password=config.hub_password, trust_proxy=trust_proxy,
-                    browser_turn=pages_turn)
+                    browser_turn=pages_turn, frame_ancestors=config.serve.frame_ancestors)
     asyncio.run(run_until_stopped(bind, start, tls is not None, hub_url))
     return 0
 

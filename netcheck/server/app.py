@@ -34,7 +34,7 @@ from netcheck.server.legs.routes import SessionTabs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
-from netcheck.server.web import StaticPages
+from netcheck.server.web import StaticPages, framed_by
 from netcheck.server.turn_credentials import BrowserTurn
 
 AV_SESSIONS_PER_CLIENT = 2
@@ -103,13 +103,17 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
               keys: ClientKeys | None = None, capacity: Capacity | None = None,
               checks: CheckSettings | None = None, trust_proxy: str | None = None,
               browser_turn: BrowserTurn | None = None, body_timeout_s: float = BODY_TIMEOUT_S,
+              frame_ancestors: tuple[str, ...] = (),
               ) -> tuple[web.Application, CheckEndpoints]:
     """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller.
     `browser_turn`: the TURN server /v1/info hands to pages, with fresh credentials, when the caller may measure.
     `body_timeout_s`: how long any request's body may take to arrive (refusal.read_body; the hub's own is
-    its limits')."""
+    its limits').
+    `frame_ancestors`: sites besides the node's own that may frame its pages (`[serve] frame_ancestors`)."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
     middlewares = [refusals, forwarded_for(trust_proxy)] if trust_proxy else [refusals]
+    if frame_ancestors:
+        middlewares.append(framed_by(frame_ancestors))
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[BODY_TIMEOUT] = body_timeout_s
     media.routes(app)
@@ -203,6 +207,7 @@ async def start_server(
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
     hub_password: str | None = None, trust_proxy: str | None = None, browser_turn: BrowserTurn | None = None,
     node_metrics_every_s: float = NODE_METRICS_EVERY_S, body_timeout_s: float = BODY_TIMEOUT_S,
+    frame_ancestors: tuple[str, ...] = (),
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -219,6 +224,7 @@ async def start_server(
     `browser_turn`: the TURN server (and the secret of its time-limited credentials) for browser pages.
     `node_metrics_every_s`: how often the node's own load goes to InfluxDB (only when `checks` delivers there).
     `body_timeout_s`: how long a request's body may take to arrive before it is refused (408 `too_slow`).
+    `frame_ancestors`: sites besides the node's own that may frame its pages (the clinic's call page).
     """
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     keys = ClientKeys(secret or os.urandom(32))
@@ -231,7 +237,7 @@ async def start_server(
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
     app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks,
-                                     trust_proxy, browser_turn, body_timeout_s)
+                                     trust_proxy, browser_turn, body_timeout_s, frame_ancestors)
     runner = web.AppRunner(app, access_log=None)
     try:
         check_endpoints.open()

@@ -3,14 +3,18 @@
 Only plain names ending in .html, .css or .js that are files directly in that folder are served:
 no sub-folders, no dot-files, no `..`, nothing the name pattern does not allow. Every answer
 carries a Content-Security-Policy that keeps the page to this server (no third party, so it works
-on a clinic LAN without internet) and `Cache-Control: no-cache` (a clinic's update reaches the
-next check). Tokens never reach these routes: the page reads them from the URL fragment.
+on a clinic LAN without internet) and `Cache-Control: no-cache` (a clinic's update reaches the next
+check). Only the node's own pages may frame it (`frame-ancestors 'self'`, `X-Frame-Options: SAMEORIGIN`):
+a hostile site framing the panel under its own buttons (clickjacking) gets an empty frame;
+`[serve] frame_ancestors` adds the clinic's call page when it frames the panel (`framed_by`).
+Tokens never reach these routes: the page reads them from the URL fragment.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -25,8 +29,9 @@ CONTENT_TYPES = {
     "css": "text/css; charset=utf-8",
     "js": "text/javascript; charset=utf-8",  # ES modules need a JavaScript MIME type (HTML spec)
 }
+OWN_FRAME_ANCESTORS = "frame-ancestors 'self'"
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-                           "connect-src 'self'; worker-src 'self' blob:")
+                           f"connect-src 'self'; worker-src 'self' blob:; {OWN_FRAME_ANCESTORS}")
 MAX_FILE_BYTES = 1 << 20
 """The page's files are small; anything bigger is not one of them."""
 NO_SUCH_FILE = Refusal(404, "not_found", "no such file", headers={"Cache-Control": "no-cache"})
@@ -34,8 +39,25 @@ NO_SUCH_FILE = Refusal(404, "not_found", "no such file", headers={"Cache-Control
 
 def static_headers(content_type: str) -> dict[str, str]:
     return {"Content-Type": content_type, "Cache-Control": "no-cache",
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer"}
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def framed_by(origins: tuple[str, ...]) -> Any:
+    """A middleware: every page (a response with the pages' policy) may also be framed by `origins`
+    (config.parse_frame_ancestors checked them). X-Frame-Options goes: it cannot name another site, and a
+    browser that knows frame-ancestors ignores it anyway."""
+    framed = CONTENT_SECURITY_POLICY.replace(OWN_FRAME_ANCESTORS, " ".join((OWN_FRAME_ANCESTORS, *origins)))
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if response.headers.get("Content-Security-Policy") == CONTENT_SECURITY_POLICY:
+            response.headers["Content-Security-Policy"] = framed
+            response.headers.pop("X-Frame-Options", None)
+        return response
+
+    return middleware
 
 
 def resolve(name: str, web_dir: Path = WEB_DIR) -> Path | None:
