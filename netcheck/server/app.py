@@ -253,7 +253,7 @@ async def start_server(
     running = RunningServer(bind, bound_http_port, bound_udp_port, reflector, media, runner, transport, hub,
                             tls is not None, check_endpoints)
     if check_endpoints.delivers and check_endpoints.store is not None:
-        origin = Origin(agent=check_endpoints.store.agent_id(), kind="node", site=checks.site if checks else None,
+        origin = Origin(agent=check_endpoints.agent_id, kind="node", site=checks.site if checks else None,
                         server=running.url.split("://", 1)[1])
         sources = NodeSources(hub, reflector, media, check_endpoints.throughput, capacity, app[SESSION_TABS])
         running.node_metrics = asyncio.ensure_future(

@@ -38,6 +38,7 @@ from netcheck.server.throughput import ThroughputEndpoints
 from netcheck.store.delivery import Deliverer
 from netcheck.store.influx import make_writer
 from netcheck.store.local import LocalStore
+from netcheck.store.writer import StoreWriter
 from netcheck.tokens import LEGS
 
 CHECK_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -90,6 +91,12 @@ class CheckEndpoints:
         self.rate = TokenBuckets(1.0 / rates.check_every_s, rates.check_burst, MAX_RATE_CLIENTS)
         self.anonymous_rate = TokenBuckets(1.0 / rates.anonymous_check_every_s, rates.anonymous_check_burst, 1)
         self.store: LocalStore | None = None
+        """The loop's connection: reads only (in WAL mode they never wait for the writer)."""
+        self.writer: StoreWriter | None = None
+        """Every write, in a thread of its own with its own connection (store/writer.py): no commit stalls the loop."""
+        self.agent_id = ""
+        """The store's installation id, read once at open (making it is a write)."""
+        self._writes: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._delivery: asyncio.Task | None = None
@@ -107,10 +114,13 @@ class CheckEndpoints:
         if self.settings is None:
             return
         self.store = LocalStore(self.settings.store_path, limits=self.settings.limits)
+        self.agent_id = self.store.agent_id()
+        self.writer = StoreWriter(self.settings.store_path, self.settings.limits)
         self._session_event_writer = asyncio.ensure_future(self._write_session_events())
         if self.settings.influx is not None:
             self._deliverer = Deliverer(self.store, make_writer(self.settings.influx), self.settings.influx.batch_size,
-                                        self.settings.on_event, retry_max_s=self.settings.influx.retry_max_s)
+                                        self.settings.on_event, retry_max_s=self.settings.influx.retry_max_s,
+                                        store_writer=self.writer)
             self._delivery = asyncio.ensure_future(self._deliverer.run(self._wake, self._stop))
 
     def record_session_events(self, events: list[dict[str, Any]]) -> None:
@@ -131,14 +141,14 @@ class CheckEndpoints:
                 await asyncio.wait_for(self._stop.wait(), SESSION_EVENTS_WRITE_S)
             except asyncio.TimeoutError:
                 pass
-            self._flush_session_events()
+            await self._flush_session_events()
 
-    def _flush_session_events(self) -> None:
-        if self.store is None or not self._session_events:
+    async def _flush_session_events(self) -> None:
+        if self.writer is None or not self._session_events:
             return
         events, self._session_events = self._session_events, []
-        try:
-            self.store.add_session_events(events)  # pruned to the store's bounds in the same write
+        try:  # pruned to the store's bounds in the same write
+            await self.writer.write(lambda store: store.add_session_events(events))
         except StoreError as error:
             self.session_events_dropped += len(events)
             if self.settings is not None:
@@ -150,11 +160,18 @@ class CheckEndpoints:
         return self._deliverer is not None
 
     def store_points(self, points: list[Point]) -> None:
-        """Points of no check (the node's own metrics) into the outbox, delivered with the checks'."""
-        if self.store is None:
+        """Points of no check (the node's own metrics, a tab's window) into the outbox, delivered with
+        the checks'; written by the writer thread, the caller does not wait."""
+        if self.writer is None:
             return
+        task = asyncio.ensure_future(self._store_points(points))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _store_points(self, points: list[Point]) -> None:
+        assert self.writer is not None
         try:
-            self.store.add_points(points)
+            await self.writer.write(lambda store: store.add_points(points))
         except StoreError as error:
             if self.settings is not None:
                 self.settings.on_event(f"the node's metrics could not be stored: {error}")
@@ -166,6 +183,7 @@ class CheckEndpoints:
         if self._session_event_writer is not None:
             await asyncio.gather(self._session_event_writer, return_exceptions=True)  # its last write included
             self._session_event_writer = None
+        await asyncio.gather(*self._writes, return_exceptions=True)
         if self._delivery is not None:
             try:
                 await asyncio.wait_for(self._delivery, 5.0)
@@ -173,6 +191,9 @@ class CheckEndpoints:
                 self._delivery.cancel()
             self._deliverer.close()
             self._delivery = None
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)  # after the writes already asked for
+            self.writer = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -180,7 +201,7 @@ class CheckEndpoints:
     async def post_check(self, request: web.Request) -> web.Response:
         caller = self.access.caller(request)  # 401 first: a refused caller costs nothing
         refuse_foreign_post(request)
-        if self.store is None:
+        if self.store is None or self.writer is None:
             raise Refusal(503, "no_store", "this server keeps no checks (it was started without a store)")
         try:
             body = parse_body(await read_body(request, MAX_BODY_BYTES))
@@ -216,14 +237,15 @@ class CheckEndpoints:
         started_at = (now - timedelta(seconds=age_s)).isoformat(timespec="milliseconds")
         check = build_check(body, view, uuid.uuid4().hex, started_at, round(age_s, 3), _server_url(request),
                             session_id, self.settings.thresholds if self.settings else METRICS)
-        origin = Origin(agent=self.store.agent_id(), kind="check",
+        origin = Origin(agent=self.agent_id, kind="check",
                         role=claims.role if claims is not None and claims.role in LEGS else "client",
                         site=self.settings.site if self.settings else None,
                         server=_server_url(request).split("://", 1)[1], session_id=session_id,
                         check_id=check.report["check_id"], client="browser")
         time_ms = int((now - timedelta(seconds=age_s)).timestamp() * 1000)
-        try:
-            self.store.save_check(check.report, report_points(check.measurements, check.assessment, origin, time_ms))
+        points = report_points(check.measurements, check.assessment, origin, time_ms)
+        try:  # in the writer thread: the loop measures on while the commit waits for the disk
+            await self.writer.write(lambda store: store.save_check(check.report, points))
         except StoreError as error:
             raise Refusal(503, "unavailable", f"the check could not be stored: {error}"[:300]) from None
         self._wake.set()

@@ -17,11 +17,15 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from netcheck.config import InfluxSettings
 from netcheck.store.influx import WriteError, Writer, make_writer, to_line
 from netcheck.store.local import LocalStore
 from netcheck.store.outbox import StoredPoint
+from netcheck.store.writer import StoreWriter
+
+T = TypeVar("T")
 
 RETRY_BASE_S = 1.0
 RETRY_MAX_S = 15.0
@@ -50,8 +54,11 @@ class Deliverer:
     def __init__(self, store: LocalStore, writer: Writer, batch_size: int = 5000,
                  on_event: Callable[[str], None] = lambda message: None,
                  retry_base_s: float = RETRY_BASE_S, retry_max_s: float = RETRY_MAX_S,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, store_writer: StoreWriter | None = None) -> None:
+        """`store_writer`: the server's writer thread (store/writer.py); the outbox's lease, reads and
+        marks go through it, never on the loop. Without it (the agent, `check`) they run here."""
         self.store = store
+        self.store_writer = store_writer
         self.writer = writer
         self.batch_size = batch_size
         self.on_event = on_event
@@ -69,9 +76,9 @@ class Deliverer:
         """
         delivered = 0
         while self.counters.paused_reason is None and (deadline is None or time.monotonic() < deadline):
-            if not self.store.take_delivery_lease():
+            if not await self._in_store(lambda store: store.take_delivery_lease()):
                 break
-            rows = self.store.pending_points(self.batch_size)
+            rows = await self._in_store(lambda store: store.pending_points(self.batch_size))
             if not rows:
                 break
             try:
@@ -126,7 +133,7 @@ class Deliverer:
                 lines.append(line)
                 ids.append(row.id)
         if unwritable:
-            self._reject(unwritable, "points without a writable field")
+            await self._reject(unwritable, "points without a writable field")
         if not lines:
             return 0
         try:
@@ -136,18 +143,24 @@ class Deliverer:
                 raise
             self.counters.write_errors += 1
             if len(ids) == 1:
-                self._reject(ids, str(error))
+                await self._reject(ids, str(error))
                 return 0
             writable = set(ids)
             kept = [row for row in rows if row.id in writable]
             half = len(kept) // 2
             return await self._send(kept[:half]) + await self._send(kept[half:])
-        self.store.mark_delivered(ids)
+        await self._in_store(lambda store: store.mark_delivered(ids))
         self.counters.delivered += len(ids)
         return len(ids)
 
-    def _reject(self, ids: list[int], reason: str) -> None:
-        self.store.mark_rejected(ids)
+    async def _in_store(self, action: Callable[[LocalStore], T]) -> T:
+        """`action(store)` in the store's writer thread when there is one, else here."""
+        if self.store_writer is not None:
+            return await self.store_writer.write(action)
+        return action(self.store)
+
+    async def _reject(self, ids: list[int], reason: str) -> None:
+        await self._in_store(lambda store: store.mark_rejected(ids))
         if self.counters.rejected == 0:
             self.on_event(f"InfluxDB refused {len(ids)} point(s), set aside as rejected: {reason}")
         self.counters.rejected += len(ids)

@@ -1,13 +1,18 @@
 """The local store: SQLite in WAL mode, every check, window and point, always written first.
 
 It is also the outbox (store/outbox.py): points leave for InfluxDB from here. Commits are
-fsynced (`synchronous=FULL`), so a power cut loses nothing that was reported as stored. Every
-write also prunes what it wrote to, within `StoreLimits` (store/retention.py).
+fsynced (`synchronous=FULL`), so a power cut loses nothing that was reported as stored; a server
+makes them in a thread of their own (store/writer.py), never on its event loop. Every write also
+prunes what it wrote to, within `StoreLimits` (store/retention.py).
+
+Fault hook: `NETCHECK_FAULT_STORE_WRITE_MS` (0–10,000) makes every write sleep that long inside its
+transaction, in the thread that writes, as a slow disk would (tests, docs/deploy.md).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -23,6 +28,8 @@ from netcheck.store import outbox, retention
 from netcheck.store.outbox import OutboxStats, StoredPoint
 from netcheck.store.retention import DAY_MS, TableBound
 
+FAULT_SLOW_WRITE_ENV = "NETCHECK_FAULT_STORE_WRITE_MS"
+MAX_FAULT_SLOW_WRITE_MS = 10_000.0
 SCHEMA_VERSION = 3
 """3: `stored_ms` on checks, windows and session events (retention by age); 2: session events."""
 SCHEMA = """
@@ -95,6 +102,8 @@ class LocalStore:
                                          if value is not None})
         self.max_points = self.limits.max_points
         self.retention_ms = int(self.limits.retention_days * DAY_MS)
+        self.slow_write_s = fault_slow_write_s(os.environ)
+        """The fault hook's sleep inside every write transaction (0: none)."""
         self.moved_aside: Path | None = None
         """Set when the file was not a readable SQLite database: it was renamed to this, and a fresh store made."""
         try:
@@ -147,6 +156,7 @@ class LocalStore:
         """
         try:
             with self._db:
+                self._slow_disk()
                 now_ms = _now_ms()
                 self._db.execute(
                     "INSERT OR REPLACE INTO checks (check_id, started_at, duration_s, server, recommendation, level, "
@@ -171,6 +181,7 @@ class LocalStore:
         """Store one agent window (its report, points and session events) atomically; returns points dropped."""
         try:
             with self._db:
+                self._slow_disk()
                 now_ms = _now_ms()
                 self._add_session_events(session_events, now_ms)
                 self._db.execute(
@@ -288,9 +299,14 @@ class LocalStore:
     def _write(self, action: Any) -> Any:
         try:
             with self._db:
+                self._slow_disk()
                 return action()
         except sqlite3.Error as error:
             raise StoreError(f"local store {self.path}: {error}") from None
+
+    def _slow_disk(self) -> None:
+        if self.slow_write_s:
+            time.sleep(self.slow_write_s)
 
     def _read(self, action: Any) -> Any:
         try:
@@ -319,6 +335,15 @@ def _move_aside(path: Path) -> Path:
         if candidate.exists():
             candidate.rename(Path(f"{aside}{suffix}"))
     return aside
+
+
+def fault_slow_write_s(env: Mapping[str, str]) -> float:
+    """The fault hook's delay in seconds; 0 when unset, and for anything but a number of 0–10,000 ms."""
+    try:
+        delay_ms = float(env.get(FAULT_SLOW_WRITE_ENV, "0"))
+    except ValueError:
+        return 0.0
+    return delay_ms / 1000.0 if 0.0 <= delay_ms <= MAX_FAULT_SLOW_WRITE_MS else 0.0
 
 
 def _now_ms() -> int:

@@ -114,7 +114,8 @@ class TabLeg:
                                 measurements),
                   *(warning_event(self.session_id, self.role, window.ended_at, w) for w in warnings)]
         await self._publish(events)
-        self._store(window, events, report, int(self.window_started.timestamp() * 1000), int(ended.timestamp() * 1000))
+        await self._store(window, events, report, int(self.window_started.timestamp() * 1000),
+                          int(ended.timestamp() * 1000))
         self.index += 1
         self.window_start_s, self.window_started, self.last_report_s = end_s, ended, end_s
         active = [cue.value for cue in self.alerts.active]
@@ -146,15 +147,15 @@ class TabLeg:
             hub.counters.posts_accepted += 1
             hub.counters.events_published += len(batch)
 
-    def _store(self, window: WindowReport, events: list[dict[str, Any]], report: dict[str, Any], time_ms: int,
-               ended_ms: int) -> None:
+    async def _store(self, window: WindowReport, events: list[dict[str, Any]], report: dict[str, Any], time_ms: int,
+                     ended_ms: int) -> None:
         """The window, its session events and its points in the node's store; the outbox delivers them."""
         checks = self.sinks.checks
-        store = checks.store if checks is not None else None
-        if store is None:
+        if checks is None or checks.writer is None:
             return
+        writer = checks.writer
         try:
-            origin = Origin(agent=store.agent_id(), kind="session", role=self.role, site=self.sinks.site,
+            origin = Origin(agent=checks.agent_id, kind="session", role=self.role, site=self.sinks.site,
                             server=self.sinks.server, session_id=self.session_id, client="browser")
             points = report_points(window.measurements, window.assessment, origin, time_ms)
             points += [warning_point(w.kind, w.cue.value, w.level, w.metric, w.value, w.message, w.advice, origin,
@@ -164,7 +165,7 @@ class TabLeg:
                       "tab": {"quality_limitation": sending.get("quality_limitation"),
                               "sending_kbps": sending.get("video_bitrate_kbps"),
                               "receiving_kbps": receiving.get("video_bitrate_kbps")}}
-            store.save_window(record, [], events)
+            await writer.write(lambda store: store.save_window(record, [], events))  # off the loop (store/writer.py)
         except StoreError as error:
             self.sinks.on_event(f"session {self.session_id}: the {self.role}'s tab's window could not be stored: "
                                 f"{error}")
