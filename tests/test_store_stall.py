@@ -32,11 +32,11 @@ JITTER_MARGIN_MS = 0.3
 """Over the run without stalls: ≈ 3× the median jitter error on loopback (BENCHMARKS.md); four
 200-ms stalls on the loop read ≈ 6 ms of mean IPDV over 250 packets."""
 RTT_MAX_MARGIN_MS = 50.0
+"""A stalled loop puts the whole stall into the round trip of the packet that waited longest."""
 LOOP_ANSWERS_WITHIN_S = 0.1
 """The server's loop answers GET /v1/info meanwhile within half a stall: the writes wait in their own
 thread. (The probe's figures alone would not tell: with kernel stamps a stalled reflector only
 lengthens its turnaround, which the probe subtracts.)"""
-"""A stalled loop puts the whole stall into the round trip of the packet that waited longest."""
 DEVICES_ONLY_CHECK = {"devices": {"secure_context": True, "camera": "denied", "camera_width": None,
                                   "camera_height": None, "microphone": "ok", "microphone_level_db": -23.5,
                                   "speakers": "heard", "output_device_choice": True}}
