@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from netcheck.errors import ConfigError, MeasurementError
 from netcheck.net.httpio import BodyTooLarge, bearer, read_bounded
+from netcheck.net import wire
 from netcheck.net.wire import ClientKey
 
 INFO_TIMEOUT_S = 3.0
@@ -122,10 +123,24 @@ def _udp_key(info: dict) -> tuple[ClientKey | None, float]:
     if (not isinstance(encoded, str) or len(encoded) > 128 or isinstance(expiry_min, bool)
             or not isinstance(expiry_min, int) or not isinstance(ttl_s, (int, float)) or not 0 < ttl_s <= 86400):
         raise ValueError("bad udp key")
-    key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    key = _unb64(encoded)
     if len(key) < 16:
         raise ValueError("short udp key")
-    return ClientKey(key, expiry_min), float(ttl_s)
+    key_id, roaming_key = info.get("udp_key_id"), info.get("udp_roaming_key")
+    if key_id is None or roaming_key is None:  # an older server: the address's key only
+        return ClientKey(key, expiry_min), float(ttl_s)
+    if (not isinstance(key_id, str) or not isinstance(roaming_key, str) or len(key_id) > 16
+            or len(roaming_key) > 128):
+        raise ValueError("bad roaming udp key")
+    key_id_bytes, roaming_key_bytes = _unb64(key_id), _unb64(roaming_key)
+    if len(key_id_bytes) != wire.KEY_ID_BYTES or len(roaming_key_bytes) < 16:
+        raise ValueError("bad roaming udp key")
+    return ClientKey(key, expiry_min, key_id_bytes, roaming_key_bytes), float(ttl_s)
+
+
+def _unb64(encoded: str) -> bytes:
+    """base64url without padding; ValueError (binascii.Error is one) when it is not."""
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
 
 
 def reflector_of(server_url: str, info: ServerInfo, hmac_key: bytes | None,

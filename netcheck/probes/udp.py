@@ -12,6 +12,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from netcheck import bounds, stats
 from netcheck.net import stamped, wire
@@ -21,6 +22,9 @@ from netcheck.results import UdpResult
 
 RESOLVE_TIMEOUT_S = 2.0
 STATS_ATTEMPTS = 3
+PROOF_WAITS_S = (0.2, 0.3, 0.5)
+"""A roaming key's address proof before the stream: one datagram per wait, ≤ 1 s in all; without an
+answer the stream starts anyway (its own answers carry the cookie; a blocked path shows as loss)."""
 KEY_EXPIRED_ERROR = "the reflector's key for this address has expired: fetch a fresh one (GET /v1/info)"
 MAX_REPLIES_PER_PACKET = 4
 """A hostile or broken reflector may flood duplicates; beyond this many replies to one packet they are ignored."""
@@ -41,12 +45,12 @@ class UdpProbeSettings:
         bounds.UDP_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
         if self.duration_s * 1000.0 < self.interval_ms:
             raise UsageError("duration is shorter than one interval")
-        low = wire.min_size_bytes(self.signing()[0] is not None)
+        low = self.signing().min_size_bytes
         if not low <= self.size_bytes <= wire.MAX_PACKET_BYTES:
             raise UsageError(f"packet size {self.size_bytes} outside {low}..{wire.MAX_PACKET_BYTES} bytes")
 
-    def signing(self) -> tuple[bytes | None, int, int]:
-        return wire.signing(self.hmac_key, self.client_key)
+    def signing(self) -> wire.Signing:
+        return wire.signing(self.hmac_key, self.client_key, self.size_bytes)
 
     @property
     def packet_count(self) -> int:
@@ -79,6 +83,9 @@ class ReplyCollector(asyncio.DatagramProtocol):
         self.refused = False
         self.key_expired = False
         """The reflector answered that our client key has expired."""
+        self.cookie = wire.NO_COOKIE
+        """A roaming key's proof of this client's address (the reflector's last challenge gave it)."""
+        self.challenged = asyncio.Event()
         self.finished = asyncio.Event()
         """Every packet answered, or the port refused (ICMP): nothing more to wait for."""
         self.stats_back = asyncio.Event()
@@ -107,6 +114,9 @@ class ReplyCollector(asyncio.DatagramProtocol):
         elif packet.kind == wire.KIND_KEY_EXPIRED:
             self.key_expired = True
             self.finished.set()
+        elif packet.kind == wire.KIND_ADDRESS_CHALLENGE and packet.flags & wire.FLAG_KEY_ID:
+            self.cookie = packet.cookie
+            self.challenged.set()
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefusedError):
@@ -150,35 +160,37 @@ class UdpProbe:
         family, _, _, _, address = infos[0]
         settings = self.settings
         flow_id = secrets.randbits(64)
-        key, _, _ = settings.signing()
-        collector = ReplyCollector(flow_id, settings.packet_count, key)
+        signing = settings.signing()
+        collector = ReplyCollector(flow_id, settings.packet_count, signing.key)
         try:
             transport = await stamped.open_endpoint(collector, remote_addr=address[:2], family=family)  # kernel stamps
         except OSError:
             return failed_result(Status.UNREACHABLE)
         try:
-            send_ns = await self._send_stream(transport, flow_id)
+            if signing.key_id:
+                await prove_address(transport, collector, signing, flow_id, settings.size_bytes)
+            send_ns = await self._send_stream(transport, collector, flow_id)
             await self._wait_for_stragglers(collector, send_ns)
             await self._ask_received_count(transport, collector, flow_id, send_ns)
         finally:
             transport.close()
         return summarise(send_ns, collector)
 
-    async def _send_stream(self, transport: stamped.StampedEndpoint, flow_id: int) -> list[int]:
+    async def _send_stream(self, transport: stamped.StampedEndpoint, collector: ReplyCollector,
+                           flow_id: int) -> list[int]:
         """Send packet i at start + i × interval (absolute schedule, no drift); return send times."""
         settings = self.settings
         send_ns: list[int] = []
         start_ns = time.monotonic_ns()
         interval_ns = int(settings.interval_ms * 1e6)
-        key, flags, key_expiry_min = settings.signing()
+        signing = settings.signing()
         for seq in range(settings.packet_count):
             delay_s = (start_ns + seq * interval_ns - time.monotonic_ns()) / 1e9
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             now_ns = time.monotonic_ns()
-            packet = wire.Packet(kind=wire.KIND_ECHO_REQUEST, flow_id=flow_id, seq=seq, size_bytes=settings.size_bytes,
-                                 client_send_ns=now_ns, flags=flags, key_expiry_min=key_expiry_min)
-            transport.sendto(wire.encode(packet, key))
+            transport.sendto(signing.request(wire.KIND_ECHO_REQUEST, flow_id, seq, settings.size_bytes, now_ns,
+                                             collector.cookie))
             send_ns.append(now_ns)
         return send_ns
 
@@ -201,16 +213,30 @@ class UdpProbe:
             return
         rtt_max_s = max(recv - send_ns[seq] for recv, seq, _ in collector.echo_replies) / 1e9
         wait_s = min(0.5, max(0.1, 2.0 * rtt_max_s))
-        key, flags, key_expiry_min = self.settings.signing()
-        request = wire.Packet(kind=wire.KIND_STATS_REQUEST, flow_id=flow_id, seq=0,
-                              size_bytes=self.settings.size_bytes, flags=flags, key_expiry_min=key_expiry_min)
+        request = self.settings.signing().request(wire.KIND_STATS_REQUEST, flow_id, 0, self.settings.size_bytes,
+                                                  cookie=collector.cookie)
         for _ in range(STATS_ATTEMPTS):
-            transport.sendto(wire.encode(request, key))
+            transport.sendto(request)
             try:
                 await asyncio.wait_for(collector.stats_back.wait(), wait_s)
                 return
             except asyncio.TimeoutError:
                 continue
+
+
+async def prove_address(transport: Any, collector: ReplyCollector, signing: wire.Signing, flow_id: int,
+                        size_bytes: int, waits_s: tuple[float, ...] = PROOF_WAITS_S) -> None:
+    """A roaming key's first exchange: a stats request (it counts nothing) whose answer is the cookie
+    that proves this client's address, so the stream's first packets are answered, not challenged."""
+    request = signing.request(wire.KIND_STATS_REQUEST, flow_id, 0, size_bytes)
+    for wait_s in waits_s:
+        transport.sendto(request)
+        try:
+            await asyncio.wait_for(collector.challenged.wait(), wait_s)
+            return
+        except asyncio.TimeoutError:
+            if collector.finished.is_set():  # refused, or the key expired: the stream will say so
+                return
 
 
 def summarise(send_ns: list[int], collector: ReplyCollector) -> UdpResult:

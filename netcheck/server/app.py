@@ -156,12 +156,14 @@ def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessio
             return None
 
     def udp_key_fields(request: web.Request) -> dict[str, object]:
-        """A key for the requester's address (the TCP connection proves it), when it may measure."""
+        """A key for the requester's address (the TCP connection proves it) and a roaming key for a UDP
+        address of its own (a dual-stack client's, proven by a cookie: udp_keys.py), when it may measure."""
         if keys is None or measuring_caller(request) is None:
             return {}
         issued = keys.issue(request.remote or "", time.time())
-        return {"udp_key": base64.urlsafe_b64encode(issued.key).decode("ascii").rstrip("="),
-                "udp_key_expiry_min": issued.expiry_min, "udp_key_ttl_s": round(issued.ttl_s, 1)}
+        return {"udp_key": _b64(issued.key), "udp_key_expiry_min": issued.expiry_min,
+                "udp_key_ttl_s": round(issued.ttl_s, 1), "udp_key_id": _b64(issued.key_id),
+                "udp_roaming_key": _b64(issued.roaming_key)}
 
     def ice_server_fields(request: web.Request) -> dict[str, object]:
         """The page's TURN server with credentials of its own, on the same terms as a UDP key: a relay is
@@ -259,6 +261,10 @@ async def start_server(
         running.node_metrics = asyncio.ensure_future(
             report_node_metrics(check_endpoints, sources, origin, node_metrics_every_s))
     return running
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -4,7 +4,9 @@ Hostile peers are assumed: malformed, oversized or unauthenticated datagrams are
 silently, replies are never larger than requests, every source is rate-limited and every
 table is bounded. A datagram is authentic when it carries a valid per-client key bound to its
 source address (udp_keys.py), or the server's shared HMAC key; an open reflector (`serve
---open-reflector`, for a LAN or a test bench) also answers untagged datagrams.
+--open-reflector`, for a LAN or a test bench) also answers untagged datagrams. A roaming key (bound
+to a key id, for dual-stack clients) is answered in full only from an address its cookie proves;
+an unproven address gets the cookie in 80 bytes, never more than it sent.
 
 Times: a request's receive time is the kernel's stamp of its arrival (net/stamped.py), its send
 time is read just before the reply is sent; the probe subtracts the difference (turnaround), so a
@@ -14,6 +16,7 @@ stall of this node's event loop lengthens the turnaround, never the client's rou
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ class ReflectorCounters:
     dropped_flow_limit: int = 0
     key_expired: int = 0
     """Answered with KIND_KEY_EXPIRED: the right address, an expired key."""
+    challenged: int = 0
+    """A roaming key from an address its cookie did not prove: answered with the cookie (80 bytes)."""
 
 
 @dataclass
@@ -125,7 +130,8 @@ class Reflector(asyncio.DatagramProtocol):
         except wire.WireError:
             self.counters.dropped_malformed += 1
             return None
-        key, expired = self._key_for(header, source, time.time() if wall_s is None else wall_s)
+        wall_s = time.time() if wall_s is None else wall_s
+        key, expired = self._key_for(header, source, wall_s)
         if key is None and not (self.open_reflector and not header.flags & wire.FLAG_CLIENT_KEY):
             self.counters.dropped_unauthenticated += 1
             return None
@@ -134,9 +140,15 @@ class Reflector(asyncio.DatagramProtocol):
         except wire.WireError:
             self.counters.dropped_unauthenticated += 1
             return None
-        if request.kind not in (wire.KIND_ECHO_REQUEST, wire.KIND_STATS_REQUEST):
+        if request.kind not in wire.REQUEST_KINDS:
             self.counters.dropped_malformed += 1
             return None
+        if request.flags & wire.FLAG_KEY_ID and self.client_keys is not None:
+            cookie = self.client_keys.cookie(request.key_id, full_expiry_min(request.key_expiry_min, wall_s), source)
+            if not hmac.compare_digest(cookie, request.cookie):  # unproven: the cookie, in no more bytes than came
+                self.counters.challenged += 1
+                kind = wire.KIND_KEY_EXPIRED if expired else wire.KIND_ADDRESS_CHALLENGE
+                return wire.encode(wire.challenge_to(request, cookie, kind), key)
         if expired:  # the right address with an old key: say so (same size, to that address only)
             self.counters.key_expired += 1
             return wire.encode(wire.key_expired_reply_to(request), key)
@@ -158,5 +170,9 @@ class Reflector(asyncio.DatagramProtocol):
             if self.client_keys is None:
                 return None, False
             expiry_min = full_expiry_min(header.key_expiry_min, wall_s)
-            return self.client_keys.key_for(source, expiry_min), self.client_keys.expired(expiry_min, wall_s)
+            if header.flags & wire.FLAG_KEY_ID:
+                key = self.client_keys.key_for_id(header.key_id, expiry_min)
+            else:
+                key = self.client_keys.key_for(source, expiry_min)
+            return key, self.client_keys.expired(expiry_min, wall_s)
         return self.hmac_key, False

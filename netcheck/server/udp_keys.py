@@ -7,6 +7,13 @@ a restart forgets nothing. A datagram from another address, or one replayed from
 tag and gets no answer: the reflector cannot be aimed at a victim (irtt's handshake and QUIC's
 address validation solve the same problem). Only a datagram from the address a key was given to,
 with its tag intact, is answered — at most as large as it came.
+
+A dual-stack client (HTTP over IPv6, UDP over IPv4) or one behind a carrier NAT sends its UDP from
+another address than its HTTP: the same request also gets a roaming key, bound to a random key id
+(HMAC(secret, key id | expiry minute)), which works from any address once that address is proven by
+a cookie (HMAC(secret, key id | expiry | address)): the reflector answers an unproven address only
+with that cookie, in 80 bytes, never more than it was sent (docs/design-notes.md, "A UDP key for
+dual-stack clients").
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import os
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,6 +42,9 @@ class IssuedKey:
     expiry_min: int
     """Minutes since the Unix epoch at which the key expires (full value; the wire carries it mod 2^24)."""
     ttl_s: float
+    key_id: bytes = b""
+    roaming_key: bytes = b""
+    """Bound to `key_id`, not to an address: works from any address the client proves (wire.FLAG_KEY_ID)."""
 
 
 def normalized_address(address: str) -> str:
@@ -78,6 +89,20 @@ def derive_key(secret: bytes, address: str, expiry_min: int) -> bytes:
     return hmac.new(secret, message, hashlib.sha256).digest()
 
 
+def derive_roaming_key(secret: bytes, key_id: bytes, expiry_min: int) -> bytes:
+    return hmac.digest(secret, b"netcheck-udp-key|v2|" + key_id + b"|%d" % expiry_min, "sha256")
+
+
+def address_cookie(secret: bytes, key_id: bytes, expiry_min: int, source: str) -> bytes:
+    """The proof that `source` receives what is sent to it for this roaming key: only a host that gets
+    the reflector's answers at that address learns it. Bound to the address, not the port (a NAT may
+    give each flow its own); IPv4-mapped written as IPv4 without parsing (this runs for every datagram)."""
+    if source.startswith("::ffff:") and "." in source:
+        source = source[7:]
+    message = b"netcheck-udp-cookie|v1|" + key_id + b"|%d|" % expiry_min + source.encode()
+    return hmac.digest(secret, message, "sha256")[:wire.COOKIE_BYTES]
+
+
 def full_expiry_min(wrapped: int, now_s: float) -> int:
     """The expiry minute nearest to now whose value modulo 2^24 is `wrapped` (the wire's 24 bits)."""
     now_min = int(now_s // 60)
@@ -94,17 +119,32 @@ class ClientKeys:
             raise ValueError("the reflector's key secret must be at least 16 bytes")
         self.secret = secret
         self.ttl_s = ttl_s
-        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[str | bytes, int], bytes] = OrderedDict()
 
     def issue(self, address: str, now_s: float) -> IssuedKey:
+        """The address's key and a roaming key with a fresh random id, for one caller who may measure."""
         expiry_min = math.ceil((now_s + self.ttl_s) / 60.0)
-        return IssuedKey(self.key_for(address, expiry_min), expiry_min, expiry_min * 60.0 - now_s)
+        key_id = os.urandom(wire.KEY_ID_BYTES)
+        return IssuedKey(self.key_for(address, expiry_min), expiry_min, expiry_min * 60.0 - now_s,
+                         key_id, derive_roaming_key(self.secret, key_id, expiry_min))
 
     def key_for(self, address: str, expiry_min: int) -> bytes:
-        cache_key = (address, expiry_min)
+        return self._cached((address, expiry_min))
+
+    def key_for_id(self, key_id: bytes, expiry_min: int) -> bytes:
+        return self._cached((key_id, expiry_min))
+
+    def cookie(self, key_id: bytes, expiry_min: int, source: str) -> bytes:
+        return address_cookie(self.secret, key_id, expiry_min, source)
+
+    def _cached(self, cache_key: tuple[str | bytes, int]) -> bytes:
         key = self._cache.get(cache_key)
         if key is None:
-            key = derive_key(self.secret, address, expiry_min)
+            bound_to, expiry_min = cache_key
+            if isinstance(bound_to, bytes):
+                key = derive_roaming_key(self.secret, bound_to, expiry_min)
+            else:
+                key = derive_key(self.secret, bound_to, expiry_min)
             self._cache[cache_key] = key
             if len(self._cache) > KEY_CACHE_ENTRIES:
                 self._cache.popitem(last=False)
