@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -48,13 +49,18 @@ def events_url(server: RunningServer, session_id: str) -> str:
     return f"{server.url}/v1/sessions/{session_id}/events"
 
 
+def now_at() -> str:
+    """The hub takes times within a day of its clock (netcheck/instants.py)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def warning(**fields: Any) -> dict[str, Any]:
-    return {"type": "warning_raised", "at": "2026-11-27T20:00:05.000+00:00", "cue": "vocal_tone", "level": "poor",
+    return {"type": "warning_raised", "at": now_at(), "cue": "vocal_tone", "level": "poor",
             "metric": "loss_pct", "value": 8.0, "message": "The client's voice is breaking up.", "advice": "", **fields}
 
 
 def summary(index: int = 0, **fields: Any) -> dict[str, Any]:
-    return {"type": "summary", "at": "2026-11-27T20:00:05.000+00:00",
+    return {"type": "summary", "at": now_at(),
             "window": {"index": index, "window_s": 5.0, "recommendation": "video", "level": "good",
                        "figures": {"rtt_p95_ms": 48.0, "loss_pct": None}}, **fields}
 
@@ -280,7 +286,7 @@ def test_stream_delivers_both_legs_in_order_with_the_leg_from_the_token() -> Non
                 second, third = await next_event(stream), await next_event(stream)
                 assert [(event["id"], event["leg"], event["type"]) for event in (first, second, third)] == [
                     (1, "client", "summary"), (2, "therapist", "warning_raised"), (3, "client", "warning_cleared")]
-                assert second["message"] == "m" * 500
+                assert second["message"] == "Your connection is poor for vocal tone."  # the hub's words, not the body's
 
     run(body)
 

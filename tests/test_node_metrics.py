@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -33,7 +34,8 @@ async def a_busy_node(store_path: Path, influx: InfluxSettings | None) -> dict[s
     url = f"{server.url}/v1/sessions/s1/events"
     client = {"Authorization": f"Bearer {create_token(SECRET, 's1', 'client', 600)}"}
     therapist = {"Authorization": f"Bearer {create_token(SECRET, 's1', 'therapist', 600)}"}
-    event = {"type": "summary", "at": "2026-11-29T10:00:00.000+00:00", "window": {"index": 0, "window_s": 5.0}}
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # the hub takes times within a day of its clock
+    event = {"type": "summary", "at": at, "window": {"index": 0, "window_s": 5.0}}
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(url, headers=therapist) as watcher:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
@@ -20,10 +21,12 @@ from netcheck.store.local import LocalStore
 from netcheck.tokens import create_token
 
 SECRET = b"session-record-secret-0123456789"
+START = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+"""The session's first minute: within the day of the server's clock that the hub takes (netcheck/instants.py)."""
 
 
 def summary(minute: int) -> dict:
-    return {"type": "summary", "at": f"2026-11-29T10:{minute:02d}:00.000+00:00",
+    return {"type": "summary", "at": (START + timedelta(minutes=minute)).isoformat(timespec="milliseconds"),
             "window": {"index": minute, "window_s": 60.0, "cues": {"vocal_tone": {"level": "good"}}}}
 
 
@@ -50,7 +53,7 @@ async def report_after_posts(store_path: Path, posts: int) -> dict:
 def test_the_report_covers_more_than_the_hub_holds(tmp_path: Path) -> None:
     report = asyncio.run(report_after_posts(tmp_path / "node.sqlite3", 12))
     assert report["windows"] == {"client": 12}, report  # the hub held 5
-    assert report["first_at"] == "2026-11-29T10:00:00.000+00:00"
+    assert report["first_at"] == START.isoformat(timespec="milliseconds")
     assert report["minutes_by_level"]["client"]["vocal_tone"]["good"] == 12.0
 
 

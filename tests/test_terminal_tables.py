@@ -97,7 +97,7 @@ def summary(leg, at, vocal):
 events = [summary("client", "2026-11-29T14:00:00+00:00", "good"), summary("client", "2026-11-29T14:00:30+00:00", "poor"),
           summary("therapist", "2026-11-29T14:00:30+00:00", "good"),
           {{"type": "warning_raised", "session_id": "{SESSION}", "leg": "client", "at": "2026-11-29T14:00:40+00:00",
-           "cue": "vocal_tone", "level": "poor",
+           "cue": "vocal_tone", "level": "poor", "metric": "loss_one_way_pct", "value": 8.0,
            "message": "The client's voice is breaking up (8 % of packets lost): tone of voice may be missed.",
            "advice": "Check in verbally on how things land; ask the client to move closer to the router."}},
           {{"type": "warning_cleared", "session_id": "{SESSION}", "leg": "client", "at": "2026-11-29T14:02:10+00:00",

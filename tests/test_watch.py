@@ -21,6 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from netcheck.model import Cue
+from netcheck.quality.warnings import warning_text
 from netcheck.session.notify import Notifier, should_notify
 from netcheck.store.local import LocalStore
 from netcheck.tokens import create_token
@@ -393,8 +395,9 @@ def test_watch_prints_both_legs_as_json_lines_and_stores_them(hub: ServerProcess
     assert first[0]["window"]["figures"]["rtt_p95_ms"] == 48.0
     assert {"type", "id", "session_id", "leg", "at", "window"} <= set(first[0])
     assert raised["leg"] == "client" and raised["type"] == "warning_raised"
-    assert raised["message"] == "The client's voice is breaking up."
-    assert raised["advice"] == "Check in verbally on how things land." and raised["cue"] == "vocal_tone"
+    # the hub writes the words from cue, metric and value; the agent's own `message` is not passed on (issue 23)
+    assert (raised["message"], raised["advice"]) == warning_text(True, Cue.VOCAL_TONE, "client", "loss_one_way_pct", 8.0)
+    assert raised["cue"] == "vocal_tone"
     with LocalStore(tmp_path / "netcheck.sqlite3") as store:
         stored = store.session_events(session_id)
     assert sorted((event["leg"], event["type"]) for event in stored) == [

@@ -314,6 +314,9 @@ def render_session_report(report: SessionReport, console: Console) -> None:
     else:
         console.print(Prose("\nNo measurements during the session are stored here (the agent and `netcheck watch` "
                             "store them on their own machines)."))
+    if report.skipped_rows:
+        console.print(Prose(f"\n{report.skipped_rows} stored row(s) could not be read (no date, a wrong type, "
+                            "or not JSON) and are left out."))
     for leg, cues in sorted(report.minutes_by_level.items()):
         table = _table("cue", "good", "fair", "poor", "unknown")
         table.title, table.title_justify = f"{leg}: minutes per level", "left"

@@ -4,6 +4,10 @@ Written for a therapist in a session: one calm sentence on the clinical effect, 
 do. Transmission delay is easily misread as the other person's hesitation or coldness
 (Schoenenberg et al. 2014), so the timing warning says so. The sentences are the metric
 registry's (`Metric.warning`, `CueWords`). Pure.
+
+Every sentence a therapist reads is written here, from a warning's cue, metric and value: an
+agent posts those fields, never the words (a client's agent could otherwise put any text, a
+phone number or a script, in front of the therapist); session/events.py checks those fields.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from netcheck.quality.end_to_end import end_to_end
 from netcheck.server.capacity import Capacity
 from netcheck.server.checks import CheckEndpoints
 from netcheck.server.hub.routes import SessionHub, hub_disabled, session_claims
-from netcheck.server.hub.record import hub_held_events, merge_events
+from netcheck.server.hub.record import hub_held_events
 from netcheck.server.refusal import Refusal, read_body
 from netcheck.server.web import CONTENT_TYPES, NO_SUCH_FILE, resolve, static_headers
 from netcheck.session.report import build_report, report_to_dict
@@ -76,9 +76,11 @@ class SessionPages:
         except StoreError as error:
             raise Refusal(503, "unavailable", f"the session's report could not be read: {error}"[:300]) from None
         held = await hub_held_events(self.hub.backend, session_id, request.transport)
-        report = report_to_dict(build_report(session_id, merge_events(stored, held.events), checks))
+        report = report_to_dict(build_report(session_id, [*stored, *held.events], checks))  # each event once
+        report["skipped_rows"] += held.skipped
         report["coverage"] = {"store_events": len(stored), "hub_events": len(held.events),
-                              "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused}
+                              "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused,
+                              "hub_skipped": held.skipped}
         return web.json_response(report, headers=NO_STORE)
 
     async def estimate(self, request: web.Request) -> web.Response:

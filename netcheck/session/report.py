@@ -2,18 +2,30 @@
 
 For the therapist's notes ("the client's voice broke up from 14:05 to 14:07; timing was fine
 throughout"). Pure: session events in (as `netcheck watch` and the agent store them), a report out.
+
+It never fails on what a store holds: rows an older version kept unchecked (a time with no zone,
+zones mixed, text that is no date, a number where a string belongs, JSON that does not parse)
+are read leniently or skipped, and `skipped_rows` says how many. A warning's words are written
+here from its cue, metric and value (quality/warnings.py), never the stored `message`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from netcheck.instants import has_zone, stored_instant
 from netcheck.model import Cue
+from netcheck.session.events import WarningFieldError, check_warning_fields, with_warning_words
+from netcheck.tokens import LEGS
 
 LEVELS = ("good", "fair", "poor", "unknown")
+EVENT_TYPES = ("summary", "warning_raised", "warning_cleared")
+MAX_WINDOW_S = 3600.0
+"""A window longer than an hour is no agent's (they are 5–60 s): such a row is skipped."""
 
 
 @dataclass(frozen=True)
@@ -56,26 +68,38 @@ class SessionReport:
     """leg → how many windows were summarised."""
     checks: list[PreSessionCheck] = field(default_factory=list)
     """The session's pre-session checks, oldest first."""
+    skipped_rows: int = 0
+    """Stored events and checks that could not be read (no date, a wrong type, not JSON): left out."""
 
 
-def build_report(session_id: str, events: Iterable[Mapping[str, Any]],
-                 checks: Iterable[Mapping[str, Any]] = ()) -> SessionReport:
-    """`events` as the session's legs stored them; `checks` the stored check reports attached to it."""
-    ordered = sorted(events, key=lambda event: (str(event.get("at", "")), str(event.get("type", ""))))
+def build_report(session_id: str, events: Iterable[Any], checks: Iterable[Any] = ()) -> SessionReport:
+    """`events` as the session's legs stored them; `checks` the stored check reports attached to it.
+    Either may hold anything a store held (older versions', damaged): what cannot be read is counted."""
     report = SessionReport(session_id)
-    report.checks = sorted((_check(check) for check in checks if check.get("session_id") == session_id),
-                           key=lambda check: check.started_at)
-    open_spans: dict[tuple[str, str], Mapping[str, Any]] = {}
+    readable: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for row in events:
+        event = _readable_event(row)
+        if event is None:
+            report.skipped_rows += 1
+        else:  # each event once (the store's key), the first source's copy (the node's store before the hub's)
+            readable.setdefault((event["leg"], event["type"], event["at"], event.get("cue", "")), event)
+    session_checks = [check for check in checks if not isinstance(check, Mapping)
+                      or check.get("session_id") == session_id]
+    readable_checks = [check for check in map(_check, session_checks) if check is not None]
+    report.skipped_rows += len(session_checks) - len(readable_checks)
+    report.checks = sorted(readable_checks, key=lambda check: stored_instant(check.started_at) or "")
+    ordered = sorted(readable.values(), key=lambda event: (event["at"], event["type"]))
+    open_spans: dict[tuple[str, str], dict[str, Any]] = {}
     for event in ordered:
-        at, leg, kind = str(event["at"]), str(event["leg"]), event["type"]
-        report.first_at = report.first_at or at
-        report.last_at = at
+        leg, kind = event["leg"], event["type"]
+        report.first_at = report.first_at or event["shown_at"]
+        report.last_at = event["shown_at"]
         if kind == "summary":
-            _count_window(report, leg, event.get("window") or {})
+            _count_window(report, leg, event["window"])
         elif kind == "warning_raised":
-            open_spans.setdefault((leg, str(event["cue"])), event)
-        elif kind == "warning_cleared" and (raised := open_spans.pop((leg, str(event["cue"])), None)):
-            report.warnings.append(_span(raised, at))
+            open_spans.setdefault((leg, event["cue"]), event)
+        elif kind == "warning_cleared" and (raised := open_spans.pop((leg, event["cue"]), None)):
+            report.warnings.append(_span(raised, event))
     report.warnings += [_span(raised, None) for raised in open_spans.values()]
     report.warnings.sort(key=lambda span: span.raised_at)
     return report
@@ -90,30 +114,68 @@ def report_to_dict(report: SessionReport) -> dict[str, Any]:
         "warnings": [span.__dict__ for span in report.warnings],
         "minutes_by_level": report.minutes_by_level,
         "checks": [{**check.__dict__, "device_findings": list(check.device_findings)} for check in report.checks],
+        "skipped_rows": report.skipped_rows,
     }
 
 
-def _check(report: Mapping[str, Any]) -> PreSessionCheck:
-    findings = tuple(str(finding.get("key")) for finding in report.get("devices") or ()
-                     if isinstance(finding, Mapping) and finding.get("key"))
-    return PreSessionCheck(str(report["check_id"]), str(report["started_at"]), str(report.get("client") or "cli"),
-                           str(report["recommendation"]), str(report.get("summary", "")),
-                           report.get("code"), findings)
+def _readable_event(row: Any) -> dict[str, Any] | None:
+    """A stored event as the report reads it, or None when it cannot be read.
+
+    `at` is the UTC form (for order and keys); `shown_at` the stored text when it had a zone.
+    """
+    if not isinstance(row, Mapping) or row.get("type") not in EVENT_TYPES or row.get("leg") not in LEGS:
+        return None
+    at = stored_instant(row.get("at"))
+    if at is None:
+        return None
+    shown_at = row["at"] if has_zone(row["at"]) else at  # as written when it had a zone, else in UTC
+    event: dict[str, Any] = {"type": row["type"], "leg": row["leg"], "at": at, "shown_at": shown_at}
+    if row["type"] == "summary":
+        window = row.get("window")
+        window_s = (window.get("window_s") or 0.0) if isinstance(window, Mapping) else None
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) \
+                or not (math.isfinite(window_s) and 0 <= window_s <= MAX_WINDOW_S):
+            return None
+        return {**event, "window": window}
+    try:
+        cue, metric, value = check_warning_fields(row.get("cue"), row.get("metric"), row.get("value"))
+    except WarningFieldError:
+        return None
+    return with_warning_words({**event, "cue": cue.value, "metric": metric, "value": value}, row["leg"])
+
+
+def _check(report: Any) -> PreSessionCheck | None:
+    """A stored check as the report shows it; None when it cannot be read."""
+    if not isinstance(report, Mapping):
+        return None
+    started_at = report.get("started_at") if has_zone(report.get("started_at")) \
+        else stored_instant(report.get("started_at"))
+    texts = [report.get(key) for key in ("check_id", "recommendation")] + [report.get("summary", "")]
+    code, devices = report.get("code"), report.get("devices") or ()
+    if started_at is None or not all(isinstance(text, str) for text in texts) \
+            or not (code is None or isinstance(code, str)) or not isinstance(devices, (list, tuple)):
+        return None
+    findings = tuple(str(finding.get("key")) for finding in devices
+                     if isinstance(finding, Mapping) and isinstance(finding.get("key"), str) and finding.get("key"))
+    client = "browser" if report.get("client") == "browser" else "cli"
+    return PreSessionCheck(texts[0], started_at, client, texts[1], texts[2], code, findings)
 
 
 def _count_window(report: SessionReport, leg: str, window: Mapping[str, Any]) -> None:
-    window_s = float(window.get("window_s") or 0.0)
+    window_s = float(window.get("window_s") or 0.0)  # checked by _readable_event
     report.windows[leg] = report.windows.get(leg, 0) + 1
     by_cue = report.minutes_by_level.setdefault(leg, {cue.value: dict.fromkeys(LEVELS, 0.0) for cue in Cue})
-    for cue, verdict in (window.get("cues") or {}).items():
+    cues = window.get("cues")
+    for cue, verdict in (cues.items() if isinstance(cues, Mapping) else ()):
         level = verdict.get("level") if isinstance(verdict, Mapping) else None
         if cue in by_cue and level in LEVELS:
             by_cue[cue][level] = round(by_cue[cue][level] + window_s / 60.0, 4)
 
 
-def _span(raised: Mapping[str, Any], cleared_at: str | None) -> WarningSpan:
+def _span(raised: Mapping[str, Any], cleared: Mapping[str, Any] | None) -> WarningSpan:
+    """Readable events (`_readable_event`): the raise and its clearing (None: still active)."""
     duration_s = None
-    if cleared_at is not None:
-        duration_s = (datetime.fromisoformat(cleared_at) - datetime.fromisoformat(str(raised["at"]))).total_seconds()
-    return WarningSpan(str(raised["leg"]), str(raised["cue"]), str(raised["at"]), cleared_at,
-                       str(raised.get("message", "")), str(raised.get("advice", "")), duration_s)
+    if cleared is not None:  # both in the UTC form: always subtractable
+        duration_s = (datetime.fromisoformat(cleared["at"]) - datetime.fromisoformat(raised["at"])).total_seconds()
+    return WarningSpan(raised["leg"], raised["cue"], raised["shown_at"], cleared["shown_at"] if cleared else None,
+                       raised["message"], raised["advice"], duration_s)

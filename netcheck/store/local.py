@@ -233,18 +233,20 @@ class LocalStore:
             return {name: tables[name] for name in ("checks", "measurements", "windows", "session_events", "points")}
         return self._read(read)
 
-    def session_events(self, session_id: str) -> list[dict[str, Any]]:
-        """A session's events, both legs, in time order."""
+    def session_events(self, session_id: str) -> list[Any]:
+        """A session's events, both legs, in time order. A row whose JSON does not parse (an older
+        version's, a damaged one) comes as None: the report counts what it could not read."""
         rows = self._read(lambda: self._db.execute(
             "SELECT event_json FROM session_events WHERE session_id = ? ORDER BY at, leg, type", (session_id,)).fetchall())
-        return [json.loads(row[0]) for row in rows]
+        return [_json_or_none(row[0]) for row in rows]
 
-    def session_checks(self, session_id: str) -> list[dict[str, Any]]:
-        """The check reports attached to a session (a check link carrying its token), oldest first."""
+    def session_checks(self, session_id: str) -> list[Any]:
+        """The check reports attached to a session (a check link carrying its token), oldest first.
+        A report that is not JSON is passed over (json_extract would fail the whole query)."""
         rows = self._read(lambda: self._db.execute(
-            "SELECT report_json FROM checks WHERE json_extract(report_json, '$.session_id') = ? ORDER BY started_at",
-            (session_id,)).fetchall())
-        return [json.loads(row[0]) for row in rows]
+            "SELECT report_json FROM checks WHERE CASE WHEN json_valid(report_json) "
+            "THEN json_extract(report_json, '$.session_id') END = ? ORDER BY started_at", (session_id,)).fetchall())
+        return [_json_or_none(row[0]) for row in rows]
 
     def add_points(self, points: Sequence[Point]) -> int:
         """Store points that belong to no check or window (the agent's self-metrics)."""
@@ -344,6 +346,13 @@ def fault_slow_write_s(env: Mapping[str, str]) -> float:
     except ValueError:
         return 0.0
     return delay_ms / 1000.0 if 0.0 <= delay_ms <= MAX_FAULT_SLOW_WRITE_MS else 0.0
+
+
+def _json_or_none(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _now_ms() -> int:

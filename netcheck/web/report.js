@@ -166,6 +166,10 @@ function show(report) {
   const partial = coverage.hub_events >= coverage.hub_holds_at_most && !coverage.store_events;
   $("partial").hidden = !partial;
   if (partial) $("partial").textContent = fill("report_partial", { count: coverage.hub_holds_at_most });
+  const skipped = Number.isInteger(report.skipped_rows) ? report.skipped_rows : 0;
+  $("skipped").hidden = skipped === 0;
+  $("skipped").dataset.skipped = String(skipped);
+  if (skipped) $("skipped").textContent = fill("report_skipped", { count: skipped });
   $("empty").hidden = Boolean(report.first_at) || report.checks.length > 0;
   $("timeline-box").hidden = !report.first_at;
   if (report.first_at) showTimeline(report);

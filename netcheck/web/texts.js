@@ -260,6 +260,7 @@ export const TEXTS = {
   report_span: "{date}, {first} to {last} ({minutes}\u00a0min of measurements; times are {zone})",
   report_empty: "This server has no measurements of this session.",
   report_partial: "The server keeps a session's last {count} events: this report may begin after the session did.",
+  report_skipped: "{count} stored record(s) of this session could not be read and are left out.",
   report_timeline: "Warnings over time",
   report_timeline_label: "{leg}, {cue}: {count} warning(s)",
   report_time_range: "{from} –\u200b {to}",

@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from netcheck.instants import MAX_CLOCK_SKEW_S
 from netcheck.server.hub.events import sse_frame, stamp
 from netcheck.server.rate import TokenBuckets
 from netcheck.server.refusal import Refusal
@@ -47,6 +48,8 @@ class HubLimits:
     write_timeout_s: float = 30.0
     """A watcher whose socket takes longer than this to take one write is cut off."""
     body_timeout_s: float = 10.0
+    max_event_skew_s: float = MAX_CLOCK_SKEW_S
+    """An event's `at` this far from the server's clock, either way, is refused (netcheck/instants.py)."""
     ids_from_clock: bool = True
     """A new session's event ids start at the wall clock in ms, so they keep rising across a server
     restart: a reconnecting watcher's Last-Event-ID is then older than every event of the new

@@ -3,8 +3,8 @@
 The hub holds a session's last `history_events` (500) events, in memory until a restart or in Redis
 until the tokens expire; the node's store holds every event the hub accepted on this node (written
 once a second by server/checks.py, within the config's `[store]` bounds) and the session's checks.
-Neither alone is the whole session, so the report reads both and keeps each event once (the store's
-own key: session, leg, type, time, cue). docs/in-session.md, "The therapist's panel and the report page".
+Neither alone is the whole session, so the report reads both; build_report keeps each event once (the
+store's own key: leg, type, time in UTC, cue). docs/in-session.md, "The therapist's panel and the report page".
 
 The hub's events are read through its backend's watcher interface, bounded in time: the held
 events come at once (memory) or in a few short reads (Redis), and the read stops at the first
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,8 @@ class HeldEvents:
     events: list[Event]
     refused: str | None = None
     """Why the hub did not answer (too many watchers, Redis unreachable); None when it did."""
+    skipped: int = 0
+    """Held messages that were not events of the contract (an older node's, a damaged entry): left out."""
 
 
 async def hub_held_events(backend: HubBackend, session_id: str,
@@ -51,6 +52,7 @@ async def hub_held_events(backend: HubBackend, session_id: str,
     except Refusal as refusal:
         return HeldEvents([], str(refusal))
     events: list[Event] = []
+    skipped = 0
     splitter, parser = LineSplitter(), SseParser()
     deadline_s = time.monotonic() + HELD_READ_BUDGET_S
     try:
@@ -63,22 +65,9 @@ async def hub_held_events(backend: HubBackend, session_id: str,
                 event = parse_event(message, session_id) if message else None
                 if event is not None:
                     events.append(event)
+                skipped += message is not None and event is None
     except StreamBroken as error:
-        return HeldEvents(events, str(error))
+        return HeldEvents(events, str(error), skipped)
     finally:
         await subscription.close()
-    return HeldEvents(events)
-
-
-def event_key(event: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """The store's primary key of a session event (its session being given)."""
-    return (str(event.get("leg")), str(event.get("type")), str(event.get("at")), str(event.get("cue") or ""))
-
-
-def merge_events(*sources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Every event once, the first source's copy winning."""
-    seen: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
-    for source in sources:
-        for event in source:
-            seen.setdefault(event_key(event), event)
-    return list(seen.values())
+    return HeldEvents(events, None, skipped)

@@ -21,6 +21,7 @@ from aiohttp import web
 from netcheck.server.hub.backend import HubBackend, HubLimits, MemoryBackend, Subscription
 from netcheck.server.hub.events import KEEPALIVE_FRAME, EventError, parse_events
 from netcheck.server.refusal import Refusal, read_body
+from netcheck.session.events import with_warning_words
 from netcheck.tokens import LEGS, TokenClaims, TokenError, verify_token
 
 __all__ = ["EVENTS_PATH", "HubLimits", "SessionHub", "register_disabled"]
@@ -94,9 +95,12 @@ class SessionHub:
             await self.backend.admit_post(claims.session_id, claims.role)
             body = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
             try:
-                events = parse_events(body, self.limits.max_events_per_post)
-            except EventError as error:
-                raise Refusal(400, "bad_body", str(error)) from None
+                parsed = parse_events(body, self.limits.max_events_per_post, time.time(),
+                                      self.limits.max_event_skew_s)
+            except EventError as error:  # `field` says where, `problem` what (a code for programs)
+                raise Refusal(400, "bad_body", str(error)[:300], field=error.field[:100],
+                              problem=error.problem) from None
+            events = [with_warning_words(event, claims.role) for event in parsed]
             last_id = await self.backend.publish(claims.session_id, claims.role, events, claims.accepted_until_s)
         except Refusal:
             self.counters.posts_refused += 1
