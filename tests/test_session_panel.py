@@ -38,6 +38,7 @@ from tests.harness.impairment import Relay
 from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
+from tests.test_hostile_events import HOSTILE_TEXT, seed_sqlite
 from tests.test_session_e2e import CLEAN, LOSS_8_PCT, UDP_RATE_CONFIG, WINDOW, netcheck
 
 SECRET = secrets.token_urlsafe(24)
@@ -245,6 +246,35 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
         assert history(page, "warning_cleared") == 1
         wait_until(lambda: spy(page)["closed"] == ["client/vocal_tone"], 5, "the notification closed")
         assert len(spy(page)["shown"]) == 1
+
+
+@pytest.mark.slow
+def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_page(node: Node) -> None:
+    """Issue 23: the client's agent posts a warning with its own words → the panel shows and notifies the
+    server's sentence; rows an older netcheck stored (no zone, no date, not JSON) → the report page is
+    ready and says how many it left out."""
+    now = datetime.now(timezone.utc)
+    with chromium() as browser:
+        page = open_page(browser, node, f"/session/{SESSION}", token("therapist"))
+        page.wait_for_selector("body[data-live='yes']", timeout=PAGE_TIMEOUT_MS)
+        turn_on_notifications(page)
+        post(node.url, "client", [summary(now - timedelta(seconds=5), ("vocal_tone",)),
+                                  raised(now, message=HOSTILE_TEXT, advice=HOSTILE_TEXT)])
+        page.wait_for_selector(WARNING, timeout=PAGE_TIMEOUT_MS)
+        wait_until(lambda: len(spy(page)["shown"]) == 1, 5, "a notification shown")
+        shown = page.inner_text("body") + json.dumps(spy(page)) + page.content()
+        assert "breaking up" in page.inner_text(WARNING) and "555" not in shown and "alert(1)" not in shown
+        page.context.close()
+    time.sleep(1.5)  # the node writes its record of the session once a second
+    node.stop()
+    unreadable = seed_sqlite(node.home / "netcheck.sqlite3", SESSION)
+    node.start()
+    with chromium() as browser:
+        report = open_page(browser, node, f"/session/{SESSION}/report", token("therapist"))
+        report.wait_for_selector("body[data-state='ready']", timeout=PAGE_TIMEOUT_MS)
+        assert report.is_visible("#skipped") and report.get_attribute("#skipped", "data-skipped") == str(unreadable)
+        assert report.locator("#warnings tbody tr").count() == 2  # the posted one, the stored one with no zone
+        assert "555" not in report.inner_text("body") and "alert(1)" not in report.content()
 
 
 @pytest.mark.slow
@@ -490,7 +520,7 @@ async def _get(http: aiohttp.ClientSession, url: str, bearer: str | None) -> tup
 
 
 def test_the_report_json_is_the_session_report_of_the_stores_and_the_hubs_events_each_once(tmp_path: Path) -> None:
-    at = datetime(2026, 11, 27, 20, 0, 5, tzinfo=timezone.utc)
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)  # the hub takes times near its clock
     from_store = [{**summary(at, ("vocal_tone",)), "leg": "client", "session_id": SESSION},
                   {**raised(at), "leg": "client", "session_id": SESSION}]
     posted = [raised(at), summary(at + timedelta(seconds=5)), cleared(at + timedelta(seconds=5))]
@@ -519,7 +549,7 @@ def test_the_report_json_is_the_session_report_of_the_stores_and_the_hubs_events
 def test_the_report_reads_the_events_a_redis_hub_holds() -> None:
     """Several nodes share sessions in Redis (docs/session-hub.md): the report reads the stream's events
     through the same watcher interface, in short reads that end at the first quiet one."""
-    at = datetime(2026, 11, 27, 20, 0, 5, tzinfo=timezone.utc)
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)  # the hub takes times near its clock
     posted = [summary(at, ("vocal_tone",)), raised(at), summary(at + timedelta(seconds=5)),
               cleared(at + timedelta(seconds=5))]
     password = secrets.token_urlsafe(16)

@@ -79,8 +79,7 @@ class SessionPages:
         report = report_to_dict(build_report(session_id, [*stored, *held.events], checks))  # each event once
         report["skipped_rows"] += held.skipped
         report["coverage"] = {"store_events": len(stored), "hub_events": len(held.events),
-                              "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused,
-                              "hub_skipped": held.skipped}
+                              "hub_holds_at_most": self.hub.limits.history_events, "hub_refused": held.refused}
         return web.json_response(report, headers=NO_STORE)
 
     async def estimate(self, request: web.Request) -> web.Response:
