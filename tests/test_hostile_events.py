@@ -122,7 +122,8 @@ HOSTILE_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize(("value", "reason"), HOSTILE_INSTANTS)
+@pytest.mark.parametrize(("value", "reason"), HOSTILE_INSTANTS,  # ids without the clock: xdist workers agree
+                         ids=[f"{index}-{reason}" for index, (_, reason) in enumerate(HOSTILE_INSTANTS)])
 def test_a_hostile_time_is_a_400_with_one_line_and_a_reason(value: Any, reason: str) -> None:
     async def body() -> None:
         async with node() as (server, http):
