@@ -8,6 +8,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from netcheck.net import stamped
 
 
@@ -25,9 +27,9 @@ class Inbox:
         self.errors.append(exc)
 
 
-def test_a_datagram_that_waited_for_a_stalled_loop_keeps_its_arrival_time() -> None:
-    stall_ms = 150.0
-
+def read_after_a_stall(stall_ms: float) -> tuple[Inbox, int, bool]:
+    """One datagram sent to an endpoint whose loop is then busy for `stall_ms`: what it was handed,
+    the time it was sent, and whether the kernel stamped it."""
     async def scenario() -> tuple[Inbox, int, bool]:
         inbox = Inbox()
         endpoint = await stamped.open_endpoint(inbox, local_addr=("127.0.0.1", 0))
@@ -42,7 +44,12 @@ def test_a_datagram_that_waited_for_a_stalled_loop_keeps_its_arrival_time() -> N
         endpoint.close()
         return inbox, sent_ns, endpoint.kernel_stamps
 
-    inbox, sent_ns, kernel_stamps = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_datagram_that_waited_for_a_stalled_loop_keeps_its_arrival_time() -> None:
+    stall_ms = 150.0
+    inbox, sent_ns, kernel_stamps = read_after_a_stall(stall_ms)
     assert kernel_stamps, "SO_TIMESTAMPNS is available on Linux"
     [(data, recv_ns, handed_ns)] = inbox.arrivals
     assert data == b"ping"
@@ -80,3 +87,84 @@ def test_an_icmp_refusal_reaches_the_protocol_and_sends_never_block() -> None:
 
     inbox = asyncio.run(scenario())
     assert any(isinstance(error, ConnectionRefusedError) for error in inbox.errors)
+
+
+def test_a_flood_is_read_a_bounded_batch_at_a_time_so_the_loop_serves_the_rest_between() -> None:
+    flood = 150
+
+    async def scenario() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        ticks = [0]
+        stop = [False]
+
+        def tick() -> None:  # one call per loop iteration: what else the node's loop has to do
+            ticks[0] += 1
+            if not stop[0]:
+                loop.call_soon(tick)
+
+        arrivals_at_tick: list[int] = []
+
+        class Counting(Inbox):
+            def datagram_received(self, data: bytes, addr: tuple, recv_ns: int | None = None) -> None:
+                arrivals_at_tick.append(ticks[0])
+
+        endpoint = await stamped.open_endpoint(Counting(), local_addr=("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for index in range(flood):  # all queued in the socket before the loop reads one
+                sender.sendto(index.to_bytes(4, "big"), endpoint.get_extra_info("sockname"))
+        loop.call_soon(tick)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(arrivals_at_tick) >= flood:
+                break
+        stop[0] = True
+        endpoint.close()
+        return arrivals_at_tick, ticks[0]
+
+    arrivals_at_tick, _ = asyncio.run(scenario())
+    assert len(arrivals_at_tick) == flood, "every datagram read in the end"
+    per_wakeup = [arrivals_at_tick.count(tick) for tick in set(arrivals_at_tick)]
+    assert max(per_wakeup) <= stamped.READS_PER_WAKEUP, per_wakeup
+    assert len(per_wakeup) >= 3, "the loop ran its other callbacks between the batches"
+
+
+def test_where_the_kernel_has_no_stamps_the_time_of_the_read_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stamped, "SO_TIMESTAMPNS", None)  # not Linux, or an old kernel
+    stall_ms = 100.0
+    inbox, sent_ns, kernel_stamps = read_after_a_stall(stall_ms)
+    assert not kernel_stamps
+    [(data, recv_ns, handed_ns)] = inbox.arrivals
+    assert data == b"ping" and (recv_ns - sent_ns) / 1e6 >= stall_ms - 1.0, "the read's time, after the stall"
+    assert 0 <= handed_ns - recv_ns < 5_000_000
+
+
+def test_sends_that_would_block_wait_in_a_bounded_queue_and_leave_in_order() -> None:
+    extra = 10
+
+    async def scenario() -> tuple[list[bytes], int]:
+        endpoint = await stamped.open_endpoint(Inbox(), remote_addr=("127.0.0.1", 9))
+        sent: list[bytes] = []
+        real_send = endpoint._send
+
+        def full_buffer(data: bytes, addr: object) -> None:
+            raise BlockingIOError
+
+        def counted(data: bytes, addr: object) -> None:
+            sent.append(data)
+            real_send(data, addr)
+
+        endpoint._send = full_buffer  # type: ignore[method-assign]
+        for index in range(stamped.MAX_QUEUED_SENDS + extra):
+            endpoint.sendto(index.to_bytes(4, "big"))
+        endpoint._send = counted  # type: ignore[method-assign]  # the buffer drains
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(sent) >= stamped.MAX_QUEUED_SENDS:
+                break
+        dropped = endpoint.sends_dropped
+        endpoint.close()
+        return sent, dropped
+
+    sent, dropped = asyncio.run(scenario())
+    assert dropped == extra
+    assert [int.from_bytes(data, "big") for data in sent] == list(range(stamped.MAX_QUEUED_SENDS))
