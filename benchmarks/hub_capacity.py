@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 WINDOW_S = 5.0
+LAG_TICK_S = 0.05
 P99_LIMIT_S = 1.0
 MAX_FAILED_POST_SHARE = 0.01
 MAX_SESSIONS = 8000
@@ -56,10 +57,19 @@ def summary(index: int, sent_s: float) -> dict[str, Any]:
                        "sent_s": sent_s}}
 
 
+def post_template() -> str:
+    """A post of one summary as JSON text with `%d` for its index and `%r` for its send time, encoded
+    once: encoding it at every post took a fifth of the generator's CPU at 3,000 sessions (profile)."""
+    text = json.dumps({"events": [summary(-1, -1.5)]}, separators=(",", ":"))
+    if text.count('"index":-1,') != 1 or text.count('"sent_s":-1.5') != 1 or "%" in text:
+        raise RuntimeError("the summary's JSON no longer has one index and one sent_s to fill in")
+    return text.replace('"index":-1,', '"index":%d,').replace('"sent_s":-1.5', '"sent_s":%r')
+
+
 def serve_node(hub_url: str | None, profile_path: str | None = None) -> None:
     """In the node's own process: the real server with the session cap lifted; prints its URL.
     `profile_path`: run it under cProfile and write the statistics there when it stops."""
-    from netcheck.server.app import start_server
+    from netcheck.server.app import settle_collector, start_server
     from netcheck.server.hub.routes import HubLimits
 
     if profile_path:
@@ -71,6 +81,7 @@ def serve_node(hub_url: str | None, profile_path: str | None = None) -> None:
     async def main() -> None:
         server = await start_server(HOST, 0, 0, secret=SECRET, hub_url=hub_url,
                                     hub_limits=HubLimits(max_sessions=MAX_SESSIONS * 2))
+        settle_collector()  # as `netcheck serve` does once it is up
         print(server.url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
         await server.close()
@@ -94,6 +105,9 @@ class Load:
         self.post_timeout = aiohttp.ClientTimeout(total=10)
         self.errors: Counter[str] = Counter()
         self.latencies_s: list[float] = []
+        self.lags_s: list[float] = []
+        """How late this process's own 50 ms timer fired while measuring: its share of every latency."""
+        self.template = post_template()
         self.posts_ok = 0
         self.measuring = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -105,6 +119,17 @@ class Load:
         for role in ("client", "therapist"):
             self.tasks.append(asyncio.ensure_future(self._leg(session_id, role, connected)))
 
+    def start(self) -> None:
+        self.tasks.append(asyncio.ensure_future(self._tick()))
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due_s = loop.time() + LAG_TICK_S
+            await asyncio.sleep(LAG_TICK_S)
+            if self.measuring:
+                self.lags_s.append(max(0.0, loop.time() - due_s))
+
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -112,15 +137,18 @@ class Load:
         await self.http.close()
 
     def _headers(self, session_id: str, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.create_token(SECRET, session_id, role, 3600)}"}
+        """Signed once per leg or watcher (valid for the longest run, MAX_RUN_S), not at every post."""
+        return {"Authorization": f"Bearer {self.create_token(SECRET, session_id, role, 3600)}",
+                "Content-Type": "application/json"}
 
     async def _watch(self, session_id: str, connected: asyncio.Event) -> None:
         import aiohttp
 
         url = f"{self.url}/v1/sessions/{session_id}/events"
+        headers = self._headers(session_id, "therapist")
         while True:
             try:
-                async with self.http.get(url, headers=self._headers(session_id, "therapist")) as response:
+                async with self.http.get(url, headers=headers) as response:
                     if response.status != 200:
                         self.errors[f"watch HTTP {response.status}"] += 1
                         await asyncio.sleep(1.0)  # the hub's Retry-After order of magnitude
@@ -138,6 +166,7 @@ class Load:
         import aiohttp
 
         url = f"{self.url}/v1/sessions/{session_id}/events"
+        headers = self._headers(session_id, role)
         await connected.wait()
         loop = asyncio.get_running_loop()
         next_s = loop.time() + random.uniform(0, WINDOW_S)  # legs' windows spread over the 5 s
@@ -147,13 +176,13 @@ class Load:
             next_s += WINDOW_S
             measured = self.measuring
             try:
-                async with self.http.post(url, json={"events": [summary(index, time.monotonic())]},
-                                          headers=self._headers(session_id, role),
+                async with self.http.post(url, data=(self.template % (index, time.monotonic())).encode(),
+                                          headers=headers,
                                           timeout=self.post_timeout) as response:
-                    await response.read()
+                    body = await response.read()
                     ok = response.status == 202
                     if measured and not ok:
-                        self.errors[f"post HTTP {response.status}"] += 1
+                        self.errors[f"post HTTP {response.status}{refusal_reason(body)}"] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as error:
                 ok = False
                 if measured:
@@ -161,6 +190,18 @@ class Load:
             if measured and ok:
                 self.posts_ok += 1
             index += 1
+
+
+def refusal_reason(body: bytes) -> str:
+    """The refusal's reason code and the detail its sentence names in parentheses, e.g. " unavailable
+    (TimeoutError)" for a 503 of the Redis round trip: which limit refused, not only the status."""
+    try:
+        refusal = json.loads(body)
+        error, reason = str(refusal.get("error", "")), str(refusal.get("reason", ""))
+    except (ValueError, AttributeError):
+        return ""
+    detail = error[error.rindex("(") + 1:-1] if error.endswith(")") and "(" in error else ""
+    return "".join(f" {part}" for part in (reason, f"({detail})" if detail else "") if part)
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -174,6 +215,7 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
     import psutil
 
     load = Load(url)
+    load.start()
     run_id = f"{int(time.time())}-{random.randrange(10**6)}"
     rows: list[dict[str, Any]] = []
     started_s = time.monotonic()
@@ -182,14 +224,19 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
             while len(load.tasks) // 3 < sessions:
                 load.add_session(len(load.tasks) // 3, run_id)
             await asyncio.sleep(WINDOW_S + 1.0)  # every new leg has posted once, every watcher is connected
+            _settle_generator()
             load.latencies_s.clear()
+            load.lags_s.clear()
             load.errors.clear()
             load.posts_ok = 0
             for process in processes.values():
                 process.cpu_percent(None)
+            node_cpu_s, node_waits = _cpu_s(processes["node"]), _run_waits(processes["node"].pid)
             load.measuring = True
             await asyncio.sleep(measure_s)
             load.measuring = False
+            node_cpu_s = _cpu_s(processes["node"]) - node_cpu_s
+            node_wait_ms = _wait_per_run_ms(node_waits, _run_waits(processes["node"].pid))
             failed = sum(count for kind, count in load.errors.items() if kind.startswith("post"))
             p99 = percentile(load.latencies_s, 0.99)
             row = {"sessions": sessions, "posts_ok": load.posts_ok, "posts_failed": failed,
@@ -198,6 +245,9 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
                    "p99_ms": round(1000 * p99, 1) if p99 is not None else None,
                    "errors": dict(load.errors),
                    "cpu_pct": {name: round(process.cpu_percent(None), 0) for name, process in processes.items()},
+                   "node_cpu_ms_per_post": round(1000 * node_cpu_s / max(1, load.posts_ok + failed), 3),
+                   "node_loop_wait_ms_per_run": node_wait_ms,
+                   "generator_lag_p99_ms": round(1000 * (percentile(load.lags_s, 0.99) or 0), 1),
                    "load_avg_1m": round(psutil.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -209,6 +259,40 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
     finally:
         await load.close()
     return rows
+
+
+def _settle_generator() -> None:
+    """The generator's sessions live to the end of the run: out of the cyclic collector, which otherwise
+    walked them all at each full collection (22 % of its time at 3,000 sessions, its loop stopped up to
+    360 ms: its own lateness in the latencies it measures). Collections as seldom as the node's."""
+    import gc
+
+    from netcheck.server.app import GC_THRESHOLDS
+
+    gc.freeze()  # without collecting first: a full collection here would stop the loop just before measuring
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _cpu_s(process: Any) -> float:
+    """The process's CPU time so far (user + system), its threads' included."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _run_waits(pid: int) -> tuple[float, int] | None:
+    """The process's main thread (the node's event loop): (seconds it waited for a CPU while runnable,
+    times it ran) so far, from Linux's schedstat; None elsewhere. Other work on the node's core shows here."""
+    try:
+        _, delay_ns, runs = Path(f"/proc/{pid}/schedstat").read_text().split()[:3]
+    except (OSError, ValueError):
+        return None
+    return int(delay_ns) / 1e9, int(runs)
+
+
+def _wait_per_run_ms(before: tuple[float, int] | None, after: tuple[float, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(1000 * (after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def run(backend: str, steps: list[int], measure_s: float, profile_path: str | None = None,

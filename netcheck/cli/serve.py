@@ -127,6 +127,9 @@ async def run_until_stopped(bind: str, start: "Callable[[], Awaitable[RunningSer
         server = await start()
     except OSError as error:
         raise NetcheckError(f"cannot listen on {bind}: {error.strerror or error}") from None
+    from netcheck.server.app import settle_collector
+
+    settle_collector()
     host = f"[{bind}]" if ":" in bind else bind
     print(f"{'https' if https else 'http'} {host}:{server.http_port}", flush=True)
     print(f"udp {host}:{server.udp_port}", flush=True)
