@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ HOST = "127.0.0.1"
 def summary(index: int, sent_s: float) -> dict[str, Any]:
     """A window summary the size of the contract's example (docs/session-hub.md), stamped with its send time."""
     cue = {"level": "good", "deciding_metric": "rtt_p95_ms", "value": 48.0, "unit": "ms", "direction": None}
-    return {"type": "summary", "at": "2026-11-29T10:00:05.000+00:00",
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # the hub takes times within a day of its own
+    return {"type": "summary", "at": at,
             "window": {"index": index, "window_s": WINDOW_S, "recommendation": "video", "level": "good",
                        "cues": {name: cue for name in ("facial_expression", "vocal_tone", "conversational_timing",
                                                        "lip_sync")},
