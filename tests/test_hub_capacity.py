@@ -1,9 +1,16 @@
 """Guards the headline of BENCHMARKS.md "Session hub capacity of one node": with the Redis backend
 one node alone on a core carries 3,000 sessions (2 legs posting every 5 s + 1 watcher each) at
-p99 post → SSE ≤ 1 s with no failed post (median of 5 runs: 3,000; p99 there 574–775 ms; the node's
-core runs out at 3,500). It runs the benchmark itself (a real node, a real redis-server), reaching
-3,000 in two steps as the benchmark does: 3,000 sessions starting in the same second are a storm
-of connections that one 6 s warm-up does not absorb (p99 2.4–3.1 s), not the steady state.
+p99 post → SSE ≤ 1 s with no failed post. The headline is 4,000 (5 runs on 2026-12-07: 4,000 /
+4,000 / 4,000 / 3,500 / 3,500); 3,000 is the step below the worst run, where the node's core is
+72–80 % busy and p99 305–326 ms. At 3,500 the node is 85–93 % busy and this test failed 3 of 6
+runs (a 503 or a p99 over 1 s): no margin for a test that must not be flaky. The benchmark runs
+itself (a real node, a real redis-server), reaching 3,000 in two steps as the benchmark does:
+3,000 sessions starting in the same second are a storm of connections that one 6 s warm-up does
+not absorb.
+
+The figure is the node's only while the node has its core: on a shared machine another process on
+that core shows as the node's loop waiting for a CPU (0.7–2.7 ms a run beside one busy process,
+≤ 0.08 ms without). A run that fails while the node so waited is run once more; the second decides.
 """
 
 from __future__ import annotations
@@ -13,21 +20,37 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SESSIONS = 3000
+DISTURBED_WAIT_MS = 0.5
+"""The node's loop waited this long for a CPU per run, on average: something else ran on its core."""
 
 
-@pytest.mark.slow
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the node needs a core to itself")
-def test_one_node_with_redis_carries_3000_sessions_within_1_s_at_p99() -> None:
+def last_step() -> dict[str, Any]:
     run = subprocess.run([sys.executable, "benchmarks/hub_capacity.py", "--backend", "redis", "--node-core", "1",
                           "--steps", f"{SESSIONS // 2},{SESSIONS}", "--measure", "10"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     *_, step = json.loads(run.stdout.splitlines()[-1])["steps"]
+    return dict(step)
+
+
+def carried(step: dict[str, Any]) -> bool:
+    return (step["sessions"] == SESSIONS and step["posts_failed"] == 0 and step["errors"] == {}
+            and step["p99_ms"] is not None and step["p99_ms"] <= 1000
+            and step["events_received"] >= 0.95 * step["posts_ok"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the node needs a core to itself")
+def test_one_node_with_redis_carries_3000_sessions_within_1_s_at_p99() -> None:
+    step = last_step()
+    if not carried(step) and (step.get("node_loop_wait_ms_per_run") or 0.0) > DISTURBED_WAIT_MS:
+        step = last_step()  # the node did not have its core: once more
     assert step["sessions"] == SESSIONS, json.dumps(step)
     assert step["posts_failed"] == 0 and step["errors"] == {}, json.dumps(step)
     assert step["p99_ms"] is not None and step["p99_ms"] <= 1000, step
