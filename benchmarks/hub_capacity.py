@@ -249,6 +249,7 @@ async def measure(url: str, steps: list[int], measure_s: float, processes: dict[
                    "cpu_pct": {name: round(process.cpu_percent(None), 0) for name, process in processes.items()},
                    "node_cpu_ms_per_post": round(1000 * node_cpu_s / max(1, load.posts_ok + failed), 3),
                    "node_loop_wait_ms_per_run": node_wait_ms,
+                   "node_rss_mb": round(processes["node"].memory_info().rss / 1e6, 1),
                    "generator_lag_p99_ms": round(1000 * (percentile(load.lags_s, 0.99) or 0), 1),
                    "load_avg_1m": round(psutil.getloadavg()[0], 2)}
             print(json.dumps(row), flush=True)
