@@ -87,6 +87,16 @@ class SessionHub:
         """Watchers of the session on this node."""
         return self.backend.watcher_count(session_id)
 
+    def checked_events(self, body: bytes, role: str) -> list[dict[str, Any]]:
+        """A posted body's events as the hub publishes them: each checked (parse_events) and each
+        warning with the sentences the server writes for `role`'s leg. The one way in, for an agent's
+        POST and for a tab's window alike (legs/leg.py). Refusal 400 `bad_body` naming the field."""
+        try:
+            parsed = parse_events(body, self.limits.max_events_per_post, time.time(), self.limits.max_event_skew_s)
+        except EventError as error:  # `field` says where, `problem` what (a code for programs)
+            raise Refusal(400, "bad_body", str(error)[:300], field=error.field[:100], problem=error.problem) from None
+        return [with_warning_words(event, role) for event in parsed]
+
     async def post_events(self, request: web.Request) -> web.Response:
         try:
             claims = session_claims(self.secret, request)
@@ -94,13 +104,7 @@ class SessionHub:
                 raise Refusal(403, "role", "a check token measures only: it cannot post a session's events")
             await self.backend.admit_post(claims.session_id, claims.role)
             body = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
-            try:
-                parsed = parse_events(body, self.limits.max_events_per_post, time.time(),
-                                      self.limits.max_event_skew_s)
-            except EventError as error:  # `field` says where, `problem` what (a code for programs)
-                raise Refusal(400, "bad_body", str(error)[:300], field=error.field[:100],
-                              problem=error.problem) from None
-            events = [with_warning_words(event, claims.role) for event in parsed]
+            events = self.checked_events(body, claims.role)
             last_id = await self.backend.publish(claims.session_id, claims.role, events, claims.accepted_until_s)
         except Refusal:
             self.counters.posts_refused += 1

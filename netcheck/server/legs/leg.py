@@ -35,7 +35,6 @@ from netcheck.quality import METRICS, Metric, assess
 from netcheck.server.checks import CheckEndpoints
 from netcheck.server.refusal import Refusal
 from netcheck.server.hub.routes import SessionHub
-from netcheck.server.hub.events import parse_events
 from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.legs.peer import ARRIVALS_KEPT_S, LegPeer
 from netcheck.session.events import summary_event, warning_event
@@ -137,10 +136,15 @@ class TabLeg:
             try:
                 await hub.backend.admit_post(self.session_id, self.role)
                 await hub.backend.publish(self.session_id, self.role,
-                                          parse_events(json.dumps({"events": batch}).encode()), self.until_s)
+                                          hub.checked_events(json.dumps({"events": batch}).encode(), self.role),
+                                          self.until_s)
             except Refusal as refusal:
-                self.waiting.extendleft(reversed(batch))
                 hub.counters.posts_refused += 1
+                if refusal.status == 400:  # our own events broke the contract: re-sent, they would block every later one
+                    self.sinks.on_event(f"session {self.session_id}: the hub refused the {self.role}'s tab's events "
+                                        f"({refusal}); they stay in the node's store only")
+                    continue
+                self.waiting.extendleft(reversed(batch))
                 self.sinks.on_event(f"session {self.session_id}: the hub did not take the {self.role}'s tab's window "
                                     f"({refusal}); it goes with the next one")
                 return
