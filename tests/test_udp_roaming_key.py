@@ -49,6 +49,26 @@ def test_a_key_issued_over_http_from_127_0_0_1_measures_from_127_0_0_2(monkeypat
     assert counters.challenged == 1  # the proof before the stream, and nothing of the stream
 
 
+def test_a_second_probe_with_the_same_key_starts_on_the_proven_cookie() -> None:
+    """One proof per key, not per probe: a check's loaded-RTT stream starts while the link's queue is
+    a second long, where a proof's answer would take that second (a deep-queue check read 570 ms of
+    bufferbloat for 1,000)."""
+
+    async def scenario():
+        server = await start_server("127.0.0.1", 0, 0, secret=SECRET, open_reflector=False)
+        try:
+            reflector = await find_reflector(server.url, None)
+            first = await UdpProbe("127.0.0.1", server.udp_port, probe_settings(reflector.client_key)).run()
+            second = await UdpProbe("127.0.0.1", server.udp_port, probe_settings(reflector.client_key)).run()
+            return first, second, server.reflector.counters
+        finally:
+            await server.close()
+
+    first, second, counters = asyncio.run(scenario())
+    assert first.status == second.status == Status.OK and second.packets_received == second.packets_sent == 25
+    assert counters.challenged == 1  # the first probe's proof only
+
+
 def test_http_over_ipv6_and_udp_over_ipv4_is_a_dual_stack_client_that_measures() -> None:
     """The node on `::` (dual-stack UDP): the key asked for over http://[::1], the stream sent to 127.0.0.1."""
 

@@ -168,12 +168,16 @@ class UdpProbe:
             return failed_result(Status.UNREACHABLE)
         try:
             if signing.key_id:
-                await prove_address(transport, collector, signing, flow_id, settings.size_bytes)
+                collector.cookie = PROVEN_COOKIES.get((signing.key_id, address[0]), wire.NO_COOKIE)
+                if collector.cookie == wire.NO_COOKIE:
+                    await prove_address(transport, collector, signing, flow_id, settings.size_bytes)
             send_ns = await self._send_stream(transport, collector, flow_id)
             await self._wait_for_stragglers(collector, send_ns)
             await self._ask_received_count(transport, collector, flow_id, send_ns)
         finally:
             transport.close()
+        if signing.key_id and collector.cookie != wire.NO_COOKIE:
+            remember_cookie((signing.key_id, address[0]), collector.cookie)
         return summarise(send_ns, collector)
 
     async def _send_stream(self, transport: stamped.StampedEndpoint, collector: ReplyCollector,
@@ -222,6 +226,21 @@ class UdpProbe:
                 return
             except asyncio.TimeoutError:
                 continue
+
+
+PROVEN_COOKIES: dict[tuple[bytes, str], bytes] = {}
+"""The reflector's cookie for (roaming key id, reflector address), kept for this process: one proof per
+key, not per probe. A check's loaded-RTT streams start on a link whose queue is a second long (the
+proof's answer would take that second and the stream start late); a cookie gone stale (the client's
+address changed) is challenged again and the stream's own answers carry the new one."""
+MAX_PROVEN_COOKIES = 64
+
+
+def remember_cookie(key: tuple[bytes, str], cookie: bytes) -> None:
+    PROVEN_COOKIES.pop(key, None)
+    PROVEN_COOKIES[key] = cookie
+    while len(PROVEN_COOKIES) > MAX_PROVEN_COOKIES:
+        PROVEN_COOKIES.pop(next(iter(PROVEN_COOKIES)))
 
 
 async def prove_address(transport: Any, collector: ReplyCollector, signing: wire.Signing, flow_id: int,
