@@ -189,13 +189,16 @@ def test_thread_waits_come_from_each_threads_schedstat(tmp_path: Path) -> None:
 
 
 def test_the_real_reader_sees_this_process_and_its_threads() -> None:
-    """Not a fake: /proc on this machine. A thread that spins shows in the process's CPU, not the loop's."""
-    stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [None for _ in iter(stop.is_set, True)], daemon=True)
+    """Not a fake: /proc on this machine. A thread that spins shows in the process's CPU, not the loop's.
+    The thread spins until it has had 0.15 s of CPU (a busy machine gives it its share later, not less)."""
+    def spin(cpu_s: float = 0.15, deadline_s: float = 10.0) -> None:
+        started_cpu_s, started_s = time.thread_time(), time.monotonic()
+        while time.thread_time() - started_cpu_s < cpu_s and time.monotonic() - started_s < deadline_s:
+            pass
+
+    spinner = threading.Thread(target=spin, daemon=True)
     before = read_counters()
     spinner.start()
-    time.sleep(0.3)
-    stop.set()
     spinner.join()
     after = read_counters()
     assert after.cores >= 1.0 and threading.get_native_id() in after.thread_waits

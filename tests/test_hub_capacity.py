@@ -50,6 +50,7 @@ def carried(step: dict[str, Any]) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.measures  # a p99 of the hub's answers and the node's CPU
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the node needs a core to itself")
 def test_one_node_with_redis_carries_2500_sessions_within_1_s_at_p99() -> None:
     step = last_step()

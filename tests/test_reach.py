@@ -254,6 +254,7 @@ def test_a_refused_server_port_is_unreachable_fast(closed_port: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.measures  # the check's wall time against its budget
 def test_everything_unanswered_ends_within_the_budget(unanswered_tcp: int, silent_udp: tuple[str, int]) -> None:
     host, udp_port = silent_udp
     turn = IceSettings(turn_url=f"turn:{host}:{udp_port}", turn_user="u", turn_password="p")

@@ -22,7 +22,7 @@ import pytest
 from tests.harness.servers import start_serve, stop, subprocess_env
 from tests.harness.udp_accuracy import run_netcheck_probe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.measures]  # the UDP probe's jitter beside a stalled store
 
 STALL_MS = 200
 PROBE_S = 5.0

@@ -20,7 +20,8 @@ async def probe_local_server(settings: UdpProbeSettings, rate_pps: float = 1000.
         await server.close()
 
 
-@pytest.mark.slow  # measures: the burst length stands on a 2 ms send schedule, which two busy cores bend
+@pytest.mark.slow
+@pytest.mark.measures  # the burst length stands on a 2 ms send schedule, which two busy cores bend
 def test_rate_limited_packets_count_as_upstream_loss() -> None:
     settings = UdpProbeSettings(interval_ms=2.0, duration_s=1.0)  # 500 packets at 500/s
     result, counters = asyncio.run(probe_local_server(settings, rate_pps=50.0))  # burst 200, then 50/s

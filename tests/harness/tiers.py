@@ -28,7 +28,7 @@ REAL_THINGS: dict[str, str] = {
     # browsers, however launched
     "chromium": "browser", "namespaced_chromium": "browser", "sync_playwright": "browser",
     "async_playwright": "browser", "firefox": "browser", "webkit": "browser", "geckodriver": "browser",
-    "webdriver": "browser",
+    "webdriver": "browser", "CHROMIUM": "browser", "xvfb": "browser",
     # network namespaces
     "client_namespace": "netns", "ClientNamespace": "netns",
 }
@@ -44,8 +44,11 @@ MEASURING_NAMES = frozenset({
 "--no-av" among the call's words) or `probe av`. Seen when such tests ran beside others: a
 `check --quick` recommended the phone, then audio only — its A/V call short of a core."""
 
-TIERED_BY_HAND = ("slow", "netns")
-"""Markers a test module may still set itself (a long wait on the clock, an accuracy run)."""
+TIERED_BY_HAND = ("slow", "netns", "measures")
+"""Markers a test module may still set itself: a long wait on the clock, an accuracy run, and
+`measures` for a figure the test takes itself (a p99, a burst's length, a budget in seconds),
+which no name it reaches gives away. `scripts/test` runs the slow tests that do not measure
+beside each other, so a test that times anything must say so."""
 
 OUT_OF_FAST = (*TIERED_BY_HAND, "servers", "browser", "measures")
 
