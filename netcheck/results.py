@@ -100,6 +100,50 @@ class AvResult:
 
 
 @dataclass(frozen=True)
+class CallDirection:
+    """One direction of the session's own call, from its browser's getStats (issue 25): downstream is
+    what this leg received, upstream what it sent and what the other end said it received of it."""
+
+    video_fps: float | None
+    """Downstream: frames decoded a second; upstream: frames sent a second (what the other end can see at most)."""
+    video_height: int | None
+    """Downstream: the received height at the window's end; upstream: the sent height."""
+    video_frozen_ms: float | None
+    """Downstream only: time frozen in the window (totalFreezesDuration), or the whole window without a frame."""
+    video_loss_pct: float | None
+    audio_loss_pct: float | None
+    audio_jitter_ms: float | None
+    audio_concealed_pct: float | None
+    """Downstream only: share of the received audio the receiver had to invent (concealment), DTX silence excluded."""
+    jitter_buffer_ms: float | None
+    """Downstream only: mean time an audio sample waited in the jitter buffer (reported, not judged)."""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """One window of the session's own call, judged like a probe's (`source=call`). Field names are a
+    contract (JSON, InfluxDB `netcheck_call`)."""
+
+    status: Status
+    duration_s: float | None
+    """The window: the span of the stats' own timestamps between two snapshots."""
+    call_s: float | None
+    """How long the node has followed this call: its adapting resolution is judged after 20 s."""
+    upstream: CallDirection | None
+    downstream: CallDirection | None
+    rtt_ms: float | None
+    """The window's RTCP round trips (remote-inbound-rtp), else the ICE pair's current one."""
+    quality_limitation: str | None
+    """none | cpu | bandwidth | other: why the browser held its sending video back at the window's end."""
+    cpu_limited_pct: float | None
+    """Share of the window the sending video was limited by the CPU."""
+    bandwidth_limited_pct: float | None
+    available_outgoing_kbps: float | None
+    """The sender's bandwidth estimate on the selected ICE pair."""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class ThroughputResult:
     status: Status
     download_mbps: float | None

@@ -8,7 +8,7 @@ file or a process (tests/test_house.py walks it).
 """
 
 from netcheck.quality.assess import assess
-from netcheck.quality.metrics import METRICS, Metric
+from netcheck.quality.metrics import CALL_ONLY_METRICS, METRICS, Metric
 from netcheck.quality.thresholds import apply_overrides
 
-__all__ = ["assess", "METRICS", "Metric", "apply_overrides"]
+__all__ = ["assess", "CALL_ONLY_METRICS", "METRICS", "Metric", "apply_overrides"]

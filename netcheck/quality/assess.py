@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from netcheck.model import Assessment, Cue, CueVerdict, Level, MetricVerdict, ProbeResult, Recommendation, Status
-from netcheck.results import AvDirection, AvResult, ReachResult, SystemResult, ThroughputResult, UdpResult
+from netcheck.results import AvDirection, AvResult, CallResult, ReachResult, SystemResult, ThroughputResult, UdpResult
 from netcheck.quality import emodel
 from netcheck.quality.advice import (
     SERVER_BUSY_ADVICE,
@@ -20,6 +20,7 @@ from netcheck.quality.advice import (
     video_cause,
     video_setting_advice,
 )
+from netcheck.quality.call import call_metrics, call_video_cause
 from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
 from netcheck.quality.thresholds import SystemLimits, video_setting_for
 
@@ -73,6 +74,10 @@ def measured_metrics(measurements: Mapping[str, ProbeResult]) -> dict[str, Measu
         if not udp_got_through:
             from_call.update(voice_metrics_from_call(av.upstream, av.downstream))
         metrics.update(_spoiled_if(av.server_busy, from_call))
+    call = measurements.get("call")
+    if isinstance(call, CallResult) and call.status == Status.OK:  # the session's own call (issue 25)
+        metrics.update({name: Measured(value, source, direction)
+                        for name, (value, source, direction) in call_metrics(call, RESOLUTION_SETTLED_S).items()})
     throughput = measurements.get("throughput")
     if isinstance(throughput, ThroughputResult) and throughput.status == Status.OK:
         busy = bool(throughput.server_busy)
@@ -236,6 +241,9 @@ def assess(
             cause = None
             if isinstance(av, AvResult) and metric.cue == Cue.FACIAL_EXPRESSION and metric.direction is not None:
                 cause = video_cause(metric.direction, getattr(av, metric.direction), system, limits)
+            call = measurements.get("call")
+            if isinstance(call, CallResult) and metric.cue == Cue.FACIAL_EXPRESSION and metric.direction is not None:
+                cause = call_video_cause(call, metric.direction) or cause
             if line := metric_advice(metric, _registry_row(thresholds, metric.metric), cause):
                 advice.append(line)
     for name, result in measurements.items():

@@ -196,7 +196,21 @@ METRICS: tuple[Metric, ...] = (
            value_format="{value:+.0f}"),
 )
 
-METRIC_BY_NAME: dict[str, Metric] = {metric.name: metric for metric in METRICS}
+CALL_ONLY_METRICS: tuple[Metric, ...] = (
+    Metric("audio_concealed_pct", Cue.VOCAL_TONE, "audio the receiver had to conceal", "concealed", "%",
+           "lower_is_better", 1, 3, "W3C webrtc-stats concealedSamples / totalSamplesReceived (DTX silence "
+           "excluded): the lost or late audio as the listener hears it, judged with the bands of one-way loss "
+           "(Teams < 1 %; G.107), which it measures after repair",
+           "call", "call.downstream.audio_concealed_pct (the call's own receiver)",
+           "{voice} had {value:.1f} % of its sound filled in by the receiver: words and tone get smeared — move "
+           "closer to the router or plug in a cable{phone}.",
+           "{Whose} voice is breaking up{figure}: tone of voice may be missed.", " ({value:.0f} % of the sound filled in)",
+           value_format="{value:.1f}"),
+)
+"""Rows only the session's own call measures (issue 25): judged on a call leg (`assess` with
+`METRICS + CALL_ONLY_METRICS`), never listed by a probe's check as "not measured"."""
+
+METRIC_BY_NAME: dict[str, Metric] = {metric.name: metric for metric in (*METRICS, *CALL_ONLY_METRICS)}
 RENAMED_METRICS: dict[str, str] = {
     "loss_pct": "loss_one_way_pct",
     "jitter_ms": "jitter_one_way_ms",
