@@ -110,3 +110,21 @@ def parse_frame_ancestors(value: object) -> tuple[str, ...]:
             raise UsageError(f"{origin[:100]!r} is not an origin: use https://HOST or https://HOST:PORT "
                              "(http:// on a LAN; *.HOST for its subdomains)")
     return tuple(origin.lower() for origin in value)
+
+
+_CALL_ORIGIN = re.compile(r"^(https://[a-z0-9-]+(\.[a-z0-9-]+)*|http://(localhost|127\.0\.0\.1))(:\d{1,5})?$")
+"""An exact origin: https, or http on the loopback (a test page); no wildcard, path or trailing slash."""
+MAX_CALL_ORIGINS = 8
+
+
+def parse_call_origins(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The clinic's video pages that may load web/callstats.js and post their call's statistics
+    (`serve --call-origin`, repeatable): the only origins the node sends CORS headers to. A wildcard
+    would let any site post a token it stole into the therapist's panel."""
+    if len(values) > MAX_CALL_ORIGINS:
+        raise UsageError(f"--call-origin: at most {MAX_CALL_ORIGINS} origins")
+    for origin in values:
+        if not _CALL_ORIGIN.match(origin.lower()):
+            raise UsageError(f"--call-origin {origin[:100]!r} is not an origin: use https://HOST or https://HOST:PORT "
+                             "(http://localhost for a test page), without a path")
+    return tuple(dict.fromkeys(origin.lower() for origin in values))

@@ -36,6 +36,7 @@ def serve(
     open_reflector: Annotated[bool, typer.Option("--open-reflector", help="Also answer untagged UDP probe packets (a LAN or a test bench; never on an address the internet reaches).")] = False,
     trust_proxy: Annotated[Optional[str], typer.Option("--trust-proxy", help="The load balancer's address (or network): for its requests only, the client's address is taken from X-Forwarded-For (UDP keys, fair shares).")] = None,
     hub: Annotated[Optional[str], typer.Option("--hub", help="Keep the session hub in Redis, shared by several nodes: redis://HOST:PORT/N (else NETCHECK_HUB_URL or hub_url; none: in memory). Password: NETCHECK_HUB_PASSWORD or hub_password_file, never in the URL.")] = None,
+    call_origin: Annotated[Optional[list[str]], typer.Option("--call-origin", metavar="ORIGIN", help="The clinic's video page (repeatable), e.g. https://video.example-clinic.org: it may load /web/callstats.js and post its call's statistics (CORS for these origins only).")] = None,
     browser_turn: Annotated[Optional[list[str]], typer.Option("--browser-turn", metavar="URL", help="A TURN server for the browser check's pages (repeatable), e.g. turn:HOST:3478?transport=tcp or turns:HOST:5349?transport=tcp: /v1/info hands each page 10-minute credentials signed with its static-auth-secret (NETCHECK_TURN_SECRET or turn_secret_file, never a flag).")] = None,
 ) -> int:
     """The clinic-side server: UDP reflector and HTTP API. Prints the bound ports, runs until stopped."""
@@ -43,7 +44,7 @@ def serve(
     from functools import partial
 
     from netcheck.config import load_config
-    from netcheck.parse import parse_hub_url
+    from netcheck.parse import parse_call_origins, parse_hub_url
     from netcheck.server.app import start_server
     from netcheck.server.checks import CheckSettings
     from netcheck.server.turn_credentials import browser_turn as browser_turn_settings
@@ -58,6 +59,7 @@ def serve(
     ice = ice_settings(stun, turn, turn_user, relay_only, config)
     hub_url = parse_hub_url(hub) if hub else config.hub_url
     pages_turn = browser_turn_settings(browser_turn or (), config.turn_secret)
+    call_origins = parse_call_origins(call_origin or ())
     check_secret_and_proxy(config, trust_proxy, hub_url, require_token)
     if tls is None and not is_loopback(bind):
         print(f"netcheck: warning: serving plain HTTP on {bind}: the UDP keys{' and tokens' if config.secret else ''} "
@@ -72,7 +74,7 @@ def serve(
     start = partial(start_server, bind, http_port, udp_port, config.hmac_key, rate_limit_pps, ice, config.secret,
                     tls=tls, require_token=require_token, open_reflector=open_reflector, checks=checks,
                     hub_url=hub_url, hub_password=config.hub_password, trust_proxy=trust_proxy,
-                    browser_turn=pages_turn, frame_ancestors=config.serve.frame_ancestors)
+                    browser_turn=pages_turn, frame_ancestors=config.serve.frame_ancestors, call_origins=call_origins)
     asyncio.run(run_until_stopped(bind, start, tls is not None, hub_url))
     return 0
 

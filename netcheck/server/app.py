@@ -31,11 +31,12 @@ from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.refusal import BODY_TIMEOUT, BODY_TIMEOUT_S, MAX_REQUEST_BYTES, Refusal, refusals
+from netcheck.server.legs.call import SessionCalls
 from netcheck.server.legs.routes import SessionTabs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
 from netcheck.server.udp_keys import ClientKeys
-from netcheck.server.web import StaticPages, framed_by
+from netcheck.server.web import StaticPages, call_cors, framed_by
 from netcheck.server.turn_credentials import BrowserTurn
 
 AV_SESSIONS_PER_CLIENT = 2
@@ -53,6 +54,8 @@ TURN_LABEL = "netcheck"
 """The TURN username's label for a page without a token; with one, its session id (the TURN server's
 log then names the check's session)."""
 SESSION_TABS = web.AppKey("session_tabs", SessionTabs)
+SESSION_CALLS = web.AppKey("session_calls", SessionCalls)
+"""The session calls' legs and their counters (issue 25)."""
 """The app's session tabs, clients' and therapists' (the node's metrics count them)."""
 
 
@@ -107,17 +110,20 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
               keys: ClientKeys | None = None, capacity: Capacity | None = None,
               checks: CheckSettings | None = None, trust_proxy: str | None = None,
               browser_turn: BrowserTurn | None = None, body_timeout_s: float = BODY_TIMEOUT_S,
-              frame_ancestors: tuple[str, ...] = (),
+              frame_ancestors: tuple[str, ...] = (), call_origins: tuple[str, ...] = (),
               ) -> tuple[web.Application, CheckEndpoints]:
     """The HTTP API; also the browser checks' endpoints, to be opened (`open()`) and closed by the caller.
     `browser_turn`: the TURN server /v1/info hands to pages, with fresh credentials, when the caller may measure.
     `body_timeout_s`: how long any request's body may take to arrive (refusal.read_body; the hub's own is
     its limits').
-    `frame_ancestors`: sites besides the node's own that may frame its pages (`[serve] frame_ancestors`)."""
+    `frame_ancestors`: sites besides the node's own that may frame its pages (`[serve] frame_ancestors`).
+    `call_origins`: the clinic's video pages that load web/callstats.js and post their call (CORS, issue 25)."""
     capacity = capacity or default_capacity(MeasuringAccess(None))
     middlewares = [refusals, forwarded_for(trust_proxy)] if trust_proxy else [refusals]
     if frame_ancestors:
         middlewares.append(framed_by(frame_ancestors))
+    if call_origins:
+        middlewares.insert(0, call_cors(call_origins))
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[BODY_TIMEOUT] = body_timeout_s
     media.routes(app)
@@ -135,6 +141,8 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     session_tabs.routes(app)
     app[SESSION_TABS] = session_tabs
     app.on_shutdown.append(lambda _app: session_tabs.close())
+    app[SESSION_CALLS] = SessionCalls(hub, check_endpoints)
+    app[SESSION_CALLS].routes(app)
     SessionPages(hub, capacity, check_endpoints).routes(app)
     info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn)
 
@@ -223,7 +231,7 @@ async def start_server(
     open_reflector: bool = False, checks: CheckSettings | None = None, hub_url: str | None = None,
     hub_password: str | None = None, trust_proxy: str | None = None, browser_turn: BrowserTurn | None = None,
     node_metrics_every_s: float = NODE_METRICS_EVERY_S, body_timeout_s: float = BODY_TIMEOUT_S,
-    frame_ancestors: tuple[str, ...] = (),
+    frame_ancestors: tuple[str, ...] = (), call_origins: tuple[str, ...] = (),
 ) -> RunningServer:
     """Bind the UDP reflector and the HTTP API on `bind`; port 0 means any free port.
 
@@ -241,6 +249,7 @@ async def start_server(
     `node_metrics_every_s`: how often the node's own load goes to InfluxDB (only when `checks` delivers there).
     `body_timeout_s`: how long a request's body may take to arrive before it is refused (408 `too_slow`).
     `frame_ancestors`: sites besides the node's own that may frame its pages (the clinic's call page).
+    `call_origins`: the clinic's video pages whose call the node follows (`serve --call-origin`; CORS).
     """
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     keys = ClientKeys(secret or os.urandom(32))
@@ -253,7 +262,7 @@ async def start_server(
     media = MediaPeerHub(ice, access=access, share=capacity.av, cpu=capacity.cpu)
     hub = session_hub(secret, hub_limits, hub_url, hub_password) if secret else None
     app, check_endpoints = build_app(bound_udp_port, hmac_key is not None, media, hub, keys, capacity, checks,
-                                     trust_proxy, browser_turn, body_timeout_s, frame_ancestors)
+                                     trust_proxy, browser_turn, body_timeout_s, frame_ancestors, call_origins)
     runner = web.AppRunner(app, access_log=None)
     try:
         check_endpoints.open()

@@ -60,6 +60,34 @@ def framed_by(origins: tuple[str, ...]) -> Any:
     return middleware
 
 
+CALL_PATHS = re.compile(r"^(/web/callstats\.js|/v1/sessions/[^/]+/legs/[a-z]+/call)$")
+"""What a clinic's own video page fetches from the node (issue 25): the module and its posts."""
+CALL_PREFLIGHT_HEADERS = {"Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers":
+                          "Authorization, Content-Type", "Access-Control-Max-Age": "600"}
+
+
+def call_cors(origins: tuple[str, ...]) -> Any:
+    """A middleware (outermost, so refusals carry it too): the call module and its posts answer the
+    clinic's video pages `origins` (parse.parse_call_origins) with CORS headers, and nobody else — their
+    browsers then refuse the response. The token is a header, never a cookie: no credentials mode."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        origin = request.headers.get("Origin", "").lower()
+        allowed = origin in origins and CALL_PATHS.match(request.path) is not None
+        if allowed and request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204, headers=CALL_PREFLIGHT_HEADERS)
+        else:
+            response = await handler(request)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        if CALL_PATHS.match(request.path):
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
 def resolve(name: str, web_dir: Path = WEB_DIR) -> Path | None:
     """The file `name` names in `web_dir`, or None when the allow-list refuses it or it is not there."""
     if not FILE_NAME.match(name):

@@ -26,6 +26,7 @@ MEASUREMENT_BY_PROBE = {
     "throughput": "netcheck_throughput",
     "reach": "netcheck_reach",
     "system": "netcheck_system",
+    "call": "netcheck_call",
 }
 ASSESSMENT_MEASUREMENT = "netcheck_assessment"
 AGENT_MEASUREMENT = "netcheck_agent"
@@ -65,10 +66,12 @@ class Origin:
     check_id: str | None = None
     client: str | None = None
     """`cli` or `browser` for a check (DESIGN §10: one schema, told apart by this tag); None for agent windows."""
+    source: str | None = None
+    """`call` for the session's own call (issue 25); None for a probe's figures, whose series stay as they were."""
 
     def tags(self) -> dict[str, str]:
         tags = {"agent": self.agent, "kind": self.kind, "role": self.role, "site": self.site,
-                "server": self.server, "client": self.client}
+                "server": self.server, "client": self.client, "source": self.source}
         return {key: value for key, value in tags.items() if value}
 
     def id_fields(self) -> dict[str, FieldValue]:

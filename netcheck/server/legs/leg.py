@@ -15,7 +15,6 @@ read a tab's leg as an agent's.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import deque
@@ -28,15 +27,15 @@ from netcheck.session.agent import WindowReport, packet_counts, window_to_dict
 from netcheck.session.alerts import AlertTracker
 from netcheck.browser.tab import voice_window, window_av
 from netcheck.errors import StoreError
-from netcheck.session.hub_client import HUB_KEYS_SET_BY_SERVER, MAX_EVENTS_PER_POST, MAX_WAITING_EVENTS
+from netcheck.session.hub_client import MAX_WAITING_EVENTS
 from netcheck.model import Measurement, ProbeResult
 from netcheck.store.points import Origin, report_points, warning_point
 from netcheck.quality import METRICS, Metric, assess
 from netcheck.server.checks import CheckEndpoints
-from netcheck.server.refusal import Refusal
 from netcheck.server.hub.routes import SessionHub
 from netcheck.server.headroom import CpuHeadroom
 from netcheck.server.legs.peer import ARRIVALS_KEPT_S, LegPeer
+from netcheck.server.legs.publish import publish_events
 from netcheck.session.events import summary_event, warning_event
 from netcheck.tokens import LEGS
 
@@ -125,31 +124,10 @@ class TabLeg:
         await self.peer.close()
 
     async def _publish(self, events: list[dict[str, Any]]) -> None:
-        """Into the hub as this tab's leg, through the hub's own validation and post rate, exactly
-        as an agent's POST goes; what it refuses now (429, 503) waits for the next window."""
-        hub = self.sinks.hub
-        if hub is None:
-            return
-        self.waiting.extend({k: v for k, v in event.items() if k not in HUB_KEYS_SET_BY_SERVER} for event in events)
-        while self.waiting:
-            batch = [self.waiting.popleft() for _ in range(min(MAX_EVENTS_PER_POST, len(self.waiting)))]
-            try:
-                await hub.backend.admit_post(self.session_id, self.role)
-                await hub.backend.publish(self.session_id, self.role,
-                                          hub.checked_events(json.dumps({"events": batch}).encode(), self.role),
-                                          self.until_s)
-            except Refusal as refusal:
-                hub.counters.posts_refused += 1
-                if refusal.status == 400:  # our own events broke the contract: re-sent, they would block every later one
-                    self.sinks.on_event(f"session {self.session_id}: the hub refused the {self.role}'s tab's events "
-                                        f"({refusal}); they stay in the node's store only")
-                    continue
-                self.waiting.extendleft(reversed(batch))
-                self.sinks.on_event(f"session {self.session_id}: the hub did not take the {self.role}'s tab's window "
-                                    f"({refusal}); it goes with the next one")
-                return
-            hub.counters.posts_accepted += 1
-            hub.counters.events_published += len(batch)
+        """Into the hub as this tab's leg (publish.py: the hub's own validation and post rate, exactly as
+        an agent's POST goes; what it refuses now waits for the next window)."""
+        await publish_events(self.sinks.hub, self.session_id, self.role, self.until_s, self.waiting, events, "tab",
+                             self.sinks.on_event)
 
     async def _store(self, window: WindowReport, events: list[dict[str, Any]], report: dict[str, Any], time_ms: int,
                      ended_ms: int) -> None:

@@ -166,7 +166,7 @@ class SessionTabs:
             raise sdp_not_accepted(error) from None
         settings = self.checks.settings if self.checks is not None else None
         sinks = LegSinks(self.hub, self.checks, settings.thresholds if settings else METRICS,
-                         settings.site if settings else None, _server(request),
+                         settings.site if settings else None, node_address(request),
                          settings.on_event if settings else (lambda message: None))
         leg = TabLeg(leg_id, session_id, role, claims.accepted_until_s, peer, offer.window_s, sinks,
                      self.capacity.cpu)
@@ -206,15 +206,7 @@ class SessionTabs:
         return web.Response(status=204)
 
     def _authorize(self, request: web.Request) -> TokenClaims:
-        """A token of the URL's session whose role is the path's, or the hub's refusal in its own words.
-        The leg is the token's role; the path's only has to agree (a check token measures no leg)."""
-        if self.hub is None:
-            raise hub_disabled()
-        claims = session_claims(self.hub.secret, request)
-        role = request.match_info["role"]
-        if claims.role != role:
-            raise Refusal(403, "role", f"only the session's {role} token measures the {role}'s connection")
-        return claims
+        return leg_claims(self.hub, request)
 
     def _gone(self, leg_id: str, reason: str) -> None:
         """The peer connection failed, closed or misbehaved: close its leg (from aiortc's callbacks)."""
@@ -255,7 +247,20 @@ class SessionTabs:
         self._watcher = asyncio.ensure_future(every_second())
 
 
-def _server(request: web.Request) -> str:
+def leg_claims(hub: SessionHub | None, request: web.Request) -> TokenClaims:
+    """A token of the URL's session whose role is the path's, or the hub's refusal in its own words.
+    The leg is the token's role; the path's only has to agree (a check token measures no leg). For a
+    tab's leg and a call's alike (call.py)."""
+    if hub is None:
+        raise hub_disabled()
+    claims = session_claims(hub.secret, request)
+    role = request.match_info["role"]
+    if claims.role != role:
+        raise Refusal(403, "role", f"only the session's {role} token measures the {role}'s connection")
+    return claims
+
+
+def node_address(request: web.Request) -> str:
     """This node as host:port, from the connection's own address (not the client's Host header)."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname:
