@@ -53,6 +53,12 @@ STORE_MAX_ROWS = Range(10, 100_000_000, "rows")
 """Checks, windows, session events: a store that kept fewer could not show the check it just made."""
 CHECK_BURST = Range(1, 100_000, "checks")
 CHECK_EVERY_S = Range(0.0001, 86400.0, "s")
+PAGE_CALL_WATCH_S = Range(1.0, 60.0, "s")
+"""The browser check page's call (`[serve] page_call_watch_s`): at least a second of figures; the posted call ≤ 120 s."""
+PAGE_VOICE_S = Range(1.0, 15.0, "s")
+"""At least 50 voice packets; at most 750, within the 1,000 the check's body holds."""
+PAGE_SPEED_PHASE_S = Range(1.5, 30.0, "s")
+"""Each speed phase: the 1 s ramp (probes/throughput.py RAMP_S), which is not counted, and ≥ 0.5 s measured."""
 INFLUX_TIMEOUT_S = Range(0.5, 120.0, "s")
 INFLUX_BATCH_SIZE = Range(1, 50_000, "points")
 INFLUX_RETRY_MAX_S = Range(1.0, 300.0, "s")

@@ -85,6 +85,10 @@ class ServeLimits:
     anonymous_check_every_s: float = 2.0
     frame_ancestors: tuple[str, ...] = ()
     """Sites besides the node's own that may frame its pages (the clinic's call page); none: 'self' only."""
+    page_call_watch_s: float = 6.0
+    page_voice_s: float = 3.2
+    page_speed_phase_s: float = 2.0
+    """The check page's steps (the call watched, the voice stream, each speed phase), handed to it in /v1/info."""
 
 
 @dataclass(frozen=True)
@@ -206,17 +210,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if not isinstance(thresholds_raw, Mapping):
         raise ConfigError("thresholds: must be a table of [thresholds.<metric>] tables")
     return Config(
-        config_path=path,
-        store_path=store_path(env),
-        server=server or None,
-        site=site or None,
-        hmac_key=hmac_key,
-        secret=secret,
-        token=token,
-        turn_password=turn_password,
-        turn_secret=turn_secret,
-        hub_url=hub_url or None,
-        hub_password=hub_password,
+        config_path=path, store_path=store_path(env), server=server or None, site=site or None,
+        hmac_key=hmac_key, secret=secret, token=token, turn_password=turn_password, turn_secret=turn_secret,
+        hub_url=hub_url or None, hub_password=hub_password,
         check=_table(raw, "check", CheckDefaults, CHECK_LIMITS, {"av_video": _video_format}),
         thresholds=apply_overrides(METRICS, thresholds_raw),
         agent=_table(raw, "agent", AgentDefaults, AGENT_LIMITS, {"av_video": _video_format}),
@@ -307,7 +303,9 @@ STORE_LIMITS = {"max_points": bounds.STORE_MAX_POINTS, "retention_days": bounds.
 for _rows in ("checks", "windows", "session_events"):
     STORE_LIMITS.update({f"max_{_rows}": bounds.STORE_MAX_ROWS, f"{_rows}_retention_days": bounds.STORE_RETENTION_DAYS})
 SERVE_LIMITS = {"check_burst": bounds.CHECK_BURST, "check_every_s": bounds.CHECK_EVERY_S,
-                "anonymous_check_burst": bounds.CHECK_BURST, "anonymous_check_every_s": bounds.CHECK_EVERY_S}
+                "anonymous_check_burst": bounds.CHECK_BURST, "anonymous_check_every_s": bounds.CHECK_EVERY_S,
+                "page_call_watch_s": bounds.PAGE_CALL_WATCH_S, "page_voice_s": bounds.PAGE_VOICE_S,
+                "page_speed_phase_s": bounds.PAGE_SPEED_PHASE_S}
 
 
 def _table(raw: Mapping[str, Any], table: str, kind: type[T], limits: Mapping[str, bounds.Range],

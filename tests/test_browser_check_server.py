@@ -117,6 +117,47 @@ def test_serve_serves_the_packaged_page() -> None:
     assert "web/*" in (REPO / "pyproject.toml").read_text()
 
 
+# --- the page's plan: how long its steps last ([serve] page_*, handed out in /v1/info) ---------------
+
+PAGE_PLAN_DEFAULT = {"call_watch_s": 6.0, "voice_s": 3.2, "speed_phase_s": 2.0}
+"""The page's step lengths before they were a setting (main.js CALL_WATCH_MS, VOICE_MS; speed.js PHASE_MS)."""
+
+
+def info_of_serve(home: Path, config: str) -> dict[str, Any]:
+    """`netcheck serve` with `config` as its config.toml; its /v1/info."""
+    from tests.harness.servers import start_serve, stop
+
+    (home / "config.toml").write_text(config)
+    running = start_serve(env=subprocess_env(NETCHECK_HOME=str(home)))
+    try:
+        with urllib.request.urlopen(f"{running.http_url}/v1/info", timeout=10) as response:
+            return json.loads(response.read())
+    finally:
+        stop(running.process)
+
+
+def test_info_hands_the_page_its_plan_todays_lengths_by_default_else_the_configs(tmp_path: Path) -> None:
+    assert info_of_serve(tmp_path, "")["browser_check"] == PAGE_PLAN_DEFAULT
+    configured = "[serve]\npage_call_watch_s = 2\npage_voice_s = 1.5\npage_speed_phase_s = 1.5\n"
+    assert info_of_serve(tmp_path, configured)["browser_check"] == \
+        {"call_watch_s": 2.0, "voice_s": 1.5, "speed_phase_s": 1.5}
+
+
+@pytest.mark.parametrize(("line", "named"), [
+    ("page_speed_phase_s = 1.0", "serve.page_speed_phase_s: must be a number in 1.5..30 s, got 1.0"),  # ≤ the ramp
+    ("page_voice_s = 0.2", "serve.page_voice_s: must be a number in 1..15 s, got 0.2"),
+    ("page_voice_s = 60", "serve.page_voice_s: must be a number in 1..15 s, got 60"),  # > the body's 1,000 packets
+    ("page_call_watch_s = 0", "serve.page_call_watch_s: must be a number in 1..60 s, got 0"),
+    ('page_call_watch_s = "6"', "serve.page_call_watch_s: must be a number in 1..60 s, got '6'"),
+])
+def test_a_plan_out_of_its_bounds_is_one_line_naming_the_key_exit_2(tmp_path: Path, line: str, named: str) -> None:
+    (tmp_path / "config.toml").write_text(f"[serve]\n{line}\n")
+    answer = subprocess.run([sys.executable, str(REPO / "cli.py"), "serve", "--http-port", "0", "--udp-port", "0"],
+                            capture_output=True, text=True, timeout=60, env=subprocess_env(NETCHECK_HOME=str(tmp_path)))
+    assert answer.returncode == 2 and answer.stdout == "", answer
+    assert answer.stderr.strip().splitlines() == [f"netcheck: {named}"], answer.stderr
+
+
 # --- the body: strict validation ---------------------------------------------------------------------
 
 

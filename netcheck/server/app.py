@@ -19,6 +19,7 @@ from aiohttp import web
 from netcheck import __version__
 from netcheck.net import stamped, wire
 from netcheck.av.peer import IceSettings
+from netcheck.config import ServeLimits
 from netcheck.store.points import Origin
 from netcheck.probes.throughput import RAMP_S
 from netcheck.server.hub.routes import HubLimits, SessionHub, register_disabled
@@ -144,7 +145,8 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     app[SESSION_CALLS] = SessionCalls(hub, check_endpoints)
     app[SESSION_CALLS].routes(app)
     SessionPages(hub, capacity, check_endpoints).routes(app)
-    info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn)
+    info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn,
+                page_plan(checks.rates if checks is not None else ServeLimits()))
 
     async def sample_cpu(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.ensure_future(capacity.cpu.run())  # the node's own CPU and loop lag (headroom.py)
@@ -155,10 +157,16 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     return app, check_endpoints
 
 
+def page_plan(serve: ServeLimits) -> dict[str, float]:
+    """/v1/info `browser_check`: how long the check page's steps last (`[serve] page_*`; docs/browser-check.md)."""
+    return {"call_watch_s": serve.page_call_watch_s, "voice_s": serve.page_voice_s,
+            "speed_phase_s": serve.page_speed_phase_s}
+
+
 def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessions: bool, keys: ClientKeys | None,
-                capacity: Capacity, browser_turn: BrowserTurn | None) -> None:
-    """`GET /v1/info` (what this server offers; for a caller who may measure, a UDP key and the pages'
-    TURN server) and `POST /v1/udp/key`."""
+                capacity: Capacity, browser_turn: BrowserTurn | None, plan: dict[str, float]) -> None:
+    """`GET /v1/info` (what this server offers; the browser check page's step lengths, `plan`; for a caller
+    who may measure, a UDP key and the pages' TURN server) and `POST /v1/udp/key`."""
 
     def measuring_caller(request: web.Request) -> Caller | None:
         """Who is asking, when they may measure; None when a token is required and theirs is missing or wrong."""
@@ -200,6 +208,7 @@ def info_routes(app: web.Application, udp_port: int, hmac_required: bool, sessio
             "av": True,
             "throughput": True,
             "throughput_ramp_s": RAMP_S,
+            "browser_check": plan,
             "sessions": sessions,
             "short_of_cpu_ago_s": _rounded(capacity.cpu.short_ago_s()),
             **udp_key_fields(request),

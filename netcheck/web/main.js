@@ -14,9 +14,12 @@ import { selectedPath } from "./path.js";
 import { showVerdict } from "./verdict.js";
 
 const STEPS = ["devices", "call", "voice", "speed", "verdict"];
-const CALL_WATCH_MS = 6000;
-/** The call's figures settle within a few seconds; lip sync keeps counting markers through the voice step. */
-const VOICE_MS = 3200;
+/** How long the call is watched, the voice streams and each speed phase lasts: the server's plan (/v1/info
+ * `browser_check`, the config's `[browser_check]`), else these, the defaults. The call's figures settle within
+ * a few seconds; lip sync keeps counting markers through the voice step. */
+const DEFAULT_PLAN = { callWatchMs: 6000, voiceMs: 3200, speedPhaseMs: 2000 };
+const PLAN_KEYS = { callWatchMs: "call_watch_s", voiceMs: "voice_s", speedPhaseMs: "speed_phase_s" };
+const PLAN_MAX_MS = 60_000;
 const MAX_AUDIO_OFFSET_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
@@ -53,6 +56,17 @@ function settings() {
     audioOffsetMs: Number.isFinite(offset) && Math.abs(offset) <= MAX_AUDIO_OFFSET_MS ? offset : 0,
     format: parseFormat(query.get("video")) ?? parseFormat(DEFAULT_FORMAT),
   };
+}
+
+/** The server's plan in ms; a length it does not give (an older server) or that is out of reach, the default. */
+function planOf(info) {
+  const given = info?.browser_check ?? {};
+  const plan = { ...DEFAULT_PLAN };
+  for (const [name, key] of Object.entries(PLAN_KEYS)) {
+    const ms = Number(given[key]) * 1000;
+    if (Number.isFinite(ms) && ms >= 500 && ms <= PLAN_MAX_MS) plan[name] = ms;
+  }
+  return plan;
 }
 
 function showPath(path) {
@@ -108,6 +122,7 @@ async function run() {
     audioContext = new AudioContext({ latencyHint: "interactive" });
     await audioContext.resume();
 
+    const plan = planOf(await api.info());
     setState("devices");
     $("devices").hidden = false;
     const checked = await checkDevices(audioContext);
@@ -127,7 +142,7 @@ async function run() {
     }
     if (connected) {
       status("call_measuring");
-      await call.watch(CALL_WATCH_MS, showDownstream);
+      await call.watch(plan.callWatchMs, showDownstream);
     } else {
       status("call_failed");
     }
@@ -138,7 +153,7 @@ async function run() {
       const probe = new VoiceProbe(call.channel);
       if (await probe.open()) {
         status("voice_measuring");
-        await probe.run(VOICE_MS);
+        await probe.run(plan.voiceMs);
         voice = probe;
       }
     }
@@ -160,7 +175,7 @@ async function run() {
         status("speed_upload");
         showSpeed({ download_mbps: figures.mbps });
       }
-    });
+    }, plan.speedPhaseMs);
     showSpeed(throughput);
 
     setState("verdict");

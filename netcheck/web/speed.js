@@ -1,14 +1,14 @@
 // Step 4: speed and delay under load, as the CLI measures them: 4 streams per direction against
-// the throughput endpoints, about 2 s each, while the voice channel keeps echoing, so the delay a
-// voice sees on a loaded link (bufferbloat) is measured too. The server counts what crossed the
-// link by the test ids and tells the page its figure; the page's own count is the fallback. Slow
-// start is not measured, bytes nor delay: the server says how long it lasts (/v1/info
-// `throughput_ramp_s`, the CLI's own ramp), so the page, the server and the CLI skip the same.
+// the throughput endpoints, 2 s each unless the server's plan says otherwise (main.js), while the
+// voice channel keeps echoing, so the delay a voice sees on a loaded link (bufferbloat) is measured
+// too. The server counts what crossed the link by the test ids and tells the page its figure; the
+// page's own count is the fallback. Slow start is not measured, bytes nor delay: the server says
+// how long it lasts (/v1/info `throughput_ramp_s`, the CLI's own ramp), so the page, the server and
+// the CLI skip the same.
 
 import { percentile, round, sleep } from "./util.js";
 
 const STREAMS = 4;
-const PHASE_MS = 2000;
 const DOWNLOAD_BYTES = 1 << 30;
 const UPLOAD_CHUNK_BYTES = 1 << 20;
 const STREAM_MBPS = 50;
@@ -83,19 +83,19 @@ async function rampMsOf(api) {
   return typeof info?.throughput_ramp_s === "number" ? info.throughput_ramp_s * 1000 : null;
 }
 
-async function phase(api, voice, direction, rampMs) {
+async function phase(api, voice, direction, rampMs, phaseMs) {
   const id = testId();
   const stopEchoes = voice ? voice.startLoad() : null;
   const controller = new AbortController();
   const startMs = performance.now();
-  const deadlineMs = startMs + PHASE_MS;
+  const deadlineMs = startMs + phaseMs;
   const counter = { bytes: 0 };
   let rampBytes = 0;
   const rampTimer = rampMs !== null ? setTimeout(() => { rampBytes = counter.bytes; }, rampMs) : null;
   const streams = Array.from({ length: STREAMS }, (_, stream) => direction === "download"
     ? downloadStream(api, id, controller.signal, counter)
     : uploadStream(api, id, controller.signal, deadlineMs, stream));
-  await sleep(PHASE_MS);
+  await sleep(phaseMs);
   const measuredBytes = counter.bytes - rampBytes;
   controller.abort();
   clearTimeout(rampTimer);
@@ -105,18 +105,18 @@ async function phase(api, voice, direction, rampMs) {
   const count = await serverCount(api, `/v1/throughput/${direction === "download" ? "download" : "upload"}/${id}`);
   let mbps = typeof count?.mbps === "number" ? count.mbps : null;  // the server's figure, from its own count
   if (mbps === null && direction === "download" && rampMs !== null) {
-    mbps = (measuredBytes * 8) / ((PHASE_MS - rampMs) / 1000) / 1e6;  // no count of the server's: the page's own
+    mbps = (measuredBytes * 8) / ((phaseMs - rampMs) / 1000) / 1e6;  // no count of the server's: the page's own
   }
   return { id, mbps: round(mbps, 2), loadedRttMs: round(percentile(rtts, 0.95), 2) };
 }
 
-/** The contract's `throughput`; `voice` (may be null) times the delay under load. */
-export async function runSpeed(api, voice, onPhase) {
+/** The contract's `throughput`; `voice` (may be null) times the delay under load; each phase lasts `phaseMs`. */
+export async function runSpeed(api, voice, onPhase, phaseMs) {
   const rampMs = await rampMsOf(api);
   onPhase("download", null);
-  const down = await phase(api, voice, "download", rampMs);
+  const down = await phase(api, voice, "download", rampMs, phaseMs);
   onPhase("upload", down);
-  const up = await phase(api, voice, "upload", rampMs);
+  const up = await phase(api, voice, "upload", rampMs, phaseMs);
   onPhase("done", up);
   return {
     download_test_id: down.id,
