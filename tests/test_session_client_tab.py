@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from netcheck.model import Status
 from netcheck.server.headroom import ShortOfCpu
 from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
 from netcheck.tokens import create_token
+from tests.harness.session_loop import run_in_own_thread
 from tests.test_session_e2e import lines_of, next_event
 
 SECRET = b"client-tab-test-secret-0123456789"
@@ -183,10 +185,12 @@ def test_the_voice_log_answers_at_its_rate_and_ignores_the_rest():
 # --- the endpoints in-process, an aiortc peer standing in for the tab -------------------------------------
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
+    """In a thread of its own: the module's browser tests share one Chromium, whose Playwright driver
+    would refuse an `asyncio.run` in the test's thread (tests/harness/session_loop.py)."""
     async def bounded() -> None:
         await asyncio.wait_for(test(), TEST_TIMEOUT_S)
 
-    asyncio.run(bounded())
+    run_in_own_thread(bounded())
 
 
 def token(role: str = "client", session_id: str = SESSION, ttl_s: float = 3600, now_s: float | None = None,
@@ -477,7 +481,9 @@ def test_a_picture_bigger_than_the_tabs_closes_its_leg():
         async with serving() as bench:
             tab = bench.tab()
             await tab.open(window_s=2, picture=(960, 540, 10))
-            await asyncio.sleep(2.0)
+            deadline_s = time.monotonic() + 2.0  # closed within 2 s (the test slept 2 s before issue 24)
+            while _open_legs(bench.server) and time.monotonic() < deadline_s:
+                await asyncio.sleep(0.05)
             assert (await tab.report())[0] == 404
             assert _open_legs(bench.server) == 0
 
@@ -643,6 +649,10 @@ SHORT_WINDOWS = "?window=2&rate=25"
 (netcheck/session/loss_evidence.py), and at the defaults (5 s, 10 packets/s) 8 % loss is raised within 15 s in
 only about 70 % of switches (p95 23.6 s, docs/session-hub.md "Detection time"): a 20 s bound would fail
 now and then. At 2 s and 25 packets/s it is raised within 15 s every time (p95 9.3 s)."""
+SHORT_WINDOW_S = 2.0
+"""The window of SHORT_WINDOWS. Since issue 24 the tab's browser tests all run on it (a 5 s window is
+waited out in 2 s), with the seconds of slack their bounds had at 5 s: what each bound allows beyond
+the window itself is unchanged (the server's default window, 5 s at 10 packets/s, is test_an_offer_…'s)."""
 
 
 def serve_token(role: str, session_id: str = SESSION, ttl_s: float = 3600, now_s: float | None = None) -> str:
@@ -694,6 +704,7 @@ class LegRequests:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, tmp_path):
     from tests.harness.browser import chromium
 
@@ -704,7 +715,7 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
             page = browser.new_page(viewport={"width": 360, "height": 740})
             requests = LegRequests(page)
             opened_s = time.monotonic()
-            page.goto(f"{serve.http_url}/session/{SESSION}/client#token={serve_token('client')}")
+            page.goto(f"{serve.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
             page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
             measuring_s = time.monotonic() - opened_s
             assert "token" not in page.url  # taken from the fragment, then removed from the address bar
@@ -721,11 +732,11 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
         watch.wait(timeout=10)
     print(f"measuring {measuring_s:.1f} s after opening; a summary every {spacing_s:.1f} s; "
           f"first {json.dumps(first['window'])}")
-    assert measuring_s <= 15.0  # the setup ≤ 10 s, and the first window (5 s)
-    assert 4.0 <= spacing_s <= 6.5  # every window, the agent's 5 s
+    assert measuring_s <= 10.0 + SHORT_WINDOW_S  # the setup ≤ 10 s, and the first window (at 5 s: ≤ 15 s)
+    assert SHORT_WINDOW_S - 1.0 <= spacing_s <= SHORT_WINDOW_S + 1.5  # every window (at 5 s: 4.0–6.5 s)
     assert [s["window"]["index"] for s in summaries] == sorted(s["window"]["index"] for s in summaries)
     for summary in summaries:
-        assert (summary["session_id"], summary["window"]["window_s"]) == (SESSION, 5.0)
+        assert (summary["session_id"], summary["window"]["window_s"]) == (SESSION, SHORT_WINDOW_S)
         figures = summary["window"]["figures"]
         assert figures["loss_up_pct"] is not None and figures["loss_down_pct"] is not None
         assert figures["video_fps"] is not None and figures["rtt_p95_ms"] is not None
@@ -739,9 +750,11 @@ RELOAD_RESUMES_S = 10.0
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
     """The token leaves the address bar once read; the tab keeps it (sessionStorage, this tab only), so a
-    reload takes its leg over and measures on: a new leg's first window reaches the hub within 10 s."""
+    reload takes its leg over and measures on: a new leg's first window reaches the hub within 10 s. In 2 s
+    windows since issue 24, so within 7 s: the same 5 s for the offer and the connection."""
     from tests.harness.browser import chromium
 
     watch = watch_json(serve.http_url, tmp_path / "therapist")
@@ -749,14 +762,14 @@ def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 360, "height": 740})
-            page.goto(f"{serve.http_url}/session/{SESSION}/client#token={serve_token('client')}")
+            page.goto(f"{serve.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
             page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
             next_event(events, time.monotonic() + 15, client_summary)  # the first leg's window 0
             assert "token" not in page.url
             kept = page.evaluate("Object.keys(localStorage).length")
             reloaded_s = time.monotonic()
             page.reload()
-            _, resumed_s = next_event(events, reloaded_s + RELOAD_RESUMES_S,
+            _, resumed_s = next_event(events, reloaded_s + RELOAD_RESUMES_S - 5.0 + SHORT_WINDOW_S,
                                       lambda event: client_summary(event) and event["window"]["index"] == 0)
             page.wait_for_selector(MEASURING, state="attached", timeout=5_000)
             state = page.get_attribute("body", "data-state")
@@ -767,6 +780,50 @@ def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
     assert state == "measuring" and kept == 0  # nothing in localStorage: the token does not outlive the tab
 
 
+@pytest.fixture(scope="module")
+def wrong_token_pages(one_chromium_per_module: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """The four wrong tokens' tabs opened side by side in one Chromium on one server, then watched 3 s more
+    after the last was refused: each page's leg requests, sentence and problem, and the client's events the
+    hub sent `watch`. None of the four may open a leg or post, so no page's leftovers can pass another's
+    assertions (before issue 24: a server, a Chromium, a watcher and the 3 s each, one after the other)."""
+    from tests.harness.browser import chromium
+    from tests.harness.servers import start_serve, stop, subprocess_env
+
+    folder = tmp_path_factory.mktemp("wrong-tokens")
+    wrong = {
+        "expired": serve_token("client", ttl_s=60, now_s=time.time() - 3600),
+        "other_session": serve_token("client", session_id="s2"),
+        "bad_signature": create_token(b"not the server's secret, same length", SESSION, "client", 3600),
+        "check": serve_token("check"),
+    }
+    running = start_serve(env=subprocess_env(NETCHECK_SECRET=SERVE_SECRET, NETCHECK_HOME=str(folder / "server")))
+    watch = watch_json(running.http_url, folder / "therapist")
+    events = lines_of(watch)
+    cases: dict[str, dict] = {}
+    try:
+        with chromium() as browser:
+            pages = {}
+            for which, token_value in wrong.items():
+                page = browser.new_page()
+                pages[which] = (page, LegRequests(page))
+                page.goto(f"{running.http_url}/session/{SESSION}/client#token={token_value}")
+            for which, (page, _) in pages.items():
+                page.wait_for_selector("body[data-state='refused']", state="attached", timeout=20_000)
+                if which == "expired":
+                    screenshot(page, folder, "tab-expired-1280")
+                cases[which] = {"sentence": page.inner_text("#problem"),
+                                "shown": page.get_attribute("#problem", "data-problem")}
+            time.sleep(3)  # a leg would have posted its first window by now… had one been opened
+            for which, (_, requests) in pages.items():
+                cases[which]["requests"] = list(requests.seen)
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+        stop(running.process)
+    client_events = page_events(events)
+    return {which: {**case, "events": client_events} for which, case in cases.items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("which, problem, status", [
     ("expired", "refused.expired", 401),
@@ -774,35 +831,13 @@ def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
     ("bad_signature", "refused.invalid", 401),
     ("check", "refused.role", 403),  # a therapist's token measures the therapist's own leg now
 ])
-def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(serve, tmp_path, which, problem, status):
-    from tests.harness.browser import chromium
-
-    wrong = {
-        "expired": serve_token("client", ttl_s=60, now_s=time.time() - 3600),
-        "other_session": serve_token("client", session_id="s2"),
-        "bad_signature": create_token(b"not the server's secret, same length", SESSION, "client", 3600),
-        "check": serve_token("check"),
-    }[which]
-    watch = watch_json(serve.http_url, tmp_path / "therapist")
-    events = lines_of(watch)
-    try:
-        with chromium() as browser:
-            page = browser.new_page()
-            requests = LegRequests(page)
-            page.goto(f"{serve.http_url}/session/{SESSION}/client#token={wrong}")
-            page.wait_for_selector("body[data-state='refused']", state="attached", timeout=20_000)
-            if which == "expired":
-                screenshot(page, tmp_path, "tab-expired-1280")
-            sentence = page.inner_text("#problem")
-            shown = page.get_attribute("#problem", "data-problem")
-            time.sleep(3)  # a leg would have posted its first window by now… had one been opened
-            assert requests.seen == [("POST", "offer", status)]
-    finally:
-        watch.terminate()
-        watch.wait(timeout=10)
-    assert shown == problem
+def test_a_wrong_token_is_one_sentence_on_the_page_and_opens_no_leg(wrong_token_pages, which, problem, status):
+    case = wrong_token_pages[which]
+    assert case["requests"] == [("POST", "offer", status)]
+    assert case["shown"] == problem
+    sentence = case["sentence"]
     assert sentence.count(".") == 1 and sentence.endswith("."), sentence
-    assert page_events(events) == []
+    assert case["events"] == []
 
 
 def page_events(events: queue.Queue) -> list[dict]:
@@ -851,7 +886,8 @@ def test_a_tab_in_the_background_keeps_sending_at_its_rates(serve, tmp_path):
     """The client's tab sits behind the call during a session. Chromium runs a hidden tab's own timers at
     most once a second, so the page keeps time in a worker (session-ticker.js). Chromium is launched
     directly, with a window (Xvfb) and two tabs: Playwright's launch turns background throttling off and
-    emulates focus, which would hide the very thing tested."""
+    emulates focus, which would hide the very thing tested. In 2 s windows at 25 packets/s since issue 24:
+    50 packets a window, as 10 packets/s in 5 s, and a throttled tab's one timer a second still falls short."""
     import urllib.request
 
     from tests.harness.browser import CHROMIUM
@@ -865,19 +901,24 @@ def test_a_tab_in_the_background_keeps_sending_at_its_rates(serve, tmp_path):
         browser = subprocess.Popen(
             [CHROMIUM, "--no-sandbox", "--no-first-run", "--no-default-browser-check", f"--user-data-dir={tmp_path / 'profile'}",
              f"--remote-debugging-port={debug_port}",
-             f"{serve.http_url}/session/{SESSION}/client#token={serve_token('client')}"],
+             f"{serve.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}"],
             env={**subprocess_env(), "DISPLAY": display}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             next_event(events, time.monotonic() + 30, client_summary)
             opened = urllib.request.Request(f"http://127.0.0.1:{debug_port}/json/new?about:blank", method="PUT")
             urllib.request.urlopen(opened, timeout=10).read()  # a second tab, in front: the session's is hidden
-            hidden = asyncio.run(evaluate_in_tab(debug_port, "/session/", HIDDEN_PAGE_TIMERS))
             hidden_s = time.monotonic()
-            summaries = []
-            while len(summaries) < 4:
-                summary, _ = next_event(events, time.monotonic() + 10, client_summary)
-                summaries.append(summary)
-            hidden_for_s = time.monotonic() - hidden_s
+            while not events.empty():  # windows of the visible tab: not counted
+                events.get()
+            with ThreadPoolExecutor(max_workers=1) as beside:
+                # the hidden tab's own timers are timed while its windows come (one after the other before issue 24)
+                probed = beside.submit(asyncio.run, evaluate_in_tab(debug_port, "/session/", HIDDEN_PAGE_TIMERS))
+                summaries = []
+                while len(summaries) < 4:
+                    summary, _ = next_event(events, time.monotonic() + 10, client_summary)
+                    summaries.append(summary)
+                hidden_for_s = time.monotonic() - hidden_s
+                hidden = probed.result(timeout=30)
         finally:
             browser.terminate()
             browser.wait(timeout=20)
@@ -889,8 +930,8 @@ def test_a_tab_in_the_background_keeps_sending_at_its_rates(serve, tmp_path):
     print(f"hidden: {hidden}; then {len(summaries)} windows in {hidden_for_s:.1f} s, "
           f"voice packets sent {sent}, the tab's picture at {fps} fps")
     assert hidden["visibility"] == "hidden" and hidden["five_100_ms_timers_ms"] > 2000  # throttled indeed
-    assert hidden_for_s < 4 * 5.0 + 3.0  # a window every 5 s
-    assert all(45 <= count <= 55 for count in sent)  # 10 packets/s
+    assert hidden_for_s < 4 * SHORT_WINDOW_S + 3.0  # a window every 2 s, counted from the hiding itself
+    assert all(45 <= count <= 55 for count in sent)  # 25 packets/s for 2 s
     assert all(value is not None and value >= 25 for value in fps)
 
 
@@ -929,6 +970,9 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
         try:
             # plain http on a LAN address: the tab asks for no camera or microphone, so it needs no secure context
             with chromium(executable=namespaced_chromium(namespace, tmp_path)) as browser:
+                # the tab first: it sets up its leg while the panel's browser starts (issue 24: 2 s less)
+                page = browser.new_page(viewport={"width": 360, "height": 740})
+                page.goto(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
                 # the panel: the therapist's own browser, outside the lossy namespace; notifications need a
                 # secure context, so Chromium is told to treat the server's http:// origin as one (tests only)
                 panel_browser = browser.browser_type.launch(
@@ -944,8 +988,6 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
                 panel.wait_for_selector("#notify[aria-pressed='true']")
                 assert panel.evaluate("window.netcheckNotificationSpy.requested") == 1
 
-                page = browser.new_page(viewport={"width": 360, "height": 740})
-                page.goto(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
                 page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
                 next_event(events, time.monotonic() + 10, client_summary)
                 namespace.run(["nft", "-f", "-"], input=LOSS_RULES, text=True, check=True)

@@ -12,6 +12,7 @@ Screenshots go to $NETCHECK_SCREENSHOTS when set (docs/screenshots), else to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from tests.harness.impairment import Relay
 from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.session_loop import run_in_own_thread
 from tests.test_hostile_events import HOSTILE_TEXT, seed_sqlite
 from tests.test_session_e2e import CLEAN, LOSS_8_PCT, UDP_RATE_CONFIG, WINDOW, netcheck
 
@@ -170,6 +172,17 @@ def screenshots(tmp_path: Path) -> Path:
     return folder
 
 
+def stored_events(home: Path, session_id: str) -> int:
+    """How many of the session's events the node has written to its store (0 before the store exists)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{home / 'netcheck.sqlite3'}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM session_events WHERE session_id = ?", (session_id,)).fetchone()[0]
+    except sqlite3.OperationalError:  # no store yet, or no table yet
+        return 0
+
+
 # --- the pages in Chromium ----------------------------------------------------------------------
 
 def open_page(browser, node: Node, path: str, role_token: str | None, width: int = 1280):  # type: ignore[no-untyped-def]
@@ -214,6 +227,7 @@ def history(page, kind: str, cue: str = "vocal_tone") -> int:  # type: ignore[no
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node, screenshots: Path) -> None:
     now = datetime.now(timezone.utc)
     with chromium() as browser:
@@ -249,6 +263,7 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_page(node: Node) -> None:
     """Issue 23: the client's agent posts a warning with its own words → the panel shows and notifies the
     server's sentence; rows an older netcheck stored (no zone, no date, not JSON) → the report page is
@@ -265,7 +280,8 @@ def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_pa
         shown = page.inner_text("body") + json.dumps(spy(page)) + page.content()
         assert "breaking up" in page.inner_text(WARNING) and "555" not in shown and "alert(1)" not in shown
         page.context.close()
-    time.sleep(1.5)  # the node writes its record of the session once a second
+    # the node writes its record of the session once a second: wait for it, up to the 1.5 s once slept
+    wait_until(lambda: stored_events(node.home, SESSION) >= 2, 1.5, "the node's record of the session")
     node.stop()
     unreadable = seed_sqlite(node.home / "netcheck.sqlite3", SESSION)
     node.start()
@@ -278,6 +294,7 @@ def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_pa
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_duplicates(
         node: Node, screenshots: Path) -> None:
     now = datetime.now(timezone.utc)
@@ -311,6 +328,7 @@ THERAPIST_LEG_FRESH = 'article.leg[data-leg="therapist"] [data-leg-status="fresh
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_also_check_my_connection_opens_the_therapists_own_tab_and_its_leg_reaches_the_panel(
         node: Node, screenshots: Path) -> None:
     """One link in the panel, reached with the Tab key and named for screen readers, opens the session's tab
@@ -366,6 +384,7 @@ REFUSED_TOKENS = {
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_wrong_expired_other_session_and_client_tokens_get_one_sentence_and_nothing_else(node: Node) -> None:
     post(node.url, "client", [raised(datetime.now(timezone.utc))])
     with chromium() as browser:
@@ -390,6 +409,7 @@ def pdf_pages(pdf: bytes) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_the_report_page_shows_the_session_with_its_check_and_prints_on_one_a4_page(
         node: Node, screenshots: Path) -> None:
     start = datetime.now(timezone.utc) + timedelta(minutes=1)  # the session follows the check made below
@@ -429,6 +449,7 @@ def test_the_report_page_shows_the_session_with_its_check_and_prints_on_one_a4_p
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 @pytest.mark.parametrize("warnings", [6, 40])
 def test_a_long_session_with_many_warnings_and_checks_still_prints_on_one_page(
         node: Node, screenshots: Path, warnings: int) -> None:
@@ -465,6 +486,7 @@ def test_a_long_session_with_many_warnings_and_checks_still_prints_on_one_page(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
 def test_real_agents_loss_on_the_clients_path_raises_and_clears_the_warning_in_the_panel(
         node: Node, tmp_path: Path) -> None:
     """8 % UDP loss on the client agent's path (the impairment relay): the panel shows the client's
@@ -510,7 +532,9 @@ def test_real_agents_loss_on_the_clients_path_raises_and_clears_the_warning_in_t
 # --- the JSON behind the pages, in-process -------------------------------------------------------
 
 def run(test: Callable[[], Any]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 20))
+    """In a thread of its own: the browser tests above share one Chromium, whose Playwright driver would
+    refuse an `asyncio.run` in the test's thread (tests/harness/session_loop.py)."""
+    run_in_own_thread(asyncio.wait_for(test(), 20))
 
 
 async def _get(http: aiohttp.ClientSession, url: str, bearer: str | None) -> tuple[int, Any]:
