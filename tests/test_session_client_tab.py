@@ -659,14 +659,15 @@ def serve_token(role: str, session_id: str = SESSION, ttl_s: float = 3600, now_s
     return create_token(SERVE_SECRET.encode(), session_id, role, ttl_s, now_s)
 
 
-def watch_json(server_url: str, home: Path) -> subprocess.Popen:
+def watch_json(server_url: str, home: Path, session_id: str = SESSION) -> subprocess.Popen:
     """`netcheck watch --session s1 --json` with a therapist token, as a therapist runs it."""
     from tests.harness.servers import REPO, subprocess_env
 
     home.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, str(REPO / "cli.py"), "watch", "--server", server_url, "--session",
-                             SESSION, "--json", "--no-notify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=subprocess_env(NETCHECK_HOME=str(home), NETCHECK_TOKEN=serve_token("therapist")))
+                             session_id, "--json", "--no-notify"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=subprocess_env(NETCHECK_HOME=str(home),
+                                                          NETCHECK_TOKEN=serve_token("therapist", session_id)))
 
 
 def screenshot(page: Any, tmp_path: Path, name: str) -> None:
@@ -782,23 +783,26 @@ def test_a_reloaded_tab_resumes_measuring_its_leg_within_10_s(serve, tmp_path):
 
 @pytest.fixture(scope="module")
 def wrong_token_pages(one_chromium_per_module: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """The four wrong tokens' tabs opened side by side in one Chromium on one server, then watched 3 s more
-    after the last was refused: each page's leg requests, sentence and problem, and the client's events the
-    hub sent `watch`. None of the four may open a leg or post, so no page's leftovers can pass another's
-    assertions (before issue 24: a server, a Chromium, a watcher and the 3 s each, one after the other)."""
+    """The four wrong tokens' tabs opened side by side in one Chromium on one server, each on a session of
+    its own with its own `watch`, then watched 3 s more after the last was refused: each page's leg
+    requests, sentence and problem, and the client's events its session's watcher received. A page that
+    opened a leg shows in its own case only (before issue 24: a server, a Chromium, a watcher and the 3 s
+    each, one after the other)."""
     from tests.harness.browser import chromium
     from tests.harness.servers import start_serve, stop, subprocess_env
 
     folder = tmp_path_factory.mktemp("wrong-tokens")
+    sessions = {which: f"wrong-{index}" for index, which in enumerate(("expired", "other_session", "bad_signature",
+                                                                     "check"))}
     wrong = {
-        "expired": serve_token("client", ttl_s=60, now_s=time.time() - 3600),
+        "expired": serve_token("client", sessions["expired"], ttl_s=60, now_s=time.time() - 3600),
         "other_session": serve_token("client", session_id="s2"),
-        "bad_signature": create_token(b"not the server's secret, same length", SESSION, "client", 3600),
-        "check": serve_token("check"),
+        "bad_signature": create_token(b"not the server's secret, same length", sessions["bad_signature"], "client", 3600),
+        "check": serve_token("check", sessions["check"]),
     }
     running = start_serve(env=subprocess_env(NETCHECK_SECRET=SERVE_SECRET, NETCHECK_HOME=str(folder / "server")))
-    watch = watch_json(running.http_url, folder / "therapist")
-    events = lines_of(watch)
+    watches = {which: watch_json(running.http_url, folder / f"therapist-{which}", sessions[which]) for which in wrong}
+    events = {which: lines_of(watch) for which, watch in watches.items()}
     cases: dict[str, dict] = {}
     try:
         with chromium() as browser:
@@ -806,7 +810,7 @@ def wrong_token_pages(one_chromium_per_module: None, tmp_path_factory: pytest.Te
             for which, token_value in wrong.items():
                 page = browser.new_page()
                 pages[which] = (page, LegRequests(page))
-                page.goto(f"{running.http_url}/session/{SESSION}/client#token={token_value}")
+                page.goto(f"{running.http_url}/session/{sessions[which]}/client#token={token_value}")
             for which, (page, _) in pages.items():
                 page.wait_for_selector("body[data-state='refused']", state="attached", timeout=20_000)
                 if which == "expired":
@@ -817,11 +821,12 @@ def wrong_token_pages(one_chromium_per_module: None, tmp_path_factory: pytest.Te
             for which, (_, requests) in pages.items():
                 cases[which]["requests"] = list(requests.seen)
     finally:
-        watch.terminate()
-        watch.wait(timeout=10)
+        for watch in watches.values():
+            watch.terminate()
+        for watch in watches.values():
+            watch.wait(timeout=10)
         stop(running.process)
-    client_events = page_events(events)
-    return {which: {**case, "events": client_events} for which, case in cases.items()}
+    return {which: {**case, "events": page_events(events[which])} for which, case in cases.items()}
 
 
 @pytest.mark.slow
