@@ -36,7 +36,9 @@ class Range:
 
 UDP_INTERVAL_MS = Range(1.0, 1000.0, "ms")
 UDP_DURATION_S = Range(0.0, 600.0, "s", low_exclusive=True)
+UDP_WAIT_MAX_S = Range(0.2, 10.0, "s")
 AV_DURATION_S = Range(0.5, 120.0, "s")
+AV_TIMEOUT_S = Range(0.5, 120.0, "s")
 THROUGHPUT_DURATION_S = Range(2.0, 60.0, "s")
 THROUGHPUT_STREAMS = Range(1, 16, "streams")
 SYSTEM_WINDOW_S = Range(0.0, 600.0, "s", low_exclusive=True)

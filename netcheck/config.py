@@ -41,6 +41,9 @@ class CheckDefaults:
     av_duration_s: float = 4.0
     quick_av_duration_s: float = 1.0
     throughput_duration_s: float = 4.0
+    av_gather_timeout_s: float = 5.0  # the A/V call's waits for ICE candidates, then for its first frame
+    av_connect_timeout_s: float = 10.0
+    udp_wait_max_s: float = 2.0
     av_video: str = "1280x720@30"
     """What the check's A/V probe sends: 720p, so that the facial-expression threshold (≥ 720) can be met."""
 
@@ -150,7 +153,6 @@ def config_path(env: Mapping[str, str]) -> Path:
     if env.get("NETCHECK_HOME"):
         return Path(env["NETCHECK_HOME"]) / "config.toml"
     from platformdirs import user_config_dir
-
     return Path(user_config_dir(APP_NAME)) / "config.toml"
 
 
@@ -158,7 +160,6 @@ def store_path(env: Mapping[str, str]) -> Path:
     if env.get("NETCHECK_HOME"):
         return Path(env["NETCHECK_HOME"]) / "netcheck.sqlite3"
     from platformdirs import user_data_dir
-
     return Path(user_data_dir(APP_NAME)) / "netcheck.sqlite3"
 
 
@@ -295,7 +296,8 @@ T = TypeVar("T")
 CHECK_LIMITS = {"udp_interval_ms": bounds.UDP_INTERVAL_MS, "udp_duration_s": bounds.UDP_DURATION_S,
                 "udp_size_bytes": bounds.UDP_SIZE_BYTES, "quick_udp_duration_s": bounds.UDP_DURATION_S,
                 "av_duration_s": bounds.AV_DURATION_S, "quick_av_duration_s": bounds.AV_DURATION_S,
-                "throughput_duration_s": bounds.THROUGHPUT_DURATION_S}
+                "throughput_duration_s": bounds.THROUGHPUT_DURATION_S, "av_gather_timeout_s": bounds.AV_TIMEOUT_S,
+                "av_connect_timeout_s": bounds.AV_TIMEOUT_S, "udp_wait_max_s": bounds.UDP_WAIT_MAX_S}
 AGENT_LIMITS = {"window_s": bounds.AGENT_WINDOW_S, "udp_rate_pps": bounds.AGENT_UDP_RATE_PPS,
                 "udp_size_bytes": bounds.UDP_SIZE_BYTES, "av_every_s": bounds.AGENT_AV_EVERY_S,
                 "av_duration_s": bounds.AGENT_AV_DURATION_S, "av_audio_offset_ms": bounds.AUDIO_OFFSET_MS}
@@ -311,8 +313,7 @@ SERVE_LIMITS = {"check_burst": bounds.CHECK_BURST, "check_every_s": bounds.CHECK
 def _table(raw: Mapping[str, Any], table: str, kind: type[T], limits: Mapping[str, bounds.Range],
            strings: Mapping[str, Any] | None = None) -> T:
     """The file's `[table]` over `kind`'s defaults, every key validated (unknown keys and ranges name the key)."""
-    defaults = kind()
-    return replace(defaults, **_numbers(raw.get(table, {}), table, limits, defaults, strings))
+    return replace(kind(), **_numbers(raw.get(table, {}), table, limits, kind(), strings))
 
 
 def _video_format(value: Any) -> str:
@@ -348,8 +349,7 @@ INFLUX_ENV = {
     "database": "NETCHECK_INFLUX_DATABASE", "retention_policy": "NETCHECK_INFLUX_RP",
     "username": "NETCHECK_INFLUX_USERNAME", "password": "NETCHECK_INFLUX_PASSWORD",
 }
-INFLUX_STRING_KEYS = ("url", "api", "org", "bucket", "database", "retention_policy", "username",
-                      "token_file", "password_file")
+INFLUX_STRING_KEYS = ("url", "api", "org", "bucket", "database", "retention_policy", "username", "token_file", "password_file")
 
 
 def _influx_settings(section: Any, env: Mapping[str, str]) -> InfluxSettings | None:

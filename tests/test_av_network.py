@@ -236,6 +236,17 @@ def run_in_namespace(ns: ClientNamespace, home: Path, *args: str, **env: str) ->
     return done.returncode, result, done.stderr
 
 
+BLOCKED_PATH_WAITS = "[check]\nav_gather_timeout_s = 2.0\nav_connect_timeout_s = 5.0\nudp_wait_max_s = 0.5\n"
+"""The waits for what a UDP-blocking path never answers (by default 5 s for ICE candidates, 10 s for a
+first frame, 2 s after a UDP stream's last packet), compressed: on this veth candidates come in
+milliseconds, a working call's first frame within a second or two and a UDP answer in under a
+millisecond (waited for 0.2 s either way), so the fallback and the advice are decided the same way."""
+
+
+def compress_blocked_path_waits(home: Path) -> None:
+    (home / "config.toml").write_text(BLOCKED_PATH_WAITS)
+
+
 def turn_args(turn: TurnServer) -> list[str]:
     return ["--turn", turn.url("udp"), "--turn-user", turn.user, "--relay-only"]
 
@@ -245,6 +256,7 @@ def turn_args(turn: TurnServer) -> list[str]:
 def test_av_probe_falls_back_to_turn_over_tcp_when_udp_is_blocked(udp_blocked, serve, turn, tmp_path):
     args = ["probe", "av", "--server", serve.url, *turn_args(turn), "--duration", "3s", "--json"]
     assert turn.password not in args
+    compress_blocked_path_waits(tmp_path)
     code, result, stderr = run_in_namespace(udp_blocked, tmp_path, *args, NETCHECK_TURN_PASSWORD=turn.password)
     context = f"exit {code}\n{json.dumps(result, indent=1)}\n{stderr[-2000:]}\n{turn.log_text()[-2000:]}"
     assert code == 0, context
@@ -258,6 +270,7 @@ def test_av_probe_falls_back_to_turn_over_tcp_when_udp_is_blocked(udp_blocked, s
 
 def test_check_says_the_network_blocks_udp(udp_blocked, serve, turn, tmp_path):
     args = ["check", "--server", serve.url, *turn_args(turn), "--json"]
+    compress_blocked_path_waits(tmp_path)
     code, report, stderr = run_in_namespace(udp_blocked, tmp_path, *args, NETCHECK_TURN_PASSWORD=turn.password)
     context = f"exit {code}\n{json.dumps(report, indent=1)}\n{stderr[-2000:]}"
     assert report, context
@@ -277,6 +290,7 @@ def test_check_says_the_network_blocks_udp(udp_blocked, serve, turn, tmp_path):
 
 def test_check_without_a_relay_on_a_udp_blocked_network_recommends_the_phone(udp_blocked, serve, tmp_path):
     """Issue 4, Must show 2: reach says udp blocked; with no TURN nothing real-time gets through."""
+    compress_blocked_path_waits(tmp_path)
     code, reach, stderr = run_in_namespace(udp_blocked, tmp_path, "probe", "reach", "--server", serve.url, "--json")
     assert reach.get("udp_status") == "blocked" and reach.get("tcp_status") == "ok", f"{reach}\n{stderr}"
     code, report, stderr = run_in_namespace(udp_blocked, tmp_path, "check", "--server", serve.url, "--json")

@@ -151,3 +151,19 @@ def test_unreachable_turn_server_is_blocked_quickly_and_says_why() -> None:
     assert result.status == Status.BLOCKED
     assert "ICE gathering took over" in result.error and "TURN over TCP failed too" in result.error
     assert time.monotonic() - start < 15
+
+
+def test_the_gathering_wait_is_the_setting_not_a_constant() -> None:
+    """`[check] av_gather_timeout_s` (tests of blocked paths compress it): a TURN server that never
+    answers is given up after the configured wait, and the error says that wait."""
+    from netcheck.av.peer import IceSettings
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        ice = IceSettings(turn_url=f"turn:127.0.0.1:{silent.getsockname()[1]}?transport=udp", turn_user="u",
+                          turn_password="p", relay_only=True)
+        start = time.monotonic()
+        result = asyncio.run(probe_in_process(AvProbeSettings(duration_s=1.0, ice=ice, gather_timeout_s=1.0)))
+    assert result.status == Status.BLOCKED
+    assert "ICE gathering took over 1 s" in result.error
+    assert time.monotonic() - start < 5.0  # the default's wait alone is 5 s

@@ -20,6 +20,31 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert config.check.udp_duration_s == 3.0
 
 
+def test_the_av_calls_waits_are_settings_with_their_defaults(tmp_path: Path) -> None:
+    """Tests of blocked paths compress them; a user who never sets them waits as before (5 s, 10 s)."""
+    defaults = load_config({"NETCHECK_HOME": str(tmp_path)}).check
+    assert (defaults.av_gather_timeout_s, defaults.av_connect_timeout_s, defaults.udp_wait_max_s) == (5.0, 10.0, 2.0)
+    check = load_config(write(tmp_path, "[check]\nav_gather_timeout_s = 2\nav_connect_timeout_s = 5\n"
+                                        "udp_wait_max_s = 0.5\n")).check
+    assert (check.av_gather_timeout_s, check.av_connect_timeout_s, check.udp_wait_max_s) == (2.0, 5.0, 0.5)
+
+
+def test_a_udp_stream_nobody_answers_ends_after_its_wait_setting() -> None:
+    import asyncio
+    import socket
+    import time
+
+    from netcheck.model import Status
+    from netcheck.probes.udp import UdpProbe, UdpProbeSettings
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        started_s = time.monotonic()
+        result = asyncio.run(UdpProbe(*silent.getsockname(), UdpProbeSettings(duration_s=0.2, wait_max_s=0.3)).run())
+    assert result.status == Status.TIMEOUT
+    assert time.monotonic() - started_s < 1.5  # the default waits 2 s after the last packet
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     env = write(tmp_path, 'server = "http://file.example:1"\n[check]\nudp_duration_s = 5\n')
     assert load_config(env).server == "http://file.example:1"
@@ -35,6 +60,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
      ("colour = 1\n", "unknown key 'colour'"),
      ("[check]\nudp_duration_s = -1\n", "check.udp_duration_s: must be a number in"),
      ("[check]\nudp_interval = 20\n", "check.udp_interval: unknown key"),
+     ("[check]\nav_connect_timeout_s = 0.1\n", "check.av_connect_timeout_s: must be a number in 0.5..120 s"),
      ("[thresholds.loss_one_way_pct]\ngood = 5\nfair = 2\n", "thresholds.loss_one_way_pct: good"),
      ("[thresholds.loss_pct]\ngood = 0.5\n", "thresholds.loss_pct: renamed to thresholds.loss_one_way_pct"),
      ("server = \n", "not valid TOML")],

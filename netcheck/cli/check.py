@@ -74,13 +74,16 @@ def check(
         duration_s=defaults.quick_udp_duration_s if quick else defaults.udp_duration_s,
         size_bytes=defaults.udp_size_bytes,
         hmac_key=config.hmac_key,
+        wait_max_s=defaults.udp_wait_max_s,
     )
     settings.validate()
     ice = ice_settings(stun, turn, turn_user, relay_only, config)
     av_settings = None if no_av else AvProbeSettings(
         duration_s=defaults.quick_av_duration_s if quick else defaults.av_duration_s,
-        video=parse_video_format(defaults.av_video), ice=ice)
-    throughput_settings = None if quick else ThroughputSettings(defaults.throughput_duration_s, 4, config.hmac_key)
+        video=parse_video_format(defaults.av_video), ice=ice, gather_timeout_s=defaults.av_gather_timeout_s,
+        connect_timeout_s=defaults.av_connect_timeout_s)
+    throughput_settings = None if quick else ThroughputSettings(defaults.throughput_duration_s, 4, config.hmac_key,
+                                                                udp_wait_max_s=defaults.udp_wait_max_s)
     job = run_local_check(settings, config.thresholds, av_settings, throughput_settings) if local else run_check(
         server_url or "", settings, target, config.thresholds, av_settings, throughput_settings,
         token=config.token, on_busy=note_busy)

@@ -102,7 +102,9 @@ def probe_av(
     duration_s = parse_duration_s(duration, "--duration")
     bounds.AV_DURATION_S.check(duration_s, "--duration", repr(duration))
     settings = AvProbeSettings(duration_s, parse_video_format(video), check_audio_offset_ms(audio_offset_ms),
-                               ice_settings(stun, turn, turn_user, relay_only, config), token=config.token,
+                               ice_settings(stun, turn, turn_user, relay_only, config),
+                               gather_timeout_s=config.check.av_gather_timeout_s,
+                               connect_timeout_s=config.check.av_connect_timeout_s, token=config.token,
                                on_busy=note_busy)
     return finish_probe(asyncio.run(AvProbe(server_url, settings).run()), json_output, render_av, "A/V probe")
 

@@ -38,6 +38,9 @@ class AvProbeSettings:
     video: VideoFormat = VideoFormat(640, 360, 30)
     audio_offset_ms: float = 0.0
     ice: IceSettings = IceSettings()
+    gather_timeout_s: float = GATHER_TIMEOUT_S
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    """The waits above, as settings (`[check] av_*_timeout_s`): tests of blocked paths compress them."""
     token: str | None = field(default=None, repr=False)
     """A check link's token, for a server that measures only with one."""
     on_busy: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
@@ -45,6 +48,8 @@ class AvProbeSettings:
 
     def validate(self) -> None:
         bounds.AV_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
+        bounds.AV_TIMEOUT_S.check(self.gather_timeout_s, "gather timeout", f"{self.gather_timeout_s:g} s")
+        bounds.AV_TIMEOUT_S.check(self.connect_timeout_s, "connect timeout", f"{self.connect_timeout_s:g} s")
         self.ice.validate()
 
 
@@ -127,9 +132,9 @@ class AvProbe:
         try:
             async with aiohttp.ClientSession(timeout=timeout, headers=bearer(settings.token)) as http:
                 try:  # gathering waits for TURN allocations, which a firewall can leave unanswered
-                    await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), GATHER_TIMEOUT_S)
+                    await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), settings.gather_timeout_s)
                 except asyncio.TimeoutError:
-                    return failed_result(Status.BLOCKED, f"ICE gathering took over {GATHER_TIMEOUT_S:g} s "
+                    return failed_result(Status.BLOCKED, f"ICE gathering took over {settings.gather_timeout_s:g} s "
                                          "(STUN/TURN server unreachable?)", time.monotonic() - start_s)
                 if "a=candidate:" not in pc.localDescription.sdp:
                     return failed_result(Status.BLOCKED, "no ICE candidate to offer (TURN allocation refused "
@@ -144,9 +149,10 @@ class AvProbe:
                 ended: object = None
                 try:
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=str(answer.get("sdp")), type="answer"))
-                    if not await self._first_frame(pc, recorder, start_s):
+                    if not await self._first_frame(pc, recorder, start_s, settings.connect_timeout_s):
                         result = failed_result(Status.BLOCKED if pc.iceConnectionState == "failed" else Status.TIMEOUT,
-                                               f"no media within {CONNECT_TIMEOUT_S:g} s (ICE {pc.iceConnectionState})",
+                                               f"no media within {settings.connect_timeout_s:g} s "
+                                               f"(ICE {pc.iceConnectionState})",
                                                time.monotonic() - start_s)
                     else:
                         first_frame_s = recorder.recording.video_arrivals_s[0]
@@ -191,8 +197,8 @@ class AvProbe:
         except ValueError:
             return failed_result(Status.ERROR, f"server answered {path} with something that is not JSON")
 
-    async def _first_frame(self, pc, recorder, start_s: float) -> bool:
-        remaining_s = CONNECT_TIMEOUT_S - (time.monotonic() - start_s)
+    async def _first_frame(self, pc, recorder, start_s: float, timeout_s: float) -> bool:
+        remaining_s = timeout_s - (time.monotonic() - start_s)
         failed = asyncio.Event()
 
         @pc.on("iceconnectionstatechange")

@@ -61,6 +61,8 @@ class ThroughputSettings:
     """The reflector's key for this client, for the loaded-RTT stream."""
     token: str | None = field(default=None, repr=False)
     on_busy: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    udp_wait_max_s: float = 2.0
+    """The idle and loaded RTT streams' wait for late answers (UdpProbeSettings.wait_max_s)."""
 
     def validate(self) -> None:
         bounds.THROUGHPUT_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
@@ -165,7 +167,7 @@ class ThroughputProbe:
 
     def _udp_settings(self, duration_s: float) -> UdpProbeSettings:
         return UdpProbeSettings(interval_ms=20.0, duration_s=duration_s, hmac_key=self.settings.hmac_key,
-                                client_key=self.settings.client_key)
+                                client_key=self.settings.client_key, wait_max_s=self.settings.udp_wait_max_s)
 
     async def _measure(self) -> ThroughputResult:
         import aiohttp

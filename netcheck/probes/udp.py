@@ -39,10 +39,14 @@ class UdpProbeSettings:
     """The server's shared key, where the client was given it."""
     client_key: wire.ClientKey | None = None
     """The per-client key the server issued for this address (server_info); used before the shared key."""
+    wait_max_s: float = 2.0
+    """After the last packet, late answers are waited for 3 × the slowest RTT seen, at most this; with no
+    answer at all, this (`[check] udp_wait_max_s`; tests of a path that blocks UDP compress it)."""
 
     def validate(self) -> None:
         bounds.UDP_INTERVAL_MS.check(self.interval_ms, "interval", f"{self.interval_ms:g} ms")
         bounds.UDP_DURATION_S.check(self.duration_s, "duration", f"{self.duration_s:g} s")
+        bounds.UDP_WAIT_MAX_S.check(self.wait_max_s, "wait", f"{self.wait_max_s:g} s")
         if self.duration_s * 1000.0 < self.interval_ms:
             raise UsageError("duration is shorter than one interval")
         low = self.signing().min_size_bytes
@@ -199,9 +203,9 @@ class UdpProbe:
         return send_ns
 
     async def _wait_for_stragglers(self, collector: ReplyCollector, send_ns: list[int]) -> None:
-        """Wait for late replies: three times the slowest RTT seen, 0.2–2 s, from the last send."""
+        """Wait for late replies: three times the slowest RTT seen, 0.2 s to `wait_max_s`, from the last send."""
         rtts_ns = [recv - send_ns[seq] for recv, seq, _ in collector.echo_replies]
-        grace_s = min(2.0, max(0.2, 3.0 * max(rtts_ns, default=int(1e9)) / 1e9))
+        grace_s = min(self.settings.wait_max_s, max(0.2, 3.0 * max(rtts_ns, default=int(1e9)) / 1e9))
         remaining_s = (send_ns[-1] - time.monotonic_ns()) / 1e9 + grace_s
         if remaining_s > 0:
             try:
