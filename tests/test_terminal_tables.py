@@ -31,15 +31,18 @@ ORPHAN_UNIT = re.compile(rf"(?:^|\s{{2,}}){UNITS}(?=\s|$)")
 CUT = re.compile(r"…(?![-+−]?\d)")
 """Rich's ellipsis ends a cut cell; a range such as '-125…+45 ms' is not one."""
 DONE = "<<exit="
+FullCheck = tuple[str, int, dict[str, str]]
+"""A check's screen, its exit code, and the environment whose store holds its report."""
 
 
 class Terminal(Tmux):
     """test_watch_terminal's private tmux server, with one window of a given size per command."""
 
-    def run(self, width: int, args: list[str], env: dict[str, str], timeout_s: float = 60.0) -> tuple[str, int]:
-        """The screen `netcheck ARGS` leaves in a WIDTHx60 terminal, and its exit code."""
+    def run(self, width: int, args: list[str], env: dict[str, str], timeout_s: float = 60.0,
+            program: tuple[str, ...] = (str(REPO / "cli.py"),)) -> tuple[str, int]:
+        """The screen `netcheck ARGS` (or `python PROGRAM ARGS`) leaves in a WIDTHx60 terminal, and its exit code."""
         name = f"w{uuid.uuid4().hex[:6]}"
-        command = " ".join(shlex.quote(part) for part in (sys.executable, str(REPO / "cli.py"), *args))
+        command = " ".join(shlex.quote(part) for part in (sys.executable, *program, *args))
         self("new-session", "-d", "-s", name, "-x", str(width), "-y", "60", "-c", str(REPO),
                  f"{command}; echo '{DONE}'$?; sleep 60", env=env)
         deadline = time.monotonic() + timeout_s
@@ -164,15 +167,39 @@ def test_quick_check_names_its_delays(terminal: Terminal, home: Path, width: int
     assert re.search(r"^idle RTT p95\s+[\d.]+ ms\s+← timing judged on this", screen, re.MULTILINE), screen
 
 
+DRAW_STORED_CHECK = """
+from netcheck.cli.common import open_store, stdout_console
+from netcheck.cli.render import render_check
+from netcheck.config import load_config
+
+with open_store(load_config()) as store:
+    render_check(store.list_checks(1)[0], stdout_console())
+"""
+"""What `netcheck check` prints after measuring (netcheck/cli/check.py), drawn from the report it stored."""
+
+
+@pytest.fixture(scope="module")
+def full_check(terminal: Terminal, tmp_path_factory: pytest.TempPathFactory) -> FullCheck:
+    """One real full check, run by `netcheck check --local` in the terminal at the narrowest width: its
+    screen, exit code, and the environment whose store holds its report (the only check there)."""
+    home = tmp_path_factory.mktemp("full-check-home")
+    config = home / "check-phases.toml"  # every phase, each shortened through [check]
+    config.write_text("[check]\nudp_duration_s = 1.0\nav_duration_s = 2.0\n")
+    env = subprocess_env(NETCHECK_HOME=str(home), NETCHECK_CONFIG=str(config))
+    screen, code = terminal.run(min(WIDTHS), ["check", "--local"], env, timeout_s=90)
+    return screen, code, env
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
-def test_full_check_names_each_delay_and_the_one_that_decided(terminal: Terminal, home: Path, width: int,
-                                                              tmp_path: Path) -> None:
-    # every phase of a full check, each shortened through [check] (the table's rows, not the figures, are tested)
-    config = tmp_path / "config.toml"
-    config.write_text("[check]\nudp_duration_s = 1.0\nav_duration_s = 2.0\n")
-    screen, code = terminal.run(width, ["check", "--local"],
-                                subprocess_env(NETCHECK_HOME=str(home), NETCHECK_CONFIG=str(config)), timeout_s=90)
+def test_full_check_names_each_delay_and_the_one_that_decided(terminal: Terminal, full_check: FullCheck,
+                                                              width: int) -> None:
+    # the table's rows, not the figures, are tested: one real check is measured (at 80 columns, by the
+    # command itself) and the same report is drawn by the check's own renderer at the other widths
+    screen, code, env = full_check
+    if width != min(WIDTHS):
+        screen, drawn = terminal.run(width, ["-c", DRAW_STORED_CHECK], env, program=())
+        assert drawn == 0, screen
     assert code in (0, 3, 4, 5)
     assert_readable(screen, width)
     for name in ("idle RTT before the speed test", "RTT p95 during the call", "RTT p95 under download load",
@@ -196,12 +223,60 @@ def test_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tm
         assert re.search(r"^status\s+ok$", screen, re.MULTILINE), screen
 
 
+PROBE_KEEPING_ITS_FIGURES = """
+import json, sys
+from pathlib import Path
+from netcheck.cli import main, probe
+from netcheck.model import result_fields
+
+finish, kept = probe.finish_probe, Path(sys.argv[1])
+def keeping(result, json_output, render, what):
+    kept.write_text(json.dumps(result_fields(result)))
+    return finish(result, json_output, render, what)
+probe.finish_probe = keeping
+main(sys.argv[2:])
+"""
+"""`netcheck ARGS` in the process, as cli.py runs it, writing the figures it draws to a file (argv[1])."""
+DRAW_KEPT_FIGURES = """
+import json, sys
+from functools import partial
+from netcheck.cli.common import stdout_console
+from netcheck.cli.render import render_av, render_fields
+
+draw = {"av": render_av, "throughput": partial(render_fields, "Throughput")}[sys.argv[1]]
+draw(json.loads(open(sys.argv[2]).read()), stdout_console())
+"""
+"""What `netcheck probe av|throughput` draws (netcheck/cli/probe.py), drawn again from the kept figures."""
+MEASURED_PROBES = ("av", "throughput")
+ProbeScreens = dict[str, tuple[str, int, Path]]
+
+
+@pytest.fixture(scope="module")
+def measured_probes(terminal: Terminal, server: ServerProcess,
+                    tmp_path_factory: pytest.TempPathFactory) -> ProbeScreens:
+    """`probe av` and `probe throughput` each measured once, drawn in the terminal at the narrowest width:
+    per probe its screen, exit code, and the file holding the figures it drew."""
+    home = tmp_path_factory.mktemp("probe-home")
+    extra = {"av": ["--duration", "2s"], "throughput": []}
+    screens = {}
+    for name in MEASURED_PROBES:
+        kept = home / f"{name}.json"
+        args = [str(kept), "probe", name, "--server", server.http_url, *extra[name]]
+        screen, code = terminal.run(min(WIDTHS), ["-c", PROBE_KEEPING_ITS_FIGURES, *args],
+                                    subprocess_env(NETCHECK_HOME=str(home)), timeout_s=90, program=())
+        screens[name] = (screen, code, kept)
+    return screens
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
-def test_av_and_throughput_probe_renders(terminal: Terminal, server: ServerProcess, width: int, tmp_path: Path) -> None:
-    env = subprocess_env(NETCHECK_HOME=str(tmp_path))
-    for args in (["probe", "av", "--server", server.http_url, "--duration", "2s"],
-                 ["probe", "throughput", "--server", server.http_url]):
-        screen, code = terminal.run(width, args, env, timeout_s=90)
+def test_av_and_throughput_probe_renders(terminal: Terminal, measured_probes: ProbeScreens, width: int) -> None:
+    # measured once (at 80 columns, by the command run in the process), drawn again at the other widths
+    for name in MEASURED_PROBES:
+        screen, code, kept = measured_probes[name]
         assert code == 0, screen
+        if width != min(WIDTHS):
+            screen, drawn = terminal.run(width, ["-c", DRAW_KEPT_FIGURES, name, str(kept)], subprocess_env(),
+                                         program=())
+            assert drawn == 0, screen
         assert_readable(screen, width)
