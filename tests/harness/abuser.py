@@ -4,13 +4,15 @@ it never ends. Loopback or test namespaces only; it stops by itself.
 
     python -m tests.harness.abuser http://HOST:PORT SECONDS [STREAMS]
 
-Prints one JSON line: the HTTP statuses it got, by endpoint.
+Prints one JSON line: the HTTP statuses it got, by endpoint. SIGTERM ends the abuse early (within
+HOLD_READ_EVERY_S) and still prints them: a test stops it when what it measured beside it is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from collections import Counter
@@ -21,7 +23,20 @@ HOLD_READ_EVERY_S = 0.5
 OFFER_EVERY_S = 0.5
 
 
-async def hold_stream(http, url: str, until_s: float, statuses: Counter) -> None:
+class Until:
+    """The abuse's end: SECONDS after the start, or sooner when told to stop (SIGTERM)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end_s = time.monotonic() + seconds
+
+    def stop(self) -> None:
+        self.end_s = min(self.end_s, time.monotonic())
+
+    def running(self) -> bool:
+        return time.monotonic() < self.end_s
+
+
+async def hold_stream(http, url: str, until: Until, statuses: Counter) -> None:
     import aiohttp
 
     try:
@@ -29,14 +44,14 @@ async def hold_stream(http, url: str, until_s: float, statuses: Counter) -> None
             statuses[f"download {response.status}"] += 1
             if response.status != 200:
                 return
-            while time.monotonic() < until_s:
+            while until.running():
                 await response.content.read(HOLD_READ_BYTES)
                 await asyncio.sleep(HOLD_READ_EVERY_S)
     except (aiohttp.ClientError, asyncio.TimeoutError) as error:
         statuses[f"download {type(error).__name__}"] += 1
 
 
-async def ask_for_calls(http, url: str, until_s: float, statuses: Counter) -> None:
+async def ask_for_calls(http, url: str, until: Until, statuses: Counter) -> None:
     """A real offer (so the server would accept it), posted again and again; no session is ever ended."""
     from aiortc import RTCPeerConnection
 
@@ -46,7 +61,7 @@ async def ask_for_calls(http, url: str, until_s: float, statuses: Counter) -> No
     await pc.setLocalDescription(await pc.createOffer())
     offer = {"type": "offer", "sdp": pc.localDescription.sdp}
     try:
-        while time.monotonic() < until_s:
+        while until.running():
             async with http.post(f"{url}/v1/av/offer", json=offer) as response:
                 await response.read()
                 statuses[f"av {response.status}"] += 1
@@ -59,11 +74,12 @@ async def abuse(url: str, seconds: float, streams: int) -> Counter:
     import aiohttp
 
     statuses: Counter = Counter()
-    until_s = time.monotonic() + seconds
+    until = Until(seconds)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, until.stop)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=seconds + 30)) as http:
-        await asyncio.gather(*(hold_stream(http, url, until_s, statuses) for _ in range(streams)),
-                             ask_for_calls(http, url, until_s, statuses))
+        await asyncio.gather(*(hold_stream(http, url, until, statuses) for _ in range(streams)),
+                             ask_for_calls(http, url, until, statuses))
     return statuses
 
 
