@@ -303,3 +303,17 @@ def test_concealment_is_judged_on_a_call_leg_only_and_its_warning_is_written_by_
     assert check_warning_fields("vocal_tone", "audio_concealed_pct", 8.0)[1] == "audio_concealed_pct"
     message, advice = warning_text(True, Cue.VOCAL_TONE, "client", "audio_concealed_pct", 8.0)
     assert message == "The client's voice is breaking up (8 % of the sound filled in): tone of voice may be missed."
+
+
+def test_a_remote_report_that_has_not_changed_is_no_new_report_not_a_clock_gone_back() -> None:
+    """Chromium stamps remote-inbound-rtp when the other end's RTCP report arrives (audio: every ≈ 5 s): in a
+    recorded loopback call (web/callstats.js, by hand) two snapshots 5 s apart kept the audio report's stamp,
+    5.5 s older than the others'. Read as a clock gone back, it dropped every other window of a real call."""
+    before, after = clean_pair()
+    for snapshot in (before, after):
+        entry(snapshot, "remote-inbound-rtp", "audio")["timestamp"] = T0_MS - 5457.3
+    call = window(before, after)
+    assert call.duration_s == 5.0 and call.upstream.audio_loss_pct == 0.0 and call.rtt_ms == 41.0
+    entry(after, "remote-inbound-rtp", "audio")["timestamp"] = T0_MS - 6000
+    with pytest.raises(WindowDropped, match="time_went_back"):
+        window(before, after)

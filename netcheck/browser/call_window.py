@@ -174,11 +174,14 @@ def window_deltas(previous: Snapshot, current: Snapshot) -> list[StreamDelta]:
         if before is None or before["type"] != now["type"]:
             continue
         span_s = (now["timestamp"] - before["timestamp"]) / 1000.0
-        if span_s <= 0:
+        if now["type"] == "remote-inbound-rtp":  # stamped when the other end's report came (every 1–5 s), not
+            if span_s < 0:                       # when sampled: an unchanged stamp is no new report, not a fault
+                raise WindowDropped("time_went_back")
+        elif span_s <= 0:
             raise WindowDropped("time_went_back")
-        if span_s > MAX_SPAN_S:
+        elif span_s > MAX_SPAN_S:
             raise WindowDropped("too_long_gap")
-        if span_s < MIN_SPAN_S:
+        elif span_s < MIN_SPAN_S:
             raise WindowDropped("too_short_gap", rebase=False)
         delta = {name: float(now[name] - before[name]) for name in (*MONOTONIC, "packetsLost")
                  if now.get(name) is not None and before.get(name) is not None}
@@ -238,7 +241,7 @@ def call_result(deltas: Iterable[StreamDelta], call_s: float | None) -> CallResu
         video_loss_pct=_fraction_pct(remote_video), audio_loss_pct=_fraction_pct(remote_audio),
         audio_jitter_ms=_ms(remote_audio.now.get("jitter")) if remote_audio else None,
         audio_concealed_pct=None, jitter_buffer_ms=None)
-    span_s = max(stream.span_s for stream in streams)
+    span_s = max((s.span_s for s in streams if s.now["type"] != "remote-inbound-rtp"), default=0.0)
     cpu, bandwidth = (_rounded(100.0 * min(1.0, up_video.delta[name] / up_video.span_s), 1)
                       if up_video and name in up_video.delta else None for name in ("limited_cpu", "limited_bandwidth"))
     pair = next((s for s in streams if s.now["type"] == "candidate-pair"
