@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netcheck.browser.check_body import BodyError, Choice, Number, Obj
+from netcheck.browser.check_body import BodyError, Choice, Number, Obj, Pattern
 from netcheck.model import Status
 from netcheck.parse import strict_json
 from netcheck.results import CallDirection, CallResult
@@ -43,25 +43,15 @@ DROP_REASONS = ("first_snapshot", "no_common_stream", "time_went_back", "too_sho
 """Why a posted window was not judged; the node counts each (docs/design-notes.md)."""
 
 
-@dataclass(frozen=True)
-class Text:
-    """A stats id: printable ASCII, at most 64 characters (Chromium's are like "IT01V1234567")."""
-
-    nullable: bool = False
-
-    def check(self, value: Any, where: str) -> str | None:
-        if value is None and self.nullable:
-            return None
-        if not isinstance(value, str) or not STREAM_ID.match(value):
-            raise BodyError(where, "must be 1 to 64 printable ASCII characters")
-        return value
+STATS_ID = Pattern(STREAM_ID, "1 to 64 printable ASCII characters", nullable=False)
+"""A stats id (Chromium's are like "IT01V1234567")."""
 
 
 COUNTER = Number(0, 2**53, integer=True)
 SECONDS = Number(0, 1e9)
 """getStats' running totals in seconds (totalFreezesDuration, jitterBufferDelay, …)."""
 COMMON = {"type": Choice(("inbound-rtp", "outbound-rtp", "remote-inbound-rtp", "candidate-pair"), nullable=False),
-          "id": Text(), "timestamp": Number(0, 1e13, nullable=False)}
+          "id": STATS_ID, "timestamp": Number(0, 1e13, nullable=False)}
 KIND = Choice(("audio", "video"), nullable=False)
 HEIGHT = Number(0, 4320, integer=True)
 ENTRY_SCHEMAS = {
@@ -77,7 +67,7 @@ ENTRY_SCHEMAS = {
         "qualityLimitationDurations": Obj({name: SECONDS for name in QUALITY_LIMITATIONS})},
         nullable=False, required=("type", "id", "timestamp", "kind")),
     "remote-inbound-rtp": Obj({
-        **COMMON, "kind": KIND, "localId": Text(nullable=True), "fractionLost": Number(0, 1), "jitter": Number(0, 60),
+        **COMMON, "kind": KIND, "localId": Pattern(STREAM_ID, "1 to 64 printable ASCII characters"), "fractionLost": Number(0, 1), "jitter": Number(0, 60),
         "roundTripTime": Number(0, 60), "totalRoundTripTime": SECONDS, "roundTripTimeMeasurements": COUNTER},
         nullable=False, required=("type", "id", "timestamp", "kind")),
     "candidate-pair": Obj({
@@ -127,7 +117,7 @@ def parse_call_window(raw: bytes) -> tuple[int, Snapshot]:
         where = f"peers[{index}]"
         if not isinstance(peer, dict) or set(peer) != {"pc", "stats"} or not isinstance(peer["stats"], list):
             raise BodyError(where, 'must be {"pc": id, "stats": [...]}')
-        pc = str(Text().check(peer["pc"], f"{where}.pc"))
+        pc = str(STATS_ID.check(peer["pc"], f"{where}.pc"))
         entries += len(peer["stats"])
         if entries > MAX_ENTRIES:
             raise BodyError(f"{where}.stats", f"more than {MAX_ENTRIES} stats entries in one post")

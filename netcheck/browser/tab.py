@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netcheck.bounds import Range
-from netcheck.browser.check_body import KBPS, PERCENT, BodyError, Choice, Hex, Number, NumberList, Obj
+from netcheck.browser.check_body import KBPS, PERCENT, BodyError, Choice, Pattern, Number, NumberList, Obj
 from netcheck.browser.check_report import ice_path, voice_result
 from netcheck.model import Status
 from netcheck.parse import strict_json
@@ -73,7 +73,7 @@ class ReplyPairs:
 
 
 REPORT = Obj({
-    "leg_id": Hex(LEG_ID, "the leg_id the offer answered (32 hex digits)"),
+    "leg_id": Pattern(LEG_ID, "the leg_id the offer answered (32 hex digits)"),
     "index": Number(0, 10_000_000, integer=True, nullable=False),
     "voice": Obj({
         "first_seq": Number(0, SEQ_MODULUS - 1, integer=True, nullable=False),
