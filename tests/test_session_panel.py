@@ -494,6 +494,55 @@ def test_a_long_session_with_many_warnings_and_checks_still_prints_on_one_page(
         assert pages == 1
 
 
+def post_call(url: str, body: dict[str, Any], role: str = "client") -> int:
+    """A call's getStats snapshot to the node's call leg, as web/callstats.js posts it; waits out its rate."""
+    for _ in range(40):
+        request = urllib.request.Request(f"{url}/v1/sessions/{SESSION}/legs/{role}/call", method="POST",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Authorization": f"Bearer {token(role)}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            if error.code != 429:
+                raise
+            time.sleep(0.6)
+    pytest.fail("the call leg kept refusing posts (429)")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_chromium_per_module")
+def test_a_warning_measured_on_the_call_is_marked_and_the_call_leads_with_the_probe_beside_it(node: Node) -> None:
+    """Issue 25: the client's call loses 8 % of its audio while the probe's path is good → the call's
+    vocal-tone warning is marked [data-source="call"], the client's leg is the call's with "the path to the
+    clinic" beside it; a probe warning on the same cue is a second warning, cleared on its own."""
+    from tests.test_call_leg import T0_MS, snapshot
+
+    now = datetime.now(timezone.utc)
+    with chromium() as browser:
+        page = open_page(browser, node, f"/session/{SESSION}", token("therapist"))
+        page.wait_for_selector("body[data-live='yes']", timeout=PAGE_TIMEOUT_MS)
+        post(node.url, "client", [summary(now - timedelta(seconds=5))])
+        page.wait_for_selector("article.leg[data-leg='client'][data-source='probe']", timeout=PAGE_TIMEOUT_MS)
+        assert page.is_hidden("article.leg[data-leg='client'] .leg-path")
+        for n in range(4):  # the baseline, then three 5 s windows losing 20 of 250 audio packets each
+            post_call(node.url, snapshot(T0_MS + 5000 * n, 60 + 5 * n, lost_audio=20 * n))
+        on_call = f'{WARNING}[data-source="call"]'
+        page.wait_for_selector(on_call, timeout=PAGE_TIMEOUT_MS)
+        assert page.get_attribute(on_call, "data-level") == "poor" and "on the call" in page.inner_text(on_call)
+        leg = "article.leg[data-leg='client']"
+        assert page.get_attribute(leg, "data-source") == "call"
+        assert page.inner_text(f"{leg} .leg-source") == "Measured on the call itself"
+        assert page.inner_text(f"{leg} .leg-path") == "The path to the clinic: good"
+        assert page.get_attribute(f"{leg} tr[data-cue='vocal_tone'] .level", "data-level") == "poor"
+        post(node.url, "client", [summary(now), raised(now)])  # the probe's own warning: a second one
+        page.wait_for_selector(f'{WARNING}[data-source="probe"]', timeout=PAGE_TIMEOUT_MS)
+        assert page.get_attribute(leg, "data-source") == "call"  # the probe's window stays beside the call
+        post(node.url, "client", [cleared(now + timedelta(seconds=1))])
+        page.wait_for_selector(f'{WARNING}[data-source="probe"]', state="detached", timeout=PAGE_TIMEOUT_MS)
+        assert page.locator(on_call).count() == 1
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_chromium_per_module")
 def test_real_agents_loss_on_the_clients_path_raises_and_clears_the_warning_in_the_panel(

@@ -448,3 +448,23 @@ def test_watch_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
     finally:
         assert watch.terminate() == 0
         stop(server.process)
+
+
+def test_the_call_leads_its_leg_with_the_probe_beside_it_and_its_warnings_are_its_own() -> None:
+    """Issue 25: a summary the server marked `"source": "call"` leads the leg while the call posts; the
+    probe's latest stays beside it; a call's warning and the probe's on one cue clear on their own."""
+    clock = [100.0]
+    state = WatchState(clock=lambda: clock[0])
+    state.apply(as_received(summary(level="good"), "client"))
+    state.apply(as_received({**summary(level="poor", loss_pct=8.0), "source": "call"}, "client", 2))
+    state.apply(as_received(summary(rtt_ms=20.0, level="good"), "client", 3))
+    assert state.summaries["client"]["source"] == "call" and state.probe_summaries["client"]["window"]["level"] == "good"
+    assert [point.level for point in state.history["client"]] == ["good", "poor"]  # the probe's beside, not in it
+    state.apply(as_received({**warning(), "source": "call"}, "client", 4))
+    state.apply(as_received(warning(), "client", 5))
+    assert set(state.active) == {("client", "vocal_tone", "call"), ("client", "vocal_tone")}
+    state.apply(as_received(warning("warning_cleared", "The client's voice is clear again."), "client", 6))
+    assert set(state.active) == {("client", "vocal_tone", "call")}
+    clock[0] = 131.0  # the call silent for longer than CALL_LEADS_S: the probe leads again
+    state.apply(as_received(summary(level="fair"), "client", 7))
+    assert "source" not in state.summaries["client"] and not state.call_leads("client")

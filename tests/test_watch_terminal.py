@@ -103,6 +103,24 @@ def test_a_busy_session_fits_80x24() -> None:
     assert "… and 5 more" in text and "client" in text and "you (therapist)" in text
 
 
+def test_a_leg_measured_on_the_call_says_so_with_the_path_to_the_clinic_beside_it_in_80x24() -> None:
+    """Issue 25: the call's verdict leads the client's panel, the probe's stays as "path to the clinic",
+    and the call's warning says it was measured on the call; still 80x24."""
+    state = WatchState(clock=lambda: 100.0)
+    state.apply(as_received(summary(loss_pct=0.0, level="good"), "client"))
+    state.apply(as_received(summary(loss_pct=0.0, level="good"), "therapist"))
+    state.apply(as_received({**summary(loss_pct=8.0, level="poor"), "source": "call"}, "client"))
+    for cue in ("facial_expression", "vocal_tone"):
+        state.apply(as_received({**warning(message=MESSAGE), "cue": cue, "advice": ADVICE, "source": "call"}, "client"))
+    console = Console(width=80, height=24, record=True, color_system=None)
+    console.print(render_watch(state, ConnectionStatus("connected"), "s1"))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), "\n".join(lines)
+    text = "\n".join(lines)
+    assert "client · on the call" in text and "path to the clinic: good" in text
+    assert "(on the call)" in text and "you (therapist) · on the call" not in text
+
+
 def test_before_any_event_the_view_says_it_waits() -> None:
     console = Console(width=80, record=True, color_system=None)
     console.print(render_watch(WatchState(), ConnectionStatus("connecting"), "s1"))

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from netcheck.quality.end_to_end import EndToEndFigure, end_to_end
 from netcheck.quality.metrics import CUE_WORDS, METRICS, Metric
-from netcheck.session.watch import ConnectionStatus, WatchState, WindowPoint
+from netcheck.session.watch import ConnectionStatus, WatchState, WindowPoint, is_call
 from netcheck.tokens import LEGS
 
 LEVEL_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "unknown": "dim"}
@@ -76,6 +76,12 @@ def leg_panel(state: WatchState, leg: str) -> Panel:
         level = _level(verdict.get("level"))
         rows.add_row(label, Text(level, style=LEVEL_STYLE[level]), Text(deciding_figure(verdict)))
     trend = Text.assemble(("delay trend  ", "dim"), sparkline(state.history[leg]))
+    probe = state.probe_summaries.get(leg) if is_call(summary) else None
+    if probe is not None:  # the call leads; the probe's verdict stays beside it
+        path_level = _level(probe["window"].get("level"))
+        trend = Group(trend, Text.assemble(("path to the clinic: ", "dim"), (path_level, LEVEL_STYLE[path_level])))
+    if is_call(summary):
+        title = f"{title} · on the call"
     level = _level(window.get("level"))
     subtitle = Text.assemble(("use: ", "dim"), (str(window.get("recommendation", "?")).replace("_", " "),
                                                  LEVEL_STYLE[level]))
@@ -144,7 +150,10 @@ def warning_lines(state: WatchState) -> list[RenderableType]:
     advice_shown = set()
     for _, event in reversed(shown):
         style = "bold red" if event.get("level") == "poor" else "bold yellow"
-        grid.add_row(Text("⚠", style=style), Text(event["message"], style=style))
+        line = Text(event["message"], style=style)
+        if is_call(event):
+            line.append(" (on the call)", style="dim")
+        grid.add_row(Text("⚠", style=style), line)
         if event.get("advice") and event["advice"] not in advice_shown:  # the same cue on both legs: once
             advice_shown.add(event["advice"])
             grid.add_row(Text("→", style="yellow"), Text(event["advice"], style="yellow"))

@@ -32,6 +32,8 @@ CONNECT_TIMEOUT_S = 10.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 HISTORY_WINDOWS = 60
+CALL_LEADS_S = 30.0
+"""A call silent for this long (its module posts every 5 s) no longer leads its leg: the probe does again."""
 MAX_LOGGED_WARNINGS = 200
 MAX_DEPTH = 6
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -291,17 +293,25 @@ class WindowPoint:
 
 @dataclass
 class WatchState:
-    """Everything the view shows, folded from events in arrival order. Pure, apart from the clock."""
+    """Everything the view shows, folded from events in arrival order. Pure, apart from the clock.
+
+    A leg may be measured twice: by the probe (the path to the clinic) and on the call itself (events the
+    server marked `"source": "call"`, issue 25). While the call's windows come, the call leads the leg;
+    the probe's latest window stays beside it in `probe_summaries`."""
 
     clock: Callable[[], float] = time.monotonic
     summaries: dict[str, Event] = field(default_factory=dict)
-    """The latest summary per leg."""
+    """The latest summary per leg of the source that leads it (the call's while it posts, else the probe's)."""
+    probe_summaries: dict[str, Event] = field(default_factory=dict)
+    """The latest probe summary per leg: "the path to the clinic" beside a call that leads."""
+    call_received_s: dict[str, float] = field(default_factory=dict)
     summary_received_s: dict[str, float] = field(default_factory=dict)
     """When (clock) each leg's latest summary arrived: a leg whose agent went quiet shows its age."""
     history: dict[str, deque[WindowPoint]] = field(
         default_factory=lambda: {leg: deque(maxlen=HISTORY_WINDOWS) for leg in LEGS})
-    active: dict[tuple[str, str], Event] = field(default_factory=dict)
-    """Raised and not yet cleared warnings, by (leg, cue)."""
+    active: dict[tuple[str, ...], Event] = field(default_factory=dict)
+    """Raised and not yet cleared warnings, by (leg, cue) for the probe's and (leg, cue, "call") for the
+    call's: two warnings on one cue, each cleared on its own."""
     warnings: deque[Event] = field(default_factory=lambda: deque(maxlen=MAX_LOGGED_WARNINGS))
     """Raised and cleared events, oldest first."""
     events: int = 0
@@ -312,15 +322,27 @@ class WatchState:
         self.events += 1
         self.last_event_s = self.clock()
         if kind == "summary":
+            if is_call(event):
+                self.call_received_s[leg] = self.last_event_s
+            else:
+                self.probe_summaries[leg] = dict(event)
+                if self.call_leads(leg):
+                    return  # beside the call, not in its history
             self.summaries[leg] = dict(event)
             self.summary_received_s[leg] = self.last_event_s
             self.history[leg].append(window_point(event["window"]))
             return
         self.warnings.append(dict(event))
+        key = (leg, event["cue"], "call") if is_call(event) else (leg, event["cue"])
         if kind == "warning_raised":
-            self.active[(leg, event["cue"])] = dict(event)
+            self.active[key] = dict(event)
         else:
-            self.active.pop((leg, event["cue"]), None)
+            self.active.pop(key, None)
+
+    def call_leads(self, leg: str) -> bool:
+        """Whether the call's own windows lead the leg now (one came within CALL_LEADS_S)."""
+        received_s = self.call_received_s.get(leg)
+        return received_s is not None and self.clock() - received_s <= CALL_LEADS_S
 
     def last_event_age_s(self) -> float | None:
         return None if self.last_event_s is None else max(0.0, self.clock() - self.last_event_s)
@@ -328,6 +350,11 @@ class WatchState:
     def summary_age_s(self, leg: str) -> float | None:
         received_s = self.summary_received_s.get(leg)
         return None if received_s is None else max(0.0, self.clock() - received_s)
+
+
+def is_call(event: Mapping[str, Any]) -> bool:
+    """Measured on the call itself: the server, never the measuring browser, set this (issue 25)."""
+    return event.get("source") == "call"
 
 
 def window_point(window: Mapping[str, Any]) -> WindowPoint:

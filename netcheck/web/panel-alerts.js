@@ -4,6 +4,7 @@
 // of notifications is remembered for this browser.
 
 import { fill } from "./texts.js";
+import { activeKey } from "./panel-state.js";
 
 const NOTIFY_PREF = "netcheck.panel.notify";
 const CHIME_HZ = [660, 880];
@@ -18,7 +19,7 @@ export class Alerts {
     this.sound = sound;
     this.notifyOn = false;
     this.audioContext = null;
-    /** Open notifications by `leg/cue`, closed when their warning clears. */
+    /** Open notifications by `activeKey` (`leg/cue`, `leg/cue/call`), closed when their warning clears. */
     this.shown = new Map();
   }
 
@@ -65,7 +66,7 @@ export class Alerts {
   /** A warning was raised (and is still active after the batch it came in). */
   raised(event, title) {
     if (this.notifyOn && Notification.permission === "granted") {
-      const key = `${event.leg}/${event.cue}`;
+      const key = activeKey(event);
       try {
         const notification = new Notification(title, { body: `${event.message}\n${event.advice}`.trim(), tag: key });
         notification.addEventListener("click", () => window.focus());
@@ -78,7 +79,7 @@ export class Alerts {
   }
 
   cleared(event) {
-    const key = `${event.leg}/${event.cue}`;
+    const key = activeKey(event);
     this.shown.get(key)?.close();
     this.shown.delete(key);
   }

@@ -1,11 +1,13 @@
 // The panel's DOM: both legs (each cue's level now and a strip of its last windows), the active
 // warnings in the hub's words with their advice, the end-to-end estimate, the history, and whether
 // the stream is live. Everything from the network goes in as text (textContent), never as markup.
-// Automation contract (docs/in-session.md): [data-warning-cue][data-leg][data-level] per active
-// warning, body[data-live] yes|no, [data-history][data-leg][data-cue] per history entry.
+// Automation contract (docs/in-session.md): [data-warning-cue][data-leg][data-level][data-source] per
+// active warning (source "call" when measured on the call itself, else "probe"), body[data-live] yes|no,
+// [data-history][data-leg][data-cue] per history entry, article.leg[data-source] for the source that
+// leads the leg and its .leg-path line (the probe's verdict while the call leads).
 
 import { applyTexts, fill } from "./texts.js";
-import { CUES, LEGS, LEVELS, STRIP_WINDOWS } from "./panel-state.js";
+import { CUES, LEGS, LEVELS, STRIP_WINDOWS, sourceOf } from "./panel-state.js";
 
 const STALE_AFTER_S = 30;
 const DEFAULT_WINDOW_S = 5;
@@ -107,6 +109,7 @@ export class PanelView {
     const box = this.legBox(leg);
     const summary = state.summaries[leg];
     box.dataset.level = summary ? levelOf(summary.window.level) : "unknown";
+    this.renderSource(state, leg);
     const cues = summary?.window?.cues ?? {};
     const strip = state.strips[leg];
     const minutes = stripMinutesLabel(state, leg);
@@ -125,6 +128,24 @@ export class PanelView {
     }
     this.renderStripHeads(state);
     this.renderAges(state);
+  }
+
+  /** Which source the leg's figures come from; while the call leads, the probe's verdict beside it. */
+  renderSource(state, leg) {
+    const box = this.legBox(leg);
+    const summary = state.summaries[leg];
+    const source = summary ? sourceOf(summary) : "probe";
+    box.dataset.source = source;
+    const line = box.querySelector(".leg-source");
+    line.hidden = !summary;
+    line.textContent = fill(`leg_source.${source}`);
+    const path = box.querySelector(".leg-path");
+    const probe = source === "call" ? state.probeSummaries[leg] : undefined;
+    path.hidden = !probe;
+    if (!probe) return;
+    const level = levelOf(probe.window.level);
+    path.dataset.level = level;
+    path.textContent = fill("leg_path", { level: levelWord(level) });
   }
 
   renderStripHeads(state) {
@@ -158,9 +179,11 @@ export class PanelView {
       item.dataset.warningCue = event.cue;
       item.dataset.leg = event.leg;
       item.dataset.level = levelOf(event.level);
+      item.dataset.source = sourceOf(event);
       const head = element("p", "warning-head");
       head.append(element("span", "warning-cue", fill(`panel.cue.${event.cue}`)),
-        element("span", "warning-when", fill("warning_since", { leg: fill(`leg_short.${event.leg}`), time: clockTime(event.at) })));
+        element("span", "warning-when", fill(`warning_since.${sourceOf(event)}`,
+          { leg: fill(`leg_short.${event.leg}`), time: clockTime(event.at) })));
       item.append(head, element("p", "warning-message", words(event.message)));
       if (event.advice) item.append(element("p", "warning-advice", words(event.advice)));
       return item;
@@ -175,9 +198,11 @@ export class PanelView {
       item.dataset.leg = event.leg;
       item.dataset.cue = event.cue;
       item.dataset.level = levelOf(event.level);
+      item.dataset.source = sourceOf(event);
       const time = element("time", "when", clockTime(event.at));
       time.dateTime = event.at;
-      const what = `${fill(`leg_short.${event.leg}`)} · ${fill(`panel.cue.${event.cue}`)} · ${fill(`history.${event.type}`)}`;
+      const what = `${fill(`leg_short.${event.leg}`)} · ${fill(`panel.cue.${event.cue}`)} · ${fill(`history.${event.type}`)}`
+        + (sourceOf(event) === "call" ? ` · ${fill("history_on_call")}` : "");
       item.append(time, element("span", "what", what), element("span", "message", words(event.message)));
       return item;
     }));
