@@ -12,7 +12,10 @@ end (`up` on the namespace end: client -> root; `down` on the root end: root -> 
 here has no netem. `block_udp` drops every UDP datagram leaving the namespace over the veth,
 silently, as a firewall on the path would (an nftables `netdev` egress hook on the namespace end;
 an `output`-hook drop would instead fail the sender's sendto with EPERM, which no real network
-does). TCP and ICMP still pass.
+does). TCP and ICMP still pass. `drop_udp_randomly(80)` drops each UDP datagram leaving the
+namespace with probability 80/1000 (`numgen random`, the same egress hook) and counts what it dropped
+and passed (`random_drop_counts`), also the RTP packets of one payload type (e.g. Opus, 111: the
+RTP header stays in clear under SRTP), so a test can compare a call's own loss with the truth.
 
 Names carry the pid and a counter, and the /30 is chosen under a file lock among those no
 interface in the root namespace has yet, so parallel runs do not collide. Everything is removed
@@ -164,6 +167,44 @@ class ClientNamespace:
         done = _sh(*self.command(["nft", "list", "table", "netdev", "netcheck_block_udp"]), check=False)
         match = re.search(r"counter packets (\d+)", done.stdout)
         return int(match.group(1)) if match else 0
+
+    def drop_udp_randomly(self, per_mille: int, rtp_payload_type: int | None = None) -> None:
+        """Drop each UDP datagram the namespace sends over the veth with probability per_mille/1000,
+        silently (replacing an earlier random drop; its counts start again at 0). With
+        `rtp_payload_type`, the RTP packets of that type (RTP version 2, the marker bit aside) are
+        counted apart too."""
+        if not 0 <= per_mille <= 1000:
+            raise ValueError(f"per_mille {per_mille} outside 0..1000")
+        if shutil.which("nft") is None:
+            raise RuntimeError("tests/netns.py needs `nft` to drop UDP (Debian package nftables)")
+        self.stop_dropping()
+        rtp = f"@th,64,2 2 @th,73,7 {rtp_payload_type}" if rtp_payload_type is not None else None
+        ruleset = (
+            "table netdev netcheck_random_drop {\n"
+            "  counter dropped {}\n  counter passed {}\n  counter rtp_dropped {}\n  counter rtp_passed {}\n"
+            "  chain lose {\n"
+            + (f'    {rtp} counter name "rtp_dropped"\n' if rtp else "")
+            + '    counter name "dropped" drop\n'
+            "  }\n"
+            "  chain egress {\n"
+            f'    type filter hook egress device "{self.ns_dev}" priority 0; policy accept;\n'
+            f"    meta l4proto udp numgen random mod 1000 < {per_mille} jump lose\n"
+            + (f'    meta l4proto udp {rtp} counter name "rtp_passed"\n' if rtp else "")
+            + '    meta l4proto udp counter name "passed"\n'
+            "  }\n"
+            "}\n"
+        )
+        _sh(*self.command(["nft", "-f", "-"]), input_text=ruleset)
+
+    def stop_dropping(self) -> None:
+        """Remove the random drop (and its counters)."""
+        _sh(*self.command(["nft", "delete", "table", "netdev", "netcheck_random_drop"]), check=False)
+
+    def random_drop_counts(self) -> dict[str, int]:
+        """The random drop's counters so far: dropped, passed, rtp_dropped, rtp_passed (all 0 without it)."""
+        done = _sh(*self.command(["nft", "list", "table", "netdev", "netcheck_random_drop"]), check=False)
+        found = dict(re.findall(r"counter (\w+) \{\s*packets (\d+)", done.stdout))
+        return {name: int(found.get(name, 0)) for name in ("dropped", "passed", "rtp_dropped", "rtp_passed")}
 
     def qdisc(self, side: str) -> str:
         """`tc -s qdisc show` of one end ('up': namespace end, 'down': root end), for diagnostics."""

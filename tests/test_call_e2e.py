@@ -1,0 +1,169 @@
+"""Issue 25, Must show 1: a real WebRTC call between two headless Chromiums, followed by netcheck's
+module (tests/harness/call_pair.py), with 8 % random loss on the client's UDP (nftables, in the client's
+namespace) → the therapist's panel shows the client's vocal-tone warning marked as measured on the call
+within 15 s, it clears within 30 s of the loss ending, and the loss the call reported matches what
+nftables dropped of the same packets within ±1.5 percentage points.
+
+Which figure covers which packets: the loss is on the client's egress, so it is the client's upstream.
+The therapist's browser counts it exactly (inbound-rtp `packetsLost` of the client's audio: the
+therapist leg's `loss_one_way_pct`, one figure per judged window); the client's browser hears of it
+from the therapist's RTCP (remote-inbound-rtp `fractionLost`, a fraction over the last report's interval,
+≈ 5 s for audio: the client leg's figure, which raises the client's warning). The comparison takes the
+therapist leg's windows that lie wholly inside the loss (≥ 4 of them, ≥ 1,000 Opus packets) against the
+nftables counters of the Opus packets (RTP payload type 111) over the same span, the counters read
+every 0.25 s and interpolated at the windows' own start and end: the same packets, not two samples of
+8 %, so the error is the boundaries' (a few packets), not binomial noise (±1.7 pp for one 250-packet
+window on its own).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.call_pair import OPUS, CallPair
+from tests.harness.servers import REPO, stop, subprocess_env
+
+SESSION = "call-e2e-1"
+LOSS_PER_MILLE = 80
+RAISE_BUDGET_S = 15.0
+CLEAR_BUDGET_S = 30.0
+LOSS_S = 32.0
+"""Long enough for ≥ 4 of the therapist leg's 5 s windows to lie wholly inside the loss."""
+MIN_WINDOWS = 4
+LOSS_TOLERANCE_PP = 1.5
+WARNING = '[data-warning-cue="vocal_tone"][data-leg="client"][data-source="call"]'
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_chromium_per_module")]
+
+
+@dataclass
+class Watch:
+    """`netcheck watch --json` of the session (the therapist's token), its events kept as they come."""
+
+    process: subprocess.Popen
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                continue
+
+
+def watch(pair: CallPair, home: Path) -> Watch:
+    assert pair.node is not None
+    home.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "cli.py"), "watch", "--session", SESSION, "--server", pair.node.http_url,
+         "--json", "--no-notify"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=subprocess_env(NETCHECK_HOME=str(home), NETCHECK_TOKEN=pair.token("therapist")))
+    follower = Watch(process)
+    threading.Thread(target=follower.read, daemon=True).start()
+    return follower
+
+
+@dataclass
+class Truth:
+    """The namespace's counters read every 0.25 s while the loss is on: (wall clock s, counts)."""
+
+    samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+
+    def at(self, moment_s: float, name: str) -> float:
+        """A counter at `moment_s`, interpolated between the samples around it."""
+        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:]):
+            if t0 <= moment_s <= t1:
+                share = (moment_s - t0) / (t1 - t0) if t1 > t0 else 0.0
+                return c0[name] + share * (c1[name] - c0[name])
+        raise AssertionError(f"{moment_s} outside the counters' samples")
+
+    def loss_pct(self, start_s: float, end_s: float) -> float:
+        dropped = self.at(end_s, "rtp_dropped") - self.at(start_s, "rtp_dropped")
+        passed = self.at(end_s, "rtp_passed") - self.at(start_s, "rtp_passed")
+        return 100 * dropped / (dropped + passed)
+
+
+def epoch_s(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def call_windows(events: list[dict[str, Any]], leg: str) -> list[tuple[float, float, float | None]]:
+    """(start, end, loss_one_way_pct) of the leg's judged call windows: a window ends where the next starts."""
+    starts = [(epoch_s(e["at"]), e["window"]["figures"].get("loss_one_way_pct")) for e in events
+              if e.get("type") == "summary" and e.get("leg") == leg and e.get("source") == "call"]
+    return [(start, following, loss) for (start, loss), (following, _) in zip(starts, starts[1:])]
+
+
+@dataclass
+class Outcome:
+    raise_s: float
+    clear_s: float
+    reported_pct: float
+    truth_pct: float
+    windows: int
+    client_reported_pct: float | None
+    all_udp_pct: float
+
+
+def run_scenario(tmp_path: Path) -> Outcome:
+    """The call, 8 % loss on the client's UDP for LOSS_S, then none: what the panel and the figures said."""
+    with CallPair(tmp_path, SESSION) as pair:
+        follower = watch(pair, tmp_path / "watch")
+        try:
+            leg = "article.leg[data-leg='client'][data-source='call']"
+            pair.panel.wait_for_selector(leg, timeout=30_000)  # the call's first window judged: it leads the leg
+            assert pair.panel.locator(WARNING).count() == 0, "a warning before any loss"
+            truth = Truth()
+            pair.namespace.drop_udp_randomly(LOSS_PER_MILLE, OPUS)
+            started = time.monotonic()
+            truth.samples.append((time.time(), pair.namespace.random_drop_counts()))
+            raise_s = None
+            while time.monotonic() - started < LOSS_S:
+                time.sleep(0.25)
+                truth.samples.append((time.time(), pair.namespace.random_drop_counts()))
+                if raise_s is None and pair.panel.locator(WARNING).count():
+                    raise_s = time.monotonic() - started
+                assert raise_s is not None or time.monotonic() - started < RAISE_BUDGET_S + 1, \
+                    f"no call-measured vocal-tone warning on the client's leg {RAISE_BUDGET_S:g} s into 8 % loss"
+            pair.namespace.stop_dropping()
+            ended = time.monotonic()
+            pair.panel.wait_for_selector(WARNING, state="detached", timeout=CLEAR_BUDGET_S * 1000)
+            clear_s = time.monotonic() - ended
+            assert raise_s is not None
+            last = truth.samples[-1][1]
+        finally:
+            stop(follower.process)
+    span = (truth.samples[0][0], truth.samples[-1][0])
+    inside = [(start, end, loss) for start, end, loss in call_windows(follower.events, "therapist")
+              if span[0] <= start and end <= span[1] and loss is not None]
+    assert len(inside) >= MIN_WINDOWS, (inside, span)
+    client = [loss for start, end, loss in call_windows(follower.events, "client")
+              if span[0] <= start and end <= span[1] and loss is not None]
+    return Outcome(raise_s, clear_s, sum(loss for *_, loss in inside) / len(inside),
+                   truth.loss_pct(inside[0][0], inside[-1][1]), len(inside),
+                   sum(client) / len(client) if client else None,
+                   100 * last["dropped"] / max(1, last["dropped"] + last["passed"]))
+
+
+@pytest.mark.netns
+@pytest.mark.browser
+def test_8_percent_loss_on_the_clients_call_is_warned_on_the_call_and_its_loss_matches_nftables(tmp_path: Path) -> None:
+    outcome = run_scenario(tmp_path)
+    print(f"call: raised {outcome.raise_s:.1f} s after 8 % loss began, cleared {outcome.clear_s:.1f} s after it "
+          f"ended; the call reported {outcome.reported_pct:.2f} % over {outcome.windows} windows, nftables dropped "
+          f"{outcome.truth_pct:.2f} % of the same Opus packets (client leg's RTCP figure "
+          f"{outcome.client_reported_pct}; all UDP {outcome.all_udp_pct:.2f} %)")
+    assert outcome.raise_s <= RAISE_BUDGET_S
+    assert outcome.clear_s <= CLEAR_BUDGET_S
+    assert abs(outcome.reported_pct - outcome.truth_pct) <= LOSS_TOLERANCE_PP
