@@ -43,7 +43,8 @@ MIN_WINDOWS = 4
 LOSS_TOLERANCE_PP = 1.5
 WARNING = '[data-warning-cue="vocal_tone"][data-leg="client"][data-source="call"]'
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_chromium_per_module")]
+pytestmark = [pytest.mark.slow, pytest.mark.measures, pytest.mark.usefixtures("one_chromium_per_module")]
+"""measures: its assertions stand on measured times and counts (tests/harness/tiers.py), so it runs alone."""
 
 
 @dataclass
