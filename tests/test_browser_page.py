@@ -103,6 +103,7 @@ class Posted:
     def __init__(self, page) -> None:
         self.body: dict | None = None
         page.on("request", self._seen)
+        page.on("requestfailed", lambda request: print(f"request failed: {request.url} {request.failure}"))
 
     def _seen(self, request) -> None:
         if request.method == "POST" and request.url.endswith("/v1/checks"):

@@ -138,6 +138,17 @@ def test_icmp_tcp_and_udp_cross_the_veth():
     assert subprocess.run(["ip", "link", "show", root_dev], capture_output=True).returncode != 0
 
 
+def test_the_namespaces_addresses_do_not_change_after_it_is_entered():
+    """A program started in the namespace (Chromium) sees no address change: one fails its requests in
+    flight (net::ERR_NETWORK_CHANGED; seen as a check page whose last modules did not load)."""
+    with ClientNamespace() as ns:
+        entered = ns.run(["ip", "-o", "addr", "show", "dev", ns.ns_dev], capture_output=True, text=True).stdout
+        assert "inet6 fe80:" in entered and "tentative" not in entered
+        time.sleep(2.5)  # IPv6 duplicate detection would end ≈ 1–2 s after the link came up
+        later = ns.run(["ip", "-o", "addr", "show", "dev", ns.ns_dev], capture_output=True, text=True).stdout
+        assert later == entered
+
+
 def test_udp_block_drops_udp_but_not_tcp():
     with ClientNamespace(block_udp=True) as ns:
         collector = UdpCollector(ns.root_address, PORT)

@@ -192,9 +192,27 @@ def insecure_origin_args(origin: str) -> tuple[str, ...]:
     return (f"--unsafely-treat-insecure-origin-as-secure={origin}",)
 
 
+PAGE_LOAD_REPORT = """() => ({
+  readyState: document.readyState,
+  resources: performance.getEntriesByType("resource").map((entry) => [
+    entry.name.replace(location.origin, ""), entry.responseStatus ?? null, Math.round(entry.duration)]),
+})"""
+
+
+def wait_until_ready(page) -> None:
+    """Wait for `body[data-ready='true']`; when it does not come, fail with what the page loaded (each
+    file's status and time), so that a page that did not start says why."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector("body[data-ready='true']")
+    except PlaywrightTimeout:
+        raise AssertionError(f"the page did not become ready: {page.evaluate(PAGE_LOAD_REPORT)}") from None
+
+
 def run_check(page, timeout_ms: int = CHECK_TIMEOUT_MS) -> str:
     """Press Start and wait until the page says done or error; returns that state."""
-    page.wait_for_selector("body[data-ready='true']")
+    wait_until_ready(page)
     page.click("#start")
     # a selector, not wait_for_function: the page's CSP (no 'unsafe-eval') refuses evaluated strings
     page.wait_for_selector("body[data-state='done'], body[data-state='error']", state="attached", timeout=timeout_ms)

@@ -244,6 +244,10 @@ class ClientNamespace:
         inside = self.command
         _sh(*inside(["ip", "link", "set", "lo", "up"]))
         _sh(*inside(["ip", "addr", "add", f"{self.address}/30", "dev", self.ns_dev]))
+        # no duplicate detection for the IPv6 link-local address: its end ~1.5 s after `up` is an
+        # address change, and Chromium fails the requests in flight then (net::ERR_NETWORK_CHANGED:
+        # the page's last modules, seen as a page that never became ready)
+        _sh(*inside(["sysctl", "-q", "-w", f"net.ipv6.conf.{self.ns_dev}.accept_dad=0"]))
         _sh(*inside(["ip", "link", "set", self.ns_dev, "up"]))
         self.shape(self.up, self.down)
         if self.udp_blocked:
@@ -251,11 +255,14 @@ class ClientNamespace:
         self._wait_until_up()
 
     def _wait_until_up(self, timeout_s: float = 5.0) -> None:
-        """Both ends carrier-up and the namespace's address past duplicate detection (IPv4: at once)."""
+        """Both ends carrier-up and no address of the namespace's end tentative: a program started
+        after this sees no address change (IPv4 addresses are valid at once)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             root = _sh("ip", "-o", "link", "show", self.root_dev).stdout
-            if "LOWER_UP" in root and "state UP" in root:
+            inside = _sh(*self.command(["ip", "-o", "link", "show", self.ns_dev])).stdout
+            tentative = _sh(*self.command(["ip", "-o", "addr", "show", "dev", self.ns_dev, "tentative"])).stdout
+            if all("LOWER_UP" in end and "state UP" in end for end in (root, inside)) and not tentative.strip():
                 return
             time.sleep(0.05)
         raise NetnsError(f"veth {self.root_dev} did not come up within {timeout_s} s")
