@@ -24,14 +24,14 @@ const LIP_SYNC_WARM_UP_MS = 2500;
 /** Chromium's audio/video synchronisation settles within the first seconds of a call (seen: the first
  * markers 30–60 ms further apart than the rest); a session is lived after that, so lip sync is the
  * skew of the markers shown after it. */
-const LIP_SYNC_PIPELINE_MS = -63;
+const LIP_SYNC_PIPELINE_MS = -57;
 /** The skew this page reads when the server's markers are in sync, removed from every skew: the median
- * of 10 calibration runs (audio_offset_ms 0 and +80, 640x360@30, headless Chromium 156 against
- * `netcheck serve` on loopback: −76…−50 ms), validated on the held-out offsets −150, −60, +40, +120
- * (tests/test_browser_page.py). About half is Chromium's own A/V sync leaving the sound behind (its
- * estimatedPlayoutTimestamps differ by 21–40 ms: aiortc's sender reports pair an RTP time with a send
- * time), half the page's way of timing sound (a WebAudio tap after the media element's renderer, on
- * WebAudio's output clock). See docs/browser-page.md. */
+ * of 10 calibration runs (audio_offset_ms 0 and +80, 640x360@30, headless Chromium against
+ * `netcheck serve` on loopback: −64…−46 ms), validated on the held-out offsets −150, −60, +40, +120
+ * (12 runs: error −13…+11 ms, SD 6.7; tests/test_browser_page.py). About half is Chromium's own A/V
+ * sync leaving the sound behind (its estimatedPlayoutTimestamps differ by 21–40 ms: aiortc's sender
+ * reports pair an RTP time with a send time), half the page's way of timing sound (a WebAudio tap after
+ * the media element's renderer, on WebAudio's output clock). See docs/browser-page.md. */
 
 export const DEFAULT_FORMAT = "640x360@30";
 /** What the server sends down: 720p costs the server (encoding in Python) and a 2-core client enough CPU
@@ -170,14 +170,20 @@ class LipSync {
     return skews.length ? percentile(skews, 0.5) : null;
   }
 
-  /** The display clock of the video: the median of (display time − capture time) over every frame
-   * read after the warm-up, so that no single frame's vsync or replacement decides. */
+  /** The display clock of the video: the mean of (display time − capture time) over the frames read
+   * after the warm-up, its lowest and highest tenth left out, so that no single frame's vsync or
+   * replacement decides. A mean, not the median: display times come in whole refreshes (16.7 ms), and
+   * the median jumps a whole refresh where the mean moves by the share of frames shown a refresh late. */
   videoOffsetMs() {
     const { fps } = this.format;
     const offsets = this.frames
       .filter(([, displayMs]) => displayMs >= this.startMs + LIP_SYNC_WARM_UP_MS)
       .map(([index, displayMs]) => displayMs - (index * 1000) / fps);
-    return offsets.length ? { median: percentile(offsets, 0.5), spread: percentile(offsets, 0.9) - percentile(offsets, 0.1), count: offsets.length } : null;
+    if (!offsets.length) return null;
+    const [low, high] = [percentile(offsets, 0.1), percentile(offsets, 0.9)];
+    const kept = offsets.filter((offset) => offset >= low && offset <= high);
+    const clock = kept.reduce((sum, offset) => sum + offset, 0) / kept.length;
+    return { clock, median: percentile(offsets, 0.5), spread: high - low, count: offsets.length };
   }
 
   /** Each burst onset against the display time its marker frame has on that clock (+: sound first). */
@@ -190,10 +196,10 @@ class LipSync {
     const skews = [];
     for (const onsetMs of this.onsetsMs) {
       if (onsetMs < this.startMs + LIP_SYNC_WARM_UP_MS) continue;
-      const frame = ((onsetMs - video.median) * fps) / 1000;
+      const frame = ((onsetMs - video.clock) * fps) / 1000;
       const marker = first + period * Math.round((frame - first) / period);
       if (marker < first) continue;
-      const displayMs = video.median + (marker * 1000) / fps;
+      const displayMs = video.clock + (marker * 1000) / fps;
       if (Math.abs(displayMs - onsetMs) <= PAIRING_WINDOW_MS) skews.push(displayMs - onsetMs - LIP_SYNC_PIPELINE_MS);
     }
     return skews;
