@@ -88,10 +88,11 @@ class ServeLimits:
     anonymous_check_every_s: float = 2.0
     frame_ancestors: tuple[str, ...] = ()
     """Sites besides the node's own that may frame its pages (the clinic's call page); none: 'self' only."""
-    page_call_watch_s: float = 6.0
+    page_call_watch_s: float = 7.0
     page_voice_s: float = 3.2
     page_speed_phase_s: float = 2.0
-    """The check page's steps (the call watched, the voice stream, each speed phase), handed to it in /v1/info."""
+    """The check page's steps (the call watched from its first frame, the voice stream in the call's last
+    seconds, each speed phase), handed to it in /v1/info."""
 
 
 @dataclass(frozen=True)

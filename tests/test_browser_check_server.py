@@ -119,7 +119,7 @@ def test_serve_serves_the_packaged_page() -> None:
 
 # --- the page's plan: how long its steps last ([serve] page_*, handed out in /v1/info) ---------------
 
-PAGE_PLAN_DEFAULT = {"call_watch_s": 6.0, "voice_s": 3.2, "speed_phase_s": 2.0}
+PAGE_PLAN_DEFAULT = {"call_watch_s": 7.0, "voice_s": 3.2, "speed_phase_s": 2.0}
 """The page's step lengths before they were a setting (main.js CALL_WATCH_MS, VOICE_MS; speed.js PHASE_MS)."""
 
 

@@ -298,11 +298,10 @@ export class Call {
     return iceServersFrom(this.api);
   }
 
-  /** Refresh the figures on screen every second for `ms`. */
-  async watch(ms, show) {
-    const until = performance.now() + ms;
-    while (performance.now() < until) {
-      await sleep(Math.min(1000, until - performance.now()));
+  /** Refresh the figures on screen every second until `untilMs` (performance.now() time). */
+  async watchUntil(untilMs, show) {
+    while (performance.now() < untilMs) {
+      await sleep(Math.min(1000, untilMs - performance.now()));
       show(await this.downstream());
     }
   }

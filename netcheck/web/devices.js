@@ -230,8 +230,10 @@ export class Speakers {
 /**
  * Run the devices step. Returns the stream to send in the call (whatever tracks could be opened),
  * the contract's `devices` fields, and the Speakers question, which stays open while the check runs.
+ * `onOpened(stream)` is called as soon as the devices are open, before they are watched: the call
+ * connects meanwhile (the picture and the signal are the device's, which a call beside them does not change).
  */
-export async function checkDevices(audioContext) {
+export async function checkDevices(audioContext, onOpened = () => {}) {
   const devices = {
     secure_context: window.isSecureContext,
     camera: "not_asked", camera_width: null, camera_height: null,
@@ -243,11 +245,14 @@ export async function checkDevices(audioContext) {
   if (!navigator.mediaDevices?.getUserMedia) {
     showFinding("camera", "not_asked");
     showFinding("microphone", "not_asked");
-    return { stream: new MediaStream(), devices, speakers };
+    const stream = new MediaStream();
+    onOpened(stream);
+    return { stream, devices, speakers };
   }
   showFinding("camera", "pending");
   showFinding("microphone", "pending");
   const opened = await openDevices();
+  onOpened(opened.stream);
   const [videoTrack] = opened.stream.getVideoTracks();
   const [audioTrack] = opened.stream.getAudioTracks();
   const [camera, microphone] = await Promise.all([

@@ -5,7 +5,7 @@
 import { applyTexts, fill } from "./texts.js";
 import { Api } from "./api.js";
 import { Refusal } from "./refusal.js";
-import { takeToken } from "./util.js";
+import { sleep, takeToken } from "./util.js";
 import { checkDevices } from "./devices.js";
 import { Call, DEFAULT_FORMAT, parseFormat, showDownstream } from "./call.js";
 import { VoiceProbe } from "./voice.js";
@@ -14,10 +14,11 @@ import { selectedPath } from "./path.js";
 import { showVerdict } from "./verdict.js";
 
 const STEPS = ["devices", "call", "voice", "speed", "verdict"];
-/** How long the call is watched, the voice streams and each speed phase lasts: the server's plan (/v1/info
- * `browser_check`, the config's `[browser_check]`), else these, the defaults. The call's figures settle within
- * a few seconds; lip sync keeps counting markers through the voice step. */
-const DEFAULT_PLAN = { callWatchMs: 6000, voiceMs: 3200, speedPhaseMs: 2000 };
+/** How long the call is watched from its first frame, the voice streams (in the call's last seconds) and
+ * each speed phase lasts: the server's plan (/v1/info `browser_check`, the config's `[serve] page_*`), else
+ * these, the defaults. The call's figures settle within a few seconds; lip sync counts the markers after
+ * the first 2.5 s: 7 s give it four or five. */
+const DEFAULT_PLAN = { callWatchMs: 7000, voiceMs: 3200, speedPhaseMs: 2000 };
 const PLAN_KEYS = { callWatchMs: "call_watch_s", voiceMs: "voice_s", speedPhaseMs: "speed_phase_s" };
 const PLAN_MAX_MS = 60_000;
 const MAX_AUDIO_OFFSET_MS = 1000;
@@ -102,6 +103,24 @@ function resetView() {
   delete window.netcheckResult;
 }
 
+/** The call watched for `plan.callWatchMs` from its first frame, the voice stream in its last
+ * `plan.voiceMs` (voice and picture together, as in a session); the voice probe when it ran, else null. */
+async function watchCallAndVoice(call, plan) {
+  const watchEndMs = call.firstFrameMs + plan.callWatchMs;
+  const watching = call.watchUntil(watchEndMs, showDownstream);
+  await sleep(watchEndMs - plan.voiceMs - performance.now());
+  setState("voice");
+  const probe = new VoiceProbe(call.channel);
+  let voice = null;
+  if (await probe.open()) {
+    status("voice_measuring");
+    await probe.run(plan.voiceMs);
+    voice = probe;
+  }
+  await watching;
+  return voice;
+}
+
 let api = null;
 let running = false;
 let audioContext = null;
@@ -125,37 +144,28 @@ async function run() {
     const plan = planOf(await api.info());
     setState("devices");
     $("devices").hidden = false;
-    const checked = await checkDevices(audioContext);
+    let connecting = null;
+    const checked = await checkDevices(audioContext, (opened) => {
+      // the call connects while the devices are watched; its section is shown at once, because a
+      // hidden video element gets no frame callbacks
+      $("call").hidden = false;
+      call = new Call(api, { stream: opened, audioOffsetMs, format, audioContext });
+      connecting = call.connect().then((connected) => ({ connected }), (error) => ({ connected: false, error }));
+    });
     stream = checked.stream;
     const { devices, speakers } = checked;
 
     setState("call");
-    $("call").hidden = false;
     status("call_connecting");
-    call = new Call(api, { stream, audioOffsetMs, format, audioContext });
-    let connected = false;
-    try {
-      connected = await call.connect();
-    } catch (error) {
-      if (error instanceof Refusal && (error.ofToken || error.kind === "busy")) throw error;
-      connected = false;
-    }
-    if (connected) {
-      status("call_measuring");
-      await call.watch(plan.callWatchMs, showDownstream);
-    } else {
-      status("call_failed");
-    }
-
-    setState("voice");
+    const { connected, error: callError } = await connecting;
+    if (callError instanceof Refusal && (callError.ofToken || callError.kind === "busy")) throw callError;
     let voice = null;
     if (connected) {
-      const probe = new VoiceProbe(call.channel);
-      if (await probe.open()) {
-        status("voice_measuring");
-        await probe.run(plan.voiceMs);
-        voice = probe;
-      }
+      status("call_measuring");
+      voice = await watchCallAndVoice(call, plan);
+    } else {
+      status("call_failed");
+      setState("voice");
     }
     const downstream = connected ? await call.downstream() : null;
     if (downstream) {
