@@ -108,7 +108,12 @@ def parse_call_window(raw: bytes) -> tuple[int, Snapshot]:
     if document.get("v") != 1:
         raise BodyError("v", "must be 1")
     seq = Number(0, 2**53, integer=True, nullable=False).check(document.get("seq"), "seq")
-    peers = document.get("peers")
+    return int(seq), parse_peers(document.get("peers"))  # type: ignore[arg-type]
+
+
+def parse_peers(peers: Any) -> Snapshot:
+    """The snapshot of a window's `peers` list; BodyError naming the field when it is not the contract's.
+    The posts' and the rtcstats door's one check (server/legs/rtcstats.py builds the same list)."""
     if not isinstance(peers, list) or not 1 <= len(peers) <= MAX_PEERS:
         raise BodyError("peers", f"must be an array of 1 to {MAX_PEERS} peer connections")
     snapshot: Snapshot = {}
@@ -136,7 +141,7 @@ def parse_call_window(raw: bytes) -> tuple[int, Snapshot]:
             if (pc, fields["id"]) in snapshot:
                 raise BodyError(f"{at}.id", "repeated")
             snapshot[(pc, fields["id"])] = fields
-    return int(seq), snapshot  # type: ignore[arg-type]
+    return snapshot
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from netcheck.server.media import MAX_SESSIONS, MediaPeerHub
 from netcheck.server.reflector import Reflector
 from netcheck.server.refusal import BODY_TIMEOUT, BODY_TIMEOUT_S, MAX_REQUEST_BYTES, Refusal, refusals
 from netcheck.server.legs.call import SessionCalls
+from netcheck.server.legs.rooms import RoomBindings
+from netcheck.server.legs.rtcstats import RtcstatsDoor
 from netcheck.server.legs.routes import SessionTabs
 from netcheck.server.session_pages import SessionPages
 from netcheck.server.throughput import MAX_STREAMS, ThroughputEndpoints
@@ -57,6 +59,8 @@ log then names the check's session)."""
 SESSION_TABS = web.AppKey("session_tabs", SessionTabs)
 SESSION_CALLS = web.AppKey("session_calls", SessionCalls)
 """The session calls' legs and their counters (issue 25)."""
+RTCSTATS_DOOR = web.AppKey("rtcstats_door", RtcstatsDoor)
+"""Jitsi Meet's rtcstats WebSocket, its bound rooms and its counters (issue 25)."""
 """The app's session tabs, clients' and therapists' (the node's metrics count them)."""
 
 
@@ -144,6 +148,10 @@ def build_app(udp_port: int, hmac_required: bool, media: MediaPeerHub, hub: Sess
     app.on_shutdown.append(lambda _app: session_tabs.close())
     app[SESSION_CALLS] = SessionCalls(hub, check_endpoints)
     app[SESSION_CALLS].routes(app)
+    rooms = RoomBindings(hub)
+    rooms.routes(app)
+    app[RTCSTATS_DOOR] = RtcstatsDoor(app[SESSION_CALLS], rooms, call_origins)
+    app[RTCSTATS_DOOR].routes(app)
     SessionPages(hub, capacity, check_endpoints).routes(app)
     info_routes(app, udp_port, hmac_required, hub is not None, keys, capacity, browser_turn,
                 page_plan(checks.rates if checks is not None else ServeLimits()))

@@ -37,6 +37,8 @@ REASONS = frozenset({
     "too_slow",  # 408: the body (or an upload) did not arrive in time
     "too_long",  # 408: an upload went on longer than a test may last
     "replaced",  # 409: a newer tab of the same session and role measures now
+    "room_taken",  # 409: the room is bound to another session (the rtcstats door)
+    "unbound_room",  # 403: a conference of a room bound to no session (the rtcstats door)
     "too_large",  # 413
     "content_type",  # 415: a check must be posted as application/json
     "busy",  # 429 or 503: the node is at one of its limits (CPU, fair shares, tabs, sessions, watchers)

@@ -54,7 +54,6 @@ from netcheck.session.alerts import AlertTracker
 from netcheck.session.events import summary_event, warning_event
 from netcheck.session.hub_client import MAX_WAITING_EVENTS
 from netcheck.store.points import Origin, report_points, warning_point
-from netcheck.tokens import TokenClaims
 
 MAX_CALL_LEGS = 200
 """Calls one node follows at once; each holds its previous snapshot (a few kB) and its hysteresis."""
@@ -126,14 +125,21 @@ class SessionCalls:
         except BodyError as error:
             self.counters.refused += 1
             raise bad_body(error) from None
-        leg = self._leg(claims)
-        async with leg.lock:
-            answer = await self._judge(leg, snapshot, claims, node_address(request))
+        answer = await self.judge(claims.session_id, claims.role, snapshot, claims.accepted_until_s,
+                                  node_address(request))
         status = 202 if "dropped" in answer else 200
         return web.json_response(answer, status=status, headers={"Cache-Control": "no-store"})
 
-    def _leg(self, claims: TokenClaims) -> CallLeg:
-        key = (claims.session_id, claims.role)
+    async def judge(self, session_id: str, role: str, snapshot: Snapshot, accepted_until_s: float,
+                    server: str) -> dict[str, Any]:
+        """One snapshot of (session, role)'s call judged against the leg's previous one: the posts' and the
+        rtcstats door's one way in (server/legs/rtcstats.py). Refusal 503 `busy` when no leg is free."""
+        leg = self._leg(session_id, role)
+        async with leg.lock:
+            return await self._judge(leg, snapshot, accepted_until_s, server)
+
+    def _leg(self, session_id: str, role: str) -> CallLeg:
+        key = (session_id, role)
         leg = self.legs.get(key)
         if leg is None:
             if len(self.legs) >= MAX_CALL_LEGS:
@@ -142,11 +148,11 @@ class SessionCalls:
                     del self.legs[silent]
             if len(self.legs) >= MAX_CALL_LEGS:
                 raise Refusal(503, "busy", f"this node follows {MAX_CALL_LEGS} calls already", BUSY_RETRY_S)
-            leg = self.legs[key] = CallLeg(claims.session_id, claims.role, self.thresholds)
+            leg = self.legs[key] = CallLeg(session_id, role, self.thresholds)
         leg.last_s = time.monotonic()
         return leg
 
-    async def _judge(self, leg: CallLeg, snapshot: Snapshot, claims: TokenClaims, server: str) -> dict[str, Any]:
+    async def _judge(self, leg: CallLeg, snapshot: Snapshot, accepted_until_s: float, server: str) -> dict[str, Any]:
         """The window between the leg's previous snapshot and this one, judged, published and stored."""
         try:
             deltas = window_deltas(leg.previous, snapshot)
@@ -165,7 +171,7 @@ class SessionCalls:
                               assessment, ended.isoformat(timespec="milliseconds"), warnings)
         events = [summary_event(leg.session_id, leg.role, started_at, leg.index, WINDOW_S, assessment, measurements),
                   *(warning_event(leg.session_id, leg.role, window.ended_at, w) for w in warnings)]
-        await publish_events(self.hub, leg.session_id, leg.role, claims.accepted_until_s, leg.waiting, events, "call",
+        await publish_events(self.hub, leg.session_id, leg.role, accepted_until_s, leg.waiting, events, "call",
                              self._on_event, SOURCE)
         await self._store(leg, window, [{**event, "source": SOURCE} for event in events], server,
                           int(leg.previous_at.timestamp() * 1000), int(ended.timestamp() * 1000))
