@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -272,5 +274,27 @@ def test_malformed_deltas_are_dropped_with_a_counted_reason_and_never_stored(tmp
             await settle(server, lambda: door(server).counters.dropped.get("too_many_peers") == 2)
             assert door(server).counters.dropped["too_many_peers"] == 2  # 4 connections followed at most
             nothing_stored(server)
+
+    asyncio.run(run())
+
+
+def test_bind_room_cli_binds_the_room_and_says_why_it_could_not_in_one_line(tmp_path: Path) -> None:
+    async def cli(*args: str, secret: bytes = SECRET) -> tuple[int, str, str]:
+        env = {**os.environ, "NETCHECK_SECRET": secret.decode(), "NETCHECK_HOME": str(tmp_path / "home")}
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "netcheck", "session", "bind-room", *args,
+                                                       env=env, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    async def run() -> None:
+        async with node(tmp_path) as (server, http):
+            code, out, _ = await cli(SESSION, ROOM, "--node", server.url, "--expires", "2h", "--client-name", "Client")
+            assert code == 0 and f"room {ROOM} bound to session {SESSION}" in out and "named: client" in out, out
+            await (await connect(http, server)).close()  # the door now opens for the room
+            code, _, err = await cli(SESSION, ROOM, "--node", server.url, secret=b"another secret, long enough....")
+            assert code == 1 and err.strip().count("\n") == 0 and "bad signature" in err, err
+            code, _, err = await cli(SESSION, ROOM, "--node", "ftp://nowhere")
+            assert code == 2 and "Traceback" not in err, err
 
     asyncio.run(run())

@@ -77,3 +77,36 @@ def report(
     else:
         render_session_report(session_report, stdout_console())
     return 0
+
+
+@session_app.command("bind-room")
+def bind_room_command(
+    session_id: Annotated[str, typer.Argument(help="The session id (as given to `token create --session`).")],
+    room: Annotated[str, typer.Argument(help="The video app's room (Jitsi Meet: the conference name, as in its URL).")],
+    node: Annotated[str, typer.Option(help="The node the video app sends its rtcstats to, e.g. https://node.example-clinic.org.")],
+    expires: Annotated[str, typer.Option(help="How long the node follows the room, 1m … 7d.")] = "2h",
+    therapist_name: Annotated[str | None, typer.Option(help="The therapist's display name in the room (Jitsi: enableDisplayNameInStats).")] = None,
+    client_name: Annotated[str | None, typer.Option(help="The client's display name in the room; anyone else is a participant, not judged.")] = None,
+) -> int:
+    """Let the node follow ROOM's call as SESSION's call leg (the rtcstats door), until it expires.
+
+    Signs the session's therapist token with NETCHECK_SECRET (as `token create` does); the binding expires
+    with it. A participant whose display name is not one given here is never judged as the client.
+    """
+    from netcheck.config import load_config
+    from netcheck.session.room_client import bind_room
+    from netcheck.tokens import MAX_TTL_S, create_token
+
+    expires_s = parse_duration_s(expires, "--expires")
+    if not 60.0 <= expires_s <= MAX_TTL_S:
+        raise UsageError(f"--expires {expires!r} outside 1m … 7d")
+    secret = load_config().secret
+    if secret is None:
+        raise ConfigError("no secret: set NETCHECK_SECRET or secret_file (mode 0600) in the config, "
+                          "the same as on the server")
+    names = {role: name for role, name in (("therapist", therapist_name), ("client", client_name)) if name}
+    answer = bind_room(node, session_id, room, create_token(secret, session_id, "therapist", expires_s), expires_s,
+                       names)
+    named = ", ".join(answer.get("roles_named") or []) or "no one (every participant unjudged)"
+    print(f"room {answer.get('room')} bound to session {session_id} for {answer.get('expires_in_s')} s; named: {named}")
+    return 0
