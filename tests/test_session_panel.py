@@ -535,6 +535,10 @@ def test_a_warning_measured_on_the_call_is_marked_and_the_call_leads_with_the_pr
         assert page.inner_text(f"{leg} .leg-source") == "Measured on the call itself"
         assert page.inner_text(f"{leg} .leg-path") == "The path to the clinic: good"
         assert page.get_attribute(f"{leg} tr[data-cue='vocal_tone'] .level", "data-level") == "poor"
+        post(node.url, "therapist", [summary(now - timedelta(seconds=5))])  # the estimate adds the probes' halves
+        lost = "#estimate-figures dt[data-metric='loss_one_way_pct'] + dd .level"
+        page.wait_for_selector(lost, timeout=PAGE_TIMEOUT_MS)
+        assert page.inner_text(lost) == "0.0\u00a0%"  # not the call's 8 %: the call is the whole way already
         post(node.url, "client", [summary(now), raised(now)])  # the probe's own warning: a second one
         page.wait_for_selector(f'{WARNING}[data-source="probe"]', timeout=PAGE_TIMEOUT_MS)
         assert page.get_attribute(leg, "data-source") == "call"  # the probe's window stays beside the call

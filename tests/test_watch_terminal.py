@@ -119,6 +119,8 @@ def test_a_leg_measured_on_the_call_says_so_with_the_path_to_the_clinic_beside_i
     text = "\n".join(lines)
     assert "client · on the call" in text and "path to the clinic: good" in text
     assert "(on the call)" in text and "you (therapist) · on the call" not in text
+    [estimate] = [line for line in lines if "est.:" in line]
+    assert "loss 0 %" in estimate, estimate  # the estimate adds the probes' halves, never the call's whole way to them
 
 
 def test_before_any_event_the_view_says_it_waits() -> None:

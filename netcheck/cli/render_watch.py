@@ -121,7 +121,8 @@ def sparkline(points: Iterable[WindowPoint], width: int = SPARK_WIDTH) -> Text:
 
 
 def end_to_end_line(state: WatchState, thresholds: tuple[Metric, ...]) -> Text:
-    estimate = end_to_end(state.summaries.get("client"), state.summaries.get("therapist"), thresholds)
+    # the probes' halves (each person to the clinic) add up; a call's figures are the whole way already
+    estimate = end_to_end(state.probe_summaries.get("client"), state.probe_summaries.get("therapist"), thresholds)
     line = Text("Client ↔ you, est.: ", style="bold")
     _append_figure(line, "delay ", estimate.rtt_p95_ms)
     if estimate.one_way_ms.value is not None:

@@ -1,7 +1,9 @@
 // The end-to-end estimate between the two people (delays add, losses compound): the page sends each
 // leg's latest figures and the server answers with the figures judged by its thresholds
 // (POST /v1/sessions/{id}/estimate; netcheck/quality/end_to_end.py). One request at a time, at most
-// one every few seconds: both legs' summaries come every window.
+// one every few seconds: both legs' summaries come every window. The probes' figures only: each
+// probe measures one half (a person to the clinic), which the estimate adds up; a call's figures are
+// the whole way between the two people already, and added to the other leg's they would count it twice.
 
 import { LEGS } from "./panel-state.js";
 
@@ -22,7 +24,7 @@ export class Estimate {
   /** The legs' summaries changed. */
   update(state) {
     this.state = state;
-    if (!LEGS.every((leg) => state.summaries[leg])) {
+    if (!LEGS.every((leg) => state.probeSummaries[leg])) {
       this.show(null);
       return;
     }
@@ -35,7 +37,7 @@ export class Estimate {
   }
 
   async ask() {
-    const body = Object.fromEntries(LEGS.map((leg) => [leg, this.state.summaries[leg].window.figures ?? null]));
+    const body = Object.fromEntries(LEGS.map((leg) => [leg, this.state.probeSummaries[leg].window.figures ?? null]));
     try {
       this.show((await this.api.json(this.path, body)).figures);
     } catch {
