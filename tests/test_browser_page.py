@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.axe import assert_accessible
 from tests.harness.browser import chromium, result, run_check, silent_wav
 from netcheck.config import ServeLimits
 from netcheck.server.app import AV_SESSIONS_PER_CLIENT
@@ -166,6 +167,31 @@ def test_clean_loopback_says_video_with_all_four_cues_within_30_s(server):
         downstream = posted.body["downstream"]
         assert downstream["video_fps"] > 15 and downstream["video_height"] > 0
         assert downstream["av_skew_ms"] is not None
+        assert_accessible(page, "verdict video")
+
+
+STATES_PLAN = Plan(call_watch_s=4.0, voice_s=1.5, speed_phase_s=1.5)
+"""Long enough for each step to be looked at by axe-core (≈ 0.5 s a look) while it lasts."""
+
+
+def test_every_state_of_the_check_page_has_no_wcag_violation(tmp_path):
+    """axe-core (WCAG 2.1 A/AA) at the start, in each step as it runs, at the verdict, and on the error a
+    refused token gives (issue 26); the verdict's other forms are looked at by the tests that make them."""
+    with planned_server(tmp_path / "states", STATES_PLAN) as running, chromium() as browser:
+        page, _posted = open_check(browser, running)
+        page.wait_for_selector("body[data-ready='true']")
+        assert_accessible(page, "start")
+        page.click("#start")
+        for state in ("devices", "call", "voice", "speed"):
+            page.wait_for_selector(f"body[data-state='{state}']", state="attached", timeout=30_000)
+            assert_accessible(page, state)
+        page.wait_for_selector(DONE, state="attached", timeout=30_000)
+        assert page.get_attribute("body", "data-state") == "done"
+        assert_accessible(page, "done")
+        refused = browser.new_page()
+        refused.goto(f"{running.http_url}/check#token=not-a-token")
+        assert run_check(refused) == "error"
+        assert_accessible(refused, "error: the link's token refused")
 
 
 STEADY_AUDIO_JITTER_BUFFER_MS = 60.0
@@ -214,6 +240,7 @@ def test_permission_denied_is_explained_and_the_network_part_completes(quick_ser
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted, QUICK_PLAN)
         assert_held_back(page, "phone", "microphone")  # nothing heard, nothing seen: the phone
+        assert_accessible(page, "verdict phone, camera and microphone denied")
 
 
 def test_no_camera_is_explained_and_the_network_part_completes(quick_server):
@@ -226,6 +253,7 @@ def test_no_camera_is_explained_and_the_network_part_completes(quick_server):
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted, QUICK_PLAN)
         assert_held_back(page, "audio_only", "camera")
+        assert_accessible(page, "verdict audio only, no camera")
 
 
 CAMERA_BUSY_FAKE = """
@@ -264,6 +292,7 @@ def test_silent_microphone_is_explained_and_the_network_part_completes(quick_ser
         assert state == "done", page.inner_text("#error")
         assert_network_part_completed(posted, QUICK_PLAN)
         assert_held_back(page, "phone", "microphone")
+        assert_accessible(page, "verdict phone, silent microphone")
 
 
 def test_one_check_more_than_the_share_is_told_the_server_is_busy_then_completes(quick_server):
@@ -282,6 +311,7 @@ def test_one_check_more_than_the_share_is_told_the_server_is_busy_then_completes
         extra.click("#start")
         extra.wait_for_selector("#busy[data-busy='true']", timeout=30_000)
         assert extra.is_visible("#busy")
+        assert_accessible(extra, "the server busy, waiting")
         for page in admitted:
             page.wait_for_selector(DONE, state="attached", timeout=60_000)
             assert page.get_attribute("body", "data-state") == "done"
@@ -377,7 +407,8 @@ def test_udp_blocked_without_turn_says_so_and_the_check_still_completes(tmp_path
     from tests.harness.netns import ClientNamespace
 
     with ClientNamespace(block_udp=True) as namespace:
-        answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path, plan=QUICK_PLAN)
+        answer, posted, elapsed_s = check_from_namespace(
+            namespace, tmp_path, plan=QUICK_PLAN, inspect=lambda page: assert_accessible(page, "UDP blocked, verdict"))
     print(f"{elapsed_s:.1f} s: {answer['recommendation']}; advice {answer['advice']}")
     assert answer["recommendation"] != "video"
     assert posted.body["path"] is None and posted.body["downstream"] is None
@@ -436,6 +467,7 @@ def test_a_page_that_is_not_a_secure_context_says_so_and_still_measures_the_conn
     def inspect(page) -> None:
         assert page.is_visible("#insecure")
         assert finding(page, "camera") == "not_asked" and finding(page, "microphone") == "not_asked"
+        assert_accessible(page, "not a secure context, verdict")
 
     with ClientNamespace() as namespace:
         answer, posted, elapsed_s = check_from_namespace(namespace, tmp_path, secure=False, inspect=inspect,

@@ -34,6 +34,7 @@ from netcheck.model import Status
 from netcheck.server.headroom import ShortOfCpu
 from netcheck.server.voice_channel import KIND_ECHO_REQUEST, VoiceMessage, encode
 from netcheck.tokens import create_token
+from tests.harness.axe import assert_accessible
 from tests.harness.session_loop import run_in_own_thread
 from tests.test_session_e2e import lines_of, next_event
 
@@ -719,6 +720,7 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
             page.goto(f"{serve.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
             page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
             measuring_s = time.monotonic() - opened_s
+            page.evaluate(BADGE_WORDS_OBSERVER)
             assert "token" not in page.url  # taken from the fragment, then removed from the address bar
             first, first_s = next_event(events, time.monotonic() + 15, client_summary)
             summaries = [first]
@@ -726,8 +728,10 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
                 summaries.append(next_event(events, time.monotonic() + 10, client_summary)[0])
             spacing_s = (time.monotonic() - first_s) / 2
             badge = page.get_attribute("#badge", "data-connection")
+            badge_words = page.evaluate("window.netcheckBadgeWords")
             fits = page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
             screenshot(page, tmp_path, "tab-ok-360")
+            assert_accessible(page, "tab, connection OK")
     finally:
         watch.terminate()
         watch.wait(timeout=10)
@@ -744,6 +748,17 @@ def test_the_tab_measures_the_client_leg_and_watch_receives_every_window(serve, 
         assert summary["window"]["cues"]["vocal_tone"]["level"] != "unknown"
     assert badge == "ok" and fits
     assert ("POST", "offer", 200) in requests.seen and ("POST", "window", 200) in requests.seen
+    # the badge is a live region: each window that keeps the connection OK leaves its words alone, so a
+    # screen reader says them once (issue 26), not again every window
+    assert badge_words and all(a != b for a, b in zip(badge_words, badge_words[1:])), badge_words
+
+
+BADGE_WORDS_OBSERVER = """() => {
+  window.netcheckBadgeWords = [];
+  const badge = document.getElementById("badge");
+  new MutationObserver(() => window.netcheckBadgeWords.push(badge.textContent))
+    .observe(badge, { childList: true, characterData: true, subtree: true });
+}"""
 
 
 RELOAD_RESUMES_S = 10.0
@@ -820,6 +835,7 @@ def wrong_token_pages(one_chromium_per_module: None, tmp_path_factory: pytest.Te
                                            timeout=max(1.0, refused_by_s - time.monotonic()) * 1000)
                 if which == "expired":
                     screenshot(page, folder, "tab-expired-1280")
+                    assert_accessible(page, "tab, refused: token expired")
                 cases[which] = {"state": page.get_attribute("body", "data-state"), "sentence": page.inner_text("#problem"),
                                 "shown": page.get_attribute("#problem", "data-problem")}
             time.sleep(3)  # a leg would have posted its first window by now… had one been opened
@@ -1013,6 +1029,7 @@ def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears
                 assert panel.get_attribute(PANEL_WARNING, "data-level") == "poor"
                 page.wait_for_selector("#badge[data-connection='weak']", timeout=10_000)
                 screenshot(page, tmp_path, "tab-weak-360")
+                assert_accessible(page, "tab, connection weak")
                 namespace.run(["nft", "delete", "table", "inet", "netcheck_tab_loss"], check=True)
                 clean_s = time.monotonic()
                 cleared, cleared_s = next_event(events, clean_s + 30, lambda e: e["type"] == "warning_cleared"

@@ -60,10 +60,13 @@ function setState(state) {
   document.body.dataset.state = state;
 }
 
+/** The badge is a live region: its words are written only when they change, so that a screen reader
+ * says "Connection OK" once, not again at every window. */
 function showBadge(connection) {
   const badge = $("badge");
   badge.dataset.connection = connection;
-  badge.textContent = say(`tab.badge.${connection}`);
+  const words = say(`tab.badge.${connection}`);
+  if (badge.textContent !== words) badge.textContent = words;
   $("weak-hint").hidden = connection !== "weak";
   document.title = `${say(`tab.badge.${connection}`)} · ${say("tab.title")}`;
 }
