@@ -207,3 +207,24 @@ def test_a_call_origin_must_be_an_exact_origin() -> None:
     for bad in ("*", "https://*.clinic.org", "http://video.clinic.org", "https://clinic.org/call", "https://a.org/"):
         with pytest.raises(UsageError, match="is not an origin"):
             parse_call_origins([bad])
+
+
+def test_a_window_whose_audio_packets_prove_the_loss_raises_at_once_and_slight_loss_never_does(tmp_path: Path) -> None:
+    """The call's audio counts feed the tabs' packet-by-packet loss evidence (session/loss_evidence.py):
+    20 of 250 packets lost in one 5 s window is evidence enough, so the warning comes with that window
+    and not a window later (the real call's test raises within 15 s of the loss starting only so); 1 %
+    (2–3 of 250 in every window) is not poor, and six windows of it raise nothing."""
+    async def run() -> None:
+        async with node(tmp_path) as (server, http):
+            calls(server).post_limiter = TokenBuckets(100.0, 100.0, 10)
+            await post(http, server, snapshot(T0_MS, 60))
+            status, answer = await post(http, server, snapshot(T0_MS + 5000, 65, lost_audio=20))
+            assert status == 200 and answer["warnings"] == ["vocal_tone"], answer
+        async with node(tmp_path / "slight") as (server, http):
+            calls(server).post_limiter = TokenBuckets(100.0, 100.0, 10)
+            await post(http, server, snapshot(T0_MS, 60))
+            for n in range(1, 7):
+                status, answer = await post(http, server, snapshot(T0_MS + 5000 * n, 60 + 5 * n, lost_audio=(5 * n) // 2))
+                assert status == 200 and answer["warnings"] == [], (n, answer)
+
+    asyncio.run(run())

@@ -249,6 +249,26 @@ def call_result(deltas: Iterable[StreamDelta], call_s: float | None) -> CallResu
         available_outgoing_kbps=_rounded(pair.now["availableOutgoingBitrate"] / 1000.0, 1) if pair else None)
 
 
+def audio_packets(deltas: Iterable[StreamDelta]) -> tuple[int, int] | None:
+    """(sent, lost) of the window's audio in the direction that lost more of it, for the packet-by-packet
+    loss evidence the tabs' warnings use: received audio counts exactly (Δ`packetsReceived` + Δ`packetsLost`,
+    Δ`packetsLost`); sent audio as Δ`packetsSent` and the other end's last `fractionLost` of it. None
+    when the window has no audio packet."""
+    streams = list(deltas)
+    counts = []
+    down = _busiest(streams, "inbound-rtp", "audio", "packetsReceived")
+    if down is not None and "packetsLost" in down.delta:
+        lost = max(0, round(down.delta["packetsLost"]))
+        counts.append((round(down.delta["packetsReceived"]) + lost, lost))
+    up = _busiest(streams, "outbound-rtp", "audio", "packetsSent")
+    remote = _remote_of(streams, up, "audio")
+    fraction = remote.now.get("fractionLost") if remote is not None else None
+    if up is not None and fraction is not None:
+        sent = round(up.delta["packetsSent"])
+        counts.append((sent, round(fraction * sent)))
+    return max(counts, key=lambda count: count[1] / count[0] if count[0] else 0.0, default=None)
+
+
 def _busiest(streams: list[StreamDelta], kind: str, media: str, packets: str) -> StreamDelta | None:
     """The stream of that type and kind with the most packets in the window; None if none had a packet
     (a camera turned off says nothing about the path)."""

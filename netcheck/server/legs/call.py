@@ -35,6 +35,7 @@ from netcheck.browser.call_window import (
     MAX_CALL_BODY_BYTES,
     Snapshot,
     WindowDropped,
+    audio_packets,
     call_result,
     parse_call_window,
     window_deltas,
@@ -51,6 +52,7 @@ from netcheck.server.rate import TokenBuckets
 from netcheck.server.refusal import Refusal, bad_body, read_body
 from netcheck.session.agent import WindowReport, window_to_dict
 from netcheck.session.alerts import AlertTracker
+from netcheck.session.loss_evidence import PacketCounts
 from netcheck.session.events import summary_event, warning_event
 from netcheck.session.hub_client import MAX_WAITING_EVENTS
 from netcheck.store.points import Origin, report_points, warning_point
@@ -166,7 +168,8 @@ class SessionCalls:
         ended = datetime.now(timezone.utc)
         measurements = {"call": Measurement("call", started_at, result.duration_s or 0.0, result)}
         assessment = assess({"call": result}, self.thresholds)
-        warnings = tuple(leg.alerts.update(assessment.cues))
+        packets = audio_packets(deltas)
+        warnings = tuple(leg.alerts.update(assessment.cues, PacketCounts(*packets) if packets else None))
         window = WindowReport(uuid.uuid4().hex, leg.index, started_at, result.duration_s or 0.0, measurements,
                               assessment, ended.isoformat(timespec="milliseconds"), warnings)
         events = [summary_event(leg.session_id, leg.role, started_at, leg.index, WINDOW_S, assessment, measurements),
