@@ -37,6 +37,7 @@ from netcheck.tokens import create_token
 from tests.harness.ports import HOST
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.tcp import pipe
 from tests.test_watch import Watch
 
 SECRET = secrets.token_urlsafe(24)
@@ -127,16 +128,6 @@ async def nothing_more(watches: list[Watch], server_url: str, session_id: str) -
 @contextlib.asynccontextmanager
 async def balancer(*backends: ServerProcess) -> AsyncIterator[str]:
     """A TCP load balancer on loopback: each connection goes to the first backend that accepts it."""
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
     async def connect(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         for backend in backends:
             host, port = backend.http_url.removeprefix("http://").rsplit(":", 1)

@@ -33,6 +33,7 @@ from tests.harness.browser import chromium, namespaced_chromium, one_chromium_pe
 from tests.harness.netns import ClientNamespace
 from tests.harness.ports import free_port
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
+from tests.harness.tcp import pipe
 
 OPUS = 111
 """Chromium's payload type for Opus: the client's audio RTP packets, counted apart by the namespace's drop."""
@@ -119,16 +120,6 @@ def clinic_app(node_url: str) -> Any:
 
 async def forward(listen: tuple[str, int], target: tuple[str, int]) -> None:
     """Every TCP connection to `listen` piped to `target`, both ways, until either side closes."""
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(65536):
-                writer.write(chunk)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*target)
