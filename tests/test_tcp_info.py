@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from netcheck.net.tcp_info import delivered_bytes, tcp_info_available
+from netcheck.net.tcp_info import delivered_bytes, delivery_reading, tcp_info_available
+from netcheck.server import throughput
 from tests.harness.servers import ServerProcess, local_app
 
 pytestmark = pytest.mark.skipif(not tcp_info_available(), reason="TCP_INFO is read on Linux only")
@@ -63,6 +64,46 @@ def test_sockets_that_cannot_tell_give_none() -> None:
     receiver.close()
     sender.close()
     assert delivered_bytes(sender) is None
+
+
+def test_a_reading_tells_how_long_ago_the_last_acknowledgement_arrived() -> None:
+    sender, receiver = connected_pair()
+    with sender, receiver:
+        before = delivered_bytes(sender)
+        sender.sendall(b"x" * 50_000)
+        wait_for(lambda: delivered_bytes(sender) - before >= 50_000)
+        acked_s = time.monotonic()
+        time.sleep(0.3)
+        reading = delivery_reading(sender)
+        read_s = time.monotonic()
+    assert reading is not None and reading[0] - before == 50_000
+    # the kernel's clock ticks in jiffies (1–10 ms): the age is that close to what was observed
+    assert read_s - acked_s - 0.02 <= reading[1] <= read_s - acked_s + 0.02
+
+
+def test_a_download_count_is_stamped_at_its_last_acknowledgement_not_when_it_was_read(monkeypatch) -> None:
+    """A test's window ends at its last sample: a sample stamped when it was read, a period after the
+    transfer stopped, would stretch the window without bytes (8/2 Mbit/s read 3.4 % low in CI)."""
+    monkeypatch.setattr(throughput, "SAMPLE_EVERY_S", 0.3)
+
+    async def one_burst_then_a_late_read() -> tuple[list[tuple[float, int]], float]:
+        record = throughput.DownloadRecord()
+        sender, receiver = connected_pair()
+        with sender, receiver:
+            key = record.join(sender)  # the first sample now, the next 0.3 s later
+            before = delivered_bytes(sender)
+            sender.sendall(b"x" * 50_000)
+            while delivered_bytes(sender) - before < 50_000:
+                await asyncio.sleep(0.002)
+            acked_at_s = time.monotonic() - record.start_s
+            await asyncio.sleep(0.45)
+            record.leave(key)
+            record.stop()
+        return record.samples, acked_at_s
+
+    samples, acked_at_s = asyncio.run(one_burst_then_a_late_read())
+    assert samples[-1][1] >= 50_000
+    assert samples[-1][0] == pytest.approx(acked_at_s, abs=0.02), (samples, acked_at_s)
 
 
 def get_json(url: str) -> tuple[int, dict]:

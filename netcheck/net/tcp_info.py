@@ -17,6 +17,7 @@ import sys
 # struct tcp_info offsets (linux/include/uapi/linux/tcp.h); stable since Linux 4.2
 _SND_MSS_OFFSET = 16
 _SACKED_OFFSET = 28
+_LAST_ACK_RECV_OFFSET = 56
 _BYTES_ACKED_OFFSET = 120
 _NEEDED_BYTES = _BYTES_ACKED_OFFSET + 8
 _READ_BYTES = 256
@@ -32,6 +33,17 @@ def delivered_bytes(sock: socket.socket) -> int | None:
 
     Counts from the connection's start (the SYN counts 1): use differences.
     """
+    reading = delivery_reading(sock)
+    return reading[0] if reading is not None else None
+
+
+def delivery_reading(sock: socket.socket) -> tuple[int, float] | None:
+    """(bytes delivered as `delivered_bytes` counts them, seconds since the last acknowledgement
+    arrived); None where TCP_INFO cannot tell.
+
+    A count read on a timer is as old as its last acknowledgement: a window that ends at the read
+    rather than at that acknowledgement is stretched by up to a whole timer period without bytes.
+    """
     if not tcp_info_available():
         return None
     try:
@@ -42,5 +54,6 @@ def delivered_bytes(sock: socket.socket) -> int | None:
         return None
     (snd_mss,) = struct.unpack_from("=I", raw, _SND_MSS_OFFSET)
     (sacked_segments,) = struct.unpack_from("=I", raw, _SACKED_OFFSET)
+    (last_ack_recv_ms,) = struct.unpack_from("=I", raw, _LAST_ACK_RECV_OFFSET)
     (bytes_acked,) = struct.unpack_from("=Q", raw, _BYTES_ACKED_OFFSET)
-    return bytes_acked + sacked_segments * snd_mss
+    return bytes_acked + sacked_segments * snd_mss, last_ack_recv_ms / 1000
