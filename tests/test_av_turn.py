@@ -251,4 +251,9 @@ def test_check_through_turn_at_10_percent_loss_is_not_good_for_faces(probe_throu
     # the face suffers and the voice does not: audio only, with advice that names the video's cause.
     assert lossy.result["cues"]["facial_expression"]["level"] == "poor", describe(lossy)
     assert (lossy.result["recommendation"], lossy.code) == ("audio_only", 3), describe(lossy)
-    assert any(line.startswith("Video ") and "because" in line for line in lossy.result["advice"]), describe(lossy)
+    # the line of the metric that decided: "… runs at N fps because K % of the video packets are lost" or
+    # "frozen … because …" when the losses froze the picture, "… loses K % of its packets" when aiortc's
+    # repairs kept it moving (the same seeded drops give either: stop 31's full run had no freeze)
+    video_lines = [line for line in lossy.result["advice"] if line.startswith("Video ")]
+    assert any("because" in line or "of its packets" in line for line in video_lines), (describe(lossy),
+                                                                                        lossy.result["advice"])
