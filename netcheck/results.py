@@ -97,6 +97,9 @@ class AvResult:
     and is not held against the connection, nor is a call that could not be set up. The voice stream
     measured beside the call (the UDP probe, a page's voice path) carries the same mark: UdpResult's
     fields are a pinned contract. None: the server did not say (an older one)."""
+    not_measured_here: tuple[str, ...] = ()
+    """Quality metrics the client's browser could not measure (e.g. `av_skew_ms` where the page's lip-sync
+    timing is not calibrated for its engine): named as not measured in that browser, never as missing probes."""
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,16 @@ class NumberList:
 
 
 @dataclass(frozen=True)
+class ChoiceList:
+    item: Choice
+    max_items: int
+
+    def check(self, value: Any, where: str) -> list[str]:
+        items = [] if value is None else _bounded_list(value, self.max_items, where)
+        return sorted({self.item.check(item, f"{where}[{index}]") for index, item in enumerate(items)})  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
 class ReplyList:
     """[[seq, client_recv_ms, server_recv_ms, server_send_ms], …]."""
 
@@ -158,6 +168,8 @@ MBPS = Number(0, 100_000)
 CAMERA = ("ok", "denied", "busy", "missing", "black", "frozen", "error", "not_asked")
 MICROPHONE = ("ok", "denied", "busy", "missing", "silent", "clipping", "error", "not_asked")
 SPEAKERS = ("heard", "not_heard", "not_asked")
+BROWSER_GAPS = ("no_frame_callback", "no_audio_worklet", "lip_sync_not_calibrated")
+"""What the page could not measure in its browser (call.js `missing()`): each keeps lip sync unmeasured."""
 
 BODY = Obj({
     "av_session_id": Pattern(HEX_SESSION, "the hex session id of the call (from POST /v1/av/offer)"),
@@ -204,6 +216,7 @@ BODY = Obj({
         "loaded_rtt_down_ms": Number(0, 60_000),
         "loaded_rtt_up_ms": Number(0, 60_000),
     }),
+    "not_measured": ChoiceList(Choice(BROWSER_GAPS, nullable=False), len(BROWSER_GAPS)),
     "path": Obj({
         "candidate_type": Choice(("host", "srflx", "prflx", "relay")),
         "protocol": Choice(("udp", "tcp")),

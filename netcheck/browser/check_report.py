@@ -112,8 +112,13 @@ UPSTREAM_VIDEO_FIELDS = ("video_fps", "video_width", "video_height", "video_free
                          "video_loss_pct", "av_skew_ms")
 
 
+BROWSER_GAP_METRICS = {"no_frame_callback": "av_skew_ms", "no_audio_worklet": "av_skew_ms",
+                       "lip_sync_not_calibrated": "av_skew_ms"}
+"""What the page could not measure in its browser (check_body.BROWSER_GAPS) → the metric left unmeasured."""
+
+
 def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | None,
-              path: Mapping[str, Any] | None, camera_sent: bool = True) -> AvResult:
+              path: Mapping[str, Any] | None, camera_sent: bool = True, not_measured: tuple[str, ...] = ()) -> AvResult:
     """The call: the server's reception is the upstream, the page's the downstream; the sending sides
     fill what a receiver cannot tell (the server's RTCP round trip, its sending bitrate as a fallback).
 
@@ -145,6 +150,7 @@ def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | No
         duration_s=downstream["duration_s"], error=None,
         server_cpu_pct=float(cpu) if isinstance(cpu, (int, float)) else None,
         server_busy=call.get("server_short_of_cpu") if isinstance(call.get("server_short_of_cpu"), bool) else None,
+        not_measured_here=tuple(sorted({BROWSER_GAP_METRICS[gap] for gap in not_measured})),
     )
 
 
@@ -202,7 +208,8 @@ class BrowserCheck:
 def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, started_at: str, duration_s: float,
                 server: str, session_id: str | None, thresholds: tuple[Metric, ...] = METRICS) -> BrowserCheck:
     camera_sent = body["devices"]["camera"] in CAMERA_SENDING
-    results: dict[str, Any] = {"av": av_result(view.call, body["downstream"], body["path"], camera_sent)}
+    results: dict[str, Any] = {"av": av_result(view.call, body["downstream"], body["path"], camera_sent,
+                                               tuple(body["not_measured"]))}
     if (udp := voice_result(body["voice"], view.voice_arrivals)) is not None:
         results["udp"] = udp
     if (throughput := throughput_result(body["throughput"], view)) is not None:

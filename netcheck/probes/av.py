@@ -67,7 +67,8 @@ def result_from_fields(fields: dict) -> AvResult:
         return None if value is None else AvDirection(**value)
 
     return AvResult(**{**fields, "status": Status(fields["status"]), "upstream": direction(fields.get("upstream")),
-                       "downstream": direction(fields.get("downstream"))})
+                       "downstream": direction(fields.get("downstream")),
+                       "not_measured_here": tuple(fields.get("not_measured_here") or ())})
 
 
 class AvProbe:

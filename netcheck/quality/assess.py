@@ -214,7 +214,9 @@ def assess(
     limits: SystemLimits = SystemLimits(),
 ) -> Assessment:
     metrics = measured_metrics(measurements)
-    cues = {cue: _judge_cue(cue, thresholds, metrics) for cue in Cue}
+    av = measurements.get("av")
+    here = frozenset(av.not_measured_here) if isinstance(av, AvResult) else frozenset()
+    cues = {cue: _judge_cue(cue, thresholds, metrics, here) for cue in Cue}
     av = measurements.get("av")
     # a call the clinic's busy server refused, or could not carry while short of CPU, says nothing of the path
     av_failed = av is not None and av.status != Status.OK and not _server_busy(av)
@@ -329,11 +331,19 @@ def summarise(
     return sentence + "."
 
 
-def _judge_cue(cue: Cue, thresholds: tuple[Metric, ...], metrics: Mapping[str, Measured]) -> CueVerdict:
-    verdicts = tuple(_judge_metric(t, metrics.get(t.name)) for t in thresholds if t.cue == cue)
+NOT_MEASURED_HERE = "not measured in this browser"
+"""A metric the client's browser cannot measure (AvResult.not_measured_here), said as such."""
+
+
+def _judge_cue(cue: Cue, thresholds: tuple[Metric, ...], metrics: Mapping[str, Measured],
+               not_measured_here: frozenset[str] = frozenset()) -> CueVerdict:
+    verdicts = tuple(_judge_metric(t, metrics.get(t.name), t.name in not_measured_here)
+                     for t in thresholds if t.cue == cue)
     if any(_spoiled(verdict) for verdict in verdicts):  # a cue with an unjudged figure has no level
         return CueVerdict(cue, Level.UNKNOWN, verdicts, None, SPOILED)
     measured = [verdict for verdict in verdicts if verdict.level != Level.UNKNOWN]
+    if not measured and all(verdict.source == NOT_MEASURED_HERE for verdict in verdicts):
+        return CueVerdict(cue, Level.UNKNOWN, verdicts, None, NOT_MEASURED_HERE)
     if not measured:
         probes = sorted({t.probe for t in thresholds if t.cue == cue})
         plural = "probes" if len(probes) > 1 else "probe"
@@ -346,13 +356,13 @@ def _judge_cue(cue: Cue, thresholds: tuple[Metric, ...], metrics: Mapping[str, M
     return CueVerdict(cue, deciding.level, verdicts, deciding, note)
 
 
-def _judge_metric(metric: Metric, measured: Measured | None) -> MetricVerdict:
+def _judge_metric(metric: Metric, measured: Measured | None, not_measured_here: bool = False) -> MetricVerdict:
     good = metric.describe(metric.good, metric.good_is_strict)
     fair = metric.describe(metric.fair)
     if measured is None:
         return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue, level=Level.UNKNOWN, value=None,
                              unit=metric.unit, good=good, fair=fair,
-                             source=f"not measured: needs the {metric.probe} probe")
+                             source=NOT_MEASURED_HERE if not_measured_here else f"not measured: needs the {metric.probe} probe")
     level = metric.level(measured.value)
     spoiled = measured.server_busy and level != Level.GOOD
     return MetricVerdict(metric=metric.name, label=metric.label, cue=metric.cue,

@@ -145,8 +145,10 @@ def flatten_result(result: Any, prefix: str = "") -> dict[str, FieldValue]:
     for spec in dataclasses.fields(result):
         value = getattr(result, spec.name)
         name = f"{prefix}{spec.name}"
-        if value is None:
+        if value is None or value == ():
             continue
+        if isinstance(value, tuple):  # names (AvResult.not_measured_here): one comma-separated string field
+            value = ",".join(str(item) for item in value)
         if dataclasses.is_dataclass(value):
             fields.update(flatten_result(value, f"{_nested_prefix(spec.name)}_"))
             continue

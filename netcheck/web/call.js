@@ -33,6 +33,10 @@ const LIP_SYNC_PIPELINE_MS = -57;
  * reports pair an RTP time with a send time), half the page's way of timing sound (a WebAudio tap after
  * the media element's renderer, on WebAudio's output clock). See docs/browser-page.md. */
 
+/** Chromium-based engines, the ones LIP_SYNC_PIPELINE_MS was fitted on, by a feature only they have (UA Client
+ * Hints' brands). Elsewhere lip sync is not measured: Firefox reads −247 ms in sync (docs/browser-page.md). */
+const lipSyncCalibratedHere = () => (navigator.userAgentData?.brands ?? []).some(({ brand }) => brand === "Chromium");
+
 export const DEFAULT_FORMAT = "640x360@30";
 /** What the server sends down: 720p costs the server (encoding in Python) and a 2-core client enough CPU
  * that the audio jitter buffer grew and lip sync wandered by 100 ms between runs; 360p held it within
@@ -94,6 +98,7 @@ class LipSync {
     this.startMs = performance.now();
     if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) this.missing.push("no_frame_callback");
     if (!this.audioContext.audioWorklet || !this.audioContext.getOutputTimestamp) this.missing.push("no_audio_worklet");
+    if (!this.missing.length && !lipSyncCalibratedHere()) this.missing.push("lip_sync_not_calibrated");
     if (this.missing.length) return;
     await this.audioContext.audioWorklet.addModule("/web/onset-worklet.js");
     const audio = new MediaStream(remoteStream.getAudioTracks());

@@ -199,6 +199,7 @@ async function run() {
       voice: voice ? voice.report() : null,
       throughput,
       path,
+      not_measured: connected ? call.missing() : [],
     });
     window.netcheckResult = result;
     showVerdict(result, devices);

@@ -107,6 +107,7 @@ export const TEXTS = {
   not_measured: "not measured",
   no_frame_callback: "This browser cannot time video frames, so lip sync was not measured.",
   no_audio_worklet: "This browser cannot time sound, so lip sync was not measured.",
+  lip_sync_not_calibrated: "Lip sync is measured in Chrome, Edge and other Chromium-based browsers; in this browser it was not measured.",
   no_sink_choice: "This browser does not let a page choose the speakers; use your computer's sound settings.",
 
   voice_measuring: "Sending small packets like your voice…",
