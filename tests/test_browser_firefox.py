@@ -18,7 +18,10 @@ pytestmark = pytest.mark.slow
 
 def test_a_check_in_firefox_says_video_and_names_lip_sync_as_not_measured_in_this_browser(
         server: ServerProcess) -> None:
-    with firefox() as driver:
+    # on loopback Firefox pairs no hidden (mDNS) candidate with the node's 127.0.0.1, so here it shows
+    # its real ones, as it does once a user allows the camera; the session tab's test below runs in a
+    # namespace, off loopback, with the mDNS names Firefox offers without that grant
+    with firefox({"media.peerconnection.ice.obfuscate_host_addresses": False}) as driver:
         driver.get(f"{server.http_url}/check")
         state = run_check(driver)
         missing = driver.execute_script(
@@ -35,3 +38,38 @@ def test_a_check_in_firefox_says_video_and_names_lip_sync_as_not_measured_in_thi
     assert av["status"] == "ok" and av["not_measured_here"] == ["av_skew_ms"], av
     assert av["downstream"]["video_fps"] >= 24 and av["downstream"]["av_skew_ms"] is None, av["downstream"]
     assert missing == ["lip_sync_not_calibrated"]
+
+
+@pytest.mark.netns
+def test_the_session_tab_in_firefox_with_8_percent_loss_raises_the_clients_voice_warning_on_the_panel(tmp_path) -> None:
+    """The client's session tab in Firefox, inside a namespace whose incoming UDP loses 8 %; the
+    therapist's panel in Chromium outside it and `netcheck watch --json`: the client's vocal-tone
+    warning is raised on both (the tab's windows are judged by the server, whatever the browser)."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from tests.harness.browser import chromium
+    from tests.harness.firefox import body_data, namespaced_firefox, wait_for
+    from tests.harness.netns import ClientNamespace
+    from tests.test_session_client_tab import (
+        PANEL_WARNING, SESSION, SHORT_WINDOWS, client_summary, lose_8_pct_until_the_panel_warns,
+        node_for_a_namespaced_tab, serve_token,
+    )
+    from tests.test_session_e2e import next_event
+
+    with ClientNamespace() as namespace, node_for_a_namespaced_tab(namespace, tmp_path) as (running, events), \
+            namespaced_firefox(namespace) as tab, chromium() as panel_browser:
+        tab.get(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
+        panel = panel_browser.new_page(viewport={"width": 400, "height": 900})
+        panel.goto(f"{running.http_url}/session/{SESSION}#token={serve_token('therapist')}")
+        panel.wait_for_selector("body[data-live='yes']", timeout=30_000)
+        wait_for(tab, lambda: body_data(tab, "state") == "measuring", 30.0, "the tab measuring")
+        next_event(events, time.monotonic() + 10, client_summary)
+        raised, lossy_s, raised_s = lose_8_pct_until_the_panel_warns(namespace, events, panel)
+        level = panel.get_attribute(PANEL_WARNING, "data-level")
+        wait_for(tab, lambda: tab.find_element(By.ID, "badge").get_attribute("data-connection") == "weak",
+                 10.0, "the tab's badge saying weak")
+    print(f"raised {raised_s - lossy_s:.1f} s after 8 % loss began: {raised['message']}")
+    assert "client's voice is breaking up" in raised["message"] and raised["advice"]
+    assert raised["metric"] == "loss_one_way_pct" and level == "poor"

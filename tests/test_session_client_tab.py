@@ -979,71 +979,85 @@ LOSS_RULES = ("table inet netcheck_tab_loss {\n chain prerouting {\n  type filte
 PANEL_WARNING = "[data-warning-cue='vocal_tone'][data-leg='client']"
 
 
+@contextlib.contextmanager
+def node_for_a_namespaced_tab(namespace: Any, tmp_path: Path) -> Iterator[tuple[Any, queue.Queue]]:
+    """`netcheck serve` on the namespace's root side and `netcheck watch --json` on it: (the server, the
+    watch's events as they come)."""
+    from tests.harness.servers import start_serve, stop, subprocess_env
+
+    env = subprocess_env(NETCHECK_SECRET=SERVE_SECRET, NETCHECK_HOME=str(tmp_path / "server"),
+                         NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
+    running = start_serve("--bind", namespace.root_address, env=env)
+    watch = watch_json(running.http_url, tmp_path / "therapist")
+    try:
+        yield running, lines_of(watch)
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+        stop(running.process)
+
+
+def lose_8_pct_until_the_panel_warns(namespace: Any, events: queue.Queue, panel: Any) -> tuple[dict, float, float]:
+    """Drop 8 % of the UDP into the tab's namespace; wait (20 s at most) for the client's vocal-tone warning
+    in `netcheck watch` and then on the panel: (the raised event, when the loss began, when watch had it)."""
+    namespace.run(["nft", "-f", "-"], input=LOSS_RULES, text=True, check=True)
+    lossy_s = time.monotonic()
+    raised, raised_s = next_event(events, lossy_s + 20, lambda e: e["type"] == "warning_raised"
+                                  and (e["leg"], e["cue"]) == ("client", "vocal_tone"))
+    panel.wait_for_selector(PANEL_WARNING, timeout=max(1, 20 - (time.monotonic() - lossy_s)) * 1000)
+    return raised, lossy_s, raised_s
+
+
 @pytest.mark.netns
 def test_8_percent_loss_into_the_tab_raises_the_vocal_tone_warning_and_it_clears(tmp_path):
     """Issue 14, Must show 1: the client's tab in a lossy namespace, the therapist's panel in a second
     browser (notifications allowed), and `netcheck watch --json`: the same warning on all three."""
     from tests.harness.browser import CHROMIUM, chromium, chromium_args, insecure_origin_args, namespaced_chromium
     from tests.harness.netns import ClientNamespace
-    from tests.harness.servers import start_serve, stop, subprocess_env
     from tests.test_session_panel import NOTIFICATION_SPY
 
-    with ClientNamespace() as namespace:
-        env = subprocess_env(NETCHECK_SECRET=SERVE_SECRET, NETCHECK_HOME=str(tmp_path / "server"),
-                             NETCHECK_ICE_HOST_ADDRESSES=namespace.root_address)
-        running = start_serve("--bind", namespace.root_address, env=env)
-        watch = watch_json(running.http_url, tmp_path / "therapist")
-        events = lines_of(watch)
-        try:
-            # plain http on a LAN address: the tab asks for no camera or microphone, so it needs no secure context
-            with chromium(executable=namespaced_chromium(namespace, tmp_path)) as browser:
-                # the tab first: it sets up its leg while the panel's browser starts (issue 24: 2 s less)
-                page = browser.new_page(viewport={"width": 360, "height": 740})
-                page.goto(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
-                # the panel: the therapist's own browser, outside the lossy namespace; notifications need a
-                # secure context, so Chromium is told to treat the server's http:// origin as one (tests only)
-                panel_browser = browser.browser_type.launch(
-                    executable_path=CHROMIUM, headless=True,
-                    args=chromium_args(extra=insecure_origin_args(running.http_url)))
-                panel_context = panel_browser.new_context(viewport={"width": 400, "height": 900})
-                panel_context.grant_permissions(["notifications"], origin=running.http_url)
-                panel_context.add_init_script(NOTIFICATION_SPY)
-                panel = panel_context.new_page()
-                panel.goto(f"{running.http_url}/session/{SESSION}#token={serve_token('therapist')}")
-                panel.wait_for_selector("body[data-live='yes']", timeout=30_000)
-                panel.click("#notify")
-                panel.wait_for_selector("#notify[aria-pressed='true']")
-                assert panel.evaluate("window.netcheckNotificationSpy.requested") == 1
+    with ClientNamespace() as namespace, node_for_a_namespaced_tab(namespace, tmp_path) as (running, events):
+        # plain http on a LAN address: the tab asks for no camera or microphone, so it needs no secure context
+        with chromium(executable=namespaced_chromium(namespace, tmp_path)) as browser:
+            # the tab first: it sets up its leg while the panel's browser starts (issue 24: 2 s less)
+            page = browser.new_page(viewport={"width": 360, "height": 740})
+            page.goto(f"{running.http_url}/session/{SESSION}/client{SHORT_WINDOWS}#token={serve_token('client')}")
+            # the panel: the therapist's own browser, outside the lossy namespace; notifications need a
+            # secure context, so Chromium is told to treat the server's http:// origin as one (tests only)
+            panel_browser = browser.browser_type.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=chromium_args(extra=insecure_origin_args(running.http_url)))
+            panel_context = panel_browser.new_context(viewport={"width": 400, "height": 900})
+            panel_context.grant_permissions(["notifications"], origin=running.http_url)
+            panel_context.add_init_script(NOTIFICATION_SPY)
+            panel = panel_context.new_page()
+            panel.goto(f"{running.http_url}/session/{SESSION}#token={serve_token('therapist')}")
+            panel.wait_for_selector("body[data-live='yes']", timeout=30_000)
+            panel.click("#notify")
+            panel.wait_for_selector("#notify[aria-pressed='true']")
+            assert panel.evaluate("window.netcheckNotificationSpy.requested") == 1
 
-                page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
-                next_event(events, time.monotonic() + 10, client_summary)
-                namespace.run(["nft", "-f", "-"], input=LOSS_RULES, text=True, check=True)
-                lossy_s = time.monotonic()
-                raised, raised_s = next_event(events, lossy_s + 20, lambda e: e["type"] == "warning_raised"
-                                              and (e["leg"], e["cue"]) == ("client", "vocal_tone"))
-                panel.wait_for_selector(PANEL_WARNING, timeout=max(1, 20 - (time.monotonic() - lossy_s)) * 1000)
-                panel_raised_s = time.monotonic()
-                shown = panel.evaluate("window.netcheckNotificationSpy.shown")
-                # the test card's video loses its packets too: a facial-expression warning may come with it
-                assert "client/vocal_tone" in [note["tag"] for note in shown], shown
-                assert panel.get_attribute(PANEL_WARNING, "data-level") == "poor"
-                page.wait_for_selector("#badge[data-connection='weak']", timeout=10_000)
-                screenshot(page, tmp_path, "tab-weak-360")
-                assert_accessible(page, "tab, connection weak")
-                namespace.run(["nft", "delete", "table", "inet", "netcheck_tab_loss"], check=True)
-                clean_s = time.monotonic()
-                cleared, cleared_s = next_event(events, clean_s + 30, lambda e: e["type"] == "warning_cleared"
-                                                and (e["leg"], e["cue"]) == ("client", "vocal_tone"))
-                panel.wait_for_selector(PANEL_WARNING, state="detached",
-                                        timeout=max(1, 30 - (time.monotonic() - clean_s)) * 1000)
-                panel_cleared_s = time.monotonic()
-                assert "client/vocal_tone" in panel.evaluate("window.netcheckNotificationSpy.closed")
-                page.wait_for_selector("#badge[data-connection='ok']", timeout=15_000)
-                panel_browser.close()
-        finally:
-            watch.terminate()
-            watch.wait(timeout=10)
-            stop(running.process)
+            page.wait_for_selector(MEASURING, state="attached", timeout=30_000)
+            next_event(events, time.monotonic() + 10, client_summary)
+            raised, lossy_s, raised_s = lose_8_pct_until_the_panel_warns(namespace, events, panel)
+            panel_raised_s = time.monotonic()
+            shown = panel.evaluate("window.netcheckNotificationSpy.shown")
+            # the test card's video loses its packets too: a facial-expression warning may come with it
+            assert "client/vocal_tone" in [note["tag"] for note in shown], shown
+            assert panel.get_attribute(PANEL_WARNING, "data-level") == "poor"
+            page.wait_for_selector("#badge[data-connection='weak']", timeout=10_000)
+            screenshot(page, tmp_path, "tab-weak-360")
+            assert_accessible(page, "tab, connection weak")
+            namespace.run(["nft", "delete", "table", "inet", "netcheck_tab_loss"], check=True)
+            clean_s = time.monotonic()
+            cleared, cleared_s = next_event(events, clean_s + 30, lambda e: e["type"] == "warning_cleared"
+                                            and (e["leg"], e["cue"]) == ("client", "vocal_tone"))
+            panel.wait_for_selector(PANEL_WARNING, state="detached",
+                                    timeout=max(1, 30 - (time.monotonic() - clean_s)) * 1000)
+            panel_cleared_s = time.monotonic()
+            assert "client/vocal_tone" in panel.evaluate("window.netcheckNotificationSpy.closed")
+            page.wait_for_selector("#badge[data-connection='ok']", timeout=15_000)
+            panel_browser.close()
     print(f"raised {raised_s - lossy_s:.1f} s after 8 % loss began ({raised['message']}), on the panel "
           f"{panel_raised_s - lossy_s:.1f} s; cleared {cleared_s - clean_s:.1f} s after it ended, on the panel "
           f"{panel_cleared_s - clean_s:.1f} s")

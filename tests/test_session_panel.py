@@ -34,6 +34,7 @@ from netcheck.server.app import start_server
 from netcheck.server.checks import CheckSettings
 from netcheck.session.report import build_report, report_to_dict
 from netcheck.tokens import create_token
+from tests.harness.axe import assert_accessible
 from tests.harness.browser import chromium, result, run_check
 from tests.harness.impairment import Relay
 from tests.harness.ports import free_port
@@ -194,11 +195,34 @@ def stored_events(home: Path, session_id: str) -> int:
 
 # --- the pages in Chromium ----------------------------------------------------------------------
 
+LIVE_REGION_SPY = """
+(() => {
+  // netcheckSpoken: what a screen reader is handed, as it is handed — every change inside a live region
+  // (aria-live, role alert/status/log), as [region id, the region's text after the change].
+  const spoken = [];
+  window.netcheckSpoken = spoken;
+  const regionOf = (node) => (node.nodeType === 1 ? node : node.parentElement)
+    ?.closest('[aria-live]:not([aria-live="off"]), [role="alert"], [role="status"], [role="log"]');
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const region = regionOf(record.target);
+      if (region) spoken.push([region.id, region.textContent.trim()]);
+    }
+  }).observe(document, { subtree: true, childList: true, characterData: true });
+})();
+"""
+
+
+def spoken(page) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [tuple(change) for change in page.evaluate("window.netcheckSpoken")]
+
+
 def open_page(browser, node: Node, path: str, role_token: str | None, width: int = 1280):  # type: ignore[no-untyped-def]
-    """A page in its own context (notifications granted, the spy installed); requests are recorded."""
+    """A page in its own context (notifications granted, the spies installed); requests are recorded."""
     context = browser.new_context(viewport={"width": width, "height": 900})
     context.grant_permissions(["notifications"], origin=node.url)
     context.add_init_script(NOTIFICATION_SPY)
+    context.add_init_script(LIVE_REGION_SPY)
     page = context.new_page()
     page.requested_urls = []
     page.on("request", lambda request: page.requested_urls.append(request.url))
@@ -246,6 +270,7 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
         assert therapist not in page.url
         assert not any(therapist in url for url in page.requested_urls)
         turn_on_notifications(page, keyboard=True)
+        assert_accessible(page, "panel, live, no warning")
         windows = [now - timedelta(seconds=5 * (36 - index)) for index in range(36)]
         post(node.url, "client", [summary(at, ("vocal_tone",) if index > 31 else ()) for index, at in enumerate(windows)])
         post(node.url, "therapist", [summary(at) for at in windows])
@@ -257,6 +282,11 @@ def test_a_raised_warning_is_shown_and_notified_and_goes_when_cleared(node: Node
         wait_until(lambda: len(spy(page)["shown"]) == 1, 5, "a notification shown")
         assert spy(page)["shown"][0]["tag"] == "client/vocal_tone" and "error" not in spy(page)
         assert page.inner_text("#announcer")  # screen readers hear it at once (role=alert)
+        # and once: the active list is not a live region too (issue 26: it was, so each warning was said
+        # twice, and again at every redraw of the list)
+        assert "breaking up" in page.inner_text(f"{WARNING} .warning-message")
+        assert [region for region, text in spoken(page) if "breaking up" in text] == ["announcer"], spoken(page)
+        assert_accessible(page, "panel, a warning")
         assert history(page, "warning_raised") == 1
         page.wait_for_selector("#estimate-figures dt[data-metric='rtt_p95_ms']", timeout=PAGE_TIMEOUT_MS)
         page.screenshot(path=str(screenshots / "panel-warning-1280.png"), full_page=True)
@@ -317,6 +347,7 @@ def test_the_server_restarting_mid_session_shows_not_live_then_resumes_without_d
         node.stop()
         page.wait_for_selector("body[data-live='no']", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_selector("#live[data-state='reconnecting']", timeout=PAGE_TIMEOUT_MS)
+        assert_accessible(page, "panel, not live")
         page.set_viewport_size({"width": 360, "height": 740})
         page.screenshot(path=str(screenshots / "panel-not-live-360.png"))
         node.start()
@@ -450,6 +481,7 @@ def test_the_report_page_shows_the_session_with_its_check_and_prints_on_one_a4_p
         assert page.locator(f"#checks li[data-recommendation='{recommendation}']").count() == 1
         assert page.locator(".tl-bar").count() == 2
         assert "token" not in page.url
+        assert_accessible(page, "report")
         page.screenshot(path=str(screenshots / "report-1280.png"), full_page=True)
         assert pdf_pages(page.pdf(format="A4")) == 1
         page.emulate_media(media="print")

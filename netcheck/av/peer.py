@@ -7,6 +7,7 @@ nothing outside this module sees those units.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,26 @@ from netcheck.errors import UsageError
 
 CLOCK_RATE_HZ = {"audio": 48000, "video": 90000}
 ICE_HOST_ADDRESSES_ENV = "NETCHECK_ICE_HOST_ADDRESSES"
+MDNS_CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ [^ ]+\.local \d+ ", re.MULTILINE | re.IGNORECASE)
+"""A host candidate named by mDNS (`<uuid>.local`): how Firefox, and Chromium without camera
+permission, hide a client's addresses."""
+
+
+def offer_left_open(sdp: str) -> str:
+    """A browser's offer, ready for aiortc: without its mDNS candidates and left open (no
+    `end-of-candidates`) when it has any.
+
+    aioice resolves `.local` names by multicast on the node's own LAN, so a client's do not resolve,
+    and each waits out the resolver before the answer; at end-of-candidates aioice then drops every
+    ICE component that has no candidate left, gathers no candidate of its own and answers with none:
+    measured, Firefox's call to the node failed every time. Without them and left open, the node
+    answers at once with its candidates, the browser checks them, and the node learns the browser's
+    address from those checks (a peer-reflexive candidate, RFC 8445 7.3.1.3).
+    """
+    if not MDNS_CANDIDATE.search(sdp):
+        return sdp
+    return "".join(line for line in sdp.splitlines(keepends=True)
+                   if not line.startswith("a=end-of-candidates") and not MDNS_CANDIDATE.match(line))
 
 
 @dataclass(frozen=True)

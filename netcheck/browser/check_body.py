@@ -168,6 +168,8 @@ MBPS = Number(0, 100_000)
 CAMERA = ("ok", "denied", "busy", "missing", "black", "frozen", "error", "not_asked")
 MICROPHONE = ("ok", "denied", "busy", "missing", "silent", "clipping", "error", "not_asked")
 SPEAKERS = ("heard", "not_heard", "not_asked")
+UNSUPPORTED = ("webrtc", "getusermedia")
+"""What the page's browser lacks altogether (main.js `unsupportedFeatures`)."""
 BROWSER_GAPS = ("no_frame_callback", "no_audio_worklet", "lip_sync_not_calibrated")
 """What the page could not measure in its browser (call.js `missing()`): each keeps lip sync unmeasured."""
 
@@ -216,6 +218,7 @@ BODY = Obj({
         "loaded_rtt_down_ms": Number(0, 60_000),
         "loaded_rtt_up_ms": Number(0, 60_000),
     }),
+    "unsupported": ChoiceList(Choice(UNSUPPORTED, nullable=False), len(UNSUPPORTED)),
     "not_measured": ChoiceList(Choice(BROWSER_GAPS, nullable=False), len(BROWSER_GAPS)),
     "path": Obj({
         "candidate_type": Choice(("host", "srflx", "prflx", "relay")),

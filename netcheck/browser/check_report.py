@@ -208,8 +208,10 @@ class BrowserCheck:
 def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, started_at: str, duration_s: float,
                 server: str, session_id: str | None, thresholds: tuple[Metric, ...] = METRICS) -> BrowserCheck:
     camera_sent = body["devices"]["camera"] in CAMERA_SENDING
+    can_call = "webrtc" not in body["unsupported"]
+    # a browser without WebRTC never tried the call: it is not measured, not a call that failed (a firewall)
     results: dict[str, Any] = {"av": av_result(view.call, body["downstream"], body["path"], camera_sent,
-                                               tuple(body["not_measured"]))}
+                                               tuple(body["not_measured"]))} if can_call else {}
     if (udp := voice_result(body["voice"], view.voice_arrivals)) is not None:
         results["udp"] = udp
     if (throughput := throughput_result(body["throughput"], view)) is not None:
@@ -220,7 +222,8 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
     findings = device_findings(body["devices"])
     advice = tuple(finding["advice"] for finding in findings if finding["advice"])
     assessment = replace(assessment, advice=assessment.advice + advice)
-    assessment, held_back_by = devices_hold_back(assessment, body["devices"])
+    assessment, held_back_by = devices_hold_back(assessment, body["devices"]) if can_call else (
+        browser_holds_back(assessment), "browser")
     report = {
         **report_to_dict(CheckReport(check_id, started_at, duration_s, server, measurements, assessment)),
         "client": "browser", "devices": findings, "code": check_code(), "session_id": session_id,
@@ -232,6 +235,20 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
 
 MICROPHONE_SENDING = ("ok", "clipping")
 """Microphone findings with which the therapist still hears the client (clipping: distorted, advised)."""
+
+
+BROWSER_CANNOT_CALL = ("This browser cannot make video calls: open the clinic's link in Safari, Chrome, Firefox "
+                       "or Edge for your session, and run the check there.")
+
+
+def browser_holds_back(assessment: Assessment) -> Assessment:
+    """A browser without WebRTC (an email or chat app's own browser, WebKitGTK): no call and no voice path
+    could be measured, so no recommendation; the first sentence and the first advice say why and where
+    to go, the figures it could measure (speed) stay."""
+    measured = assessment.summary if assessment.recommendation != Recommendation.UNKNOWN else ""
+    return replace(assessment, recommendation=Recommendation.UNKNOWN,
+                   summary=f"{BROWSER_CANNOT_CALL} {measured}".strip(),
+                   advice=(BROWSER_CANNOT_CALL, *assessment.advice))
 
 
 def devices_hold_back(assessment: Assessment, devices: Mapping[str, Any]) -> tuple[Assessment, str | None]:

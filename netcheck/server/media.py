@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from netcheck.av.figures import received_fields, sent_fields
-from netcheck.av.peer import IceSettings, inbound_figures, outbound_figures
+from netcheck.av.peer import IceSettings, inbound_figures, offer_left_open, outbound_figures
 from netcheck.errors import UsageError
 from netcheck.parse import strict_json
 from netcheck.server.access import MeasuringAccess
@@ -117,7 +117,7 @@ class MediaPeerHub:
         pc.on("track", recorder.follow)
         pc.on("datachannel", lambda channel: _answer_voice(session, channel))
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_left_open(sdp), type="offer"))
             pc.addTrack(MarkedAudioTrack(clock, video, audio_offset_ms))
             pc.addTrack(MarkedVideoTrack(clock, video))
             await pc.setLocalDescription(await pc.createAnswer())

@@ -25,6 +25,16 @@ const MAX_AUDIO_OFFSET_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
 
+/** What this browser lacks for the check, by feature, not by name (docs/browser-page.md "Engines"):
+ * `webrtc` (no RTCPeerConnection: no call, no voice path — in-app browsers, WebKitGTK) and
+ * `getusermedia` (no camera or microphone access; also every page that is not a secure context). */
+function unsupportedFeatures() {
+  const missing = [];
+  if (typeof window.RTCPeerConnection !== "function") missing.push("webrtc");
+  if (typeof navigator.mediaDevices?.getUserMedia !== "function") missing.push("getusermedia");
+  return missing;
+}
+
 function setState(state) {
   document.body.dataset.state = state;
   const step = STEPS.indexOf(state);
@@ -145,7 +155,9 @@ async function run() {
     setState("devices");
     $("devices").hidden = false;
     let connecting = null;
+    const canCall = !unsupportedFeatures().includes("webrtc");
     const checked = await checkDevices(audioContext, (opened) => {
+      if (!canCall) return;  // said before Start; the speed test still runs
       // the call connects while the devices are watched; its section is shown at once, because a
       // hidden video element gets no frame callbacks
       $("call").hidden = false;
@@ -157,7 +169,7 @@ async function run() {
 
     setState("call");
     status("call_connecting");
-    const { connected, error: callError } = await connecting;
+    const { connected, error: callError } = connecting ? await connecting : { connected: false };
     if (callError instanceof Refusal && (callError.ofToken || callError.kind === "busy")) throw callError;
     let voice = null;
     if (connected) {
@@ -176,7 +188,7 @@ async function run() {
     showDownstream(downstream);
     const path = connected ? await selectedPath(call.pc) : null;
     showPath(path);
-    noteMissing(call.missing());
+    noteMissing(call ? call.missing() : []);
 
     setState("speed");
     const throughput = await runSpeed(api, voice, (phase, figures) => {
@@ -192,7 +204,7 @@ async function run() {
     status("verdict_waiting");
     devices.speakers = speakers.answer;
     const result = await api.json("/v1/checks", {
-      av_session_id: call.sessionId,
+      av_session_id: call?.sessionId ?? null,
       audio_offset_ms: audioOffsetMs,
       devices,
       downstream,
@@ -200,6 +212,7 @@ async function run() {
       throughput,
       path,
       not_measured: connected ? call.missing() : [],
+      unsupported: unsupportedFeatures(),
     });
     window.netcheckResult = result;
     showVerdict(result, devices);
@@ -231,6 +244,21 @@ function init() {
   if (!window.isSecureContext) {
     $("insecure").textContent = fill("insecure_context");
     $("insecure").hidden = false;
+  }
+  const link = location.href;  // as the clinic sent it, token and all: taken out of the address bar below
+  const unsupported = unsupportedFeatures();
+  document.body.dataset.unsupported = unsupported.join(",");
+  if (unsupported.includes("webrtc")) {
+    $("unsupported-text").textContent = fill("unsupported_webrtc");
+    $("unsupported").hidden = false;
+    $("copy-link").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(link);
+        $("copy-done").textContent = fill("link_copied");
+      } catch {
+        $("copy-done").textContent = link;  // no clipboard: the link itself, to select and copy
+      }
+    });
   }
   api = new Api(takeToken(), showBusy);
   $("start").addEventListener("click", run);

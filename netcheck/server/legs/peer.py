@@ -22,7 +22,9 @@ import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from netcheck.av.peer import IceSettings, outbound_figures, restrict_host_candidates, rtc_configuration
+from netcheck.av.peer import (
+    IceSettings, offer_left_open, outbound_figures, restrict_host_candidates, rtc_configuration,
+)
 from netcheck.av.tracks import VIDEO_CLOCK_HZ
 from netcheck.av.video_windows import VideoWindow, VideoWindows
 from netcheck.browser.tab import ReceivedVideo, VoiceArrival
@@ -132,7 +134,7 @@ class LegPeer:
 
     async def answer(self, sdp: str) -> str:
         """The answer to the tab's offer; raises on an SDP aiortc does not take."""
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_left_open(sdp), type="offer"))
         self.pc.addTrack(MovingSquareTrack(*SERVER_PICTURE))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.sending_since_s = time.monotonic()
