@@ -239,9 +239,13 @@ def test_1000_entries_a_second_are_dropped_unparsed_and_the_flood_is_disconnecte
             elapsed_s = time.monotonic() - started
             assert closed.data == 1008, closed
             counters = door(server).counters
-            assert counters.dropped["rate"] == MAX_DROPPED_IN_A_ROW
             taken = counters.participant_entries
             assert taken <= ENTRY_BURST + 20 * elapsed_s + 1, (taken, elapsed_s)
+            # closed after a run of MAX_DROPPED_IN_A_ROW drops; on a busy machine the flood is slower than
+            # the test's 1000 a second, the bucket refills meanwhile, an entry is taken and the run starts
+            # again (a full run in stop 31's phase 1: 252 dropped) — so at least that many, and every entry
+            # read was either taken or dropped
+            assert MAX_DROPPED_IN_A_ROW <= counters.dropped["rate"] <= sent - taken, (counters.dropped, taken, sent)
             nothing_stored(server)
 
     asyncio.run(run())
