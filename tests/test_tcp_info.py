@@ -46,13 +46,20 @@ def test_the_sender_counts_exactly_what_the_receiver_read() -> None:
         assert delivered_bytes(sender) - before == 300_000
 
 
+def send_unread(sender: socket.socket, size: int) -> int:
+    """Send `size` bytes the receiver does not read, wait until they are acknowledged; the count before."""
+    before = delivered_bytes(sender)
+    assert before is not None
+    sender.sendall(b"x" * size)
+    wait_for(lambda: delivered_bytes(sender) - before >= size)
+    return before
+
+
 def test_bytes_not_yet_read_by_the_receiving_application_still_count_as_delivered() -> None:
     """Delivery is the kernel's acknowledgement, not the application's read: what a hole would hide."""
     sender, receiver = connected_pair()
     with sender, receiver:
-        before = delivered_bytes(sender)
-        sender.sendall(b"x" * 50_000)
-        wait_for(lambda: delivered_bytes(sender) - before >= 50_000)
+        before = send_unread(sender, 50_000)
         assert delivered_bytes(sender) - before == 50_000
 
 
@@ -69,9 +76,7 @@ def test_sockets_that_cannot_tell_give_none() -> None:
 def test_a_reading_tells_how_long_ago_the_last_acknowledgement_arrived() -> None:
     sender, receiver = connected_pair()
     with sender, receiver:
-        before = delivered_bytes(sender)
-        sender.sendall(b"x" * 50_000)
-        wait_for(lambda: delivered_bytes(sender) - before >= 50_000)
+        before = send_unread(sender, 50_000)
         acked_s = time.monotonic()
         time.sleep(0.3)
         reading = delivery_reading(sender)
