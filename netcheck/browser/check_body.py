@@ -170,8 +170,10 @@ MICROPHONE = ("ok", "denied", "busy", "missing", "silent", "clipping", "error", 
 SPEAKERS = ("heard", "not_heard", "not_asked")
 UNSUPPORTED = ("webrtc", "getusermedia")
 """What the page's browser lacks altogether (main.js `unsupportedFeatures`)."""
-BROWSER_GAPS = ("no_frame_callback", "no_audio_worklet", "lip_sync_not_calibrated")
-"""What the page could not measure in its browser (call.js `missing()`): each keeps lip sync unmeasured."""
+BROWSER_GAP_METRICS = {"no_frame_callback": "av_skew_ms", "no_audio_worklet": "av_skew_ms",
+                       "lip_sync_not_calibrated": "av_skew_ms"}
+"""What the page could not measure in its browser (call.js `missing()`) → the metric it leaves unmeasured."""
+BROWSER_GAPS = tuple(BROWSER_GAP_METRICS)
 
 BODY = Obj({
     "av_session_id": Pattern(HEX_SESSION, "the hex session id of the call (from POST /v1/av/offer)"),

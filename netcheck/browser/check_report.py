@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from netcheck.browser.check_body import BROWSER_GAP_METRICS
 from netcheck.model import Assessment, CheckReport, Measurement, Recommendation, Status, report_to_dict
 from netcheck.probes.av import failed_result as av_failed
 from netcheck.probes.throughput import counted_rate_mbps
@@ -110,11 +111,6 @@ def ice_path(path: Mapping[str, Any] | None) -> str | None:
 
 UPSTREAM_VIDEO_FIELDS = ("video_fps", "video_width", "video_height", "video_freezes", "video_frozen_ms",
                          "video_loss_pct", "av_skew_ms")
-
-
-BROWSER_GAP_METRICS = {"no_frame_callback": "av_skew_ms", "no_audio_worklet": "av_skew_ms",
-                       "lip_sync_not_calibrated": "av_skew_ms"}
-"""What the page could not measure in its browser (check_body.BROWSER_GAPS) → the metric left unmeasured."""
 
 
 def av_result(call: Mapping[str, Any] | None, downstream: Mapping[str, Any] | None,

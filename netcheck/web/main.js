@@ -134,6 +134,7 @@ async function watchCallAndVoice(call, plan) {
 let api = null;
 let running = false;
 let audioContext = null;
+let unsupported = [];  // what the browser lacks (unsupportedFeatures), found once at start
 
 async function run() {
   if (running) return;
@@ -155,7 +156,7 @@ async function run() {
     setState("devices");
     $("devices").hidden = false;
     let connecting = null;
-    const canCall = !unsupportedFeatures().includes("webrtc");
+    const canCall = !unsupported.includes("webrtc");
     const checked = await checkDevices(audioContext, (opened) => {
       if (!canCall) return;  // said before Start; the speed test still runs
       // the call connects while the devices are watched; its section is shown at once, because a
@@ -212,7 +213,7 @@ async function run() {
       throughput,
       path,
       not_measured: connected ? call.missing() : [],
-      unsupported: unsupportedFeatures(),
+      unsupported,
     });
     window.netcheckResult = result;
     showVerdict(result, devices);
@@ -246,7 +247,7 @@ function init() {
     $("insecure").hidden = false;
   }
   const link = location.href;  // as the clinic sent it, token and all: taken out of the address bar below
-  const unsupported = unsupportedFeatures();
+  unsupported = unsupportedFeatures();
   document.body.dataset.unsupported = unsupported.join(",");
   if (unsupported.includes("webrtc")) {
     $("unsupported-text").textContent = fill("unsupported_webrtc");
