@@ -23,3 +23,13 @@ def test_without_nice_time_every_busy_tick_counts() -> None:
     before = WindowsTimes(10, 5, 100, 0, 0)
     after = WindowsTimes(60, 15, 140, 0, 0)
     assert competing_cpu_pct(before, after) == 60.0
+
+
+def test_netchecks_own_cpu_is_not_other_work() -> None:
+    """Was: a `--local` check's own test call (≈ 40 % of 2 cores) read as a busy computer; under
+    nice-19 burners it crossed 50 % and the check's CI test failed."""
+    before = LinuxTimes(100, 50, 20, 800, 5, 1, 1, 0, 0, 0)
+    after = before._replace(user=before.user + 80, idle=before.idle + 120)
+    assert competing_cpu_pct(before, after) == 40.0
+    assert competing_cpu_pct(before, after, own_cpu_s=60.0) == 10.0
+    assert competing_cpu_pct(before, after, own_cpu_s=95.0) == 0.0  # clocks read a tick apart never go negative

@@ -69,11 +69,13 @@ LOW_PRIORITY_FIELDS = ("nice", "guest_nice")
 GUEST_FIELDS = ("guest", "guest_nice")  # Linux already counts guest time inside user and nice
 
 
-def competing_cpu_pct(before: object, after: object) -> float | None:
+def competing_cpu_pct(before: object, after: object, own_cpu_s: float = 0.0) -> float | None:
     """Share of all cores busy with work that competes with a call, from two `psutil.cpu_times()`.
 
     Work at low priority (`nice` > 0: a backup, a build) yields the CPU to the call the moment the
-    call needs it, so it is left out; psutil's `cpu_percent` counts it as busy.
+    call needs it, so it is left out; psutil's `cpu_percent` counts it as busy. So is `own_cpu_s`,
+    netcheck's own CPU time over the same window: the check's test call is the measurement, not
+    other work on the computer (with `--local` it encodes both ends: ≈ 40 % of 2 cores here).
     """
     fields = [name for name in getattr(after, "_fields", ()) if name not in GUEST_FIELDS]
     spent_s = {name: getattr(after, name) - getattr(before, name) for name in fields}
@@ -81,7 +83,15 @@ def competing_cpu_pct(before: object, after: object) -> float | None:
     if total_s <= 0:
         return None
     competing_s = sum(value for name, value in spent_s.items() if name not in IDLE_FIELDS + LOW_PRIORITY_FIELDS)
-    return round(100.0 * max(competing_s, 0.0) / total_s, 1)
+    return round(100.0 * max(competing_s - own_cpu_s, 0.0) / total_s, 1)
+
+
+def own_cpu_s() -> float:
+    """CPU time this process and its waited-for children have used, in seconds over all cores."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 class SystemProbe:
@@ -98,13 +108,13 @@ class SystemProbe:
 
         local_address = await asyncio.to_thread(local_address_towards, self.target_host)
         nic = interface_for_address(local_address) if local_address else None
-        cpu_before = psutil.cpu_times()
+        cpu_before, own_before_s = psutil.cpu_times(), own_cpu_s()
         before = psutil.net_io_counters(pernic=True).get(nic) if nic else None
         loop = asyncio.get_running_loop()
         start_s = loop.time()
         await asyncio.sleep(self.window_s)
         window_s = loop.time() - start_s
-        cpu_pct = competing_cpu_pct(cpu_before, psutil.cpu_times())
+        cpu_pct = competing_cpu_pct(cpu_before, psutil.cpu_times(), own_cpu_s() - own_before_s)
         after = psutil.net_io_counters(pernic=True).get(nic) if nic else None
         battery = psutil.sensors_battery() if hasattr(psutil, "sensors_battery") else None
         have_counters = before is not None and after is not None and window_s > 0
