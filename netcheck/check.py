@@ -68,9 +68,10 @@ async def run_check(
     run_av = av_settings is not None and info.av
     window_s = expected_duration_s(udp_settings, av_settings if run_av else None)  # the first phase
     ice = av_settings.ice if av_settings is not None else None
+    first_phase_ends = asyncio.Event()
+    system = SystemProbe(host, window_s, ends=first_phase_ends)
     probes: list[Probe] = [
         UdpProbe(host, port, udp_settings),
-        SystemProbe(host, window_s),
         ReachProbe(server_url, (host, port), ice.stun_url if ice else None,
                    ice if ice is not None and ice.turn_url else None, udp_settings.hmac_key,
                    client_key=reflector.client_key, token=token),
@@ -78,8 +79,8 @@ async def run_check(
     if run_av and av_settings is not None:
         probes.append(AvProbe(server_url, replace(av_settings, token=token, on_busy=on_busy)))
     phase_s = time.monotonic()
-    measurements = await marked_by_node(list(await asyncio.gather(*(run_probe(probe) for probe in probes))),
-                                        server_url, token, phase_s)
+    measurements = await marked_by_node(await first_phase(probes, system, first_phase_ends), server_url, token,
+                                        phase_s)
     if throughput_settings is not None and info.throughput:
         throughput = replace(throughput_settings, client_key=reflector.client_key, token=token, on_busy=on_busy)
         phase_s = time.monotonic()
@@ -95,6 +96,16 @@ async def run_check(
         measurements=by_probe,
         assessment=assessment,
     )
+
+
+async def first_phase(probes: list[Probe], system: SystemProbe, ends: asyncio.Event) -> list[Measurement]:
+    """The probes side by side, and the system probe's window over them: it ends when they have."""
+    sampling = asyncio.ensure_future(run_probe(system))
+    try:
+        measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))
+    finally:
+        ends.set()
+    return [*measurements[:1], await sampling, *measurements[1:]]
 
 
 async def marked_by_node(measurements: list[Measurement], server_url: str, token: str | None,

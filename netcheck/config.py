@@ -38,7 +38,7 @@ class CheckDefaults:
     udp_duration_s: float = 3.0
     udp_size_bytes: int = 160
     quick_udp_duration_s: float = 1.0
-    av_duration_s: float = 4.0
+    av_duration_s: float = 3.0  # after the first frame: 3 lip-sync markers, the length the calibration was validated on
     quick_av_duration_s: float = 1.0
     throughput_duration_s: float = 4.0
     av_gather_timeout_s: float = 5.0  # the A/V call's waits for ICE candidates, then for its first frame

@@ -95,13 +95,18 @@ def own_cpu_s() -> float:
 
 
 class SystemProbe:
-    """Sample the computer over `window_s` seconds, for the interface that reaches `target_host`."""
+    """Sample the computer over `window_s` seconds, for the interface that reaches `target_host`.
+
+    `ends`: set when what the window should cover has ended (the check's first phase), so the window
+    is the phase's own span and the check does not wait out a guess of it; `window_s` bounds it.
+    """
 
     name = "system"
 
-    def __init__(self, target_host: str, window_s: float) -> None:
+    def __init__(self, target_host: str, window_s: float, ends: asyncio.Event | None = None) -> None:
         self.target_host = target_host
         self.window_s = window_s
+        self.ends = ends
 
     async def run(self) -> SystemResult:
         import psutil
@@ -112,7 +117,13 @@ class SystemProbe:
         before = psutil.net_io_counters(pernic=True).get(nic) if nic else None
         loop = asyncio.get_running_loop()
         start_s = loop.time()
-        await asyncio.sleep(self.window_s)
+        if self.ends is None:
+            await asyncio.sleep(self.window_s)
+        else:
+            try:
+                await asyncio.wait_for(self.ends.wait(), self.window_s)
+            except asyncio.TimeoutError:
+                pass
         window_s = loop.time() - start_s
         cpu_pct = competing_cpu_pct(cpu_before, psutil.cpu_times(), own_cpu_s() - own_before_s)
         after = psutil.net_io_counters(pernic=True).get(nic) if nic else None
