@@ -40,6 +40,32 @@ def test_a_check_in_firefox_says_video_and_names_lip_sync_as_not_measured_in_thi
     assert missing == ["lip_sync_not_calibrated"]
 
 
+def test_a_firefox_whose_sound_never_starts_checks_the_rest_and_says_what_it_could_not(
+        server: ServerProcess) -> None:
+    """Was: without a sound device (here: without the mock sound pref) `AudioContext.resume()` never
+    settles and the page waited in `loading` for ever. Now it goes on without sound: the microphone is
+    not checked (a stopped sound engine reads silence, which would have said "silent"), no chime is
+    offered, lip sync is named as not measured for that reason, and the call and the speed test run."""
+    with firefox({"media.cubeb.force_mock_context": False,
+                  "media.peerconnection.ice.obfuscate_host_addresses": False}) as driver:
+        driver.get(f"{server.http_url}/check")
+        state = run_check(driver)
+        seen = driver.execute_script("""return {
+            note: document.getElementById('sound-off').hidden ? null : document.getElementById('sound-off').innerText,
+            chime: !document.getElementById('heard').hidden,
+            missing: [...document.querySelectorAll('#not-measured li')].map((li) => li.dataset.missing) }""")
+        answer = result(driver)
+    assert state == "done", answer
+    assert seen["note"] and "did not start its sound" in seen["note"], seen
+    assert seen["chime"] is False and seen["missing"] == ["sound_not_started"], seen
+    assert answer is not None and answer["recommendation"] == "video", (answer or {}).get("summary")
+    devices = {entry["key"]: entry for entry in answer["devices"]}
+    assert "microphone.not_measured" in devices and "video app" in devices["microphone.not_measured"]["advice"]
+    av = answer["measurements"]["av"]
+    assert av["status"] == "ok" and av["not_measured_here"] == ["av_skew_ms"], av
+    assert answer["measurements"]["throughput"]["download_mbps"] > 0
+
+
 @pytest.mark.netns
 def test_the_session_tab_in_firefox_with_8_percent_loss_raises_the_clients_voice_warning_on_the_panel(tmp_path) -> None:
     """The client's session tab in Firefox, inside a namespace whose incoming UDP loses 8 %; the

@@ -166,12 +166,13 @@ MS = Number(0, 600_000)
 KBPS = Number(0, 10_000_000)
 MBPS = Number(0, 100_000)
 CAMERA = ("ok", "denied", "busy", "missing", "black", "frozen", "error", "not_asked")
-MICROPHONE = ("ok", "denied", "busy", "missing", "silent", "clipping", "error", "not_asked")
+MICROPHONE = ("ok", "denied", "busy", "missing", "silent", "clipping", "error", "not_asked", "not_measured")
+"""`not_measured`: the microphone opened, but its level could not be read (the browser's sound never started)."""
 SPEAKERS = ("heard", "not_heard", "not_asked")
 UNSUPPORTED = ("webrtc", "getusermedia")
 """What the page's browser lacks altogether (main.js `unsupportedFeatures`)."""
 BROWSER_GAP_METRICS = {"no_frame_callback": "av_skew_ms", "no_audio_worklet": "av_skew_ms",
-                       "lip_sync_not_calibrated": "av_skew_ms"}
+                       "lip_sync_not_calibrated": "av_skew_ms", "sound_not_started": "av_skew_ms"}
 """What the page could not measure in its browser (call.js `missing()`) → the metric it leaves unmeasured."""
 BROWSER_GAPS = tuple(BROWSER_GAP_METRICS)
 

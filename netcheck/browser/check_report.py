@@ -50,6 +50,9 @@ DEVICE_ADVICE: dict[tuple[str, str], str] = {
     ("microphone", "clipping"): "The microphone is too loud and distorts: lower the system's input volume "
                                 "or move it further away.",
     ("microphone", "error"): "The microphone could not be started: restart the browser, or try another browser.",
+    ("microphone", "not_measured"): "This browser did not start its sound, so the microphone's level was not "
+                                    "checked: test it in your video app before the session, or run the check "
+                                    "in another browser.",
     ("speakers", "not_heard"): "The test sound was not heard: turn the volume up, unmute, or choose the "
                                "right speakers or headset.",
 }
@@ -229,8 +232,10 @@ def build_check(body: Mapping[str, Any], view: ServerView, check_id: str, starte
     return BrowserCheck(measurements, assessment, report)
 
 
-MICROPHONE_SENDING = ("ok", "clipping")
-"""Microphone findings with which the therapist still hears the client (clipping: distorted, advised)."""
+MICROPHONE_SENDING = ("ok", "clipping", "not_measured")
+"""Microphone findings with which the therapist still hears the client (clipping: distorted, advised), or may:
+`not_measured` (opened, its level unread because the browser's sound never started) is not held against the
+client; its advice asks for a test in the video app."""
 
 
 BROWSER_CANNOT_CALL = ("This browser cannot make video calls: open the clinic's link in Safari, Chrome, Firefox "

@@ -1,7 +1,6 @@
-// Step 2: a real call with the clinic's media peer (POST /v1/av/offer). The page sends its camera
-// and microphone up; the server's marked tracks come down and are measured here: getStats for
-// what arrived, and lip sync as the page plays it — the frame index read at each frame's
-// expected display time, the burst onsets timed in an AudioWorklet on the output clock.
+// Step 2: a real call with the clinic's media peer (POST /v1/av/offer): the page sends its camera and microphone
+// up; the server's marked tracks come down and are measured here: getStats for what arrived, and lip sync as played
+// (frame indexes read at display time, burst onsets timed in an AudioWorklet on the output clock: sound must run).
 
 import { fill } from "./texts.js";
 import { selectedPair } from "./path.js";
@@ -97,7 +96,8 @@ class LipSync {
   async start(remoteStream) {
     this.startMs = performance.now();
     if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) this.missing.push("no_frame_callback");
-    if (!this.audioContext.audioWorklet || !this.audioContext.getOutputTimestamp) this.missing.push("no_audio_worklet");
+    const timesSound = this.audioContext.audioWorklet && this.audioContext.getOutputTimestamp;
+    if (this.audioContext.state !== "running" || !timesSound) this.missing.push(timesSound ? "sound_not_started" : "no_audio_worklet");
     if (!this.missing.length && !lipSyncCalibratedHere()) this.missing.push("lip_sync_not_calibrated");
     if (this.missing.length) return;
     await this.audioContext.audioWorklet.addModule("/web/onset-worklet.js");

@@ -240,8 +240,12 @@ export async function checkDevices(audioContext, onOpened = () => {}) {
     microphone: "not_asked", microphone_level_db: null,
     speakers: "not_asked", output_device_choice: false,
   };
+  const soundRuns = audioContext.state === "running";  // main.js startSound
   const speakers = new Speakers(audioContext);
-  speakers.chime();
+  document.getElementById("chime-question").hidden = !soundRuns;
+  for (const id of ["heard", "not-heard", "play-chime"]) document.getElementById(id).hidden = !soundRuns;
+  if (soundRuns) speakers.chime();
+  else showFinding("speakers", "no_sound");  // the page's words only: the contract's answer stays not_asked
   if (!navigator.mediaDevices?.getUserMedia) {
     showFinding("camera", "not_asked");
     showFinding("microphone", "not_asked");
@@ -257,7 +261,8 @@ export async function checkDevices(audioContext, onOpened = () => {}) {
   const [audioTrack] = opened.stream.getAudioTracks();
   const [camera, microphone] = await Promise.all([
     videoTrack ? watchCamera(videoTrack) : { finding: opened.camera },
-    audioTrack ? watchMicrophone(audioTrack, audioContext) : { finding: opened.microphone },
+    audioTrack && soundRuns ? watchMicrophone(audioTrack, audioContext)
+      : { finding: audioTrack ? "not_measured" : opened.microphone },  // a stopped sound engine reads silence
   ]);
   devices.camera = camera.finding;
   devices.camera_width = camera.width ?? null;
@@ -266,6 +271,6 @@ export async function checkDevices(audioContext, onOpened = () => {}) {
   devices.microphone_level_db = microphone.levelDb ?? null;
   showFinding("camera", devices.camera);
   showFinding("microphone", devices.microphone);
-  await speakers.offerOutputChoice();
+  if (soundRuns) await speakers.offerOutputChoice();
   return { stream: opened.stream, devices, speakers };
 }

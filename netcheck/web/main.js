@@ -106,7 +106,7 @@ function noteMissing(keys) {
 }
 
 function resetView() {
-  for (const id of ["call", "verdict", "error"]) $(id).hidden = true;
+  for (const id of ["call", "verdict", "error", "sound-off"]) $(id).hidden = true;
   $("verdict").dataset.recommendation = "";
   for (const output of document.querySelectorAll("#call-figures output")) output.textContent = "…";
   noteMissing([]);
@@ -131,6 +131,20 @@ async function watchCallAndVoice(call, plan) {
   return voice;
 }
 
+const SOUND_START_MS = 3000;
+
+/** Start the page's sound: true when it runs. A browser with no sound device may never settle
+ * `resume()` (Firefox without one, seen on Linux): after SOUND_START_MS the check goes on without
+ * sound — the microphone's level, the chime and lip sync are then named as not measured, never
+ * read as silence. */
+async function startSound(context) {
+  const started = await Promise.race([
+    context.resume().then(() => true, () => false),
+    sleep(SOUND_START_MS).then(() => false),
+  ]);
+  return started && context.state === "running";
+}
+
 let api = null;
 let running = false;
 let audioContext = null;
@@ -150,7 +164,7 @@ async function run() {
   try {
     audioContext?.close().catch(() => {});  // the previous run's (kept for its "play the chime again")
     audioContext = new AudioContext({ latencyHint: "interactive" });
-    await audioContext.resume();
+    $("sound-off").hidden = await startSound(audioContext);
 
     const plan = planOf(await api.info());
     setState("devices");

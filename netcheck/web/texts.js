@@ -62,12 +62,14 @@ export const TEXTS = {
   "finding.microphone.clipping": "Your microphone is very loud and distorts. Move it a little away from your mouth or lower its volume in your sound settings.",
   "finding.microphone.error": "The microphone could not be started. Restart the browser and run the check again.",
   "finding.microphone.not_asked": "The microphone was not checked.",
+  "finding.microphone.not_measured": "Your microphone is on, but its level could not be checked: this browser's sound did not start.",
   "finding.browser.insecure_context":
     "This page was not opened over https, so the browser kept the camera and microphone closed. Ask your clinic for the https link.",
   "finding.speakers.heard": "Your speakers work.",
   "finding.speakers.not_heard":
     "You did not hear the chime. Check that your speakers or headphones are on, not muted, and chosen in your computer's sound settings.",
   "finding.speakers.not_asked": "Answer when you have listened: did you hear the chime?",
+  "finding.speakers.no_sound": "The speakers were not checked: this browser's sound did not start.",
 
   "permission_steps.chrome":
     "Click the camera icon or the padlock at the left of the address bar, choose Allow for camera and microphone, then run the check again.",
@@ -107,6 +109,8 @@ export const TEXTS = {
   not_measured: "not measured",
   no_frame_callback: "This browser cannot time video frames, so lip sync was not measured.",
   no_audio_worklet: "This browser cannot time sound, so lip sync was not measured.",
+  sound_not_started: "This browser's sound did not start, so lip sync was not measured.",
+  sound_off: "This browser did not start its sound, so the microphone's level and the speakers could not be checked here. Check them in your video app before the session; the rest of the check goes on.",
   lip_sync_not_calibrated: "Lip sync is measured in Chrome, Edge and other Chromium-based browsers; in this browser it was not measured.",
   unsupported_webrtc: "This browser cannot make video calls. Open this link in Safari, Chrome, Firefox or Edge for your session; the check below still measures your connection.",
   copy_link: "Copy the link",

@@ -174,15 +174,18 @@ def one_chromium_per_module() -> Iterator[None]:
         pool.close()
 
 
-def namespaced_chromium(namespace, folder: Path) -> str:
+def namespaced_chromium(namespace, folder: Path, cgroup_procs: Path | None = None) -> str:
     """An executable that starts Chromium inside `namespace` (a tests.harness.netns.ClientNamespace).
 
     Playwright talks to Chromium over inherited pipes, which `ip netns exec` keeps: pass the path
     as `chromium(executable=...)`. Inside the namespace the server is not on localhost, so the
-    page is not a secure context unless Chromium is told (`insecure_origin_args`).
+    page is not a secure context unless Chromium is told (`insecure_origin_args`). `cgroup_procs`:
+    a cgroup's `cgroup.procs` (tests.harness.cgroups.CpuQuota) the wrapper joins first, so Chromium
+    and every process it starts run in that group from their first instruction.
     """
     wrapper = folder / f"chromium-{namespace.name}"
-    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace.name} {CHROMIUM} "$@"\n')
+    join = f"echo $$ > {cgroup_procs}\n" if cgroup_procs is not None else ""
+    wrapper.write_text(f'#!/bin/sh\n{join}exec ip netns exec {namespace.name} {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 

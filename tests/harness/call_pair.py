@@ -168,10 +168,13 @@ class CallPair:
     the therapist's panel open; a context manager. `token(role)` mints the session's tokens as
     `netcheck token create` does."""
 
-    def __init__(self, folder: Path, session_id: str, extra_config: str = "") -> None:
+    def __init__(self, folder: Path, session_id: str, extra_config: str = "",
+                 client_cgroup: Path | None = None) -> None:
+        """`client_cgroup`: the `cgroup.procs` of a CpuQuota the client's Chromium runs in (a busy computer)."""
         self.folder = folder
         self.session_id = session_id
         self.extra_config = extra_config
+        self.client_cgroup = client_cgroup
         self.stack = contextlib.ExitStack()
         self.namespace = ClientNamespace()
         self.app_port = free_port()
@@ -219,7 +222,7 @@ class CallPair:
                        "--host", "127.0.0.1", "--host", ns.root_address], "clinic app")
         self._process(["forward", "--port", str(self.app_port), "--to", ns.root_address], "forwarder", namespace=True)
         therapist = self.stack.enter_context(chromium(extra=(AUTOPLAY_ARG,)))
-        client = self.stack.enter_context(chromium(executable=namespaced_chromium(ns, self.folder),
+        client = self.stack.enter_context(chromium(executable=namespaced_chromium(ns, self.folder, self.client_cgroup),
                                                    extra=(AUTOPLAY_ARG,)))
         self.panel = therapist.new_page()
         self.panel.goto(f"{self.node.http_url}/session/{self.session_id}#token={self.token('therapist')}")
