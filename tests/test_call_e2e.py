@@ -122,6 +122,7 @@ class Outcome:
     windows: int
     client_reported_pct: float | None
     all_udp_pct: float
+    minutes_on_call: dict[str, float] = field(default_factory=dict)  # runs saved before it have none
 
 
 def after_a_client_window(follower: Watch, phase_s: float, timeout_s: float = 15.0) -> None:
@@ -168,6 +169,7 @@ def run_scenario(tmp_path: Path, screenshots: Path | None = None, phase_s: float
             clear_s = time.monotonic() - ended
             assert raise_s is not None
             last = truth.samples[-1][1]
+            minutes_on_call = session_report(pair)["minutes_on_call"]
         finally:
             stop(follower.process)
     span = (truth.samples[0][0], truth.samples[-1][0])
@@ -179,7 +181,18 @@ def run_scenario(tmp_path: Path, screenshots: Path | None = None, phase_s: float
     return Outcome(raise_s, clear_s, sum(loss for *_, loss in inside) / len(inside),
                    truth.loss_pct(inside[0][0], inside[-1][1]), len(inside),
                    sum(client) / len(client) if client else None,
-                   100 * last["dropped"] / max(1, last["dropped"] + last["passed"]))
+                   100 * last["dropped"] / max(1, last["dropped"] + last["passed"]), minutes_on_call)
+
+
+def session_report(pair: CallPair) -> dict[str, Any]:
+    """The session's report as the therapist's token reads it (GET /v1/sessions/{id}/report)."""
+    import urllib.request
+
+    assert pair.node is not None
+    request = urllib.request.Request(f"{pair.node.http_url}/v1/sessions/{SESSION}/report",
+                                     headers={"Authorization": f"Bearer {pair.token('therapist')}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def shoot(panel: Any, folder: Path) -> None:
@@ -202,5 +215,10 @@ def test_8_percent_loss_on_the_clients_call_is_warned_on_the_call_and_its_loss_m
           f"{outcome.truth_pct:.2f} % of the same Opus packets (client leg's RTCP figure "
           f"{outcome.client_reported_pct}; all UDP {outcome.all_udp_pct:.2f} %)")
     assert outcome.raise_s <= RAISE_BUDGET_S
+    # the report counts the minutes measured on the call, per leg: at least the loss and its clearing, less
+    # the two 5 s windows at their ends that may fall outside them
+    on_call_min = (LOSS_S + outcome.clear_s - 2 * 5.0) / 60.0
+    assert outcome.minutes_on_call.keys() == {"client", "therapist"}, outcome.minutes_on_call
+    assert min(outcome.minutes_on_call.values()) >= on_call_min, (outcome.minutes_on_call, on_call_min)
     assert outcome.clear_s <= CLEAR_BUDGET_S
     assert abs(outcome.reported_pct - outcome.truth_pct) <= LOSS_TOLERANCE_PP

@@ -58,3 +58,21 @@ def test_the_sessions_checks_come_first_oldest_first_and_others_are_left_out() -
     assert [(c.check_id, c.recommendation, c.device_findings) for c in report.checks] == [
         ("a", "audio_only", ("camera.denied",)), ("b", "video", ())]
     assert report_to_dict(report)["checks"][0]["code"] == "ACD234"
+
+
+def test_the_calls_windows_and_warnings_are_counted_apart_from_the_probes() -> None:
+    """Issue 25: per leg, the minutes measured on the call; a call window and a probe window of the same
+    minute are not added (both run at once), and a call's warning is a span of its own."""
+    on_call = [{**event, "source": "call"} for event in (
+        summary("client", "2026-11-27T14:00:00+00:00", "poor"),
+        summary("client", "2026-11-27T14:00:30+00:00", "poor"),
+        warning("warning_raised", "client", "2026-11-27T14:00:30+00:00"),
+        warning("warning_cleared", "client", "2026-11-27T14:02:00+00:00"))]
+    probe = [summary("client", "2026-11-27T14:00:00+00:00", "good"),
+             warning("warning_raised", "client", "2026-11-27T14:01:00+00:00")]
+    report = build_report("s", on_call + probe)
+    assert report.minutes_on_call == {"client": 1.0}
+    assert report.minutes_by_level["client"]["vocal_tone"] == {"good": 0.5, "fair": 0.0, "poor": 0.0, "unknown": 0.0}
+    assert report.minutes_by_level_on_call["client"]["vocal_tone"]["poor"] == 1.0
+    assert [(w.source, w.duration_s) for w in report.warnings] == [("call", 90.0), ("probe", None)]
+    assert report_to_dict(report)["minutes_on_call"] == {"client": 1.0}

@@ -317,9 +317,12 @@ def render_session_report(report: SessionReport, console: Console) -> None:
     if report.skipped_rows:
         console.print(Prose(f"\n{report.skipped_rows} stored row(s) could not be read (no date, a wrong type, "
                             "or not JSON) and are left out."))
-    for leg, cues in sorted(report.minutes_by_level.items()):
+    tables = [(f"{leg}: minutes per level", cues) for leg, cues in sorted(report.minutes_by_level.items())]
+    tables += [(f"{leg}, measured on the call ({report.minutes_on_call.get(leg, 0.0):.1f} min): minutes per level", cues)
+               for leg, cues in sorted(report.minutes_by_level_on_call.items())]
+    for title, cues in tables:
         table = _table("cue", "good", "fair", "poor", "unknown")
-        table.title, table.title_justify = f"{leg}: minutes per level", "left"
+        table.title, table.title_justify = title, "left"
         for column in table.columns[1:]:
             column.justify = "right"
         for cue, minutes in cues.items():

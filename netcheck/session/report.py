@@ -38,6 +38,8 @@ class WarningSpan:
     message: str
     advice: str
     duration_s: float | None
+    source: str = "probe"
+    """"call" when measured on the session's own call (issue 25), else "probe": a warning of its own."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,12 @@ class SessionReport:
     last_at: str | None = None
     warnings: list[WarningSpan] = field(default_factory=list)
     minutes_by_level: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    """leg → cue → level → minutes, from the windows' summaries."""
+    """leg → cue → level → minutes, from the probe's windows (the agent's, the session tab's)."""
+    minutes_by_level_on_call: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """The same from the call's own windows (`source: call`): kept apart, because both run at once and
+    adding them would count each minute twice."""
+    minutes_on_call: dict[str, float] = field(default_factory=dict)
+    """leg → minutes measured on the call."""
     windows: dict[str, int] = field(default_factory=dict)
     """leg → how many windows were summarised."""
     checks: list[PreSessionCheck] = field(default_factory=list)
@@ -82,7 +89,8 @@ def build_report(session_id: str, events: Iterable[Any], checks: Iterable[Any] =
         if event is None:
             report.skipped_rows += 1
         else:  # each event once (the store's key), the first source's copy (the node's store before the hub's)
-            readable.setdefault((event["leg"], event["type"], event["at"], event.get("cue", "")), event)
+            readable.setdefault((event["leg"], event["type"], event["at"], event.get("cue", ""), event["source"]),
+                                event)
     session_checks = [check for check in checks if not isinstance(check, Mapping)
                       or check.get("session_id") == session_id]
     readable_checks = [check for check in map(_check, session_checks) if check is not None]
@@ -95,10 +103,10 @@ def build_report(session_id: str, events: Iterable[Any], checks: Iterable[Any] =
         report.first_at = report.first_at or event["shown_at"]
         report.last_at = event["shown_at"]
         if kind == "summary":
-            _count_window(report, leg, event["window"])
+            _count_window(report, leg, event["window"], event["source"])
         elif kind == "warning_raised":
-            open_spans.setdefault((leg, event["cue"]), event)
-        elif kind == "warning_cleared" and (raised := open_spans.pop((leg, event["cue"]), None)):
+            open_spans.setdefault((leg, event["cue"], event["source"]), event)
+        elif kind == "warning_cleared" and (raised := open_spans.pop((leg, event["cue"], event["source"]), None)):
             report.warnings.append(_span(raised, event))
     report.warnings += [_span(raised, None) for raised in open_spans.values()]
     report.warnings.sort(key=lambda span: span.raised_at)
@@ -113,6 +121,8 @@ def report_to_dict(report: SessionReport) -> dict[str, Any]:
         "windows": report.windows,
         "warnings": [span.__dict__ for span in report.warnings],
         "minutes_by_level": report.minutes_by_level,
+        "minutes_by_level_on_call": report.minutes_by_level_on_call,
+        "minutes_on_call": report.minutes_on_call,
         "checks": [{**check.__dict__, "device_findings": list(check.device_findings)} for check in report.checks],
         "skipped_rows": report.skipped_rows,
     }
@@ -129,7 +139,8 @@ def _readable_event(row: Any) -> dict[str, Any] | None:
     if at is None:
         return None
     shown_at = row["at"] if has_zone(row["at"]) else at  # as written when it had a zone, else in UTC
-    event: dict[str, Any] = {"type": row["type"], "leg": row["leg"], "at": at, "shown_at": shown_at}
+    event: dict[str, Any] = {"type": row["type"], "leg": row["leg"], "at": at, "shown_at": shown_at,
+                             "source": "call" if row.get("source") == "call" else "probe"}
     if row["type"] == "summary":
         window = row.get("window")
         window_s = (window.get("window_s") or 0.0) if isinstance(window, Mapping) else None
@@ -161,10 +172,14 @@ def _check(report: Any) -> PreSessionCheck | None:
     return PreSessionCheck(texts[0], started_at, client, texts[1], texts[2], code, findings)
 
 
-def _count_window(report: SessionReport, leg: str, window: Mapping[str, Any]) -> None:
+def _count_window(report: SessionReport, leg: str, window: Mapping[str, Any], source: str) -> None:
     window_s = float(window.get("window_s") or 0.0)  # checked by _readable_event
     report.windows[leg] = report.windows.get(leg, 0) + 1
-    by_cue = report.minutes_by_level.setdefault(leg, {cue.value: dict.fromkeys(LEVELS, 0.0) for cue in Cue})
+    minutes = report.minutes_by_level
+    if source == "call":
+        report.minutes_on_call[leg] = round(report.minutes_on_call.get(leg, 0.0) + window_s / 60.0, 4)
+        minutes = report.minutes_by_level_on_call
+    by_cue = minutes.setdefault(leg, {cue.value: dict.fromkeys(LEVELS, 0.0) for cue in Cue})
     cues = window.get("cues")
     for cue, verdict in (cues.items() if isinstance(cues, Mapping) else ()):
         level = verdict.get("level") if isinstance(verdict, Mapping) else None
@@ -178,4 +193,4 @@ def _span(raised: Mapping[str, Any], cleared: Mapping[str, Any] | None) -> Warni
     if cleared is not None:  # both in the UTC form: always subtractable
         duration_s = (datetime.fromisoformat(cleared["at"]) - datetime.fromisoformat(raised["at"])).total_seconds()
     return WarningSpan(raised["leg"], raised["cue"], raised["shown_at"], cleared["shown_at"] if cleared else None,
-                       raised["message"], raised["advice"], duration_s)
+                       raised["message"], raised["advice"], duration_s, raised["source"])

@@ -119,14 +119,19 @@ function showWarningsByCue(report) {
 }
 
 function showMinutes(report) {
-  const groups = legsOf(report).flatMap((leg) => {
+  // the probe's windows, then (where the call was measured) the call's own: kept apart, never added
+  const tables = legsOf(report).flatMap((leg) => [[leg, report.minutes_by_level?.[leg], fill(`leg.${leg}`)],
+    [leg, report.minutes_by_level_on_call?.[leg],
+      fill("report_on_call", { leg: fill(`leg.${leg}`), minutes: (report.minutes_on_call?.[leg] ?? 0).toFixed(1) })]])
+    .filter(([, byCue], index, all) => byCue || (index % 2 === 0 && !all[index + 1][1]));  // a leg shows once at least
+  const groups = tables.flatMap(([leg, byCue, heading]) => {
     const head = element("tr", "group");
-    const title = element("th", "", fill(`leg.${leg}`));
+    const title = element("th", "", heading);
     title.colSpan = 1 + LEVELS.length;
     title.scope = "colgroup";
     head.append(title);
     return [head, ...CUES.map((cue) => {
-      const minutes = report.minutes_by_level?.[leg]?.[cue] ?? {};
+      const minutes = byCue?.[cue] ?? {};
       const tr = row([fill(`panel.cue.${cue}`), ...LEVELS.map((level) => (minutes[level] ? minutes[level].toFixed(1) : "–"))]);
       LEVELS.forEach((level, index) => {
         const cell = tr.cells[1 + index];

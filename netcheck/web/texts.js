@@ -280,6 +280,7 @@ export const TEXTS = {
   report_timeline: "Warnings over time",
   report_timeline_label: "{leg}, {cue}: {count} warning(s)",
   report_time_range: "{from} –\u200b {to}",
+  report_on_call: "{leg}, measured on the call ({minutes}\u00a0min)",
   report_warnings: "Warnings",
   report_no_warnings: "No warning was raised.",
   report_by_cue: "{count} warnings, by leg and cue (the screen lists each one)",
