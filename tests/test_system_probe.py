@@ -33,3 +33,16 @@ def test_netchecks_own_cpu_is_not_other_work() -> None:
     assert competing_cpu_pct(before, after) == 40.0
     assert competing_cpu_pct(before, after, own_cpu_s=60.0) == 10.0
     assert competing_cpu_pct(before, after, own_cpu_s=95.0) == 0.0  # clocks read a tick apart never go negative
+
+
+def test_netchecks_own_time_is_left_out_only_where_the_kernel_counts_it_as_competing() -> None:
+    """At low priority netcheck's own time is `nice` time, already left out: subtracting it again would
+    hide that much of other programs' load."""
+    import subprocess
+    import sys
+
+    code = "from netcheck.probes.system import own_cpu_s; sum(range(3_000_000)); print(own_cpu_s())"
+    normal = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    niced = float(subprocess.run(["nice", "-n", "5", sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert normal > 0.0 and niced == 0.0

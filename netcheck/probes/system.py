@@ -87,9 +87,12 @@ def competing_cpu_pct(before: object, after: object, own_cpu_s: float = 0.0) -> 
 
 
 def own_cpu_s() -> float:
-    """CPU time this process and its waited-for children have used, in seconds over all cores."""
+    """CPU time this process and its waited-for children have used, in seconds over all cores; 0 when it
+    runs at low priority, where the kernel counts it as `nice` time, which competing_cpu_pct leaves out."""
     import psutil
 
+    if os.nice(0) > 0:
+        return 0.0
     times = psutil.Process().cpu_times()
     return times.user + times.system + times.children_user + times.children_system
 
