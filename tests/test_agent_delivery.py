@@ -36,9 +36,11 @@ def test_agent_for_60_s_delivers_every_stored_point_to_both_apis(
     v1_points = stored_points(tmp_path / "v1" / STORE)
     v2_points = stored_points(tmp_path / "v2" / STORE)
     for points in (v1_points, v2_points):
-        assert measurements(points) == {"netcheck_udp", "netcheck_system", "netcheck_av", "netcheck_assessment",
-                                        "netcheck_agent"}
-        assert len(points) == 12 * 4 + 1  # udp, system, assessment, agent per window; one A/V run
+        # a warning's point joins them when a window was poor (seen on a starved machine): delivered like the rest
+        measured = [point for point in points if point.measurement != "netcheck_warning"]
+        assert measurements(measured) == {"netcheck_udp", "netcheck_system", "netcheck_av", "netcheck_assessment",
+                                          "netcheck_agent"}
+        assert len(measured) == 12 * 4 + 1  # udp, system, assessment, agent per window; one A/V run
         assert {point.fields.get("session_id") for point in points} == {"sess-test"}
     assert {point.tags["role"] for point in v1_points} == {"therapist"}
     assert_influx_has_exactly(influx, v1_points)
