@@ -105,7 +105,7 @@ async def first_phase(probes: list[Probe], system: SystemProbe, ends: asyncio.Ev
         measurements = list(await asyncio.gather(*(run_probe(probe) for probe in probes)))
     finally:
         ends.set()
-    return [*measurements[:1], await sampling, *measurements[1:]]
+    return [*measurements[:1], await sampling, *measurements[1:]]  # the order checks always listed: udp, system, …
 
 
 async def marked_by_node(measurements: list[Measurement], server_url: str, token: str | None,

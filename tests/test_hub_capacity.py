@@ -78,9 +78,7 @@ def test_one_node_with_redis_carries_2500_sessions_within_1_s_at_p99() -> None:
     assert first in judged(run), f"the node needed {first['cpu_pct']['node']:g} % of its core for " \
         f"{first['sessions']} sessions ({first['node_cpu_ms_per_post']} ms a post): over {NODE_HEADROOM_PCT:g} %"
     for step in judged(run):
-        assert step["posts_failed"] == 0 and step["errors"] == {}, json.dumps(step)
-        assert step["p99_ms"] is not None and step["p99_ms"] <= 1000, step
-        assert step["events_received"] >= 0.95 * step["posts_ok"], step
+        assert carried(step), json.dumps(step)
     assert last["sessions"] == SESSIONS, json.dumps(run)
     if last not in judged(run):
         print(f"{last['sessions']} sessions took {last['cpu_pct']['node']:g} % of the node's core on this "

@@ -120,11 +120,13 @@ function showWarningsByCue(report) {
 
 function showMinutes(report) {
   // the probe's windows, then (where the call was measured) the call's own: kept apart, never added
-  const tables = legsOf(report).flatMap((leg) => [[leg, report.minutes_by_level?.[leg], fill(`leg.${leg}`)],
-    [leg, report.minutes_by_level_on_call?.[leg],
-      fill("report_on_call", { leg: fill(`leg.${leg}`), minutes: (report.minutes_on_call?.[leg] ?? 0).toFixed(1) })]])
-    .filter(([, byCue], index, all) => byCue || (index % 2 === 0 && !all[index + 1][1]));  // a leg shows once at least
-  const groups = tables.flatMap(([leg, byCue, heading]) => {
+  const tables = legsOf(report).flatMap((leg) => {
+    const probe = report.minutes_by_level?.[leg];
+    const call = report.minutes_by_level_on_call?.[leg];
+    const onCall = fill("report_on_call", { leg: fill(`leg.${leg}`), minutes: (report.minutes_on_call?.[leg] ?? 0).toFixed(1) });
+    return [...(probe || !call ? [[probe, fill(`leg.${leg}`)]] : []), ...(call ? [[call, onCall]] : [])];  // each leg once at least
+  });
+  const groups = tables.flatMap(([byCue, heading]) => {
     const head = element("tr", "group");
     const title = element("th", "", heading);
     title.colSpan = 1 + LEVELS.length;
