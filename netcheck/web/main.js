@@ -136,13 +136,10 @@ const SOUND_START_MS = 3000;
 /** Start the page's sound: true when it runs. A browser with no sound device may never settle
  * `resume()` (Firefox without one, seen on Linux): after SOUND_START_MS the check goes on without
  * sound — the microphone's level, the chime and lip sync are then named as not measured, never
- * read as silence. */
+ * read as silence. The context's state is the one answer (devices.js and call.js read it too). */
 async function startSound(context) {
-  const started = await Promise.race([
-    context.resume().then(() => true, () => false),
-    sleep(SOUND_START_MS).then(() => false),
-  ]);
-  return started && context.state === "running";
+  await Promise.race([context.resume().catch(() => {}), sleep(SOUND_START_MS)]);
+  return context.state === "running";
 }
 
 let api = null;
