@@ -1,10 +1,11 @@
 """The call itself (issue 25, Must show 1), run N times: raise and clear times, loss error.
 
-    flock /tmp/netcheck-heavy.lock python benchmarks/call_warning.py --runs 5 [--phase 2.5] [--save runs.json]
+    flock /tmp/netcheck-heavy.lock python benchmarks/call_warning.py --runs 5 [--phase 2.5] [--door rtcstats] [--save runs.json]
     python benchmarks/call_warning.py --load a.json --load b.json   # the table of runs saved before
 
 Each run is tests/test_call_e2e.py's scenario (two headless Chromiums in a real WebRTC call, the
-client's in a network namespace, netcheck's module in the clinic's page, 8 % random loss on the
+client's in a network namespace, netcheck's module in the clinic's page (`--door rtcstats`: Jitsi's npm
+rtcstats client, through the node's rtcstats door, tests/harness/call_pair.py), 8 % random loss on the
 client's UDP for 32 s, beginning `--phase` s after one of the client's call windows arrived): how long after the loss began the therapist's panel showed the client's
 call-measured vocal-tone warning, how long after it ended the warning went, and |the loss the call
 reported − what nftables dropped of the same Opus packets|, as median (min–max). Needs root
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--phase", type=float, default=PHASE_S,
                         help="the loss begins this long after a client window arrived (0: just after, the worst)")
+    parser.add_argument("--door", choices=("module", "rtcstats"), default="module")
     parser.add_argument("--save", type=Path)
     parser.add_argument("--load", type=Path, action="append", default=[])
     args = parser.parse_args()
@@ -62,7 +64,7 @@ def main() -> None:
     with one_chromium_per_module():
         for index in range(0 if args.load else args.runs):
             with tempfile.TemporaryDirectory() as folder:
-                outcome = run_scenario(Path(folder), phase_s=args.phase)
+                outcome = run_scenario(Path(folder), phase_s=args.phase, door=args.door)
             print(f"run {index + 1}: {outcome}", file=sys.stderr, flush=True)
             outcomes.append(outcome)
     if args.save:

@@ -138,11 +138,13 @@ def after_a_client_window(follower: Watch, phase_s: float, timeout_s: float = 15
     time.sleep(phase_s)
 
 
-def run_scenario(tmp_path: Path, screenshots: Path | None = None, phase_s: float = PHASE_S) -> Outcome:
+def run_scenario(tmp_path: Path, screenshots: Path | None = None, phase_s: float = PHASE_S,
+                 door: str = "module") -> Outcome:
     """The call, 8 % loss on the client's UDP for LOSS_S from `phase_s` after a client window, then none:
     what the panel and the figures said. With `screenshots`, the panel showing the call-measured warning
-    at 1280 and 360 px goes there."""
-    with CallPair(tmp_path, SESSION) as pair:
+    at 1280 and 360 px goes there. `door`: netcheck's module in the call page, or Jitsi's rtcstats client
+    (tests/harness/call_pair.py, DOORS)."""
+    with CallPair(tmp_path, SESSION, door=door) as pair:
         follower = watch(pair, tmp_path / "watch")
         try:
             leg = "article.leg[data-leg='client'][data-source='call']"
@@ -162,7 +164,7 @@ def run_scenario(tmp_path: Path, screenshots: Path | None = None, phase_s: float
                 assert raise_s is not None or time.monotonic() - started < RAISE_BUDGET_S + 1, \
                     f"no call-measured vocal-tone warning on the client's leg {RAISE_BUDGET_S:g} s into 8 % loss"
             if screenshots is not None:
-                shoot(pair.panel, screenshots)
+                shoot(pair.panel, screenshots, "panel-call-warning" + ("-jitsi" if door == "rtcstats" else ""))
             pair.namespace.stop_dropping()
             ended = time.monotonic()
             pair.panel.wait_for_selector(WARNING, state="detached", timeout=CLEAR_BUDGET_S * 1000)
@@ -195,22 +197,27 @@ def session_report(pair: CallPair) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def shoot(panel: Any, folder: Path) -> None:
+def shoot(panel: Any, folder: Path, name: str) -> None:
     """The panel with the call-measured warning at 1280 and 360 px (nothing cut off at 360)."""
     folder.mkdir(parents=True, exist_ok=True)
-    panel.screenshot(path=str(folder / "panel-call-warning-1280.png"), full_page=True)
+    panel.screenshot(path=str(folder / f"{name}-1280.png"), full_page=True)
     panel.set_viewport_size({"width": 360, "height": 740})
     assert panel.evaluate("document.documentElement.scrollWidth") <= 360
-    panel.screenshot(path=str(folder / "panel-call-warning-360.png"), full_page=True)
+    panel.screenshot(path=str(folder / f"{name}-360.png"), full_page=True)
     panel.set_viewport_size({"width": 1280, "height": 720})
 
 
 @pytest.mark.netns
 @pytest.mark.browser
-def test_8_percent_loss_on_the_clients_call_is_warned_on_the_call_and_its_loss_matches_nftables(tmp_path: Path) -> None:
-    """Screenshots go to $NETCHECK_SCREENSHOTS when set (docs/screenshots), else to the test's tmp_path."""
-    outcome = run_scenario(tmp_path, Path(os.environ.get("NETCHECK_SCREENSHOTS") or tmp_path / "screenshots"))
-    print(f"call: raised {outcome.raise_s:.1f} s after 8 % loss began, cleared {outcome.clear_s:.1f} s after it "
+@pytest.mark.parametrize("door", ["module", "rtcstats"])
+def test_8_percent_loss_on_the_clients_call_is_warned_on_the_call_and_its_loss_matches_nftables(
+        tmp_path: Path, door: str) -> None:
+    """`module`: the call page loads netcheck's callstats.js (Must show 1); `rtcstats`: the real npm
+    `@jitsi/rtcstats` client, started as Jitsi Meet starts it, through the node's rtcstats door (Must
+    show 3). Screenshots go to $NETCHECK_SCREENSHOTS when set (docs/screenshots), else to tmp_path."""
+    shots = Path(os.environ.get("NETCHECK_SCREENSHOTS") or tmp_path / "screenshots")
+    outcome = run_scenario(tmp_path, shots, door=door)
+    print(f"call ({door}): raised {outcome.raise_s:.1f} s after 8 % loss began, cleared {outcome.clear_s:.1f} s after it "
           f"ended; the call reported {outcome.reported_pct:.2f} % over {outcome.windows} windows, nftables dropped "
           f"{outcome.truth_pct:.2f} % of the same Opus packets (client leg's RTCP figure "
           f"{outcome.client_reported_pct}; all UDP {outcome.all_udp_pct:.2f} %)")

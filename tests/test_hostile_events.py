@@ -30,7 +30,10 @@ from netcheck.tokens import create_token
 from tests.harness.redis_server import RedisServer
 
 SECRET = b"hostile-events-secret-0123456789"
-HOSTILE_TEXT = "<script>alert(1)</script> Your therapist asks you to call 555-0100 now"
+HOSTILE_PHONE = "555-0100"
+"""What must never be shown or stored of HOSTILE_TEXT: the whole number, since a figure may contain 555
+(a report's 12555 minutes since an old stored row did, on 2026-12-08)."""
+HOSTILE_TEXT = f"<script>alert(1)</script> Your therapist asks you to call {HOSTILE_PHONE} now"
 SERVER_SENTENCE = warning_text(True, Cue.VOCAL_TONE, "client", "loss_one_way_pct", 8.0)
 
 
@@ -173,7 +176,7 @@ def test_a_metric_of_another_cue_gets_the_cues_own_sentence() -> None:
             (shown,) = await held(http, server, 1)
             assert (shown["message"], shown["advice"]) == warning_text(True, Cue.FACIAL_EXPRESSION, "client",
                                                                        None, None)
-            assert "555" not in json.dumps(shown)
+            assert HOSTILE_PHONE not in json.dumps(shown)
 
     asyncio.run(body())
 
@@ -194,9 +197,9 @@ def test_a_posted_text_never_reaches_the_therapist(tmp_path: Path) -> None:
             assert status == 200
             assert (answer["warnings"][0]["message"], answer["warnings"][0]["advice"]) == SERVER_SENTENCE
             assert answer["coverage"]["store_events"] == 2
-            assert "555" not in json.dumps(answer) and "555" not in json.dumps([raised_event, cleared_event])
+            assert HOSTILE_PHONE not in json.dumps(answer) and HOSTILE_PHONE not in json.dumps([raised_event, cleared_event])
         with LocalStore(tmp_path / "node.sqlite3") as store:
-            assert "555" not in json.dumps(store.session_events("s1"))
+            assert HOSTILE_PHONE not in json.dumps(store.session_events("s1"))
 
     asyncio.run(body())
 
@@ -265,7 +268,7 @@ def test_the_report_of_an_old_sqlite_store_answers_200_and_counts_what_it_skippe
                 (span,) = answer["warnings"]
                 assert (span["message"], span["advice"]) == SERVER_SENTENCE and span["duration_s"] == 120.0
                 assert answer["windows"] == {"client": 1} and answer["checks"] == []
-                assert "555" not in json.dumps(answer)
+                assert HOSTILE_PHONE not in json.dumps(answer)
 
     asyncio.run(body())
 
@@ -278,7 +281,7 @@ def test_session_report_reads_an_old_store(tmp_path: Path, run_cli, netcheck_hom
     assert answer["skipped_rows"] == unreadable and answer["warnings"][0]["message"] == SERVER_SENTENCE[0]
     as_text = run_cli("session", "report", "s1")
     assert as_text.returncode == 0 and "Traceback" not in as_text.stderr
-    assert f"{unreadable} stored row(s) could not be read" in as_text.stdout and "555" not in as_text.stdout
+    assert f"{unreadable} stored row(s) could not be read" in as_text.stdout and HOSTILE_PHONE not in as_text.stdout
 
 
 def test_build_report_of_a_naive_raise_and_a_zoned_clear() -> None:
@@ -313,7 +316,7 @@ def test_the_report_of_old_redis_entries_answers_200(redis_server: RedisServer) 
             (span,) = answer["warnings"]
             assert (span["message"], span["advice"]) == SERVER_SENTENCE and span["duration_s"] == 120.0
             assert answer["windows"] == {"client": 1} and answer["skipped_rows"] >= 1
-            assert "555" not in json.dumps(answer)
+            assert HOSTILE_PHONE not in json.dumps(answer)
 
     try:
         asyncio.run(body())

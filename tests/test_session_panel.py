@@ -41,7 +41,7 @@ from tests.harness.ports import free_port
 from tests.harness.redis_server import RedisServer
 from tests.harness.servers import ServerProcess, start_serve, stop, subprocess_env
 from tests.harness.session_loop import run_in_own_thread
-from tests.test_hostile_events import HOSTILE_TEXT, seed_sqlite
+from tests.test_hostile_events import HOSTILE_PHONE, HOSTILE_TEXT, seed_sqlite
 from tests.test_session_e2e import CLEAN, LOSS_8_PCT, UDP_RATE_CONFIG, WINDOW, netcheck
 
 SECRET = secrets.token_urlsafe(24)
@@ -317,7 +317,7 @@ def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_pa
         page.wait_for_selector(WARNING, timeout=PAGE_TIMEOUT_MS)
         wait_until(lambda: len(spy(page)["shown"]) == 1, 5, "a notification shown")
         shown = page.inner_text("body") + json.dumps(spy(page)) + page.content()
-        assert "breaking up" in page.inner_text(WARNING) and "555" not in shown and "alert(1)" not in shown
+        assert "breaking up" in page.inner_text(WARNING) and HOSTILE_PHONE not in shown and "alert(1)" not in shown
         page.context.close()
     # the node writes its record of the session once a second: wait for it, up to the 1.5 s once slept
     wait_until(lambda: stored_events(node.home, SESSION) >= 2, 1.5, "the node's record of the session")
@@ -329,7 +329,7 @@ def test_a_posted_text_is_never_shown_and_an_old_store_still_makes_the_report_pa
         report.wait_for_selector("body[data-state='ready']", timeout=PAGE_TIMEOUT_MS)
         assert report.is_visible("#skipped") and report.get_attribute("#skipped", "data-skipped") == str(unreadable)
         assert report.locator("#warnings tbody tr").count() == 2  # the posted one, the stored one with no zone
-        assert "555" not in report.inner_text("body") and "alert(1)" not in report.content()
+        assert HOSTILE_PHONE not in report.inner_text("body") and "alert(1)" not in report.content()
 
 
 @pytest.mark.slow

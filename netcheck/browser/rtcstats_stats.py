@@ -13,14 +13,19 @@ is dropped with a counted reason (`EntryDropped`). Contract: docs/design-notes.m
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-from netcheck.browser.call_window import ENTRY_SCHEMAS, MAX_ENTRIES, MAX_STREAMS_PER_KIND, STREAM_ID
+from netcheck.browser.call_window import ENTRY_SCHEMAS, MAX_ENTRIES, MAX_STREAMS_PER_KIND
 
 MAX_REPORTS_PER_PC = 400
 """Reports in one connection's getStats: a 1:1 call has ≈ 30, an SFU call of 20 people a few hundred."""
 MAX_FIELDS_PER_REPORT = 160
 """Chromium's inbound-rtp has ≈ 80 fields."""
+REPORT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+"""Any report's id: Chromium names a certificate by its fingerprint ("CF" + 95 characters for SHA-256, 193
+for SHA-512), longer than a stream's id (call_window.STREAM_ID, 64); a report never posted keeps only its
+type, so a long id costs its length once per report (MAX_REPORTS_PER_PC)."""
 SELECTION_FIELDS = {"transport": ("selectedCandidatePairId",), "candidate-pair": ("nominated", "state")}
 """Kept beside the window's fields only to find the selected pair; never posted."""
 KEPT_FIELDS = {kind: tuple(name for name in schema.fields if name not in ("type", "id", "timestamp"))
@@ -55,7 +60,7 @@ def undo_delta(previous: Reports, compressed: Any) -> tuple[Reports, float]:
     for report_id, delta in compressed.items():
         if report_id == "timestamp":
             continue
-        if not isinstance(delta, dict) or len(delta) > MAX_FIELDS_PER_REPORT or not STREAM_ID.fullmatch(report_id):
+        if not isinstance(delta, dict) or len(delta) > MAX_FIELDS_PER_REPORT or not REPORT_ID.fullmatch(report_id):
             raise EntryDropped("malformed_delta")
         before = previous.get(report_id)
         kind = delta.get("type", before["type"] if before else None)

@@ -97,14 +97,16 @@ class MediaPeerHub:
         from netcheck.av.tracks import MarkedAudioTrack, MarkedVideoTrack, MediaClock
 
         caller = self.access.caller(request)  # before reading the body: a refused caller costs nothing
-        if self.cpu is not None and self.cpu.busy:  # the node's own CPU, never the machine's (headroom.py)
-            self.share.refused += 1  # the node's metrics count it with the share's refusals
-            raise busy(CPU_BUSY_RETRY_S, self.cpu.load.reason(self.cpu.limits))
         raw = await read_body(request)
         try:
             sdp, video, audio_offset_ms = parse_offer_request(strict_json(raw))
         except (ValueError, UsageError) as error:
             raise Refusal(400, "bad_offer", f"bad offer: {error}"[:300]) from None
+        # a bad offer is told so even by a busy node (its bounded body costs well under a millisecond to
+        # read): "busy, try again" would have its client retry what can never succeed (design-notes.md)
+        if self.cpu is not None and self.cpu.busy:  # the node's own CPU, never the machine's (headroom.py)
+            self.share.refused += 1  # the node's metrics count it with the share's refusals
+            raise busy(CPU_BUSY_RETRY_S, self.cpu.load.reason(self.cpu.limits))
         slot = self.share.acquire(caller.client)
         if isinstance(slot, Busy):
             raise busy(slot.retry_after_s, slot.reason)

@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tests.harness import browser as browsers
 from tests.harness.browser import chromium, namespaced_chromium, one_chromium_per_module
 from tests.harness.netns import ClientNamespace
 from tests.harness.ports import free_port
+from tests.harness.rtcstats_client import rtcstats_bundle
 from tests.harness.servers import REPO, ServerProcess, start_serve, stop, subprocess_env
 from tests.harness.tcp import pipe
 
@@ -48,11 +50,9 @@ PAGE = """<!doctype html>
 <body data-call="starting">
 <video id="remote" autoplay playsinline></video>
 <script type="module">
-import { watchCall } from "NODE/web/callstats.js";
-
 const params = new URLSearchParams(location.hash.slice(1));
 const role = params.get("role");
-const token = params.get("token");
+BEFORE_THE_CALL
 const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
 const pc = new RTCPeerConnection();
 for (const track of stream.getTracks()) pc.addTrack(track, stream);
@@ -76,25 +76,63 @@ signal.onmessage = async ({ data }) => {
     await pc.addIceCandidate(message.candidate);
   }
 };
-window.callWatcher = watchCall(pc, { token });
+AFTER_THE_CALL
 window.callPeer = pc;
 </script>
 </body></html>
 """
+"""The clinic's call page; DOORS fill in how netcheck follows its call."""
+
+DOORS: dict[str, tuple[str, str]] = {
+    # netcheck's module, loaded exactly as docs/in-session.md says
+    "module": ('import { watchCall } from "NODE/web/callstats.js";',
+               'window.callWatcher = watchCall(pc, { token: params.get("token") });'),
+    # the real @jitsi/rtcstats client, started as lib-jitsi-meet starts it (modules/statistics/RTCStats:
+    # the trace, connect, the identity with Jitsi's config and the participant's display name, then the
+    # wrapper, before the app makes its peer connection) with Jitsi Meet's config.js lines of
+    # docs/in-session.md (rtcstatsEndpoint, rtcstatsPollInterval 5000, enableDisplayNameInStats)
+    "rtcstats": ("""import { traceInit, rtcstatsInit } from "/rtcstats.js";
+const config = { hosts: { domain: location.host }, enableDisplayNameInStats: true,
+                 analytics: { rtcstatsEnabled: true, rtcstatsEndpoint: "NODE_WS/v1/rtcstats", rtcstatsPollInterval: 5000 } };
+const room = params.get("room");
+const trace = traceInit({ endpoint: config.analytics.rtcstatsEndpoint, meetingFqn: room, onCloseCallback: () => {} });
+trace.connect(false);
+trace.identity("identity", null, { ...config, endpointId: crypto.randomUUID().slice(0, 8), confName: room,
+                                   displayName: params.get("name"), meetingUniqueId: crypto.randomUUID(),
+                                   isBreakoutRoom: false, localId: crypto.randomUUID() });
+rtcstatsInit({ statsEntry: trace.statsEntry }, { pollInterval: config.analytics.rtcstatsPollInterval });""",
+                 "window.callTrace = trace;"),
+}
+NAMES = {"therapist": "Dr Rivera", "client": "Sam"}
+ROOM = "therapy-room-7"
+"""The display names the rtcstats door's room binding gives each role."""
 
 
 # --- the clinic's app and the forwarder (subprocesses) ---------------------------------------------
 
-def clinic_app(node_url: str) -> Any:
+def call_page(node_url: str, door: str) -> str:
+    """The clinic's call page followed through `door` (a key of DOORS) by the node at `node_url`."""
+    before, after = DOORS[door]
+    page = PAGE.replace("BEFORE_THE_CALL", before).replace("AFTER_THE_CALL", after)
+    return page.replace("NODE_WS", node_url.replace("http", "ws", 1)).replace("NODE", node_url)
+
+
+def clinic_app(node_url: str, door: str = "module", rtcstats_bundle: Path | None = None) -> Any:
     """The call page and its signalling: a WebSocket per role, relayed to the other; the therapist
-    is told `ready` (and makes the offer) once both are there."""
+    is told `ready` (and makes the offer) once both are there. `rtcstats_bundle`: the npm client,
+    served as /rtcstats.js (the rtcstats door's page imports it)."""
     from aiohttp import web
 
     sockets: dict[str, web.WebSocketResponse] = {}
+    text = call_page(node_url, door)
 
     async def page(request: web.Request) -> web.Response:
-        return web.Response(text=PAGE.replace("NODE", node_url), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(text=text, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def client_module(request: web.Request) -> web.Response:
+        if rtcstats_bundle is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=rtcstats_bundle.read_bytes(), content_type="text/javascript")
 
     async def signal(request: web.Request) -> web.WebSocketResponse:
         role = request.match_info["role"]
@@ -114,6 +152,7 @@ def clinic_app(node_url: str) -> Any:
 
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get("/rtcstats.js", client_module)
     app.router.add_get("/signal/{role:(client|therapist)}", signal)
     return app
 
@@ -141,6 +180,8 @@ def _main(argv: list[str]) -> None:
     app.add_argument("--node", required=True)
     app.add_argument("--port", type=int, required=True)
     app.add_argument("--host", action="append", required=True)
+    app.add_argument("--door", choices=sorted(DOORS), default="module")
+    app.add_argument("--rtcstats-bundle", type=Path)
     fwd = commands.add_parser("forward")
     fwd.add_argument("--port", type=int, required=True)
     fwd.add_argument("--to", required=True)
@@ -148,7 +189,8 @@ def _main(argv: list[str]) -> None:
     if args.command == "app":
         from aiohttp import web
 
-        web.run_app(clinic_app(args.node), host=args.host, port=args.port, print=lambda *_: print("ready", flush=True))
+        web.run_app(clinic_app(args.node, args.door, args.rtcstats_bundle), host=args.host, port=args.port,
+                    print=lambda *_: print("ready", flush=True))
     else:
         asyncio.run(forward(("127.0.0.1", args.port), (args.to, args.port)))
 
@@ -166,13 +208,16 @@ def _ready(process: subprocess.Popen, what: str) -> subprocess.Popen:
 class CallPair:
     """The node, the clinic's app, the client's namespace and both Chromiums in a connected call, and
     the therapist's panel open; a context manager. `token(role)` mints the session's tokens as
-    `netcheck token create` does."""
+    `netcheck token create` does. `door`: how the node follows the call (a key of DOORS); through the
+    rtcstats door the room is first bound to the session with each role's display name (NAMES), as
+    `netcheck session bind-room` binds it."""
 
     def __init__(self, folder: Path, session_id: str, extra_config: str = "",
-                 client_cgroup: Path | None = None) -> None:
+                 client_cgroup: Path | None = None, door: str = "module") -> None:
         """`client_cgroup`: the `cgroup.procs` of a CpuQuota the client's Chromium runs in (a busy computer)."""
         self.folder = folder
         self.session_id = session_id
+        self.door = door
         self.extra_config = extra_config
         self.client_cgroup = client_cgroup
         self.stack = contextlib.ExitStack()
@@ -218,8 +263,12 @@ class CallPair:
                                 env=subprocess_env(NETCHECK_SECRET=SECRET, NETCHECK_HOME=str(home),
                                                    NETCHECK_ICE_HOST_ADDRESSES=ns.root_address))
         self.stack.callback(stop, self.node.process)
+        door = ["--door", self.door]
+        if self.door == "rtcstats":
+            door += ["--rtcstats-bundle", str(rtcstats_bundle(self.folder / "rtcstats.js"))]
+            self.bind_room()
         self._process(["app", "--node", self.node.http_url, "--port", str(self.app_port),
-                       "--host", "127.0.0.1", "--host", ns.root_address], "clinic app")
+                       "--host", "127.0.0.1", "--host", ns.root_address, *door], "clinic app")
         self._process(["forward", "--port", str(self.app_port), "--to", ns.root_address], "forwarder", namespace=True)
         therapist = self.stack.enter_context(chromium(extra=(AUTOPLAY_ARG,)))
         client = self.stack.enter_context(chromium(executable=namespaced_chromium(ns, self.folder, self.client_cgroup),
@@ -229,10 +278,21 @@ class CallPair:
         self.panel.wait_for_selector("body[data-live='yes']", timeout=20_000)
         for role, browser in (("client", client), ("therapist", therapist)):
             page = browser.new_page()
-            page.goto(f"{self.origin}/#role={role}&token={self.token(role)}")
+            page.goto(f"{self.origin}/#role={role}&token={self.token(role)}&room={ROOM}&name={NAMES[role]}")
             self.pages[role] = page
         for page in self.pages.values():
             page.wait_for_selector("body[data-call='connected']", timeout=CALL_TIMEOUT_S * 1000)
+
+    def bind_room(self) -> None:
+        """`PUT /v1/sessions/{id}/rooms/{room}` with the therapist's token: the room, its names, 1 h."""
+        assert self.node is not None
+        body = json.dumps({"expires_s": 3600, "therapist_name": NAMES["therapist"], "client_name": NAMES["client"]})
+        request = urllib.request.Request(f"{self.node.http_url}/v1/sessions/{self.session_id}/rooms/{ROOM}",
+                                         data=body.encode(), method="PUT",
+                                         headers={"Authorization": f"Bearer {self.token('therapist')}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200, response.status
 
     def stats(self, role: str) -> list[dict[str, Any]]:
         """The call's getStats in `role`'s browser now (RTP streams only), for diagnostics and truth."""

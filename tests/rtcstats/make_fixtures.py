@@ -1,8 +1,8 @@
 """Regenerate tests/rtcstats/jitsi_call.jsonl: the messages the real @jitsi/rtcstats client sends for a
 scripted 1:1 call (replay.mjs runs the npm module's own trace-ws.js and rtcstats.js under Node).
 
-    npm install --prefix /tmp/rtcstats-npm @jitsi/rtcstats@9.7.1      # an ignored folder, never committed
-    python tests/rtcstats/make_fixtures.py /tmp/rtcstats-npm/node_modules
+    python -m tests.harness.rtcstats_client install      # into .npm/, ignored, never committed (scripts/test does it)
+    python tests/rtcstats/make_fixtures.py .npm/node_modules
 
 The scenario is Chromium's getStats of a 1:1 call, 5 s apart (analytics.rtcstatsPollInterval: 5000): two
 good windows, then 20 of 250 audio packets lost in each window (8 %), as tests/test_call_leg.py's.

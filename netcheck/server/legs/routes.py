@@ -120,13 +120,13 @@ class SessionTabs:
 
     async def offer(self, request: web.Request) -> web.Response:
         claims = self._authorize(request)
-        cpu = self.capacity.cpu
-        if cpu is not None and cpu.busy:  # the node's own CPU, never the machine's
-            raise busy(CPU_BUSY_RETRY_S, cpu.load.reason(cpu.limits))
         try:
             offer = parse_offer(await read_body(request))
         except BodyError as error:
             raise bad_body(error) from None
+        cpu = self.capacity.cpu
+        if cpu is not None and cpu.busy:  # the node's own CPU, never the machine's; after a bad body's 400 (media.py)
+            raise busy(CPU_BUSY_RETRY_S, cpu.load.reason(cpu.limits))
         session_id, role = key = (claims.session_id, claims.role)
         if not self._offers.allow(f"{session_id}/{role}", time.monotonic()):
             raise busy(round(OFFER_EVERY_S), f"too many offers for the {role}'s leg of this session", "rate")
