@@ -5,7 +5,7 @@ Thin, like cli.py: parse, build settings from config and flags, call the library
 
 import sys
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
