@@ -103,8 +103,9 @@ trace.identity("identity", null, { ...config, endpointId: crypto.randomUUID().sl
 rtcstatsInit({ statsEntry: trace.statsEntry }, { pollInterval: config.analytics.rtcstatsPollInterval });""",
                  "window.callTrace = trace;"),
 }
-NAMES = {"therapist": "Dr Rivera", "client": "Sam"}
 ROOM = "therapy-room-7"
+"""The clinic's room for the call (its Jitsi conference name): bound to the session before the call."""
+NAMES = {"therapist": "Dr Rivera", "client": "Sam"}
 """The display names the rtcstats door's room binding gives each role."""
 
 
