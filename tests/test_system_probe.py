@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import pytest
+
 from netcheck.probes.system import competing_cpu_pct
 
 LinuxTimes = namedtuple("LinuxTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
@@ -35,6 +37,8 @@ def test_netchecks_own_cpu_is_not_other_work() -> None:
     assert competing_cpu_pct(before, after, own_cpu_s=95.0) == 0.0  # clocks read a tick apart never go negative
 
 
+@pytest.mark.measures  # the kernel's accounting at the process's priority: a niced run (the suite's
+# group beside the serial phase) makes the "normal" child niced too
 def test_netchecks_own_time_is_left_out_only_where_the_kernel_counts_it_as_competing() -> None:
     """At low priority netcheck's own time is `nice` time, already left out: subtracting it again would
     hide that much of other programs' load."""
