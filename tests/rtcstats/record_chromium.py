@@ -6,8 +6,9 @@ headless Chromiums in a real call (tests/harness/call_pair.py, door "rtcstats"),
 
 Root (the client's Chromium runs in a network namespace) and Debian's chromium. A line per message:
 {"role", "at_ms" (since the page's rtcstats socket opened), "sent" (the message as sent)}. What replays
-it: benchmarks/rtcstats_cost.py (the node's cost per participant it follows). The client obfuscates
-addresses itself (trace-ws.js `obfuscate`), so no address of this machine is kept whole.
+it: benchmarks/rtcstats_cost.py (the node's cost per participant it follows). The client obfuscates the
+ICE candidates' addresses itself (trace-ws.js `obfuscate`); the addresses left (the node's and the page's,
+in the identity's config) are the test's own loopback and network namespace.
 """
 
 from __future__ import annotations
