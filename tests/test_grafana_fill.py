@@ -8,11 +8,6 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.grafana_fill import CUES, FillReport
-
-pytestmark = pytest.mark.measures
-"""Every cue at fair and at poor is what real agents measured through the relays, A/V calls included (the
-tier walk does not see the agents' calls: they run as commands). Run beside the serial phase at nice 19,
-its node was short of CPU and refused the south client's calls, so facial expression was never poor."""
 from tests.harness.tsdb import InfluxDB1
 
 CHECK_MEASUREMENTS = ("netcheck_udp", "netcheck_av", "netcheck_reach", "netcheck_system", "netcheck_assessment",

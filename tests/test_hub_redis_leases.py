@@ -103,6 +103,7 @@ def test_a_subscribe_whose_reader_wake_fails_gives_its_lease_back(redis_server: 
     asyncio.run(scenario())
 
 
+@pytest.mark.beside  # ≈ 90 s asleep: past the lease time, then until the killed node's lease runs out
 def test_a_node_killed_with_sigkill_leaves_no_lease_after_the_lease_time(redis_server: RedisServer) -> None:
     lease_s = DEPLOYED.lease_keepalives * DEPLOYED.keepalive_s
     node = start_serve("--hub", redis_server.url, env=subprocess_env(NETCHECK_SECRET=SECRET))

@@ -37,8 +37,8 @@ def test_netchecks_own_cpu_is_not_other_work() -> None:
     assert competing_cpu_pct(before, after, own_cpu_s=95.0) == 0.0  # clocks read a tick apart never go negative
 
 
-@pytest.mark.measures  # the kernel's accounting at the process's priority: a niced run (the suite's
-# group beside the serial phase) makes the "normal" child niced too
+@pytest.mark.measures  # the kernel's accounting at the process's priority: in a niced run the
+# "normal" child is niced too (seen when the suite ran its non-measuring tests at nice 19, stop 33)
 def test_netchecks_own_time_is_left_out_only_where_the_kernel_counts_it_as_competing() -> None:
     """At low priority netcheck's own time is `nice` time, already left out: subtracting it again would
     hide that much of other programs' load."""

@@ -44,12 +44,12 @@ MEASURING_NAMES = frozenset({
 "--no-av" among the call's words) or `probe av`. Seen when such tests ran beside others: a
 `check --quick` recommended the phone, then audio only — its A/V call short of a core."""
 
-TIERED_BY_HAND = ("slow", "netns", "measures")
+TIERED_BY_HAND = ("slow", "netns", "measures", "beside")
 """Markers a test module may still set itself: a long wait on the clock, an accuracy run,
 `measures` for a figure the test takes itself (a p99, a burst's length, a budget in seconds),
-which no name it reaches gives away (or a figure that stands on the process's priority or on
-measurements made by commands it runs). `scripts/test` runs every test that does not measure at
-nice 19 beside the serial phase, so a test that times anything must say so."""
+which no name it reaches gives away, and `beside` for a test that waits on the clock for a minute
+or more with next to no CPU and times nothing (it runs beside the serial phase). `scripts/test`
+runs the slow tests that do not measure beside each other, so a test that times anything must say so."""
 
 OUT_OF_FAST = (*TIERED_BY_HAND, "servers", "browser", "measures")
 
