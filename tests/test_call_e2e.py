@@ -1,5 +1,6 @@
-"""Issue 25, Must show 1: a real WebRTC call between two headless Chromiums, followed by netcheck's
-module (tests/harness/call_pair.py), with 8 % random loss on the client's UDP (nftables, in the client's
+"""Issue 25, Must show 1 and 3: a real WebRTC call between two headless Chromiums, followed by netcheck's
+module or, through the node's rtcstats door, by Jitsi's own npm client (tests/harness/call_pair.py, DOORS),
+with 8 % random loss on the client's UDP (nftables, in the client's
 namespace) → the therapist's panel shows the client's vocal-tone warning marked as measured on the call
 within 15 s, it clears within 30 s of the loss ending, and the loss the call reported matches what
 nftables dropped of the same packets within ±1.5 percentage points.
