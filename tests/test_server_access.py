@@ -194,7 +194,8 @@ def test_a_check_token_cannot_post_to_a_sessions_hub() -> None:
     assert asyncio.run(scenario()) == 403
 
 
-def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
+def offer_to_a_node_short_of_cpu(offer: dict) -> tuple[int, str | None, dict]:
+    """(status, Retry-After, body) of POST /v1/av/offer to an in-process node whose every CPU sample is short."""
     async def scenario() -> tuple[int, str | None, dict]:
         server = await start_server("127.0.0.1", 0, 0)
         cpu = server.media.cpu
@@ -202,30 +203,23 @@ def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
         cpu.sample()
         try:
             async with aiohttp.ClientSession() as http:
-                offer = {"type": "offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}
-                async with http.post(server.url + "/v1/av/offer", json=offer) as response:  # well formed: busy comes after a 400
+                async with http.post(server.url + "/v1/av/offer", json=offer) as response:
                     return response.status, response.headers.get("Retry-After"), await response.json()
         finally:
             await server.close()
 
-    status, retry_after, body = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_no_new_call_while_the_servers_cpu_has_no_headroom() -> None:
+    # well formed: a busy node's 429 comes after a bad offer's 400
+    offer = {"type": "offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}
+    status, retry_after, body = offer_to_a_node_short_of_cpu(offer)
     assert status == 429 and retry_after == "5" and "CPU" in body["error"]
 
 
 def test_a_bad_offer_is_told_it_is_bad_even_by_a_node_short_of_cpu() -> None:
     """Busy means "try again"; a malformed offer can never succeed, so its 400 comes first (it was a 429, and
     tests/test_av_probe.py's bad offers failed whenever their neighbours kept the node short of CPU)."""
-    async def scenario() -> tuple[int, dict]:
-        server = await start_server("127.0.0.1", 0, 0)
-        cpu = server.media.cpu
-        cpu.limits = ShortOfCpu(loop_cpu_pct=0.0)  # FAKE limits: every sample counts as short of CPU
-        cpu.sample()
-        try:
-            async with aiohttp.ClientSession() as http:
-                async with http.post(server.url + "/v1/av/offer", json={"type": "offer", "sdp": "v=0"}) as response:
-                    return response.status, await response.json()
-        finally:
-            await server.close()
-
-    status, body = asyncio.run(scenario())
+    status, _, body = offer_to_a_node_short_of_cpu({"type": "offer", "sdp": "v=0"})
     assert status == 400 and body["reason"] == "bad_offer", body
